@@ -1,0 +1,1 @@
+"""sidyp service: FastAPI app, settings and the `sidyp` command line."""

@@ -1,0 +1,98 @@
+"""Public data types of the engine: configuration, inputs' errors, progress and results.
+
+This module is the contract between the engine and its callers (CLI, Celery worker, benchmarks).
+It holds no training code; stages live in their own modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class InvalidInputError(ValueError):
+    """The one error type for bad inputs. `rows` lists offending 0-based row indices (may be empty)."""
+
+    def __init__(self, message: str, rows: list[int] | None = None, column: str | None = None):
+        self.rows = list(rows or [])
+        self.column = column
+        shown = ""
+        if self.rows:
+            head = ", ".join(str(r) for r in self.rows[:20])
+            more = f" (+{len(self.rows) - 20} more)" if len(self.rows) > 20 else ""
+            shown = f" [rows: {head}{more}]"
+        super().__init__(f"{message}{shown}")
+        self.message = message
+
+
+class CalibrationStopped(RuntimeError):
+    """Raised when the should-stop callback asked the engine to stop (checked at least once per batch)."""
+
+
+class CalibrationConfig(BaseModel):
+    """Hyper-parameters of one calibration run. Every field has a default and a valid range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(4, ge=1, le=50, description="classifier fine-tuning epochs (stage 1)")
+    branches: int = Field(3, ge=1, le=8, description="ensemble branches M for classifier and refiner")
+    diffusion_epochs: int = Field(4, ge=1, le=100, description="refiner training epochs (stage 3)")
+    k: int = Field(10, ge=1, le=100, description="neighbours of the k-NN prior")
+    noise_fraction: Literal["auto"] | float = Field(
+        "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    max_length: int = Field(128, ge=8, le=512, description="token cap per text (batches pad to their longest)")
+    backbone: str | None = Field(None, description="local Hugging Face model dir; None = bundled all-MiniLM-L6-v2")
+    encoder: str | None = Field(None, description="sentence encoder dir for the k-NN prior; None = the backbone")
+    batch_size: int = Field(32, ge=1, le=1024)
+    learning_rate: float = Field(1e-4, gt=0, le=1e-2)
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("noise_fraction")
+    @classmethod
+    def _fraction_range(cls, v: Any) -> Any:
+        if v != "auto" and not (0.0 < float(v) < 1.0):
+            raise ValueError("noise_fraction must be 'auto' or a number in (0, 1)")
+        return v
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "validate", "classifier", "prior", "refiner", "posterior", "served", "done"
+    fraction: float  # 0..1 within the stage
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[Progress], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass
+class CalibrationResult:
+    """Everything one run produces. Row arrays follow the order of the training inputs.
+
+    When no validation set is given, the held-out rows are still training rows: they appear here
+    (with `is_validation[i] = True`) and get the same outputs as every other row.
+    """
+
+    classes: list[str]
+    given_labels: list[str | None]  # per training row, as given (None = missing)
+    suggested_labels: list[str]  # argmax of posterior
+    label_quality: np.ndarray  # [N] in [0, 1]: posterior probability of the given label (0 when missing)
+    is_label_issue: np.ndarray  # [N] bool
+    posteriors: np.ndarray  # [N, C] refined P(y | x)
+    is_validation: np.ndarray  # [N] bool: row was held out for model selection
+    noise_matrix: np.ndarray  # [C, C] estimated P(noisy = j | true = i), rows sum to 1
+    noise_share: float  # estimated share of wrong noisy labels among labelled rows
+    extra_posteriors: np.ndarray | None  # [E, C] for the extra texts, or None
+    extra_noisy_posteriors: np.ndarray | None  # [E, C] the noisy-label classifier's P(ỹ | x) for extra texts
+    model: Any  # ServedClassifier
+    timings: dict[str, float]  # seconds per stage, plus "total"
+    diagnostics: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Celery worker that runs sidyp_engine calibration jobs."""
