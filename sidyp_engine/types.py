@@ -46,9 +46,15 @@ class CalibrationConfig(BaseModel):
         "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    max_length: int = Field(128, ge=8, le=512, description="token cap per text (batches pad to their longest)")
-    backbone: str | None = Field(None, description="local Hugging Face model dir; None = bundled all-MiniLM-L6-v2")
-    encoder: str | None = Field(None, description="sentence encoder dir for the k-NN prior; None = the backbone")
+    max_length: int = Field(
+        128, ge=8, le=512, description="token cap per text (batches pad to their longest)"
+    )
+    backbone: str | None = Field(
+        None, description="local Hugging Face model dir; None = bundled all-MiniLM-L6-v2"
+    )
+    encoder: str | None = Field(
+        None, description="sentence encoder dir for the k-NN prior; None = the backbone"
+    )
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1e-2)
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")

@@ -57,7 +57,9 @@ def redis_url():
         return
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.fail("redis-server is not installed: run 'make test' (it installs it) or 'apt-get install redis-server'")
+        pytest.fail(
+            "redis-server is not installed: run 'make test' (it installs it) or 'apt-get install redis-server'"
+        )
     port = free_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
