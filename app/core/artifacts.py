@@ -1,0 +1,97 @@
+"""Artifact folders under the data dir: DATA_DIR/<tenant>/<kind>/<id>/, always written atomically.
+
+A folder is built under a temporary name in the same parent, every file is fsynced, then the folder is
+renamed into place: a reader sees either no folder or a complete one, never a half-written artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.core.config import TENANT_RE
+from app.core.ids import is_valid_id
+
+KINDS = {"datasets": "dataset", "jobs": "job", "models": "model"}
+
+
+def artifact_dir(data_dir: Path, tenant: str, kind: str, resource_id: str) -> Path:
+    """The folder of one artifact. Refuses anything that is not a valid tenant name and id of that kind."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    if not TENANT_RE.fullmatch(tenant) or not is_valid_id(resource_id, KINDS[kind]):
+        raise ValueError("invalid tenant or id")
+    return Path(data_dir) / tenant / kind / resource_id
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_artifact(final_dir: Path, fill: Callable[[Path], None], replace: bool = False) -> Path:
+    """Create `final_dir` atomically: `fill(tmp_dir)` writes the files, then one rename publishes them."""
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_dir.parent / f".tmp-{final_dir.name}-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        _fsync_tree(tmp)
+        if final_dir.exists():
+            if not replace:
+                raise FileExistsError(str(final_dir))
+            old = final_dir.parent / f".old-{final_dir.name}-{uuid.uuid4().hex}"
+            os.rename(final_dir, old)
+            os.rename(tmp, final_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final_dir)
+        _fsync_dir(final_dir.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_dir
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def remove_artifact(path: Path) -> None:
+    """Delete by renaming away first, so a concurrent reader never sees a half-deleted folder."""
+    if not path.exists():
+        return
+    trash = path.parent / f".del-{path.name}-{uuid.uuid4().hex}"
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
