@@ -1,0 +1,320 @@
+"""Stage 1: the classifier ensemble trained on the noisy labels, recording its training dynamics.
+
+M branches of one backbone see the same length-bucketed batches and are trained together with cross-
+entropy on the noisy labels plus co-regularisation (KL of each branch to the ensemble mean), which is off
+during the first 10% of the steps so the branches can first diverge from their different heads.
+
+Speed: the training forward pass is also the recording pass. The encoder runs without dropout (only the
+head has dropout), so the pooled embedding of a batch in the training pass is exactly what an eval-mode
+pass would give with the weights of that moment; the published code instead re-encodes train, valid and
+test after every epoch. Only validation and extra texts, which are not trained on, get one no-grad pass
+per epoch (batch 128).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sidyp_engine.model import (
+    TextClassifier,
+    autocast_context,
+    autocast_dtype,
+    encode_texts,
+    length_bucketed_batches,
+    move_batch,
+)
+from sidyp_engine.types import CalibrationStopped, Progress, ProgressCallback, ShouldStop
+
+COREG_WEIGHT = 1.0  # weight of the KL-to-ensemble-mean term once it is on
+COREG_WARMUP_SHARE = 0.1  # share of all steps with the co-regularisation off
+LR_WARMUP_SHARE = (
+    0.06  # linear learning-rate warm-up, then linear decay to 0 over the whole run (one schedule)
+)
+WEIGHT_DECAY = 0.01
+MAX_GRAD_NORM = 1.0
+INFERENCE_BATCH = 128
+
+
+@dataclass
+class EnsembleOutput:
+    """What stage 1 hands to the later stages.
+
+    models: the branches with the weights of the selected epoch, best branch (noisy validation accuracy)
+    first; restored from a checkpoint, only that first branch is present.
+    dynamics: split -> [M, N_split, E, D] pooled embeddings after every epoch (float32, CPU).
+    noisy_posteriors: split -> [N_split, C] ensemble-mean softmax at the selected epoch.
+    """
+
+    models: list[TextClassifier]
+    dynamics: dict[str, torch.Tensor]
+    noisy_posteriors: dict[str, torch.Tensor]
+    selected_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _check_stop(should_stop: ShouldStop | None) -> None:
+    if should_stop is not None and should_stop():
+        raise CalibrationStopped("stopped on request")
+
+
+def _lr_lambda(total_steps: int):
+    warmup = max(1, int(round(LR_WARMUP_SHARE * total_steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def _noisy_accuracy(probs: torch.Tensor, noisy: torch.Tensor) -> float:
+    labelled = noisy >= 0
+    if not labelled.any():
+        return float("nan")
+    return float((probs[labelled].argmax(dim=1) == noisy[labelled]).float().mean())
+
+
+@torch.no_grad()
+def encode_pooled(
+    model: TextClassifier,
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    device: torch.device,
+    batch_size: int = INFERENCE_BATCH,
+    should_stop: ShouldStop | None = None,
+    encoded=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode pass: (pooled [N, D], softmax probabilities [N, C]) in input order."""
+    was_training = model.training
+    model.eval()
+    n = len(texts) if encoded is None else len(encoded)
+    pooled = torch.zeros(n, model.hidden_size)
+    probs = torch.zeros(n, model.n_classes)
+    source = encoded if encoded is not None else texts
+    try:
+        for idx, batch in length_bucketed_batches(tokenizer, source, batch_size, max_length, shuffle=False):
+            _check_stop(should_stop)
+            batch = move_batch(batch, device)
+            with autocast_context(device):
+                logits, emb = model(batch["input_ids"], batch["attention_mask"])
+            pooled[idx] = emb.float().cpu()
+            probs[idx] = torch.softmax(logits.float(), dim=-1).cpu()
+    finally:
+        model.train(was_training)
+    return pooled, probs
+
+
+def embed_texts(
+    backbone_path: str,
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    device: torch.device,
+    should_stop: ShouldStop | None = None,
+) -> torch.Tensor:
+    """Frozen sentence embeddings (masked mean pooling) of `texts` with the encoder at `backbone_path`."""
+    model = TextClassifier(backbone_path, n_classes=1).to(device)
+    pooled, _ = encode_pooled(model, tokenizer, texts, max_length, device, should_stop=should_stop)
+    del model
+    return pooled
+
+
+def train_ensemble(
+    backbone_path: str,
+    tokenizer,
+    train_texts: Sequence[str],
+    train_labels: torch.Tensor,
+    valid_texts: Sequence[str],
+    valid_labels: torch.Tensor,
+    extra_texts: Sequence[str] | None,
+    n_classes: int,
+    *,
+    branches: int = 3,
+    epochs: int = 4,
+    batch_size: int = 32,
+    learning_rate: float = 1e-4,
+    max_length: int = 128,
+    seed: int = 0,
+    device: torch.device | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> EnsembleOutput:
+    """Train M branches on the noisy labels; record dynamics and noisy posteriors for every split.
+
+    Labels are int64 ids with -1 for missing: those rows get no cross-entropy (nothing to fit) but still
+    take part in the co-regularisation and are recorded like every other row. The selected epoch is the
+    one with the best ensemble accuracy against the noisy validation labels (gold labels are never seen).
+    """
+    device = device or torch.device("cpu")
+    train_labels = torch.as_tensor(train_labels, dtype=torch.long)
+    valid_labels = torch.as_tensor(valid_labels, dtype=torch.long)
+    extra_texts = list(extra_texts or [])
+    n_train, n_valid, n_extra = len(train_texts), len(valid_texts), len(extra_texts)
+    held_out_texts = list(valid_texts) + extra_texts  # one no-grad pass per epoch covers both
+
+    encoded_train = encode_texts(tokenizer, train_texts, max_length)
+    encoded_held = encode_texts(tokenizer, held_out_texts, max_length) if held_out_texts else None
+
+    models: list[TextClassifier] = []
+    for b in range(branches):
+        torch.manual_seed(seed * 1000 + b)  # different head init and dropout stream per branch
+        model = TextClassifier(backbone_path, n_classes).to(device)
+        model.train()
+        model.backbone.eval()  # no encoder dropout: the training pass doubles as the recording pass
+        models.append(model)
+    hidden = models[0].hidden_size
+    params = [p for m in models for p in m.parameters()]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+    )
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = steps_per_epoch * epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps))
+    coreg_from_step = int(math.ceil(COREG_WARMUP_SHARE * total_steps))
+    amp_dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    dyn_train = torch.zeros(branches, n_train, epochs, hidden)
+    dyn_held = torch.zeros(branches, n_valid + n_extra, epochs, hidden)
+    best_probs: dict[str, torch.Tensor] = {}
+    best_states: list[dict[str, torch.Tensor]] | None = None
+    best_branch_order = list(range(branches))
+    best_acc, best_epoch = -1.0, 0
+    history: list[dict[str, float]] = []
+    generator = torch.Generator().manual_seed(seed)
+    labels_dev = train_labels.to(device)
+    step = 0
+
+    for epoch in range(epochs):
+        train_probs = torch.zeros(n_train, n_classes)
+        loss_sum, loss_count = 0.0, 0
+        for idx, batch in length_bucketed_batches(
+            tokenizer, encoded_train, batch_size, max_length, shuffle=True, generator=generator
+        ):
+            _check_stop(should_stop)
+            batch = move_batch(batch, device)
+            y = labels_dev[idx.to(device)]
+            labelled = y >= 0
+            with autocast_context(device):
+                outputs = [m(batch["input_ids"], batch["attention_mask"]) for m in models]
+            logits = torch.stack([o[0].float() for o in outputs])  # [M, B, C]
+            log_p = F.log_softmax(logits, dim=-1)
+            if labelled.any():
+                ce = F.nll_loss(
+                    log_p[:, labelled].reshape(-1, n_classes), y[labelled].repeat(branches), reduction="mean"
+                )
+            else:
+                ce = logits.sum() * 0.0
+            loss = ce
+            if branches > 1 and step >= coreg_from_step:
+                mean_p = log_p.exp().mean(dim=0, keepdim=True)  # [1, B, C]
+                kl = (mean_p * (torch.log(mean_p.clamp_min(1e-8)) - log_p)).sum(-1).mean()
+                loss = loss + COREG_WEIGHT * kl
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            loss_count += len(idx)
+            with torch.no_grad():
+                cpu_idx = idx.cpu()
+                probs_no_dropout = []
+                for b, (m, (_, pooled)) in enumerate(zip(models, outputs, strict=True)):
+                    pooled = pooled.detach().float()
+                    dyn_train[b, cpu_idx, epoch] = pooled.cpu()
+                    # the head without dropout on the recorded embedding = an eval-mode prediction
+                    probs_no_dropout.append(torch.softmax(m.head(pooled).float(), dim=-1))
+                train_probs[cpu_idx] = torch.stack(probs_no_dropout).mean(0).cpu()
+            if progress is not None:
+                progress(
+                    Progress(
+                        "classifier",
+                        min(0.99, step / total_steps),
+                        f"epoch {epoch + 1}/{epochs}, step {step}/{total_steps}",
+                        {"loss": float(loss.detach())},
+                    )
+                )
+
+        held_probs = torch.zeros(branches, n_valid + n_extra, n_classes)
+        if encoded_held is not None:
+            for b, m in enumerate(models):
+                pooled, probs = encode_pooled(
+                    m,
+                    tokenizer,
+                    held_out_texts,
+                    max_length,
+                    device,
+                    should_stop=should_stop,
+                    encoded=encoded_held,
+                )
+                m.backbone.eval()
+                dyn_held[b, :, epoch] = pooled
+                held_probs[b] = probs
+        valid_probs_branch = held_probs[:, :n_valid]
+        valid_probs = valid_probs_branch.mean(0)
+        acc = _noisy_accuracy(valid_probs, valid_labels) if n_valid else float("nan")
+        branch_acc = [_noisy_accuracy(valid_probs_branch[b], valid_labels) for b in range(branches)]
+        history.append(
+            {"epoch": epoch + 1, "train_loss": loss_sum / max(1, loss_count), "valid_noisy_accuracy": acc}
+            | {f"valid_noisy_accuracy_branch{b}": a for b, a in enumerate(branch_acc)}
+        )
+        # `>=`: on ties the later epoch wins, it has seen the data more often with a lower learning rate
+        if math.isnan(acc) or acc >= best_acc:
+            best_acc = -1.0 if math.isnan(acc) else acc
+            best_epoch = epoch
+            best_probs = {
+                "train": train_probs,
+                "valid": valid_probs,
+                "extra": held_probs[:, n_valid:].mean(0),
+            }
+            best_branch_order = sorted(range(branches), key=lambda b: -np.nan_to_num(branch_acc[b], nan=-1.0))
+            if epoch < epochs - 1:
+                best_states = [
+                    {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in models
+                ]
+            else:
+                best_states = None  # the live weights are the selected ones
+        if progress is not None:
+            progress(
+                Progress(
+                    "classifier",
+                    min(0.99, step / total_steps),
+                    f"epoch {epoch + 1}/{epochs} done",
+                    {"valid_noisy_accuracy": acc},
+                )
+            )
+
+    del optimizer, scheduler
+    if best_states is not None:
+        for m, state in zip(models, best_states, strict=True):
+            m.load_state_dict(state)
+    for m in models:
+        m.eval()
+    ordered = [models[b] for b in best_branch_order]
+    dynamics = {
+        "train": dyn_train,
+        "valid": dyn_held[:, :n_valid],
+        "extra": dyn_held[:, n_valid:],
+    }
+    return EnsembleOutput(
+        models=ordered,
+        dynamics=dynamics,
+        noisy_posteriors=best_probs,
+        selected_epoch=best_epoch,
+        history=history,
+    )

@@ -1,0 +1,132 @@
+"""Stage 2b: the dynamic prior, a distance-weighted k-NN vote over the likely-clean examples.
+
+Its candidate sets drive the refiner: a confident vote (max >= 0.9) makes the example 'certain' with one
+candidate, a confident pair (top-two sum >= 0.8) gives two candidates, anything else keeps all classes.
+An example never votes for itself (leave-one-out): otherwise every clean example would simply get its
+own noisy label back as a one-hot prior, which is what the published code ends up doing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+CERTAIN_THRESHOLD = 0.9
+TWO_CANDIDATE_THRESHOLD = 0.8
+# Distance floor for the 1/d weights: exact duplicates (distance 0) would otherwise get infinite weight.
+MIN_DISTANCE = 1e-3
+
+
+@dataclass
+class PriorOutput:
+    probs: torch.Tensor  # [N, C] k-NN vote shares, rows sum to 1
+    candidates: torch.Tensor  # [N, C] bool
+    certain: torch.Tensor  # [N] bool: exactly one candidate
+
+
+def candidate_sets(
+    probs: torch.Tensor, labelled: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate rules on vote shares: (candidates [N, C] bool, certain [N] bool).
+
+    Rows with `labelled` False (missing label) always get every class as a candidate: nothing is known
+    about them beyond what the refiner will learn.
+    """
+    n, c = probs.shape
+    top2 = torch.topk(probs, k=min(2, c), dim=1)
+    certain = top2.values[:, 0] >= CERTAIN_THRESHOLD
+    two = (~certain) & (top2.values.sum(dim=1) >= TWO_CANDIDATE_THRESHOLD)
+    candidates = torch.ones(n, c, dtype=torch.bool)
+    one_hot_top = torch.zeros(n, c, dtype=torch.bool).scatter_(1, top2.indices[:, :1], True)
+    pair = torch.zeros(n, c, dtype=torch.bool).scatter_(1, top2.indices, True)
+    candidates[certain] = one_hot_top[certain]
+    candidates[two] = pair[two]
+    if labelled is not None:
+        unknown = ~labelled
+        candidates[unknown] = True
+        certain = certain & labelled
+    return candidates, certain
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def knn_votes(
+    index_embeddings: np.ndarray,
+    index_labels: np.ndarray,
+    queries: np.ndarray,
+    n_classes: int,
+    k: int,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Distance-weighted k-NN vote shares [Q, C]; `exclude[q]` is an index row query q must not use (-1: none).
+
+    Cosine geometry (Euclidean distance between L2-normalised vectors), exact search with faiss.
+    """
+    import faiss
+
+    base = _normalise(index_embeddings)
+    q = _normalise(queries)
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    extra = 1 if exclude is not None else 0
+    kk = min(k + extra, base.shape[0])
+    sq_dist, nbr = index.search(q, kk)
+    dist = np.sqrt(np.maximum(sq_dist, 0.0))
+    weights = 1.0 / np.maximum(dist, MIN_DISTANCE)
+    valid = nbr >= 0
+    if exclude is not None:
+        valid &= nbr != exclude[:, None]
+    # keep the first k usable neighbours of every query (one extra was fetched to replace itself)
+    valid &= np.cumsum(valid, axis=1) <= k
+    weights = np.where(valid, weights, 0.0)
+    labels = index_labels[np.where(nbr >= 0, nbr, 0)]
+    votes = np.zeros((q.shape[0], n_classes), dtype=np.float64)
+    np.add.at(votes, (np.repeat(np.arange(q.shape[0]), kk), labels.ravel()), weights.ravel())
+    totals = votes.sum(axis=1, keepdims=True)
+    uniform = np.full(n_classes, 1.0 / n_classes)
+    return np.where(totals > 0, votes / np.maximum(totals, 1e-12), uniform).astype(np.float32)
+
+
+def knn_prior(
+    embeddings: torch.Tensor,
+    noisy: torch.Tensor,
+    clean_mask: torch.Tensor,
+    n_classes: int,
+    k: int = 10,
+    queries: torch.Tensor | None = None,
+    query_noisy: torch.Tensor | None = None,
+) -> PriorOutput:
+    """k-NN prior from the clean examples (`clean_mask`, with their noisy labels as votes).
+
+    Without `queries`: the prior of every row of `embeddings`, leaving the row itself out. With `queries`
+    (e.g. validation or extra texts, not in the index): their priors; `query_noisy` (-1 = missing) marks
+    which queries have a label, as unlabelled rows always keep all candidates.
+    """
+    emb = torch.as_tensor(embeddings).float().numpy()
+    noisy_np = torch.as_tensor(noisy, dtype=torch.long).numpy()
+    clean = torch.as_tensor(clean_mask, dtype=torch.bool).numpy() & (noisy_np >= 0)
+    if not clean.any():
+        raise ValueError("the clean set is empty: nothing to fit the k-NN prior on")
+    clean_rows = np.flatnonzero(clean)
+    if queries is None:
+        position = np.full(len(emb), -1, dtype=np.int64)
+        position[clean_rows] = np.arange(len(clean_rows))  # a clean row's own slot in the index
+        probs = knn_votes(emb[clean_rows], noisy_np[clean_rows], emb, n_classes, k, exclude=position)
+        labelled = torch.from_numpy(noisy_np >= 0)
+    else:
+        q = torch.as_tensor(queries).float().numpy()
+        probs = knn_votes(emb[clean_rows], noisy_np[clean_rows], q, n_classes, k)
+        labelled = (
+            torch.as_tensor(query_noisy, dtype=torch.long) >= 0
+            if query_noisy is not None
+            else torch.ones(len(q), dtype=torch.bool)
+        )
+    probs_t = torch.from_numpy(probs)
+    candidates, certain = candidate_sets(probs_t, labelled)
+    return PriorOutput(probs=probs_t, candidates=candidates, certain=certain)
