@@ -1,0 +1,581 @@
+"""`sidyp calibrate` and `sidyp predict`: the engine from the command line.
+
+Reads CSV or JSONL (`text`, `noisy_label`, optional `gold_label`; names overridable), runs the method
+with a progress bar per stage, and writes the served model, `labels.csv` and `report.json`. Bad input
+exits with status 2 and a message naming the file, the problem and the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from sidyp_engine.types import CalibrationStopped, InvalidInputError, Progress
+
+EXIT_INVALID_INPUT = 2
+EXIT_STOPPED = 130
+ROW_HINT = "rows count data records from 0 (in a CSV file, row r is on line r + 2)"
+
+
+# ---------------------------------------------------------------------------------------------- input
+def _is_jsonl(path: str) -> bool:
+    return path.lower().endswith((".jsonl", ".ndjson", ".json"))
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """Records of a CSV (header row) or JSONL file, as dicts; empty CSV cells become ''."""
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"{path}: file not found")
+    records: list[dict[str, Any]] = []
+    if _is_jsonl(path):
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InvalidInputError(
+                        f"{path}: line {line_no + 1} is not valid JSON ({e.msg})"
+                    ) from None
+                if not isinstance(obj, dict):
+                    raise InvalidInputError(f"{path}: line {line_no + 1} is not a JSON object")
+                records.append(obj)
+    else:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None:
+                raise InvalidInputError(f"{path}: empty file (no header row)")
+            records = [dict(r) for r in reader]
+    if not records:
+        raise InvalidInputError(f"{path}: no records")
+    return records
+
+
+def _column(records: list[dict[str, Any]], name: str, path: str, required: bool) -> list[Any] | None:
+    present = any(name in r for r in records)
+    if not present:
+        if required:
+            keys = sorted({k for r in records[:50] for k in r if k is not None})
+            raise InvalidInputError(f"{path}: no column {name!r} (columns: {keys})", column=name)
+        return None
+    return [r.get(name) for r in records]
+
+
+def _clean_label(value: Any) -> str | None:
+    """None for a missing label (empty cell, null, NaN); otherwise the label as a stripped string."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_table(
+    path: str, text_column: str, label_column: str, gold_column: str, need_labels: bool
+) -> dict[str, Any]:
+    """texts, labels (None = missing) and gold (or None) of one file; empty texts are an error naming rows."""
+    records = read_records(path)
+    texts = _column(records, text_column, path, required=True)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise InvalidInputError(f"{path}: empty text in column {text_column!r}", rows=bad, column=text_column)
+    labels = _column(records, label_column, path, required=need_labels)
+    gold = _column(records, gold_column, path, required=False)
+    return {
+        "path": path,
+        "texts": texts,
+        "labels": None if labels is None else [_clean_label(v) for v in labels],
+        "gold": None if gold is None else [_clean_label(v) for v in gold],
+    }
+
+
+def _classes_from(args, tables: Sequence[dict[str, Any]]) -> list[str]:
+    if args.labels:
+        return [c.strip() for c in args.labels.split(",") if c.strip()]
+    seen = {label for t in tables if t["labels"] is not None for label in t["labels"] if label is not None}
+    return sorted(seen)
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class StageProgress:
+    """One progress bar per stage on stderr (tqdm when it is importable, else a plain line per 10%)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.stage: str | None = None
+        self.bar = None
+        self.last_tenth = -1
+        self.started = time.perf_counter()
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        if p.stage != self.stage:
+            self.close()
+            self.stage = p.stage
+            self.last_tenth = -1
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=1000, desc=f"{p.stage:>10}", file=sys.stderr, leave=True, ncols=100)
+            except ImportError:
+                self.bar = None
+        shown = {k: round(float(v), 4) for k, v in list(p.metrics.items())[:3]}
+        if self.bar is not None:
+            self.bar.n = int(round(1000 * min(max(p.fraction, 0.0), 1.0)))
+            self.bar.set_postfix_str(
+                (p.message + " " + " ".join(f"{k}={v}" for k, v in shown.items())).strip()
+            )
+        else:
+            tenth = int(p.fraction * 10)
+            if tenth != self.last_tenth:
+                self.last_tenth = tenth
+                print(f"[{p.stage}] {100 * p.fraction:5.1f}% {p.message} {shown or ''}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StopOnSignal:
+    """First Ctrl-C asks the engine to stop at the next batch; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\nstopping after the current batch (Ctrl-C again to abort)", file=sys.stderr)
+
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread (e.g. called from a test runner thread)
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _jsonable(value: Any, max_elements: int = 10_000) -> Any:
+    """Diagnostics to JSON: numbers, strings, small arrays; large arrays and objects are summarised."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return _jsonable(value.item())
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.size > max_elements:
+            return {
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+                "omitted": "too large for the report",
+            }
+        return _jsonable(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, max_elements) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, max_elements) for v in value]
+    return repr(value)
+
+
+def write_labels_csv(path: str, texts: Sequence[str], result) -> None:
+    classes = result.classes
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "index",
+                "text",
+                "given_label",
+                "suggested_label",
+                "label_quality",
+                "is_label_issue",
+                "is_validation",
+            ]
+            + [f"p_{c}" for c in classes]
+        )
+        for i, text in enumerate(texts):
+            given = result.given_labels[i]
+            w.writerow(
+                [
+                    i,
+                    text,
+                    "" if given is None else given,
+                    result.suggested_labels[i],
+                    f"{float(result.label_quality[i]):.6f}",
+                    bool(result.is_label_issue[i]),
+                    bool(result.is_validation[i]),
+                ]
+                + [f"{float(p):.6f}" for p in result.posteriors[i]]
+            )
+
+
+def write_eval_predictions(path: str, texts: Sequence[str], probs: np.ndarray, classes: list[str]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "text", "predicted_label", "confidence"] + [f"p_{c}" for c in classes])
+        for i, text in enumerate(texts):
+            j = int(probs[i].argmax())
+            w.writerow([i, text, classes[j], f"{probs[i, j]:.6f}"] + [f"{float(p):.6f}" for p in probs[i]])
+
+
+def evaluate_on_gold(eval_table: dict[str, Any], result, classes: list[str]) -> dict[str, Any] | None:
+    """Scores of the noisy-label classifier, the refined posterior and the served model on gold labels.
+
+    Rows whose gold label is missing or not a known class are left out of the scores (and counted).
+    """
+    from sidyp_engine.metrics import score_all
+
+    gold = eval_table.get("gold")
+    if gold is None:
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    keep = np.array([g is not None and g in index for g in gold], dtype=bool)
+    if not keep.any():
+        return {"n_scored": 0, "n_skipped": len(gold), "note": "no gold label matches a class"}
+    y = np.array([index[g] for g, k in zip(gold, keep, strict=True) if k], dtype=np.int64)
+    report: dict[str, Any] = {"n_scored": int(keep.sum()), "n_skipped": int((~keep).sum())}
+    noisy = eval_table.get("labels")
+    if noisy is not None:
+        pairs = [(n, g) for n, g, k in zip(noisy, gold, keep, strict=True) if k]
+        report["llm_label_accuracy"] = float(np.mean([n == g for n, g in pairs]))  # missing counts as wrong
+    if result.extra_noisy_posteriors is not None:
+        report["noisy_classifier"] = score_all(
+            np.asarray(result.extra_noisy_posteriors)[keep], y, len(classes)
+        )
+    if result.extra_posteriors is not None:
+        report["sidyp"] = score_all(np.asarray(result.extra_posteriors)[keep], y, len(classes))
+    if result.model is not None:
+        served_probs = result.model.predict_proba(
+            [t for t, k in zip(eval_table["texts"], keep, strict=True) if k]
+        )
+        report["served"] = score_all(served_probs, y, len(classes))
+    return report
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def _config_from_args(args):
+    from pydantic import ValidationError
+
+    from sidyp_engine.types import CalibrationConfig
+
+    fields = [
+        "epochs",
+        "branches",
+        "diffusion_epochs",
+        "k",
+        "seed",
+        "max_length",
+        "backbone",
+        "encoder",
+        "batch_size",
+        "learning_rate",
+        "device",
+    ]
+    values = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    if args.noise_fraction is not None:
+        values["noise_fraction"] = (
+            "auto" if args.noise_fraction == "auto" else _float_arg(args.noise_fraction)
+        )
+    try:
+        return CalibrationConfig(**values)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}" for err in e.errors()
+        )
+        raise InvalidInputError(f"invalid option: {problems}") from None
+
+
+def _float_arg(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInputError(f"--noise-fraction must be 'auto' or a number, got {text!r}") from None
+
+
+def cmd_calibrate(args) -> int:
+    from sidyp_engine.data import encode_labels, validate_classes
+
+    config = _config_from_args(args)
+    cols = (args.text_column, args.label_column, args.gold_column)
+    train = read_table(args.train, *cols, need_labels=True)
+    valid = read_table(args.valid, *cols, need_labels=True) if args.valid else None
+    evaluation = read_table(args.eval, *cols, need_labels=False) if args.eval else None
+    classes = validate_classes(_classes_from(args, [t for t in (train, valid) if t is not None]))
+    # Check labels per file here so the message names the file the bad rows are in.
+    for table in (train, valid):
+        if table is not None:
+            encode_labels(table["labels"], classes, what=table["path"])
+
+    from sidyp_engine.pipeline import calibrate
+
+    os.makedirs(args.out, exist_ok=True)
+    bar = StageProgress(enabled=not args.quiet)
+    started = time.perf_counter()
+    with StopOnSignal() as stop:
+        try:
+            result = calibrate(
+                train["texts"],
+                train["labels"],
+                classes,
+                valid_texts=None if valid is None else valid["texts"],
+                valid_labels=None if valid is None else valid["labels"],
+                extra_texts=None if evaluation is None else evaluation["texts"],
+                config=config,
+                progress=bar,
+                should_stop=stop,
+                work_dir=args.work_dir,
+            )
+        finally:
+            bar.close()
+    wall = time.perf_counter() - started
+
+    model_dir = os.path.join(args.out, "model")
+    result.model.save(model_dir)
+    write_labels_csv(os.path.join(args.out, "labels.csv"), train["texts"], result)
+    eval_scores = None
+    if evaluation is not None and result.extra_posteriors is not None:
+        write_eval_predictions(
+            os.path.join(args.out, "eval_predictions.csv"),
+            evaluation["texts"],
+            np.asarray(result.extra_posteriors),
+            classes,
+        )
+        eval_scores = evaluate_on_gold(evaluation, result, classes)
+
+    labelled = np.array([g is not None for g in result.given_labels], dtype=bool)
+    flagged = int(np.asarray(result.is_label_issue).sum())
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "inputs": {
+            "train": args.train,
+            "valid": args.valid,
+            "eval": args.eval,
+            "n_train": len(train["texts"]),
+            "n_train_missing_label": int((~labelled).sum()),
+            "n_valid": 0 if valid is None else len(valid["texts"]),
+            "n_eval": 0 if evaluation is None else len(evaluation["texts"]),
+        },
+        "classes": classes,
+        "config": config.model_dump(),
+        "noise_share": float(result.noise_share),
+        "noise_matrix": {"rows_true_cols_noisy": np.asarray(result.noise_matrix).tolist()},
+        "flagged": flagged,
+        "served": {"dir": model_dir, "temperature": result.model.temperature},
+        "eval": eval_scores,
+        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
+        "wall_seconds": round(wall, 3),
+        "versions": _versions(),
+        "diagnostics": _jsonable(result.diagnostics, max_elements=2000),
+    }
+    with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(summary_text(report))
+    return 0
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    n = report["inputs"]["n_train"]
+    lines = [
+        f"classes: {len(report['classes'])}   training rows: {n}   wall: {report['wall_seconds']:.1f}s",
+        f"estimated share of wrong noisy labels: {report['noise_share']:.1%}",
+        f"flagged as label issues: {report['flagged']} of {n} ({report['flagged'] / max(n, 1):.1%})",
+        f"served model temperature: {report['served']['temperature']:.3f}",
+    ]
+    ev = report.get("eval")
+    if ev and ev.get("n_scored"):
+        lines.append(f"on {ev['n_scored']} gold-labelled eval rows:")
+        if "llm_label_accuracy" in ev:
+            lines.append(f"  {'LLM labels':<22} accuracy {ev['llm_label_accuracy']:.3f}")
+        lines.append(f"  {'':<22} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7}")
+        for key, name in (
+            ("noisy_classifier", "noisy-label classifier"),
+            ("sidyp", "sidyp"),
+            ("served", "served"),
+        ):
+            if key in ev:
+                s = ev[key]
+                lines.append(f"  {name:<22} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['ece']:>7.3f}")
+    lines.append(f"outputs: {report['served']['dir']}, labels.csv, report.json")
+    return "\n".join(lines)
+
+
+def _resolve_model_dir(path: str) -> str:
+    from sidyp_engine.served import META_FILE
+
+    nested = os.path.join(path, "model")
+    if not os.path.isfile(os.path.join(path, META_FILE)) and os.path.isfile(os.path.join(nested, META_FILE)):
+        return nested  # the --out dir of `sidyp calibrate`
+    return path
+
+
+def _read_predict_inputs(args) -> list[str]:
+    texts = list(args.texts or [])
+    if args.input:
+        if args.input == "-":
+            texts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        elif args.input.lower().endswith((".csv", ".jsonl", ".ndjson", ".json")):
+            texts += read_table(args.input, args.text_column, "", "", need_labels=False)["texts"]
+        else:
+            if not os.path.isfile(args.input):
+                raise InvalidInputError(f"{args.input}: file not found")
+            with open(args.input, encoding="utf-8") as f:
+                texts += [line.rstrip("\n") for line in f if line.strip()]
+    if not texts:
+        raise InvalidInputError("no texts to predict: give TEXT arguments or --input FILE")
+    bad = [i for i, t in enumerate(texts) if not t.strip()]
+    if bad:
+        raise InvalidInputError("empty text", rows=bad)
+    return texts
+
+
+def cmd_predict(args) -> int:
+    from sidyp_engine.served import ServedClassifier
+
+    texts = _read_predict_inputs(args)
+    model = ServedClassifier.load(_resolve_model_dir(args.model), device=args.device or "cpu")
+    probs = model.predict_proba(texts, batch_size=args.batch_size or 64)
+    if args.json:
+        out = []
+        for i, text in enumerate(texts):
+            j = int(probs[i].argmax())
+            out.append(
+                {
+                    "text": text,
+                    "label": model.classes[j],
+                    "confidence": float(probs[i, j]),
+                    "probabilities": {c: float(p) for c, p in zip(model.classes, probs[i], strict=True)},
+                }
+            )
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for i, text in enumerate(texts):
+            j = int(probs[i].argmax())
+            print(f"{model.classes[j]}\t{probs[i, j]:.3f}\t{text}")
+    return 0
+
+
+def _guard(command):
+    """Turn bad input into exit status 2 with a message on stderr; a requested stop into 130."""
+
+    def run(args) -> int:
+        try:
+            return command(args)
+        except InvalidInputError as e:
+            hint = f"\n  ({ROW_HINT})" if e.rows else ""
+            print(f"sidyp {args.command}: error: {e}{hint}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+        except CalibrationStopped as e:
+            print(f"sidyp {args.command}: stopped: {e}", file=sys.stderr)
+            return EXIT_STOPPED
+
+    return run
+
+
+def add_engine_commands(subparsers) -> None:
+    """Register `calibrate` and `predict` on an argparse subparsers object (used by app/cli.py)."""
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="fit SiDyP on an LLM-labelled dataset and write a calibrated model",
+        description="Fit SiDyP on texts with noisy (LLM) labels; write the served model, labels.csv and report.json.",
+    )
+    cal.add_argument("--train", required=True, help="CSV or JSONL with text and noisy_label columns")
+    cal.add_argument(
+        "--valid", help="optional validation file with noisy labels (else 10%% of train is held out)"
+    )
+    cal.add_argument(
+        "--eval", help="optional file of texts to score (gold_label column, if any, is used for scores)"
+    )
+    cal.add_argument("--out", required=True, help="output directory")
+    cal.add_argument("--text-column", default="text")
+    cal.add_argument("--label-column", default="noisy_label")
+    cal.add_argument("--gold-column", default="gold_label")
+    cal.add_argument(
+        "--labels", help="comma-separated class list (default: the distinct labels of train + valid)"
+    )
+    cal.add_argument("--epochs", type=int, help="classifier epochs (default 4)")
+    cal.add_argument("--branches", type=int, help="ensemble branches (default 3)")
+    cal.add_argument("--diffusion-epochs", type=int, help="refiner epochs (default 4)")
+    cal.add_argument("--k", type=int, help="neighbours of the k-NN prior (default 10)")
+    cal.add_argument(
+        "--noise-fraction", help="'auto' (default) or the share of labels treated as likely wrong"
+    )
+    cal.add_argument("--seed", type=int)
+    cal.add_argument("--max-length", type=int, help="token cap per text (default 128)")
+    cal.add_argument("--backbone", help="local Hugging Face model dir (default: bundled all-MiniLM-L6-v2)")
+    cal.add_argument("--encoder", help="sentence encoder dir for the k-NN prior (default: the backbone)")
+    cal.add_argument("--batch-size", type=int)
+    cal.add_argument("--learning-rate", type=float)
+    cal.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    cal.add_argument("--work-dir", help="checkpoint stages here; a repeated run reuses finished stages")
+    cal.add_argument("--quiet", action="store_true", help="no progress bars")
+    cal.set_defaults(func=_guard(cmd_calibrate))
+
+    pred = subparsers.add_parser(
+        "predict",
+        help="label texts with a calibrated model",
+        description="Print label and calibrated confidence per text (tab-separated), or JSON with --json.",
+    )
+    pred.add_argument("texts", nargs="*", metavar="TEXT")
+    pred.add_argument("--model", required=True, help="model dir (or the --out dir of sidyp calibrate)")
+    pred.add_argument(
+        "--input", help="file of texts: CSV/JSONL (text column) or one text per line; '-' = stdin"
+    )
+    pred.add_argument("--text-column", default="text")
+    pred.add_argument("--json", action="store_true", help="JSON list with all class probabilities")
+    pred.add_argument("--batch-size", type=int)
+    pred.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    pred.set_defaults(func=_guard(cmd_predict))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Engine-only entry point (`python -m sidyp_engine.cli`), without the service commands."""
+    parser = argparse.ArgumentParser(prog="sidyp", description="Calibrate classifiers trained on LLM labels.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_engine_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
