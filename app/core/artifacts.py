@@ -95,3 +95,11 @@ def remove_artifact(path: Path) -> None:
     trash = path.parent / f".del-{path.name}-{uuid.uuid4().hex}"
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+# File names inside the artifact folders.
+DATASET_FILE = (
+    "data.json"  # datasets/<id>/: {"text": [...], "noisy_label": [...], "gold_label": [...] | null}
+)
+LABELS_FILE = "labels.json"  # jobs/<id>/: per-row outputs, in upload order
+REPORT_FILE = "report.json"  # jobs/<id>/: the job report

@@ -114,6 +114,9 @@ class JobStore(ABC):
     @abstractmethod
     def queue_length(self) -> int: ...
 
+    @abstractmethod
+    def queue_contains(self, job_id: str) -> bool: ...
+
     # ---------------- locks ----------------
     @abstractmethod
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:

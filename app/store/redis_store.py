@@ -181,6 +181,9 @@ class RedisJobStore(JobStore):
     def queue_length(self) -> int:
         return int(self.r.llen(self._k("queue")))
 
+    def queue_contains(self, job_id: str) -> bool:
+        return bool(self.r.sismember(self._k("queued-set"), job_id))
+
     # ---------------- locks ----------------
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
         key = self._k("lock", name)

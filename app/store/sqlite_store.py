@@ -210,6 +210,9 @@ class SqliteJobStore(JobStore):
     def queue_length(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM queue").fetchone()[0]
 
+    def queue_contains(self, job_id: str) -> bool:
+        return self._db().execute("SELECT 1 FROM queue WHERE job_id = ?", (job_id,)).fetchone() is not None
+
     # ---------------- locks ----------------
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
         now = time.time()

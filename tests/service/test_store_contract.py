@@ -116,6 +116,7 @@ def test_queue_is_fifo_without_duplicates_and_each_id_is_claimed_once(store):
         store.enqueue(name)
     store.enqueue("a")
     assert store.queue_length() == 3
+    assert store.queue_contains("b") and not store.queue_contains("z")
     assert store.dequeue("b") and not store.dequeue("b")
     claimed: list[str | None] = []
     threads = [threading.Thread(target=lambda: claimed.append(store.claim_next())) for _ in range(4)]
@@ -124,7 +125,7 @@ def test_queue_is_fifo_without_duplicates_and_each_id_is_claimed_once(store):
     for t in threads:
         t.join()
     assert sorted(x for x in claimed if x) == ["a", "c"] and claimed.count(None) == 2
-    assert store.queue_length() == 0
+    assert store.queue_length() == 0 and not store.queue_contains("a")
     store.enqueue("a")  # re-queueing after a claim works
     assert store.claim_next() == "a"
 

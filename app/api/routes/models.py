@@ -1,0 +1,136 @@
+"""Calibrated models produced by jobs: list, read, delete, predict."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import SettingsDep, StoreDep, TenantDep
+from app.api.routes.common import check_cursor, check_id, page_limit
+from app.core.artifacts import artifact_dir, remove_artifact
+from app.errors import ProblemError, not_found
+from app.schemas import ListResponse, Model, Prediction, PredictRequest, PredictResponse
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+PUBLIC_FIELDS = set(Model.model_fields)
+
+
+def to_public(record: dict) -> Model:
+    return Model(**{k: v for k, v in record.items() if k in PUBLIC_FIELDS})
+
+
+class ModelCache:
+    """Loaded classifiers, least recently used dropped first. Models load only from the service's own
+    data dir (the path is built from the validated tenant and id) and only from safetensors."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, settings, tenant: str, model_id: str):
+        key = (tenant, model_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        from sidyp_engine.served import ServedClassifier
+
+        model = ServedClassifier.load(
+            artifact_dir(settings.data_dir, tenant, "models", model_id), device="cpu"
+        )
+        with self._lock:
+            self._items[key] = model
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return model
+
+    def evict(self, tenant: str, model_id: str) -> None:
+        with self._lock:
+            self._items.pop((tenant, model_id), None)
+
+
+model_cache = ModelCache()
+
+
+def _get_model(store, tenant: str, model_id: str) -> dict:
+    record = store.get("model", check_id(model_id, "model"), tenant)
+    if record is None:
+        raise not_found("model")
+    return record
+
+
+@router.get("", response_model=ListResponse[Model], summary="List models, newest first")
+def list_models(
+    settings: SettingsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+    limit: Annotated[int | None, Query()] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> ListResponse[Model]:
+    docs, more = store.list(
+        "model", tenant, page_limit(limit, settings.max_page_size), check_cursor(after, "model")
+    )
+    return ListResponse[Model](data=[to_public(d) for d in docs], has_more=more)
+
+
+@router.get("/{model_id}", response_model=Model)
+def get_model(model_id: str, store: StoreDep, tenant: TenantDep) -> Model:
+    return to_public(_get_model(store, tenant, model_id))
+
+
+@router.delete("/{model_id}", status_code=204, response_class=Response)
+def delete_model(model_id: str, settings: SettingsDep, store: StoreDep, tenant: TenantDep) -> Response:
+    check_id(model_id, "model")
+    if not store.delete("model", model_id, tenant):
+        raise not_found("model")
+    model_cache.evict(tenant, model_id)
+    remove_artifact(artifact_dir(settings.data_dir, tenant, "models", model_id))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{model_id}/predict", response_model=PredictResponse, summary="Calibrated P(y | x) for up to 1000 texts"
+)
+def predict(
+    model_id: str, body: PredictRequest, settings: SettingsDep, store: StoreDep, tenant: TenantDep
+) -> PredictResponse:
+    _get_model(store, tenant, model_id)
+    if len(body.texts) > settings.max_predict_texts:
+        raise ProblemError(
+            413,
+            f"{len(body.texts)} texts; at most {settings.max_predict_texts} per call",
+            slug="too-many-texts",
+            errors=[{"field": "body.texts", "message": f"at most {settings.max_predict_texts} texts"}],
+        )
+    too_long = [i for i, t in enumerate(body.texts) if len(t) > settings.max_text_chars]
+    if too_long:
+        raise ProblemError(
+            422,
+            f"{len(too_long)} texts longer than {settings.max_text_chars} characters",
+            slug="text-too-long",
+            errors=[{"field": f"body.texts.{i}", "message": "text too long"} for i in too_long[:50]],
+        )
+    try:
+        model = model_cache.get(settings, tenant, model_id)
+    except FileNotFoundError:
+        raise ProblemError(
+            410, "The model's files are no longer on disk.", slug="model-files-missing"
+        ) from None
+    probs = model.predict_proba(body.texts)
+    classes = list(model.classes)
+    predictions = []
+    for row in probs:
+        best = int(row.argmax())
+        predictions.append(
+            Prediction(
+                label=classes[best],
+                confidence=float(row[best]),
+                probabilities={c: float(p) for c, p in zip(classes, row, strict=True)},
+            )
+        )
+    return PredictResponse(model_id=model_id, predictions=predictions)

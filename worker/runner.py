@@ -1,0 +1,519 @@
+"""The one place a job runs, for both modes (Celery task and embedded worker process).
+
+One delivery of a job:
+  1. take the job's lock (a re-delivered task never runs beside a live one), skip finished jobs;
+  2. count the delivery: past SIDYP_MAX_DELIVERIES the job fails with `worker_lost` instead of looping;
+  3. mark it running with a fresh run token; a heartbeat thread renews the lock and `heartbeat_at`;
+  4. call `sidyp_engine.pipeline.calibrate` with progress -> job.progress + events, should_stop -> cancel
+     flag / time limit / lost ownership, work_dir -> the job's checkpoint folder (reused on re-delivery);
+  5. write the model folder and the job's outputs (labels, report) atomically, then the records;
+  6. set the final status, with an event, and release the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.artifacts import (
+    DATASET_FILE,
+    LABELS_FILE,
+    REPORT_FILE,
+    artifact_dir,
+    read_json,
+    write_artifact,
+    write_json,
+)
+from app.core.backbones import resolve_allowed_backbone
+from app.core.config import Settings
+from app.store import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
+
+log = logging.getLogger("sidyp.worker")
+
+
+class _LostOwnership(Exception):
+    """Another delivery (or the reaper) took the job over: stop without touching its state."""
+
+
+class JobRunner:
+    """`shutdown` (optional): set when the worker is asked to stop; the running job then stops at its next
+    batch and goes back to the queue through `requeue` instead of keeping its worker alive."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        worker_id: str,
+        shutdown: threading.Event | None = None,
+        requeue=None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.worker_id = worker_id
+        self.shutdown = shutdown
+        self.requeue = requeue
+
+    def work_dir(self, tenant: str, job_id: str) -> Path:
+        # Checkpoints live beside the job's output folder: the output folder is replaced atomically at the end.
+        return artifact_dir(self.settings.data_dir, tenant, "jobs", job_id).parent.parent / "work" / job_id
+
+    # ------------------------------------------------------------------ entry point
+    def run(self, job_id: str) -> str:
+        """Run one delivery; returns what happened (for logs and tests)."""
+        owner = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        lock = job_lock_name(job_id)
+        ttl = self.settings.stale_after_seconds
+        if not self.store.acquire_lock(lock, owner, ttl):
+            log.info("job %s is held by another live worker; dropping this delivery", job_id)
+            return "locked"
+        try:
+            return self._run_locked(job_id, owner)
+        finally:
+            self.store.release_lock(lock, owner)
+
+    def _run_locked(self, job_id: str, owner: str) -> str:
+        job = self.store.get("job", job_id, None)
+        if job is None:
+            return "missing"
+        if job["status"] in TERMINAL_STATUSES:
+            return "already-" + job["status"]
+        if self.store.cancel_requested(job_id):
+            self._finish(job_id, "cancelled", None, "cancelled before it started")
+            return "cancelled"
+        deliveries = self.store.increment_deliveries(job_id)
+        if deliveries > self.settings.max_deliveries:
+            self._finish(
+                job_id,
+                "failed",
+                {
+                    "code": "worker_lost",
+                    "message": f"the job's worker died {deliveries - 1} times; giving up "
+                    f"(limit SIDYP_MAX_DELIVERIES={self.settings.max_deliveries})",
+                },
+                "worker lost too many times",
+            )
+            return "failed"
+        now = time.time()
+        started = self.store.update_job(
+            job_id,
+            {
+                "status": "running",
+                "run_token": owner,
+                "worker_id": self.worker_id,
+                "heartbeat_at": now,
+                "started_at": job.get("started_at") or utc_now_iso(),
+                "progress": {"stage": "starting", "fraction": 0.0, "message": f"delivery {deliveries}"},
+            },
+            expect_status={"queued", "running"},
+        )
+        if started is None:
+            return "not-runnable"
+        msg = (
+            "started"
+            if deliveries == 1
+            else f"resumed on delivery {deliveries} (stage checkpoints are reused)"
+        )
+        self._event(job_id, "status", stage="running", message=f"{msg} on worker {self.worker_id}")
+        return _Delivery(self, started, owner).execute()
+
+    # ------------------------------------------------------------------ state helpers
+    def _event(self, job_id: str, type_: str, **fields: Any) -> None:
+        self.store.add_event(job_id, {"type": type_, "at": utc_now_iso(), **fields})
+
+    def _finish(
+        self,
+        job_id: str,
+        status: str,
+        error: dict | None,
+        message: str,
+        extra: dict | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        def apply(doc: dict) -> dict | None:
+            if doc.get("status") in TERMINAL_STATUSES:
+                return None
+            if owner is not None and doc.get("run_token") != owner:
+                return None
+            doc.update(
+                {
+                    "status": status,
+                    "finished_at": utc_now_iso(),
+                    "error": error,
+                    "progress": {
+                        "stage": status,
+                        "fraction": 1.0
+                        if status == "succeeded"
+                        else doc.get("progress", {}).get("fraction", 0.0),
+                        "message": message,
+                    },
+                    **(extra or {}),
+                }
+            )
+            return doc
+
+        done = self.store.mutate_job(job_id, apply) is not None
+        if done:
+            self._event(
+                job_id, "status", stage=status, message=message + (f": {error['message']}" if error else "")
+            )
+        return done
+
+
+class _Delivery:
+    """State of one running delivery: progress throttling, heartbeat thread, stop conditions."""
+
+    def __init__(self, runner: JobRunner, job: dict, owner: str):
+        self.r = runner
+        self.s = runner.settings
+        self.store = runner.store
+        self.job = job
+        self.job_id = job["id"]
+        self.tenant = job["tenant"]
+        self.owner = owner
+        self.lost = threading.Event()
+        self.stop_beating = threading.Event()
+        self.started = time.monotonic()
+        self.timed_out = False
+        self._cancel_checked = 0.0
+        self._cancel = False
+        self._last_progress_write = 0.0
+        self._last_event: tuple[str, float] = ("", -1.0)
+        self._metrics: dict[str, float] = dict(job.get("metrics") or {})
+
+    # ------------------------------------------------------------------ heartbeat
+    def _beat(self) -> None:
+        lock = job_lock_name(self.job_id)
+        while not self.stop_beating.wait(self.s.heartbeat_interval_seconds):
+            try:
+                if not self.store.renew_lock(lock, self.owner, self.s.stale_after_seconds):
+                    log.warning("job %s: lock lost; stopping this delivery", self.job_id)
+                    self.lost.set()
+                    return
+                if self._write({"heartbeat_at": time.time()}) is None:
+                    self.lost.set()
+                    return
+            except Exception:  # a store hiccup: try again next beat; staleness is judged by the reaper
+                log.exception("job %s: heartbeat failed", self.job_id)
+
+    def _write(self, changes: dict) -> dict | None:
+        owner = self.owner
+
+        def apply(doc: dict) -> dict | None:
+            if doc.get("status") != "running" or doc.get("run_token") != owner:
+                return None
+            doc.update(changes)
+            return doc
+
+        return self.store.mutate_job(self.job_id, apply)
+
+    # ------------------------------------------------------------------ engine callbacks
+    def should_stop(self) -> bool:
+        if self.lost.is_set():
+            return True
+        if self.r.shutdown is not None and self.r.requeue is not None and self.r.shutdown.is_set():
+            return True
+        if time.monotonic() - self.started > self.s.max_job_seconds:
+            self.timed_out = True
+            return True
+        now = time.monotonic()
+        if now - self._cancel_checked >= self.s.cancel_poll_seconds:
+            self._cancel_checked = now
+            try:
+                self._cancel = self.store.cancel_requested(self.job_id)
+            except Exception:
+                log.exception("job %s: cancel flag unreadable", self.job_id)
+        return self._cancel
+
+    def on_progress(self, p) -> None:
+        stage, fraction = str(p.stage), float(p.fraction)
+        for key, value in (p.metrics or {}).items():
+            try:
+                self._metrics[f"{stage}.{key}"] = float(value)
+            except (TypeError, ValueError):
+                continue
+        now = time.monotonic()
+        last_stage, last_fraction = self._last_event
+        if stage != last_stage or p.metrics or fraction >= 1.0 or fraction - last_fraction >= 0.1:
+            self._last_event = (stage, fraction)
+            self.r._event(
+                self.job_id,
+                "metrics" if p.metrics else "progress",
+                stage=stage,
+                fraction=round(fraction, 4),
+                message=p.message,
+                metrics={k: float(v) for k, v in (p.metrics or {}).items() if isinstance(v, int | float)},
+            )
+        if stage != last_stage or now - self._last_progress_write >= 0.5 or p.metrics:
+            self._last_progress_write = now
+            if (
+                self._write(
+                    {
+                        "progress": {"stage": stage, "fraction": fraction, "message": p.message},
+                        "metrics": self._metrics,
+                    }
+                )
+                is None
+            ):
+                self.lost.set()
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> str:
+        beat = threading.Thread(target=self._beat, name=f"heartbeat-{self.job_id}", daemon=True)
+        beat.start()
+        try:
+            return self._execute()
+        finally:
+            self.stop_beating.set()
+            beat.join(timeout=5)
+
+    def _load_dataset(self, dataset_id: str | None) -> dict | None:
+        if dataset_id is None:
+            return None
+        folder = artifact_dir(self.s.data_dir, self.tenant, "datasets", dataset_id)
+        try:
+            return read_json(folder / DATASET_FILE)
+        except FileNotFoundError:
+            raise _InputMissing(f"dataset {dataset_id} was deleted before the job ran") from None
+
+    def _execute(self) -> str:
+        from sidyp_engine.types import CalibrationConfig, CalibrationStopped, InvalidInputError
+
+        job_id = self.job_id
+        work_dir = self.r.work_dir(self.tenant, job_id)
+        try:
+            if self.s.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.s.torch_threads)
+            train = self._load_dataset(self.job["dataset_id"])
+            valid = self._load_dataset(self.job.get("validation_dataset_id"))
+            evaluation = self._load_dataset(self.job.get("eval_dataset_id"))
+            dataset_record = self.store.get("dataset", self.job["dataset_id"], None)
+            if dataset_record is None:
+                raise _InputMissing(f"dataset {self.job['dataset_id']} was deleted before the job ran")
+            classes = list(dataset_record["labels"])
+            params = dict(self.job["params"])
+            try:
+                params["backbone"] = resolve_allowed_backbone(params.get("backbone"), self.s)
+            except ValueError as exc:
+                raise _InputMissing(str(exc)) from None
+            config = CalibrationConfig(**params)
+            from sidyp_engine.pipeline import calibrate
+
+            work_dir.mkdir(parents=True, exist_ok=True)
+            result = calibrate(
+                train["text"],
+                train["noisy_label"],
+                classes,
+                valid_texts=valid["text"] if valid else None,
+                valid_labels=valid["noisy_label"] if valid else None,
+                extra_texts=evaluation["text"] if evaluation else None,
+                config=config,
+                progress=self.on_progress,
+                should_stop=self.should_stop,
+                work_dir=str(work_dir),
+            )
+            if self.lost.is_set():
+                raise _LostOwnership()
+            outcome = self._publish(result, train, evaluation, classes)
+        except _LostOwnership:
+            return "lost"
+        except CalibrationStopped:
+            if self.lost.is_set():
+                return "lost"
+            if self.r.shutdown is not None and self.r.shutdown.is_set() and self.r.requeue is not None:
+                return self._requeue_for_shutdown()
+            if self.timed_out:
+                self._fail(
+                    "timeout", f"the job ran longer than SIDYP_MAX_JOB_SECONDS={self.s.max_job_seconds}"
+                )
+                shutil.rmtree(work_dir, ignore_errors=True)
+                return "failed"
+            self.r._finish(job_id, "cancelled", None, "cancelled while running", owner=self.owner)
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return "cancelled"
+        except (_InputMissing, InvalidInputError) as exc:
+            self._fail("invalid_input", str(exc))
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return "failed"
+        except OSError as exc:
+            # Disk full, unwritable data dir: nothing half-written is published (atomic renames).
+            self._fail("storage_error", f"could not write the job's artifacts: {exc.strerror or exc}")
+            return "failed"
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._fail("internal_error", f"{type(exc).__name__}: {str(exc)[:500]}")
+            return "failed"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return outcome
+
+    def _requeue_for_shutdown(self) -> str:
+        def apply(doc: dict) -> dict | None:
+            if doc.get("status") != "running" or doc.get("run_token") != self.owner:
+                return None
+            # A clean shutdown is not a worker death: this delivery does not count against the limit.
+            doc.update(
+                {
+                    "status": "queued",
+                    "run_token": None,
+                    "queued_at": time.time(),
+                    "deliveries": max(int(doc.get("deliveries") or 1) - 1, 0),
+                    "progress": {**doc.get("progress", {}), "message": "worker shut down; re-queued"},
+                }
+            )
+            return doc
+
+        if self.store.mutate_job(self.job_id, apply) is None:
+            return "lost"
+        self.r._event(self.job_id, "status", stage="queued", message="worker shut down mid-run: re-queued")
+        self.r.requeue(self.job_id)
+        return "requeued"
+
+    def _fail(self, code: str, message: str) -> None:
+        self.r._finish(self.job_id, "failed", {"code": code, "message": message}, "failed", owner=self.owner)
+
+    def _publish(self, result, train: dict, evaluation: dict | None, classes: list[str]) -> str:
+        job_id, tenant = self.job_id, self.tenant
+        self.on_progress(_P("saving", 0.0, "writing model and outputs"))
+        model_id = self.job["reserved_model_id"]
+        model_dir = artifact_dir(self.s.data_dir, tenant, "models", model_id)
+        write_artifact(model_dir, lambda tmp: result.model.save(tmp), replace=True)
+        labels_doc = build_labels(result, train)
+        report_doc = build_report(job_id, result, classes, evaluation, self.job.get("eval_dataset_id"))
+
+        def fill(tmp: Path) -> None:
+            write_json(tmp / LABELS_FILE, labels_doc)
+            write_json(tmp / REPORT_FILE, report_doc)
+
+        write_artifact(artifact_dir(self.s.data_dir, tenant, "jobs", job_id), fill, replace=True)
+        if self.lost.is_set():
+            raise _LostOwnership()
+        if self.store.get("model", model_id, None) is None:
+            self.store.put(
+                "model",
+                {
+                    "id": model_id,
+                    "object": "model",
+                    "tenant": tenant,
+                    "job_id": job_id,
+                    "dataset_id": self.job["dataset_id"],
+                    "labels": list(result.classes),
+                    "created_at": utc_now_iso(),
+                    "params": self.job["params"],
+                },
+            )
+        summary = {
+            "noise_share": report_doc["noise_share"],
+            "n_flagged": report_doc["n_flagged"],
+            **{
+                f"eval.{k}.{m}": v
+                for k, s in (report_doc.get("eval") or {}).items()
+                if isinstance(s, dict)
+                for m, v in s.items()
+            },
+        }
+        finished = self.r._finish(
+            job_id,
+            "succeeded",
+            None,
+            "calibrated model ready",
+            extra={"model_id": model_id, "metrics": {**self._metrics, **summary}},
+            owner=self.owner,
+        )
+        return "succeeded" if finished else "lost"
+
+
+class _InputMissing(Exception):
+    pass
+
+
+class _P:
+    """A Progress-shaped value for the runner's own stages (the engine's Progress is frozen)."""
+
+    def __init__(self, stage: str, fraction: float, message: str = ""):
+        self.stage, self.fraction, self.message, self.metrics = stage, fraction, message, {}
+
+
+def build_labels(result, train: dict) -> dict:
+    """Per-row outputs in upload order; the engine keeps its training inputs' order."""
+    probs = np.asarray(result.posteriors, dtype=np.float64)
+    return {
+        "classes": list(result.classes),
+        "rows": {
+            "text": list(train["text"]),
+            "noisy_label": list(train["noisy_label"]),
+            "suggested_label": list(result.suggested_labels),
+            "label_quality": [round(float(x), 6) for x in np.asarray(result.label_quality)],
+            "is_label_issue": [bool(x) for x in np.asarray(result.is_label_issue)],
+            "probabilities": [[round(float(p), 6) for p in row] for row in probs],
+            "is_validation": [bool(x) for x in np.asarray(result.is_validation)],
+        },
+    }
+
+
+def build_report(
+    job_id: str, result, classes: list[str], evaluation: dict | None, eval_id: str | None
+) -> dict:
+    given = list(result.given_labels)
+    issues = np.asarray(result.is_label_issue, dtype=bool)
+    flagged = {c: 0 for c in result.classes}
+    for label, flag in zip(given, issues, strict=True):
+        if flag and label is not None and label in flagged:
+            flagged[label] += 1
+    suggested = {c: 0 for c in result.classes}
+    for label in result.suggested_labels:
+        suggested[label] = suggested.get(label, 0) + 1
+    report: dict[str, Any] = {
+        "object": "report",
+        "job_id": job_id,
+        "labels": list(result.classes),
+        "n_rows": len(given),
+        "n_labelled": sum(1 for g in given if g is not None),
+        "noise_share": float(result.noise_share),
+        "noise_matrix": [[round(float(x), 6) for x in row] for row in np.asarray(result.noise_matrix)],
+        "flagged_per_class": flagged,
+        "n_flagged": int(issues.sum()),
+        "suggested_counts": suggested,
+        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
+        "eval": None,
+        "diagnostics": _jsonable(result.diagnostics),
+    }
+    if evaluation is not None and result.extra_posteriors is not None and evaluation.get("gold_label"):
+        from sidyp_engine.metrics import score_all
+
+        index = {c: i for i, c in enumerate(result.classes)}
+        rows = [i for i, g in enumerate(evaluation["gold_label"]) if g is not None and g in index]
+        if rows:
+            y = np.array([index[evaluation["gold_label"][i]] for i in rows])
+            ours = score_all(np.asarray(result.extra_posteriors)[rows], y, len(classes))
+            noisy = score_all(np.asarray(result.extra_noisy_posteriors)[rows], y, len(classes))
+            keep = ("accuracy", "macro_f1", "ece")
+            report["eval"] = {
+                "dataset_id": eval_id,
+                "n_rows": len(rows),
+                "noisy_classifier": {k: float(noisy[k]) for k in keep},
+                "calibrated": {k: float(ours[k]) for k in keep},
+            }
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    """Diagnostics may hold numpy values; keep what JSON can carry, drop the rest."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 1000 else f"<array {value.shape}>"
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

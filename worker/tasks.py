@@ -1,0 +1,61 @@
+"""The Celery task: a thin shell around worker.runner.JobRunner, plus the worker's heartbeat thread."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import signals
+
+from app.core.config import get_settings
+from app.store import make_store
+from worker.background import WorkerBackground, make_worker_id
+from worker.celery_app import TASK_NAME, get_celery
+from worker.dispatch import make_enqueuer
+from worker.runner import JobRunner
+
+log = logging.getLogger("sidyp.worker")
+celery_app = get_celery()
+
+_state: dict = {}
+
+
+def _runtime() -> tuple[JobRunner, WorkerBackground | None]:
+    if "runner" not in _state:
+        settings = get_settings()
+        store = make_store(settings)
+        worker_id = make_worker_id("celery")
+        _state["store"] = store
+        _state["worker_id"] = worker_id
+        _state["runner"] = JobRunner(settings, store, worker_id)
+    return _state["runner"], _state.get("background")
+
+
+@signals.worker_ready.connect
+def _start_background(**_kwargs) -> None:
+    runner, _ = _runtime()
+    settings = runner.settings
+    background = WorkerBackground(
+        settings,
+        runner.store,
+        runner.worker_id,
+        make_enqueuer(settings, runner.store),
+        info={"kind": "celery"},
+    )
+    background.start()
+    _state["background"] = background
+    log.info("sidyp worker %s ready", runner.worker_id)
+
+
+@signals.worker_shutdown.connect
+def _stop_background(**_kwargs) -> None:
+    background = _state.get("background")
+    if background is not None:
+        background.stop()
+
+
+@celery_app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_job(job_id: str) -> str:
+    runner, _ = _runtime()
+    outcome = runner.run(job_id)
+    log.info("job %s: %s", job_id, outcome)
+    return outcome
