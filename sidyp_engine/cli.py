@@ -123,6 +123,9 @@ class StageProgress:
     def __call__(self, p: Progress) -> None:
         if not self.enabled:
             return
+        if p.stage == "done":  # the summary follows; a bar for it would only repeat 100%
+            self.close()
+            return
         if p.stage != self.stage:
             self.close()
             self.stage = p.stage
@@ -130,12 +133,19 @@ class StageProgress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=1000, desc=f"{p.stage:>10}", file=sys.stderr, leave=True, ncols=100)
+                self.bar = tqdm(
+                    total=1000,
+                    desc=f"{p.stage:>10}",
+                    file=sys.stderr,
+                    leave=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar:30}| {elapsed}{postfix}",
+                )
             except ImportError:
                 self.bar = None
         shown = {k: round(float(v), 4) for k, v in list(p.metrics.items())[:3]}
         if self.bar is not None:
             self.bar.n = int(round(1000 * min(max(p.fraction, 0.0), 1.0)))
+            # set_postfix_str refreshes the bar (tqdm rate-limits terminal writes itself)
             self.bar.set_postfix_str(
                 (p.message + " " + " ".join(f"{k}={v}" for k, v in shown.items())).strip()
             )
