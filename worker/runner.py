@@ -185,6 +185,7 @@ class _Delivery:
         self._cancel = False
         self._last_progress_write = 0.0
         self._last_event: tuple[str, float] = ("", -1.0)
+        self._last_metrics_event = 0.0
         self._metrics: dict[str, float] = dict(job.get("metrics") or {})
 
     # ------------------------------------------------------------------ heartbeat
@@ -240,8 +241,12 @@ class _Delivery:
                 continue
         now = time.monotonic()
         last_stage, last_fraction = self._last_event
-        if stage != last_stage or p.metrics or fraction >= 1.0 or fraction - last_fraction >= 0.1:
+        # Per-batch losses would flood the event log: metric-only updates are kept at most every 2 s.
+        metrics_due = bool(p.metrics) and now - self._last_metrics_event >= 2.0
+        if stage != last_stage or metrics_due or fraction >= 1.0 or fraction - last_fraction >= 0.1:
             self._last_event = (stage, fraction)
+            if p.metrics:
+                self._last_metrics_event = now
             self.r._event(
                 self.job_id,
                 "metrics" if p.metrics else "progress",
@@ -250,7 +255,7 @@ class _Delivery:
                 message=p.message,
                 metrics={k: float(v) for k, v in (p.metrics or {}).items() if isinstance(v, int | float)},
             )
-        if stage != last_stage or now - self._last_progress_write >= 0.5 or p.metrics:
+        if stage != last_stage or now - self._last_progress_write >= 0.5:
             self._last_progress_write = now
             if (
                 self._write(
