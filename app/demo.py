@@ -1,0 +1,230 @@
+"""`make demo`: the service end to end, as a client sees it.
+
+Starts `sidyp serve` in its embedded default (SQLite store + worker process) in a temporary data dir on a
+free loopback port, uploads a toy dataset labelled with systematic LLM-like noise through the REST API,
+creates a calibration job with small parameters on the bundled MiniLM, polls it with a one-line progress
+display, prints the report and three predictions, and stops the service.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+DEMO_PARAMS = {
+    "epochs": 2,
+    "branches": 2,
+    "diffusion_epochs": 2,
+    "batch_size": 32,
+    "max_length": 32,
+    "seed": 0,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _csv_bytes(texts, noisy, gold=None) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["text", "noisy_label"] + (["gold_label"] if gold is not None else []))
+    for i, t in enumerate(texts):
+        w.writerow([t, noisy[i] or ""] + ([gold[i]] if gold is not None else []))
+    return buf.getvalue().encode("utf-8")
+
+
+def _start_server(data_dir: Path, key: str, port: int, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "SIDYP_DATA_DIR": str(data_dir),
+            "SIDYP_API_KEYS": f"demo:{key}",
+        }
+    )
+    env.pop("SIDYP_REDIS_URL", None)  # the embedded default: no other process needed
+    log = open(log_path, "wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _wait_ready(base: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the service exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the service did not become ready in time")
+
+
+def _check(r: httpx.Response, expected: int) -> dict:
+    if r.status_code != expected:
+        raise SystemExit(f"{r.request.method} {r.request.url.path} -> {r.status_code}: {r.text[:500]}")
+    return r.json()
+
+
+def run_demo(n_per_class: int = 50) -> int:
+    from sidyp_engine.synthetic import make_toy_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="sidyp-demo-"))
+    port, key = _free_port(), "sk-demo-" + secrets.token_urlsafe(16)
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp / "server.log"
+    print(f"starting `sidyp serve` (embedded mode) on {base}, data in {tmp / 'data'}")
+    proc = _start_server(tmp / "data", key, port, log_path)
+    started = time.time()
+    try:
+        _wait_ready(base, proc, log_path)
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        train = make_toy_dataset(n_per_class=n_per_class, seed=0)
+        held_out = make_toy_dataset(n_per_class=max(n_per_class // 2, 10), seed=1)
+        ds = _check(
+            client.post(
+                "/v1/datasets",
+                files={"file": ("toy-train.csv", _csv_bytes(train["texts"], train["noisy"]), "text/csv")},
+                data={"name": "toy (LLM-labelled)"},
+            ),
+            201,
+        )
+        ev = _check(
+            client.post(
+                "/v1/datasets",
+                files={
+                    "file": (
+                        "toy-eval.csv",
+                        _csv_bytes(held_out["texts"], held_out["noisy"], held_out["gold"]),
+                        "text/csv",
+                    )
+                },
+                data={"name": "toy eval (with gold)"},
+            ),
+            201,
+        )
+        wrong = sum(1 for y, g in zip(train["noisy"], train["gold"], strict=True) if y is not None and y != g)
+        labelled = sum(1 for y in train["noisy"] if y is not None)
+        print(
+            f"uploaded {ds['id']}: {ds['n_rows']} rows, classes {ds['labels']}, {ds['n_missing_labels']} missing labels"
+            f" (truly wrong: {wrong}/{labelled} = {wrong / labelled:.0%}; the service does not see this)"
+        )
+        job = _check(
+            client.post(
+                "/v1/jobs", json={"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
+            ),
+            202,
+        )
+        print(f"job {job['id']} queued with params {DEMO_PARAMS}")
+        job_started = time.time()
+        while True:
+            job = _check(client.get(f"/v1/jobs/{job['id']}"), 200)
+            p = job["progress"]
+            line = (
+                f"\r[{time.time() - job_started:6.1f}s] {job['status']:<9} {p['stage']:<10} "
+                f"{p['fraction'] * 100:5.1f}%  {p['message'][:60]:<60}"
+            )
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.5)
+        print()
+        if job["status"] != "succeeded":
+            print(f"job ended {job['status']}: {job['error']}")
+            return 1
+        report = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+        print("\n=== report ===")
+        print(f"estimated noise share: {report['noise_share']:.1%} of {report['n_labelled']} labelled rows")
+        print(
+            f"rows flagged as label issues: {report['n_flagged']}  per class: {report['flagged_per_class']}"
+        )
+        print("noise matrix P(noisy | true), rows = true class:")
+        width = max(len(c) for c in report["labels"])
+        for c, row in zip(report["labels"], report["noise_matrix"], strict=True):
+            print(f"  {c:>{width}}  " + "  ".join(f"{x:5.2f}" for x in row))
+        if report.get("eval"):
+            e = report["eval"]
+            print(f"held-out eval ({e['n_rows']} rows with gold labels):")
+            for name, key_ in (
+                ("noisy-label classifier", "noisy_classifier"),
+                ("sidyp calibrated", "calibrated"),
+            ):
+                s = e[key_]
+                print(
+                    f"  {name:<23} accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}"
+                )
+        timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
+        print(f"timings: {timings}")
+
+        labels = _check(client.get(f"/v1/jobs/{job['id']}/labels", params={"limit": 1000}), 200)["data"]
+        issues = [it for it in labels if it["is_label_issue"]][:3]
+        if issues:
+            print("\nsome rows the service flags (given -> suggested):")
+            for it in issues:
+                print(
+                    f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['noisy_label']} -> {it['suggested_label']}"
+                )
+
+        texts = held_out["texts"][:3]
+        pred = _check(client.post(f"/v1/models/{job['model_id']}/predict", json={"texts": texts}), 200)
+        print(f"\n=== predictions of model {job['model_id']} ===")
+        for t, p, g in zip(texts, pred["predictions"], held_out["gold"][:3], strict=True):
+            probs = ", ".join(f"{c} {v:.2f}" for c, v in p["probabilities"].items())
+            print(f"  {t[:60]!r}\n    -> {p['label']} ({p['confidence']:.2f}; gold {g})  [{probs}]")
+        print(f"\ndemo finished in {time.time() - started:.0f}s; stopping the service")
+        return 0
+    finally:
+        _stop(proc)
+
+
+def main() -> int:
+    return run_demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
