@@ -169,9 +169,13 @@ def train_ensemble(
         model = TextClassifier(backbone_path, n_classes).to(device)
         model.train()
         model.backbone.eval()  # no encoder dropout: the training pass doubles as the recording pass
+        # The token embedding table is half of MiniLM's weights; a few epochs on a few thousand texts
+        # barely move it, and freezing it saves its gradient and Adam moments in every branch.
+        model.backbone.get_input_embeddings().weight.requires_grad_(False)
         models.append(model)
     hidden = models[0].hidden_size
-    params = [p for m in models for p in m.parameters()]
+    params = [p for m in models for p in m.parameters() if p.requires_grad]
+    frozen = {name for name, p in models[0].named_parameters() if not p.requires_grad}
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -285,7 +289,8 @@ def train_ensemble(
             best_branch_order = sorted(range(branches), key=lambda b: -np.nan_to_num(branch_acc[b], nan=-1.0))
             if epoch < epochs - 1:
                 best_states = [
-                    {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in models
+                    {k: v.detach().cpu().clone() for k, v in m.state_dict().items() if k not in frozen}
+                    for m in models
                 ]
             else:
                 best_states = None  # the live weights are the selected ones
@@ -302,7 +307,7 @@ def train_ensemble(
     del optimizer, scheduler
     if best_states is not None:
         for m, state in zip(models, best_states, strict=True):
-            m.load_state_dict(state)
+            m.load_state_dict(state, strict=False)  # frozen weights are unchanged, not snapshotted
     for m in models:
         m.eval()
     ordered = [models[b] for b in best_branch_order]

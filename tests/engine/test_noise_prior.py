@@ -1,0 +1,138 @@
+"""Noise score ranks planted outliers high; the auto share tracks the planted share; k-NN prior rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sidyp_engine.noise import noise_scores, select_likely_noisy
+from sidyp_engine.prior import knn_prior
+
+
+def _planted_dynamics(seed: int = 0, n_per_class: int = 40, n_classes: int = 3, flipped_per_class: int = 6):
+    """Clusters per true class over M=2 branches and E=3 epochs; some rows carry another class's label."""
+    g = torch.Generator().manual_seed(seed)
+    d = 16
+    centres = torch.randn(n_classes, d, generator=g) * 3
+    true = torch.arange(n_classes).repeat_interleave(n_per_class)
+    noisy = true.clone()
+    planted = []
+    for c in range(n_classes):
+        rows = torch.nonzero(true == c).flatten()[:flipped_per_class]
+        noisy[rows] = (c + 1) % n_classes
+        planted.extend(rows.tolist())
+    base = centres[true]
+    dyn = base[None, :, None, :] + 0.5 * torch.randn(2, len(true), 3, d, generator=g)
+    return dyn, noisy, torch.tensor(sorted(planted))
+
+
+def test_noise_score_ranks_planted_label_flips_highest():
+    dyn, noisy, planted = _planted_dynamics()
+    scores = noise_scores(dyn, noisy)
+    top = torch.topk(scores, len(planted)).indices
+    assert set(top.tolist()) == set(planted.tolist())
+
+
+def test_missing_labels_get_no_score_and_are_never_flagged():
+    dyn, noisy, _ = _planted_dynamics()
+    noisy[[0, 1]] = -1
+    scores = noise_scores(dyn, noisy)
+    assert torch.isnan(scores[[0, 1]]).all() and torch.isfinite(scores[2:]).all()
+    mask, _ = select_likely_noisy(scores, noisy, 0.5)
+    assert not mask[[0, 1]].any()
+
+
+def test_fixed_fraction_is_taken_within_every_noisy_class():
+    # class 1 has much larger scores overall: pooled selection would flag only class 1
+    noisy = torch.tensor([0] * 10 + [1] * 10)
+    scores = torch.cat([torch.arange(10.0), 100 + torch.arange(10.0)])
+    mask, frac = select_likely_noisy(scores, noisy, 0.3)
+    assert frac == 0.3
+    assert mask[:10].nonzero().flatten().tolist() == [7, 8, 9]
+    assert mask[10:].nonzero().flatten().tolist() == [7, 8, 9]
+
+
+@pytest.mark.parametrize("planted_fraction", [0.2, 0.4])
+def test_auto_fraction_recovers_the_planted_share(planted_fraction):
+    rng = np.random.default_rng(1)
+    scores, noisy = [], []
+    for c, offset in enumerate([0.0, 5.0, -3.0]):  # classes at different distance scales
+        n = 400
+        k = int(planted_fraction * n)
+        scores.append(np.concatenate([rng.normal(offset, 1.0, n - k), rng.normal(offset + 5.0, 1.0, k)]))
+        noisy.append(np.full(n, c))
+    mask, frac = select_likely_noisy(
+        torch.tensor(np.concatenate(scores)), torch.tensor(np.concatenate(noisy))
+    )
+    assert abs(frac - planted_fraction) < 0.05
+    assert abs(float(mask.float().mean()) - planted_fraction) < 0.05
+
+
+def test_knn_prior_leaves_the_example_itself_out():
+    # two tight groups; row 0 sits in group A but is labelled 1 like group B: without leave-one-out its
+    # own vote (distance ~0, largest weight) would dominate and hand its noisy label back
+    emb = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4) + 1e-4 * torch.arange(8.0)[:, None]
+    noisy = torch.tensor([1, 0, 0, 0, 1, 1, 1, 1])
+    out = knn_prior(emb, noisy, torch.ones(8, dtype=torch.bool), n_classes=2, k=3)
+    assert out.probs[0].argmax() == 0
+    assert torch.allclose(out.probs.sum(1), torch.ones(8))
+    assert out.certain[0] and out.candidates[0].tolist() == [True, False]
+
+
+def test_knn_prior_uses_only_the_clean_set():
+    emb = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    noisy = torch.tensor([1, 1, 0, 0, 1, 1, 1, 1])
+    clean = torch.tensor([False, False, True, True, True, True, True, True])
+    out = knn_prior(emb, noisy, clean, n_classes=2, k=2)
+    # rows 0/1 (flagged) see only the clean class-0 rows of their own group
+    assert out.probs[0].tolist() == pytest.approx([1.0, 0.0])
+
+
+def _prior_from_votes(votes: list[int], n_classes: int, k: int):
+    """Query one point against neighbours all at the same distance (a ring around it), so vote shares
+    are the label counts over k."""
+    n = len(votes)
+    phi = torch.arange(n) * (2 * torch.pi / n)
+    a = torch.tensor(0.1)
+    emb = torch.stack(
+        [torch.cos(a).expand(n), torch.sin(a) * torch.cos(phi), torch.sin(a) * torch.sin(phi)], 1
+    )
+    return knn_prior(
+        emb,
+        torch.tensor(votes),
+        torch.ones(n, dtype=torch.bool),
+        n_classes,
+        k,
+        queries=torch.tensor([[1.0, 0.0, 0.0]]),
+    )
+
+
+def test_candidate_rules_certain_two_and_all():
+    certain = _prior_from_votes([2] * 10, n_classes=4, k=10)
+    assert certain.certain.tolist() == [True]
+    assert certain.candidates[0].tolist() == [False, False, True, False]
+
+    two = _prior_from_votes([1] * 6 + [3] * 3 + [0], n_classes=4, k=10)
+    assert two.probs[0].tolist() == pytest.approx([0.1, 0.6, 0.0, 0.3], abs=1e-5)
+    assert two.certain.tolist() == [False]
+    assert two.candidates[0].tolist() == [False, True, False, True]
+
+    spread = _prior_from_votes([0] * 4 + [1] * 3 + [2] * 3, n_classes=4, k=10)
+    assert spread.certain.tolist() == [False]
+    assert spread.candidates[0].all()
+
+
+def test_unlabelled_queries_keep_all_candidates_even_with_a_confident_vote():
+    emb = torch.tensor([[1.0, 0.0]] * 5)
+    out = knn_prior(
+        emb,
+        torch.zeros(5, dtype=torch.long),
+        torch.ones(5, dtype=torch.bool),
+        3,
+        3,
+        queries=torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+        query_noisy=torch.tensor([0, -1]),
+    )
+    assert out.certain.tolist() == [True, False]
+    assert out.candidates[1].all() and out.probs[1].argmax() == 0

@@ -1,0 +1,158 @@
+"""calibrate() end to end on toy data with the tiny backbone: outputs, progress, stopping, resuming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sidyp_engine import calibrate
+from sidyp_engine.types import CalibrationConfig, CalibrationStopped, InvalidInputError
+from tests.conftest import toy_dataset
+
+STAGES = ["validate", "classifier", "prior", "refiner", "posterior", "served", "done"]
+
+
+def _config(backbone: str, **overrides) -> CalibrationConfig:
+    fields = dict(
+        backbone=backbone, epochs=2, branches=2, diffusion_epochs=2, batch_size=16, learning_rate=1e-3
+    )
+    return CalibrationConfig(**(fields | overrides))
+
+
+@pytest.fixture(scope="module")
+def toy_run(tiny_backbone, tmp_path_factory):
+    texts, noisy, gold, classes = toy_dataset(n_per_class=12, noise=0.3, seed=1)
+    noisy = list(noisy)
+    noisy[4] = None  # one row the labeller gave no answer for
+    extra = ["the pizza recipe with cheese", "the laptop server code", "the coach and the team"]
+    seen = []
+    work_dir = tmp_path_factory.mktemp("work")
+    result = calibrate(
+        texts,
+        noisy,
+        classes + ["unused"],
+        extra_texts=extra,
+        config=_config(tiny_backbone),
+        progress=seen.append,
+        work_dir=work_dir,
+    )
+    return dict(
+        result=result, seen=seen, texts=texts, noisy=noisy, classes=classes + ["unused"], work_dir=work_dir
+    )
+
+
+def test_outputs_cover_every_training_row(toy_run):
+    r, texts = toy_run["result"], toy_run["texts"]
+    n, c = len(texts), 4
+    assert r.posteriors.shape == (n, c)
+    assert np.allclose(r.posteriors.sum(1), 1.0, atol=1e-4)
+    assert (r.posteriors >= 0).all()
+    assert r.given_labels == toy_run["noisy"]
+    assert len(r.suggested_labels) == n and set(r.suggested_labels) <= set(toy_run["classes"])
+    assert r.suggested_labels == [toy_run["classes"][i] for i in r.posteriors.argmax(1)]
+    # label quality is the posterior of the given label; the unlabelled row has none
+    labelled = np.array([x is not None for x in toy_run["noisy"]])
+    ids = np.array([toy_run["classes"].index(x) if x else -1 for x in toy_run["noisy"]])
+    assert np.allclose(r.label_quality[labelled], r.posteriors[labelled, ids[labelled]])
+    assert r.label_quality[4] == 0.0 and not r.is_label_issue[4]
+    assert np.array_equal(r.is_label_issue, labelled & (r.posteriors.argmax(1) != ids))
+    # no validation set given: about 10% of the rows were held out and still got outputs
+    assert r.is_validation.sum() == round(0.1 * n)
+    assert np.allclose(r.posteriors[r.is_validation].sum(1), 1.0, atol=1e-4)
+
+
+def test_noise_matrix_and_share(toy_run):
+    r = toy_run["result"]
+    assert r.noise_matrix.shape == (4, 4)
+    assert np.allclose(r.noise_matrix.sum(1), 1.0)
+    labelled = np.array([x is not None for x in toy_run["noisy"]])
+    assert r.noise_share == pytest.approx(float((1 - r.label_quality[labelled]).mean()), abs=1e-6)
+    assert 0.0 <= r.noise_share <= 1.0
+
+
+def test_extra_texts_get_refined_and_noisy_posteriors(toy_run):
+    r = toy_run["result"]
+    assert r.extra_posteriors.shape == (3, 4) and r.extra_noisy_posteriors.shape == (3, 4)
+    assert np.allclose(r.extra_posteriors.sum(1), 1.0, atol=1e-4)
+
+
+def test_served_model_predicts_probabilities(toy_run):
+    probs = toy_run["result"].model.predict_proba(["a new football match", "pasta for dinner"])
+    assert probs.shape == (2, 4) and np.allclose(probs.sum(1), 1.0, atol=1e-4)
+
+
+def test_progress_goes_through_the_stages_in_order(toy_run):
+    seen = toy_run["seen"]
+    order = []
+    for p in seen:
+        assert 0.0 <= p.fraction <= 1.0
+        if not order or order[-1] != p.stage:
+            order.append(p.stage)
+    assert order == STAGES
+    timings = toy_run["result"].timings
+    assert set(STAGES[:-1]) | {"total"} <= set(timings)
+    assert timings["total"] >= sum(timings[s] for s in STAGES[:-1]) * 0.99
+
+
+def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_backbone):
+    seen = []
+    again = calibrate(
+        toy_run["texts"],
+        toy_run["noisy"],
+        toy_run["classes"],
+        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
+        config=_config(tiny_backbone),
+        progress=seen.append,
+        work_dir=toy_run["work_dir"],
+    )
+    first = toy_run["result"]
+    assert again.diagnostics["reused_stage1"] is True
+    # no training step was reported: stage 1 went straight from 0 to done
+    assert [p.fraction for p in seen if p.stage == "classifier"] == [0.0, 1.0]
+    assert not any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen)
+    assert again.timings["classifier"] < first.timings["classifier"] / 3
+    assert np.allclose(again.posteriors, first.posteriors, atol=1e-5)
+
+    changed = calibrate(
+        toy_run["texts"],
+        toy_run["noisy"],
+        toy_run["classes"],
+        config=_config(tiny_backbone, seed=5, epochs=1),
+        work_dir=toy_run["work_dir"],
+    )
+    assert changed.diagnostics["reused_stage1"] is False  # a different call never reuses another's stages
+
+
+def test_should_stop_raises_within_one_batch(tiny_backbone):
+    texts, noisy, _, classes = toy_dataset(n_per_class=8, noise=0.2, seed=2)
+    steps = []
+    requested = []
+
+    def progress(p):
+        if p.stage == "classifier" and p.fraction > 0:
+            steps.append(p.fraction)
+
+    def should_stop():
+        if len(steps) >= 2:
+            requested.append(len(steps))
+            return True
+        return False
+
+    with pytest.raises(CalibrationStopped):
+        calibrate(
+            texts, noisy, classes, config=_config(tiny_backbone), progress=progress, should_stop=should_stop
+        )
+    assert requested and len(steps) == requested[0]  # no further batch ran after the stop request
+
+
+def test_invalid_input_raises_the_one_error_type(tiny_backbone):
+    texts, noisy, _, classes = toy_dataset(n_per_class=5, noise=0.0)
+    bad = list(texts)
+    bad[2] = " "
+    with pytest.raises(InvalidInputError) as err:
+        calibrate(bad, noisy, classes, config=_config(tiny_backbone))
+    assert err.value.rows == [2]
+    with pytest.raises(InvalidInputError, match="valid_labels"):
+        calibrate(texts, noisy, classes, valid_texts=texts[:3], config=_config(tiny_backbone))
+    with pytest.raises(InvalidInputError, match="not in the class list"):
+        calibrate(texts, noisy, classes, valid_texts=texts[:2], valid_labels=["sports", "golf"])
