@@ -356,8 +356,11 @@ def cmd_calibrate(args) -> int:
         if table is not None:
             encode_labels(table["labels"], classes, what=table["path"])
 
+    from transformers.utils import logging as hf_logging
+
     from sidyp_engine.pipeline import calibrate
 
+    hf_logging.disable_progress_bar()  # per-model "Loading weights" bars would interleave with ours
     os.makedirs(args.out, exist_ok=True)
     bar = StageProgress(enabled=not args.quiet)
     started = time.perf_counter()

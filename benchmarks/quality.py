@@ -1,0 +1,459 @@
+"""Quality benchmark on LLM-labelled data: noisy-label baseline vs SiDyP vs the served model.
+
+    python -m benchmarks.quality --data ../shared/data/semeval-mixtral-fewshot --seeds 3 \
+        --out benchmarks/results/semeval-mixtral-fewshot.json [--ablation]
+
+The data dir holds train.csv, valid.csv and test.csv with columns text, noisy_label, gold_label. Training
+and model selection see only texts and noisy labels (train + valid); gold labels are read only to score
+predictions on test. Classes are the distinct noisy labels of train + valid; a test row whose gold class
+the labeller never used stays in the scores and can only be counted wrong.
+
+Rows of the result (each metric as mean and sample std over seeds):
+  noisy_baseline  one classifier of the same backbone, fine-tuned on the noisy labels for the same epochs,
+                  epoch selected by noisy-label accuracy on valid (stage 1 with one branch, no co-reg);
+  noisy_ensemble  the stage-1 ensemble of the SiDyP run itself, P(ỹ | x) (free: it is part of the run);
+  sidyp           the refined posterior P(y | x) on the test texts;
+  served          the distilled, temperature-scaled served model on the test texts.
+With --ablation: knn_prior (argmax of the dynamic prior, i.e. the k-NN over the likely-clean set) and
+refiner_no_dynamic_update (the same run with the candidate-weight update off; stage 1 and the sentence
+embeddings are reused from the full run's checkpoints, so only the refiner is retrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from sidyp_engine.metrics import score_all
+from sidyp_engine.types import CalibrationConfig
+
+METRICS = ("accuracy", "macro_f1", "ece")
+MAIN_ROWS = ("noisy_baseline", "noisy_ensemble", "sidyp", "served")
+ABLATION_ROWS = ("noisy_baseline", "knn_prior", "refiner_no_dynamic_update", "sidyp")
+
+
+# ---------------------------------------------------------------------------------------------- data
+def read_split(path: str) -> dict[str, list]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "texts": [r["text"] for r in rows],
+        "noisy": [r["noisy_label"].strip() or None for r in rows],
+        "gold": [(r.get("gold_label") or "").strip() or None for r in rows],
+    }
+
+
+def subsample(split: dict[str, list], limit: int | None, seed: int = 0) -> dict[str, list]:
+    """A fixed random subset (same for every method seed), so seeds vary only the method."""
+    n = len(split["texts"])
+    if limit is None or limit >= n:
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    return {k: [v[i] for i in keep] for k, v in split.items()}
+
+
+def gold_ids(gold: list[str | None], classes: list[str]) -> np.ndarray:
+    """Gold labels as ids; a gold class outside `classes` gets id C (never predicted, always wrong)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(g, len(classes)) for g in gold], dtype=np.int64)
+
+
+def score(probs: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
+    probs = np.asarray(probs, dtype=np.float64)
+    # one zero column for the "unknown gold class" id, so it is scored as a class nobody predicts
+    padded = np.concatenate([probs, np.zeros((len(probs), 1))], axis=1)
+    out = score_all(padded, y, n_classes + 1, n_bins=15)
+    return {k: out[k] for k in (*METRICS, "nll")}
+
+
+# ---------------------------------------------------------------------------------------------- machine
+def machine_info(device: str) -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """ru_maxrss (KiB on Linux) of this process and of its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"self": round(own, 1), "children": round(children, 1), "total": round(own + children, 1)}
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> tuple[np.ndarray, float]:
+    """Stage 1 with one branch (co-regularisation needs two): the plain noisy-label fine-tune."""
+    from sidyp_engine.classifier import train_ensemble
+    from sidyp_engine.data import encode_labels
+    from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
+
+    t0 = time.perf_counter()
+    backbone = resolve_backbone(cfg.backbone)
+    out = train_ensemble(
+        backbone,
+        load_tokenizer(backbone),
+        train["texts"],
+        torch.from_numpy(encode_labels(train["noisy"], classes)),
+        valid["texts"],
+        torch.from_numpy(encode_labels(valid["noisy"], classes)),
+        test["texts"],
+        len(classes),
+        branches=1,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        device=select_device(cfg.device),
+    )
+    probs = out.noisy_posteriors["extra"].numpy()
+    del out
+    return probs, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def dynamic_update_off():
+    """Refiner with the candidate-weight update disabled (prior_update_rate = 0).
+
+    CalibrationConfig has no switch for it, so the benchmark swaps in a RefinerConfig whose rate is 0;
+    `calibrate` looks RefinerConfig up in sidyp_engine.diffusion at call time.
+    """
+    import dataclasses
+
+    from sidyp_engine import diffusion
+
+    original = diffusion.RefinerConfig
+
+    def no_update(*args, **kwargs):
+        return dataclasses.replace(original(*args, **kwargs), prior_update_rate=0.0)
+
+    diffusion.RefinerConfig = no_update
+    try:
+        yield
+    finally:
+        diffusion.RefinerConfig = original
+
+
+def _copy_stage_checkpoints(src: str, dst: str, stages: tuple[str, ...]) -> None:
+    os.makedirs(dst, exist_ok=True)
+    for stage in stages:
+        for ext in (".json", ".safetensors"):
+            path = os.path.join(src, stage + ext)
+            if os.path.isfile(path):
+                shutil.copy2(path, dst)
+    if "served" in stages and os.path.isdir(os.path.join(src, "served")):
+        shutil.copytree(os.path.join(src, "served"), os.path.join(dst, "served"), dirs_exist_ok=True)
+
+
+def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) -> dict[str, Any]:
+    from sidyp_engine.pipeline import calibrate
+
+    n_classes = len(classes)
+    out: dict[str, Any] = {"seed": cfg.seed, "scores": {}, "wall_seconds": {}}
+    with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
+        work = os.path.join(tmp, "full")
+        t0 = time.perf_counter()
+        result = calibrate(
+            train["texts"],
+            train["noisy"],
+            classes,
+            valid_texts=valid["texts"],
+            valid_labels=valid["noisy"],
+            extra_texts=test["texts"],
+            config=cfg,
+            progress=_progress_printer(args.verbose),
+            work_dir=work if args.ablation else None,
+        )
+        sidyp_wall = time.perf_counter() - t0
+        out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
+        out["wall_seconds"]["sidyp_end_to_end"] = round(sidyp_wall, 2)
+        out["scores"]["sidyp"] = score(result.extra_posteriors, y_test, n_classes)
+        out["scores"]["noisy_ensemble"] = score(result.extra_noisy_posteriors, y_test, n_classes)
+        t1 = time.perf_counter()
+        served_probs = result.model.predict_proba(test["texts"])
+        out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
+        out["scores"]["served"] = score(served_probs, y_test, n_classes)
+        out["served_temperature"] = float(result.model.temperature)
+        out["noise_share_estimate"] = float(result.noise_share)
+        out["flagged_share"] = float(np.mean(result.is_label_issue))
+        diag = result.diagnostics
+        out["diagnostics"] = {
+            k: diag[k]
+            for k in (
+                "selected_epoch",
+                "noisy_fraction",
+                "clean_set_size",
+                "certain_share",
+                "prior_agrees_with_label",
+                "flagged_share",
+            )
+            if k in diag
+        }
+        if args.ablation:
+            if "extra_prior" in diag:
+                out["scores"]["knn_prior"] = score(np.asarray(diag["extra_prior"]), y_test, n_classes)
+            else:
+                out["scores"]["knn_prior"] = {
+                    "not_available": "pipeline does not expose diagnostics['extra_prior']"
+                }
+            model_backup = result.model
+            del result
+            gc.collect()
+            ablation_dir = os.path.join(tmp, "no-dynamic-update")
+            # stage 1, embeddings and the served model are identical for this variant: reuse them
+            _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
+            t2 = time.perf_counter()
+            with dynamic_update_off():
+                variant = calibrate(
+                    train["texts"],
+                    train["noisy"],
+                    classes,
+                    valid_texts=valid["texts"],
+                    valid_labels=valid["noisy"],
+                    extra_texts=test["texts"],
+                    config=cfg,
+                    progress=_progress_printer(args.verbose),
+                    work_dir=ablation_dir,
+                )
+            out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
+            out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
+            # evidence that the switch took effect: the variant's refiner records no weight shifts
+            out["ablation_check"] = {
+                "weights_shift_full": list(diag.get("refiner_history", {}).get("weights_shift", [])),
+                "weights_shift_no_update": list(
+                    variant.diagnostics.get("refiner_history", {}).get("weights_shift", [])
+                ),
+                "note": "the dynamic update runs after each refiner epoch, so with 1 diffusion epoch the "
+                "two variants train identically",
+            }
+            del variant, model_backup
+        else:
+            del result
+    gc.collect()
+    if not args.no_baseline:
+        probs, seconds = run_noisy_baseline(cfg, train, valid, test, classes)
+        out["scores"]["noisy_baseline"] = score(probs, y_test, n_classes)
+        out["wall_seconds"]["noisy_baseline"] = round(seconds, 2)
+    gc.collect()
+    out["peak_rss_mb_so_far"] = peak_rss_mb()["total"]
+    return out
+
+
+def _progress_printer(verbose: bool):
+    if not verbose:
+        return None
+    last: dict[str, int] = {}
+
+    def show(p) -> None:
+        tenth = int(p.fraction * 10)
+        if last.get(p.stage) != tenth:
+            last[p.stage] = tenth
+            print(f"  [{p.stage}] {100 * p.fraction:3.0f}% {p.message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def aggregate(runs: list[dict[str, Any]], rows: tuple[str, ...]) -> dict[str, Any]:
+    """Per row and metric: mean, sample std (0 for one seed) and the per-seed values."""
+    table: dict[str, Any] = {}
+    for row in rows:
+        per_seed = [r["scores"].get(row) for r in runs]
+        if not per_seed or any(s is None or "not_available" in s for s in per_seed):
+            reason = next((s["not_available"] for s in per_seed if s and "not_available" in s), "not run")
+            table[row] = {"not_available": reason}
+            continue
+        table[row] = {}
+        for metric in (*METRICS, "nll"):
+            values = np.array([s[metric] for s in per_seed], dtype=np.float64)
+            table[row][metric] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "values": [float(v) for v in values],
+            }
+    return table
+
+
+def format_table(table: dict[str, Any], title: str) -> str:
+    lines = [title, f"  {'':<26}" + "".join(f"{m:>18}" for m in METRICS)]
+    for row, metrics in table.items():
+        if "not_available" in metrics:
+            lines.append(f"  {row:<26}  not available: {metrics['not_available']}")
+            continue
+        cells = "".join(f"{metrics[m]['mean']:>11.3f} ± {metrics[m]['std']:.3f}" for m in METRICS)
+        lines.append(f"  {row:<26}{cells}")
+    return "\n".join(lines)
+
+
+def stage_means(runs: list[dict[str, Any]]) -> dict[str, float]:
+    keys = sorted({k for r in runs for k in r["wall_seconds"]["sidyp_stages"]})
+    return {
+        k: round(float(np.mean([r["wall_seconds"]["sidyp_stages"].get(k, math.nan) for r in runs])), 2)
+        for k in keys
+    }
+
+
+# ---------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dir with train.csv, valid.csv, test.csv")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed-start, seed-start + 1, ...)")
+    p.add_argument("--seed-start", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--branches", type=int, default=3)
+    p.add_argument("--diffusion-epochs", type=int, default=4)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--noise-fraction", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--encoder", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--ablation", action="store_true", help="add k-NN prior and no-dynamic-update rows")
+    p.add_argument("--no-baseline", action="store_true", help="skip the separate noisy-label baseline")
+    p.add_argument(
+        "--limit-train", type=int, default=None, help="random subset of N training rows (smoke runs)"
+    )
+    p.add_argument("--limit-test", type=int, default=None, help="random subset of N test rows (smoke runs)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--verbose", action="store_true", help="stage progress on stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with contextlib.suppress(Exception):  # the per-load weight bars would bury the benchmark's own output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    started = time.perf_counter()
+    name = os.path.basename(os.path.normpath(args.data))
+    train = subsample(read_split(os.path.join(args.data, "train.csv")), args.limit_train)
+    valid = read_split(os.path.join(args.data, "valid.csv"))
+    test = subsample(read_split(os.path.join(args.data, "test.csv")), args.limit_test)
+    classes = sorted({y for y in train["noisy"] + valid["noisy"] if y is not None})
+    # gold labels: test only, for scoring
+    y_test = gold_ids(test["gold"], classes)
+    llm_acc = float(np.mean([n == g for n, g in zip(test["noisy"], test["gold"], strict=True)]))
+
+    noise_fraction: Any = "auto" if args.noise_fraction == "auto" else float(args.noise_fraction)
+    base = {
+        "epochs": args.epochs,
+        "branches": args.branches,
+        "diffusion_epochs": args.diffusion_epochs,
+        "k": args.k,
+        "noise_fraction": noise_fraction,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "backbone": args.backbone,
+        "encoder": args.encoder,
+        "device": args.device,
+    }
+    if args.learning_rate is not None:
+        base["learning_rate"] = args.learning_rate
+    from sidyp_engine.model import select_device
+
+    device = str(select_device(args.device))
+    print(
+        f"{name}: {len(train['texts'])} train / {len(valid['texts'])} valid / {len(test['texts'])} test, "
+        f"{len(classes)} classes, device {device}, seeds {args.seed_start}..{args.seed_start + args.seeds - 1}",
+        file=sys.stderr,
+    )
+    runs = []
+    for s in range(args.seed_start, args.seed_start + args.seeds):
+        cfg = CalibrationConfig(seed=s, **base)
+        t = time.perf_counter()
+        run = run_seed(cfg, train, valid, test, classes, y_test, args)
+        runs.append(run)
+        brief = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in run["scores"].items() if "accuracy" in v)
+        print(f"seed {s}: {time.perf_counter() - t:.0f}s; accuracy: {brief}", file=sys.stderr, flush=True)
+
+    results = aggregate(runs, MAIN_ROWS)
+    report: dict[str, Any] = {
+        "dataset": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m benchmarks.quality", *(argv if argv is not None else sys.argv[1:])]),
+        "config": CalibrationConfig(seed=args.seed_start, **base).model_dump(mode="json"),
+        "seeds": [r["seed"] for r in runs],
+        "n": {"train": len(train["texts"]), "valid": len(valid["texts"]), "test": len(test["texts"])},
+        "subsampled": {"train": args.limit_train, "test": args.limit_test},
+        "classes": classes,
+        "llm_label_accuracy": {"test": llm_acc},
+        "results": results,
+        "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
+        "wall_seconds": {
+            "sidyp_stages_mean": stage_means(runs),
+            "sidyp_end_to_end_mean": round(
+                float(np.mean([r["wall_seconds"]["sidyp_end_to_end"] for r in runs])), 2
+            ),
+            "per_seed": [r["wall_seconds"] for r in runs],
+            "benchmark_total": round(time.perf_counter() - started, 2),
+        },
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": machine_info(device),
+        "runs": runs,
+    }
+    if args.ablation:
+        report["ablation"] = aggregate(runs, ABLATION_ROWS)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+
+    print(f"\n{name}  (test n={len(test['texts'])}, LLM label accuracy {llm_acc:.3f}, {len(runs)} seed(s))")
+    print(format_table(results, "results (mean ± std over seeds)"))
+    if args.ablation:
+        print(format_table(report["ablation"], "ablation"))
+    w = report["wall_seconds"]
+    print(
+        f"sidyp end to end {w['sidyp_end_to_end_mean']:.1f}s per seed; stages "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in w["sidyp_stages_mean"].items())
+    )
+    print(f"peak RSS {report['peak_rss_mb']['total']:.0f} MB; benchmark total {w['benchmark_total']:.0f}s")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
