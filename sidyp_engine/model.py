@@ -41,11 +41,27 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
 
 
+def _skip_weight_init():
+    """Skip random initialisation of weights that a state dict will overwrite (saves ~0.3 s per MiniLM).
+
+    Uses transformers' own switch where it exists; otherwise initialises normally (only slower).
+    """
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
 class TextClassifier(nn.Module):
     """Encoder + masked mean pooling + dropout + linear head.
 
-    `pretrained=False` builds the encoder from its config only (random weights), for callers that load
-    their own state dict right after (the served model), which saves reading the weights twice.
+    `pretrained=False` builds the encoder from its config only, with uninitialised weights, for callers
+    that load their own state dict right after (the served model, checkpoints): it saves reading the
+    weights twice and initialising them for nothing. Such a model must get a full state dict.
     """
 
     def __init__(self, backbone_path: str, n_classes: int, dropout: float = 0.1, pretrained: bool = True):
@@ -56,7 +72,8 @@ class TextClassifier(nn.Module):
             self.backbone = AutoModel.from_pretrained(backbone_path, local_files_only=True)
         else:
             config = AutoConfig.from_pretrained(backbone_path, local_files_only=True)
-            self.backbone = AutoModel.from_config(config)
+            with _skip_weight_init():
+                self.backbone = AutoModel.from_config(config)
         self.hidden_size = int(self.backbone.config.hidden_size)
         self.n_classes = int(n_classes)
         self.dropout = nn.Dropout(dropout)
