@@ -75,7 +75,7 @@ def list_datasets(
     settings: SettingsDep,
     store: StoreDep,
     tenant: TenantDep,
-    limit: Annotated[int | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[Dataset]:
     docs, more = store.list(

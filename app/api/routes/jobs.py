@@ -143,7 +143,7 @@ def list_jobs(
     settings: SettingsDep,
     store: StoreDep,
     tenant: TenantDep,
-    limit: Annotated[int | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ListResponse[Job]:
     docs, more = store.list(
@@ -165,7 +165,7 @@ def job_events(
     settings: SettingsDep,
     store: StoreDep,
     tenant: TenantDep,
-    limit: Annotated[int | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     after: Annotated[int, Query(ge=-1, description="seq of the last event already seen")] = -1,
 ) -> ListResponse[JobEvent]:
     _get_job(store, tenant, job_id)
@@ -265,7 +265,7 @@ def job_labels(
     settings: SettingsDep,
     store: StoreDep,
     tenant: TenantDep,
-    limit: Annotated[int | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     after: Annotated[int, Query(ge=-1, description="index of the last row already seen")] = -1,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ):
