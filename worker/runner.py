@@ -233,6 +233,14 @@ class _Delivery:
         return self._cancel
 
     def on_progress(self, p) -> None:
+        try:
+            self._on_progress(p)
+        except Exception:
+            # A store blip must not kill hours of training: progress is best-effort, the heartbeat and the
+            # final state writes decide ownership and outcome.
+            log.warning("job %s: progress update failed", self.job_id, exc_info=True)
+
+    def _on_progress(self, p) -> None:
         stage, fraction = str(p.stage), float(p.fraction)
         for key, value in (p.metrics or {}).items():
             try:
