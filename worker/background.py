@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from app.core.config import Settings
 from app.store import JobStore
+from worker.dispatch import make_queue_probe
 from worker.reaper import reap, requeue_orphans
 
 log = logging.getLogger("sidyp.worker")
@@ -38,6 +39,7 @@ class WorkerBackground:
         self.beat = beat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._probe: Callable[[str], bool] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="sidyp-background", daemon=True)
@@ -62,8 +64,9 @@ class WorkerBackground:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self.settings.reaper_interval_seconds
                     reap(self.store, self.settings, self.enqueue)
-                    if self.settings.embedded:
-                        requeue_orphans(self.store, self.settings)
+                    if self._probe is None:
+                        self._probe = make_queue_probe(self.settings, self.store)
+                    requeue_orphans(self.store, self.settings, self.enqueue, self._probe)
             except Exception:
                 log.exception("background pass failed; retrying")
             self._stop.wait(

@@ -5,8 +5,8 @@ lost its worker. It is re-queued (its stage checkpoints make the next delivery c
 `worker_lost` once it has been delivered SIDYP_MAX_DELIVERIES times, or marked cancelled if a cancel
 was pending. Every decision is written as a job event saying which and why.
 
-In the embedded mode a queued job that is in no queue (its claimer died between claim and start) is
-put back in the queue. Run periodically by the API process and by every worker.
+A queued job that is in no queue (its embedded claimer died between claim and start, or its Celery
+message was lost) is queued again. Run periodically by the API process and by every worker.
 """
 
 from __future__ import annotations
@@ -85,23 +85,36 @@ def reap(
     return actions
 
 
-def requeue_orphans(store: JobStore, settings: Settings, now: float | None = None) -> list[str]:
-    """Embedded mode: a queued job that sits in no queue (its claimer died before starting it) goes back.
-
-    Only jobs queued longer than the stale limit are considered, so a job between its creation and its
-    enqueue is never touched; enqueueing twice is harmless anyway (the lock and status checks drop repeats).
+def requeue_orphans(
+    store: JobStore,
+    settings: Settings,
+    enqueue: Callable[[str], None],
+    is_enqueued: Callable[[str], bool],
+    now: float | None = None,
+) -> list[str]:
+    """A queued job that waits in no queue goes back: in the embedded mode its claimer died before
+    starting it; in the Celery mode its message was lost (a Redis restart between the job record and the
+    message reaching disk). Only jobs queued longer than the stale limit are considered, so a job between
+    its creation and its enqueue is never touched; a duplicate message is harmless anyway (the lock and
+    status checks drop it).
     """
     now = time.time() if now is None else now
     out = []
     for job in store.jobs_with_status("queued"):
         if now - float(job.get("queued_at") or now) < settings.stale_after_seconds:
             continue
-        if store.queue_contains(job["id"]) or store.lock_owner(job_lock_name(job["id"])) is not None:
+        if store.lock_owner(job_lock_name(job["id"])) is not None or is_enqueued(job["id"]):
             continue
-        store.enqueue(job["id"])
+        enqueue(job["id"])
+        store.update_job(job["id"], {"queued_at": now}, expect_status={"queued"})
         store.add_event(
             job["id"],
-            {"type": "reaper", "at": utc_now_iso(), "stage": "queued", "message": "put back in the queue"},
+            {
+                "type": "reaper",
+                "at": utc_now_iso(),
+                "stage": "queued",
+                "message": "found in no queue: queued again",
+            },
         )
         out.append(job["id"])
     return out

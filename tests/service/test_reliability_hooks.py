@@ -124,6 +124,29 @@ def test_orphaned_queued_jobs_go_back_to_the_queue(store, settings):
     store.put(
         "job", {"id": new, "tenant": "t1", "status": "queued", "created_at": "x", "queued_at": time.time()}
     )
-    assert requeue_orphans(store, settings) == [old]
+    assert requeue_orphans(store, settings, store.enqueue, store.queue_contains) == [old]
     assert store.queue_contains(old) and not store.queue_contains(new)
-    assert requeue_orphans(store, settings) == []  # already queued
+    assert requeue_orphans(store, settings, store.enqueue, store.queue_contains) == []  # already queued
+    assert store.list_events(old)[0][-1]["type"] == "reaper"
+
+
+def test_a_lost_celery_message_is_sent_again(redis_url, tmp_path):
+    """Celery mode: the probe looks for the job's message in the broker; without one the job is re-sent."""
+    import redis
+
+    from worker.dispatch import make_enqueuer, make_queue_probe
+
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(url).flushdb()
+    settings = Settings(data_dir=tmp_path, redis_url=url, stale_after_seconds=5, heartbeat_interval_seconds=1)
+    store = RedisJobStore(url)
+    send, probe = make_enqueuer(settings, store), make_queue_probe(settings, store)
+    job_id = "job_" + "m" * 22
+    store.put(
+        "job",
+        {"id": job_id, "tenant": "t1", "status": "queued", "created_at": "x", "queued_at": time.time() - 60},
+    )
+    assert not probe(job_id)
+    assert requeue_orphans(store, settings, send, probe) == [job_id]
+    assert probe(job_id)
+    assert requeue_orphans(store, settings, send, probe) == []  # its message is there now
