@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic.fields import FieldInfo
+
+from sidyp_engine.types import CalibrationConfig
 
 T = TypeVar("T")
 
@@ -32,29 +35,43 @@ class Dataset(BaseModel):
     label_column: str
 
 
-class JobParams(BaseModel):
-    """Calibration parameters a client may set. Ranges match sidyp_engine.types.CalibrationConfig."""
+# The job parameters a client may set: a subset of the engine's CalibrationConfig. Types, defaults, ranges
+# and descriptions are taken from it (one source of truth), so the API never accepts what the engine refuses.
+CLIENT_PARAMS = (
+    "epochs",
+    "branches",
+    "diffusion_epochs",
+    "k",
+    "noise_fraction",
+    "seed",
+    "max_length",
+    "backbone",
+    "batch_size",
+)
 
-    model_config = ConfigDict(extra="forbid")
 
-    epochs: int = Field(4, ge=1, le=50, description="classifier fine-tuning epochs")
-    branches: int = Field(3, ge=1, le=8, description="ensemble branches")
-    diffusion_epochs: int = Field(4, ge=1, le=100, description="refiner training epochs")
-    k: int = Field(10, ge=1, le=100, description="neighbours of the k-NN prior")
-    noise_fraction: Literal["auto"] | float = Field("auto", description="'auto' or a number in (0, 1)")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    max_length: int = Field(128, ge=8, le=512, description="token cap per text")
-    backbone: str | None = Field(
-        None, max_length=4096, description="None = bundled MiniLM; else a directory the server allows"
-    )
-    batch_size: int = Field(32, ge=1, le=1024)
+def _engine_field(name: str, annotation: Any = None, **overrides: Any) -> tuple[Any, FieldInfo]:
+    info = CalibrationConfig.model_fields[name]
+    return annotation or info.annotation, FieldInfo.merge_field_infos(info, **overrides)
 
-    @field_validator("noise_fraction")
-    @classmethod
-    def _fraction(cls, v: Any) -> Any:
-        if v != "auto" and not (0.0 < float(v) < 1.0):
-            raise ValueError("noise_fraction must be 'auto' or a number in (0, 1)")
-        return v
+
+def _fraction(cls, v: Any) -> Any:
+    return CalibrationConfig._fraction_range(v)  # the engine's own check, not a copy of it
+
+
+JobParams = create_model(
+    "JobParams",
+    __doc__="Calibration parameters a client may set; ranges come from sidyp_engine.types.CalibrationConfig.",
+    __config__=ConfigDict(extra="forbid"),
+    __validators__={"_fraction": field_validator("noise_fraction")(_fraction)},
+    **{name: _engine_field(name) for name in CLIENT_PARAMS if name != "backbone"},
+    # A path the server checks against SIDYP_ALLOWED_BACKBONE_DIRS; bounded so a huge string is a 422.
+    backbone=_engine_field(
+        "backbone",
+        Annotated[str, StringConstraints(max_length=4096)] | None,
+        description="None = bundled MiniLM; else a directory the server allows",
+    ),
+)
 
 
 class JobCreate(BaseModel):
