@@ -8,8 +8,10 @@ null when the problem is the file or its header), for request bodies `{field, me
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -117,6 +119,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, detail, headers=getattr(exc, "headers", None), instance=request.url.path
         )
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        # Redis restarting, or the SQLite file busy past its timeout: a transient outage, not a bug. Handled
+        # here rather than as a 500 so the client gets a retryable answer and the connection stays usable.
+        if isinstance(exc, sqlite3.OperationalError) and "locked" not in str(exc):
+            return await _unexpected(request, exc)
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503,
+            "The job store is unavailable; try again shortly.",
+            slug="store-unavailable",
+            headers={"Retry-After": "5"},
+            instance=request.url.path,
+        )
+
+    for kind in (redis.ConnectionError, redis.TimeoutError, sqlite3.OperationalError):
+        app.add_exception_handler(kind, _store_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
