@@ -197,7 +197,7 @@ def test_transition_is_a_stochastic_matrix_per_example(trained):
     assert (trans[:, 0] - trans[:, 1]).abs().max() > 1e-3
 
 
-def test_transition_is_deterministic_and_chunking_does_not_change_it(trained):
+def test_transition_is_deterministic_given_the_seed(trained):
     train, _, refiner, _ = trained
     a = refiner.transition(train["cond"][:, :40])
     b = refiner.transition(train["cond"][:, :40])
