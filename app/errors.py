@@ -116,8 +116,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "error")
+        slug = None
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # FastAPI's words when json.loads itself fails (e.g. RecursionError on deeply nested JSON).
+            detail, slug = (
+                "The request body could not be parsed (malformed, or JSON nested too deeply).",
+                "invalid-body",
+            )
         return problem_response(
-            exc.status_code, detail, headers=getattr(exc, "headers", None), instance=request.url.path
+            exc.status_code,
+            detail,
+            slug=slug,
+            headers=getattr(exc, "headers", None),
+            instance=request.url.path,
         )
 
     async def _store_down(request: Request, exc: Exception) -> JSONResponse:
