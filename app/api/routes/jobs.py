@@ -166,7 +166,7 @@ def job_events(
     store: StoreDep,
     tenant: TenantDep,
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    after: Annotated[int, Query(ge=-1, description="seq of the last event already seen")] = -1,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="seq of the last event already seen")] = -1,
 ) -> ListResponse[JobEvent]:
     _get_job(store, tenant, job_id)
     events, more = store.list_events(job_id, after, page_limit(limit, settings.max_page_size, default=100))
@@ -266,7 +266,7 @@ def job_labels(
     store: StoreDep,
     tenant: TenantDep,
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    after: Annotated[int, Query(ge=-1, description="index of the last row already seen")] = -1,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="index of the last row already seen")] = -1,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ):
     record = _get_job(store, tenant, job_id)
