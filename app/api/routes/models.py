@@ -115,11 +115,15 @@ def predict(
             slug="text-too-long",
             errors=[{"field": f"body.texts.{i}", "message": "text too long"} for i in too_long[:50]],
         )
+    from sidyp_engine.types import InvalidInputError
+
     try:
         model = model_cache.get(settings, tenant, model_id)
-    except FileNotFoundError:
+    except (FileNotFoundError, InvalidInputError):
+        # The loader refuses a folder without its safetensors weights and metadata (it never falls back to
+        # pickle): the record exists but its files are gone or not ours. The path stays out of the answer.
         raise ProblemError(
-            410, "The model's files are no longer on disk.", slug="model-files-missing"
+            410, "The model's files are missing or unreadable on the server.", slug="model-files-missing"
         ) from None
     probs = model.predict_proba(body.texts)
     classes = list(model.classes)
