@@ -39,6 +39,35 @@ LR_WARMUP_SHARE = (
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 INFERENCE_BATCH = 128
+# Tokens (rows x padded width) per training micro-batch. At 32 x 128 tokens the three branches' graphs
+# alone took ~1.6 GB on MiniLM; 1024 keeps ordinary batches whole (32 texts of <= 32 tokens) and bounds the peak.
+TOKEN_BUDGET = 1024
+
+
+def release_memory() -> None:
+    """Return freed heap pages to the OS. Per-batch padding makes every batch a different shape, which
+    fragments glibc's heap: without a trim the RSS stays at its highest point for the rest of the run."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
+def _micro_batches(attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Row index chunks of a padded batch such that rows x (chunk's longest text) <= TOKEN_BUDGET."""
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, descending=True)
+    chunks, start = [], 0
+    while start < len(order):
+        width = int(lengths[order[start]])
+        rows = max(1, TOKEN_BUDGET // max(1, width))
+        chunks.append(order[start : start + rows])
+        start += rows
+    return chunks
 
 
 @dataclass
@@ -208,52 +237,69 @@ def train_ensemble(
         ):
             _check_stop(should_stop)
             batch = move_batch(batch, device)
-            y = labels_dev[idx.to(device)]
-            labelled = y >= 0
-            with autocast_context(device):
-                outputs = [m(batch["input_ids"], batch["attention_mask"]) for m in models]
-            logits = torch.stack([o[0].float() for o in outputs])  # [M, B, C]
-            log_p = F.log_softmax(logits, dim=-1)
-            if labelled.any():
-                ce = F.nll_loss(
-                    log_p[:, labelled].reshape(-1, n_classes), y[labelled].repeat(branches), reduction="mean"
-                )
-            else:
-                ce = logits.sum() * 0.0
-            loss = ce
-            if branches > 1 and step >= coreg_from_step:
-                mean_p = log_p.exp().mean(dim=0, keepdim=True)  # [1, B, C]
-                kl = (mean_p * (torch.log(mean_p.clamp_min(1e-8)) - log_p)).sum(-1).mean()
-                loss = loss + COREG_WEIGHT * kl
+            y_batch = labels_dev[idx.to(device)]
+            n_labelled = int((y_batch >= 0).sum())
+            coreg_on = branches > 1 and step >= coreg_from_step
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            batch_loss = 0.0
+            probs_no_dropout = torch.zeros(len(idx), n_classes)
+            # Micro-batches bounded in tokens: every branch's graph is alive until backward, so a batch of
+            # long texts would otherwise set the peak memory. Both loss terms are per-example sums
+            # divided by the whole batch's counts, so the accumulated gradient equals the full batch's.
+            for rows in _micro_batches(batch["attention_mask"]):
+                ids_c = batch["input_ids"][rows]
+                mask_c = batch["attention_mask"][rows]
+                width = int(mask_c.sum(1).max())
+                ids_c, mask_c = ids_c[:, :width], mask_c[:, :width]
+                y = y_batch[rows]
+                labelled = y >= 0
+                with autocast_context(device):
+                    outputs = [m(ids_c, mask_c) for m in models]
+                log_p = F.log_softmax(torch.stack([o[0].float() for o in outputs]), dim=-1)  # [M, b, C]
+                loss = log_p.sum() * 0.0
+                if labelled.any():
+                    ce = F.nll_loss(
+                        log_p[:, labelled].reshape(-1, n_classes),
+                        y[labelled].repeat(branches),
+                        reduction="sum",
+                    )
+                    loss = loss + ce / (branches * n_labelled)
+                if coreg_on:
+                    mean_p = log_p.exp().mean(dim=0, keepdim=True)  # [1, b, C]
+                    kl = (mean_p * (torch.log(mean_p.clamp_min(1e-8)) - log_p)).sum(-1).sum()
+                    loss = loss + COREG_WEIGHT * kl / (branches * len(idx))
+                scaler.scale(loss).backward()
+                batch_loss += float(loss.detach())
+                with torch.no_grad():
+                    cpu_rows = idx[rows.cpu()]
+                    chunk_probs = []
+                    for b, (m, (_, pooled)) in enumerate(zip(models, outputs, strict=True)):
+                        pooled = pooled.detach().float()
+                        dyn_train[b, cpu_rows, epoch] = pooled.cpu()
+                        # the head without dropout on the recorded embedding = an eval-mode prediction
+                        chunk_probs.append(torch.softmax(m.head(pooled).float(), dim=-1))
+                    probs_no_dropout[rows.cpu()] = torch.stack(chunk_probs).mean(0).cpu()
+                del outputs, log_p, loss
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             step += 1
-            loss_sum += float(loss.detach()) * len(idx)
+            train_probs[idx] = probs_no_dropout
+            loss_sum += batch_loss * len(idx)
             loss_count += len(idx)
-            with torch.no_grad():
-                cpu_idx = idx.cpu()
-                probs_no_dropout = []
-                for b, (m, (_, pooled)) in enumerate(zip(models, outputs, strict=True)):
-                    pooled = pooled.detach().float()
-                    dyn_train[b, cpu_idx, epoch] = pooled.cpu()
-                    # the head without dropout on the recorded embedding = an eval-mode prediction
-                    probs_no_dropout.append(torch.softmax(m.head(pooled).float(), dim=-1))
-                train_probs[cpu_idx] = torch.stack(probs_no_dropout).mean(0).cpu()
             if progress is not None:
                 progress(
                     Progress(
                         "classifier",
                         min(0.99, step / total_steps),
                         f"epoch {epoch + 1}/{epochs}, step {step}/{total_steps}",
-                        {"loss": float(loss.detach())},
+                        {"loss": batch_loss},
                     )
                 )
 
+        release_memory()
         held_probs = torch.zeros(branches, n_valid + n_extra, n_classes)
         if encoded_held is not None:
             for b, m in enumerate(models):
@@ -305,6 +351,7 @@ def train_ensemble(
             )
 
     del optimizer, scheduler
+    release_memory()
     if best_states is not None:
         for m, state in zip(models, best_states, strict=True):
             m.load_state_dict(state, strict=False)  # frozen weights are unchanged, not snapshotted

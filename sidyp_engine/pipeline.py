@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sidyp_engine.classifier import EnsembleOutput, embed_texts, train_ensemble
+from sidyp_engine.classifier import EnsembleOutput, embed_texts, release_memory, train_ensemble
 from sidyp_engine.data import MISSING, stratified_holdout, validate_inputs, validate_texts
 from sidyp_engine.model import TextClassifier, load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
@@ -348,6 +348,11 @@ def calibrate(
 
     # ------------------------------------------------------------------ served model
     t = time.perf_counter()
+    # only the best branch seeds the served model: free the others (and the dynamics) before it trains
+    ens.models = ens.models[:1]
+    ens.dynamics = {}
+    del cond_train, cond_valid, cond_extra
+    release_memory()
     report("served", 0.0, "distilling the served model")
     served = None
     served_dir = ckpt.served_dir()
