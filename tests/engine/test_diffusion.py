@@ -302,3 +302,14 @@ def test_compose_posterior_sums_over_noisy_classes():
     trans = torch.tensor([[[0.9, 0.1], [0.2, 0.8]]])
     post = compose_posterior(noisy_post, trans)
     assert torch.allclose(post, torch.tensor([[0.75 * 0.9 + 0.25 * 0.2, 0.75 * 0.1 + 0.25 * 0.8]]))
+
+
+def test_fit_leaves_the_callers_random_state_and_thread_count_alone():
+    train, _ = split(make_problem(200), 200)
+    torch.set_num_threads(2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(train, epochs=1)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == 2
