@@ -13,6 +13,16 @@ Built the way diffusers separates concerns:
 Labels live on the "simplex" of SSD-LM / TESS: a class distribution p maps to logits `k * (2p - 1)` with
 k = simplex_value (5), so a one-hot label is +5 on its class and -5 elsewhere. Noise is Gaussian with the
 same scale k, so signal and noise are comparable across the schedule.
+
+What we measured (semeval-mixtral-fewshot, stage-1 dynamics and k-NN prior of one pipeline run, 3 refiner
+seeds; test accuracy / ECE of sum_j P(ỹ=j|x) P(y|ỹ=j,x); noisy-label classifier 0.473, prior argmax 0.428):
+* readout "expected" 0.506 / 0.063; readout "chain" (10 steps) 0.514 / 0.102; with an oracle clean set for
+  the prior (prior argmax 0.610): 0.639 / 0.034 and 0.651 / 0.073. The prior is the lever; the refiner adds about
+  3 points over the better of the noisy-label classifier and the prior argmax, and stays calibrated.
+* training half of the rows at t = T-1 (`pure_noise_share`): 0.506 vs 0.497 without; on the synthetic test
+  problem 0.97 vs 0.71, because otherwise the pure-noise input that starts every reverse pass is rare in
+  training and the denoiser leans on the noisy label there.
+* the dynamic prior update moves the candidate weights' argmax accuracy from 0.425 to ~0.47-0.49.
 """
 
 from __future__ import annotations
@@ -315,6 +325,7 @@ class RefinerConfig:
             "ema_decay": 0.0 <= self.ema_decay < 1.0,
             "coreg_weight": self.coreg_weight >= 0,
             "prior_update_rate": 0.0 <= self.prior_update_rate <= 1.0,
+            "pure_noise_share": 0.0 <= self.pure_noise_share <= 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

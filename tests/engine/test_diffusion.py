@@ -313,3 +313,19 @@ def test_fit_leaves_the_callers_random_state_and_thread_count_alone():
     fit(train, epochs=1)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == 2
+
+
+def test_chain_readout_runs_the_full_reverse_pass(trained):
+    train, _, refiner, _ = trained
+    meta = refiner.metadata()
+    meta["config"] = {**meta["config"], "readout": "chain", "samples": 2}
+    chained = DiffusionRefiner.from_state_dict(refiner.state_dict(), meta)
+    cond = train["cond"][:, :200]
+    trans = chained.transition(cond)
+    assert trans.shape == (200, 4, 4)
+    assert torch.allclose(trans.sum(-1), torch.ones(200, 4), atol=1e-5)
+    assert torch.equal(trans, chained.transition(cond))
+    assert not torch.allclose(trans, refiner.transition(cond))  # a different estimator, not a no-op
+    given = trans[torch.arange(200), train["noisy"][:200]]
+    gold = train["gold"][:200]
+    assert (given.argmax(1) == gold).float().mean() > (train["noisy"][:200] == gold).float().mean() + 0.2
