@@ -17,8 +17,9 @@ same scale k, so signal and noise are comparable across the schedule.
 What we measured (semeval-mixtral-fewshot, stage-1 dynamics and k-NN prior of one pipeline run, 3 refiner
 seeds; test accuracy / ECE of sum_j P(ỹ=j|x) P(y|ỹ=j,x); noisy-label classifier 0.473, prior argmax 0.428):
 * readout "expected" 0.506 / 0.063; readout "chain" (10 steps) 0.514 / 0.102; with an oracle clean set for
-  the prior (prior argmax 0.610): 0.639 / 0.034 and 0.651 / 0.073. The prior is the lever; the refiner adds about
-  3 points over the better of the noisy-label classifier and the prior argmax, and stays calibrated.
+  the prior (prior argmax 0.610): 0.639 / 0.034 and 0.651 / 0.073. The prior is the lever; the refiner
+  adds about 3 points over the better of the noisy-label classifier and the prior argmax, and stays
+  calibrated.
 * training half of the rows at t = T-1 (`pure_noise_share`): 0.506 vs 0.497 without; on the synthetic test
   problem 0.97 vs 0.71, because otherwise the pure-noise input that starts every reverse pass is rare in
   training and the denoiser leans on the noisy label there.
