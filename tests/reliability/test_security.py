@@ -241,6 +241,35 @@ def test_ids_are_random_and_unguessable():
     assert sum(a[:4] == b[:4] for a, b in zip(bodies, bodies[1:], strict=False)) < 5
 
 
+def test_concurrent_predictions_each_get_their_own_answer_and_blank_texts_are_refused(trained):
+    """Predict runs on the API's small inference pool: concurrent requests must not get each other's rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c, model = trained["client"], trained["job"]["model_id"]
+    batches = [
+        [f"{w} match goal {i}" for i in range(n)]
+        for n, w in zip(range(1, 17), ["pizza", "code"] * 8, strict=True)
+    ]
+
+    def ask(texts):
+        r = c.post(f"/v1/models/{model}/predict", json={"texts": texts})
+        assert r.status_code == 200, r.text
+        return [p["probabilities"] for p in r.json()["predictions"]]
+
+    alone = [ask(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, batches))
+    assert [len(x) for x in together] == [len(b) for b in batches]
+    for a, b in zip(alone, together, strict=True):
+        for pa, pb in zip(a, b, strict=True):
+            assert pa == pytest.approx(pb, abs=1e-5)
+    r = c.post(f"/v1/models/{model}/predict", json={"texts": ["fine", "   "]})
+    assert (
+        _problem(r, 422)["type"] == "/problems/empty-text"
+        and r.json()["errors"][0]["field"] == "body.texts.1"
+    )
+
+
 def test_models_load_only_from_safetensors_never_a_pickle(trained):
     """Swap a model's weights for a pickle whose loading would create a file: predict refuses (410) and the
     pickle is never opened. Restored, the model serves again. (Runs last: it edits the trained model.)"""

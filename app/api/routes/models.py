@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -57,6 +59,40 @@ class ModelCache:
 model_cache = ModelCache()
 
 
+class InferencePool:
+    """Where predict's forward passes run: a few threads with one torch thread each, fed in arrival order.
+
+    Without it every request thread of the API runs torch with its own team of intra-op threads: 32 concurrent
+    requests on 2 cores meant 64 busy-waiting threads, and each batch took several times longer. Bounding the
+    passes to one per core keeps the cores busy without oversubscribing them, and the queue is FIFO, so the
+    tail latency stays close to the median.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _one_torch_thread() -> None:
+        import torch
+
+        torch.set_num_threads(1)
+
+    def run(self, settings, fn, *args):
+        with self._lock:
+            if self._pool is None:
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+                self._pool = ThreadPoolExecutor(
+                    max_workers=settings.predict_concurrency or cores or 1,
+                    thread_name_prefix="sidyp-predict",
+                    initializer=self._one_torch_thread,
+                )
+        return self._pool.submit(fn, *args).result()
+
+
+inference_pool = InferencePool()
+
+
 def _get_model(store, tenant: str, model_id: str) -> dict:
     record = store.get("model", check_id(model_id, "model"), tenant)
     if record is None:
@@ -107,6 +143,14 @@ def predict(
             slug="too-many-texts",
             errors=[{"field": "body.texts", "message": f"at most {settings.max_predict_texts} texts"}],
         )
+    blank = [i for i, t in enumerate(body.texts) if not t.strip()]
+    if blank:
+        raise ProblemError(
+            422,
+            f"{len(blank)} empty texts",
+            slug="empty-text",
+            errors=[{"field": f"body.texts.{i}", "message": "empty text"} for i in blank[:50]],
+        )
     too_long = [i for i, t in enumerate(body.texts) if len(t) > settings.max_text_chars]
     if too_long:
         raise ProblemError(
@@ -125,7 +169,7 @@ def predict(
         raise ProblemError(
             410, "The model's files are missing or unreadable on the server.", slug="model-files-missing"
         ) from None
-    probs = model.predict_proba(body.texts)
+    probs = inference_pool.run(settings, model.predict_proba, body.texts)
     classes = list(model.classes)
     predictions = []
     for row in probs:
