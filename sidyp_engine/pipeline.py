@@ -419,6 +419,9 @@ def calibrate(
         "likely_noisy": likely_noisy.numpy(),
         "refiner_history": refiner_history,
         "device": str(device),
+        "knn_space": f"stage1-epoch-{knn_epoch(cfg.epochs) + 1}"
+        if cfg.encoder is None
+        else f"encoder:{encoder}",
         "flagged_share": float(is_issue[labelled].mean()) if labelled.any() else 0.0,
         **prior_metrics,
     }

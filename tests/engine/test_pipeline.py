@@ -113,14 +113,22 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
     assert again.timings["classifier"] < first.timings["classifier"] / 3
     assert np.allclose(again.posteriors, first.posteriors, atol=1e-5)
 
+    # a different call never reuses another's stages; this one also takes the frozen-encoder k-NN path
     changed = calibrate(
         toy_run["texts"],
         toy_run["noisy"],
         toy_run["classes"],
-        config=_config(tiny_backbone, seed=5, epochs=1),
+        valid_texts=toy_run["texts"][:6],
+        valid_labels=toy_run["noisy"][:6],
+        config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone),
         work_dir=toy_run["work_dir"],
     )
-    assert changed.diagnostics["reused_stage1"] is False  # a different call never reuses another's stages
+    assert changed.diagnostics["reused_stage1"] is False
+    assert changed.diagnostics["knn_space"].startswith("encoder:")
+    assert first.diagnostics["knn_space"] == "stage1-epoch-1"
+    # with an explicit validation set no training row is held out
+    assert not changed.is_validation.any()
+    assert changed.diagnostics["valid_posteriors"].shape == (6, 4)
 
 
 def test_should_stop_raises_within_one_batch(tiny_backbone):
