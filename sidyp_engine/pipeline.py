@@ -29,7 +29,7 @@ from sidyp_engine.classifier import EnsembleOutput, embed_texts, release_memory,
 from sidyp_engine.data import MISSING, stratified_holdout, validate_inputs, validate_texts
 from sidyp_engine.model import TextClassifier, load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import knn_prior
+from sidyp_engine.prior import fit_vote_smoothing, knn_prior
 from sidyp_engine.types import (
     CalibrationConfig,
     CalibrationResult,
@@ -133,6 +133,18 @@ def refined_posterior(
         given = transition[rows, noisy[rows]]
         out[rows] = given / given.sum(dim=1, keepdim=True).clamp_min(1e-12)
     return out
+
+
+def apply_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.softmax(torch.log(probs.clamp_min(1e-8)) / temperature, dim=1)
+
+
+def fit_posterior_temperature(probs: torch.Tensor, target: torch.Tensor) -> float:
+    """Temperature T minimising the cross-entropy of softmax(log probs / T) to soft targets (log-spaced grid)."""
+    log_p = torch.log(probs.double().clamp_min(1e-8))
+    grid = torch.exp(torch.linspace(-2.0, 3.0, 201, dtype=torch.float64))
+    ce = torch.stack([-(target.double() * torch.log_softmax(log_p / t, dim=1)).sum(1).mean() for t in grid])
+    return float(grid[int(ce.argmin())])
 
 
 class _Reporter:
@@ -358,8 +370,27 @@ def calibrate(
         post_extra = refined_posterior(
             refiner.transition(cond_extra), ens.noisy_posteriors["extra"], no_label
         )
+    # Calibration without gold labels: the refiner reproduces the confidence of its k-NN targets, which
+    # is too high. One temperature on the posteriors (argmax unchanged) is fitted on the validation texts
+    # against their k-NN votes smoothed to match how often they agree with the noisy validation labels.
+    vote_smoothing = fit_vote_smoothing(prior_valid.probs, y_valid) if n_v else 0.0
+    temperature = 1.0
+    if n_v and (y_valid >= 0).any():
+        target = (1 - vote_smoothing) * prior_valid.probs + vote_smoothing / n_classes
+        temperature = fit_posterior_temperature(post_valid, target)
+        post_train, post_valid = (
+            apply_temperature(post_train, temperature),
+            apply_temperature(post_valid, temperature),
+        )
+        if post_extra is not None:
+            post_extra = apply_temperature(post_extra, temperature)
     timings["posterior"] = time.perf_counter() - t
-    report("posterior", 1.0, "posteriors ready")
+    report(
+        "posterior",
+        1.0,
+        "posteriors ready",
+        {"posterior_temperature": temperature, "vote_smoothing": vote_smoothing},
+    )
 
     # ------------------------------------------------------------------ served model
     t = time.perf_counter()
@@ -419,6 +450,8 @@ def calibrate(
         "likely_noisy": likely_noisy.numpy(),
         "refiner_history": refiner_history,
         "device": str(device),
+        "posterior_temperature": temperature,
+        "vote_smoothing": vote_smoothing,
         "knn_space": f"stage1-epoch-{knn_epoch(cfg.epochs) + 1}"
         if cfg.encoder is None
         else f"encoder:{encoder}",

@@ -136,3 +136,28 @@ def test_unlabelled_queries_keep_all_candidates_even_with_a_confident_vote():
     )
     assert out.certain.tolist() == [True, False]
     assert out.candidates[1].all() and out.probs[1].argmax() == 0
+
+
+def test_vote_smoothing_matches_the_agreement_rate_of_validation_labels():
+    from sidyp_engine.prior import fit_vote_smoothing
+
+    # confident votes for class 0; 60% of the labels agree, the rest spread over the two other classes.
+    # The likelihood is maximal when each wrong class gets (1 - 0.6) / 2, i.e. eps = 3 * 0.2 = 0.6.
+    votes = torch.tensor([[1.0, 0.0, 0.0]] * 100)
+    labels = torch.tensor([0] * 60 + [1] * 20 + [2] * 20)
+    assert fit_vote_smoothing(votes, labels) == pytest.approx(0.6, abs=0.011)
+    assert fit_vote_smoothing(votes, torch.zeros(100, dtype=torch.long)) == 0.0  # votes always right
+    assert fit_vote_smoothing(votes, torch.full((100,), -1)) == 0.0  # no labels: no evidence
+
+
+def test_posterior_temperature_recovers_a_known_sharpening():
+    from sidyp_engine.pipeline import apply_temperature, fit_posterior_temperature
+
+    logits = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 3
+    sharp = torch.softmax(logits, dim=1)
+    target = torch.softmax(logits / 2.0, dim=1)
+    t = fit_posterior_temperature(sharp, target)
+    assert t == pytest.approx(2.0, rel=0.03)
+    calibrated = apply_temperature(sharp, t)
+    assert torch.equal(calibrated.argmax(1), sharp.argmax(1))
+    assert torch.allclose(calibrated, target, atol=0.02)
