@@ -206,7 +206,15 @@ def calibrate(
         tr_texts, tr_ids = [texts[i] for i in fit_rows], ids[fit_rows]
         v_texts, v_ids = [texts[i] for i in hold_rows], ids[hold_rows]
         # the holdout may take rows a small class needed: re-check what is left is still trainable
-        validate_inputs(tr_texts, [class_names[i] if i >= 0 else None for i in tr_ids], class_names)
+        try:
+            validate_inputs(tr_texts, [class_names[i] if i >= 0 else None for i in tr_ids], class_names)
+        except InvalidInputError as err:
+            raise InvalidInputError(
+                f"{err.message} after holding out {int(is_validation.sum())} validation rows; "
+                "add examples or pass a validation set",
+                rows=[int(fit_rows[r]) for r in err.rows],  # back to the caller's row numbers
+                column=err.column,
+            ) from None
     x_texts = validate_texts(extra_texts, "extra") if extra_texts is not None and len(extra_texts) else []
     backbone = resolve_backbone(cfg.backbone)
     encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else None

@@ -164,3 +164,13 @@ def test_invalid_input_raises_the_one_error_type(tiny_backbone):
         calibrate(texts, noisy, classes, valid_texts=texts[:3], config=_config(tiny_backbone))
     with pytest.raises(InvalidInputError, match="not in the class list"):
         calibrate(texts, noisy, classes, valid_texts=texts[:2], valid_labels=["sports", "golf"])
+
+
+def test_holdout_that_leaves_too_few_examples_names_the_callers_rows(tiny_backbone):
+    texts = ["p one", "p two", "q one", "q two", "r one"]
+    labels = ["a", "a", "b", "b", "c"]
+    with pytest.raises(InvalidInputError, match="after holding out 1 validation rows") as err:
+        calibrate(texts, labels, ["a", "b", "c"], config=_config(tiny_backbone))
+    # the rows are the caller's row numbers of the classes left with a single training example
+    assert err.value.rows and set(err.value.rows) <= {0, 1, 2, 3, 4}
+    assert 4 in err.value.rows
