@@ -177,3 +177,16 @@ def wait_job(client: httpx.Client, job_id: str, pred, timeout: float, what: str,
 
 def all_events(client: httpx.Client, job_id: str) -> list[dict]:
     return client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+
+
+def report(test: str, **figures) -> None:
+    """Print what a fault test observed (run with -s to see it); also appended, as JSON lines, to the file
+    named by SIDYP_RELIABILITY_LOG when set. docs/reliability.md quotes these figures."""
+    import json
+
+    line = json.dumps({"test": test, **figures}, default=str)
+    print(f"\nRELIABILITY {line}")
+    target = os.environ.get("SIDYP_RELIABILITY_LOG")
+    if target:
+        with open(target, "a") as f:
+            f.write(line + "\n")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import toy_dataset, write_csv
-from tests.reliability.conftest import Cluster, all_events, sigkill, wait_job
+from tests.reliability.conftest import Cluster, all_events, report, sigkill, wait_job
 from tests.service.conftest import KEY_2, tiny_params, wait_ready
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -54,14 +54,14 @@ def slow_params(backbone: str) -> dict:
     return tiny_params(backbone, epochs=16, batch_size=4, diffusion_epochs=100)
 
 
-def in_stage(stage: str, delivery: int):
+def in_stage(stage: str, delivery: int, low: float = 0.1):
     def pred(job: dict) -> bool:
         p = job["progress"]
         return (
             job["status"] == "running"
             and job["deliveries"] == delivery
             and p["stage"] == stage
-            and 0.0 < p["fraction"] < 0.75
+            and low < p["fraction"] < 0.75
         )
 
     return pred
@@ -89,16 +89,35 @@ def test_worker_killed_in_stage1_then_in_the_refiner_job_succeeds_without_redoin
     with cluster.client() as c:
         job_id = c.post("/v1/jobs", json={"dataset_id": slow_dataset, "params": slow_params(tiny_backbone)})
         job_id = job_id.json()["id"]
-        # The kill lands where the job's own progress says it is (stage, 0 < fraction < 0.75).
-        wait_job(c, job_id, in_stage("classifier", 1), 120, "the middle of stage 1", cluster.logs)
+        # The kill lands where the job's own progress says it is (stage, 0.1 < fraction < 0.75).
+        at1 = wait_job(c, job_id, in_stage("classifier", 1), 120, "the middle of stage 1", cluster.logs)
         first = cluster.kill_worker_running(job_id)
+        killed1 = time.time()
         cluster.start_worker()  # keep two workers; the idle one takes the re-queued job
-        wait_job(c, job_id, in_stage("refiner", 2), 180, "the middle of the refiner", cluster.logs)
+        wait_job(c, job_id, lambda j: j["deliveries"] == 2, 60, "re-delivery", cluster.logs)
+        back1 = time.time() - killed1
+        at2 = wait_job(c, job_id, in_stage("refiner", 2), 180, "the middle of the refiner", cluster.logs)
         assert (cluster.data_dir / "t1" / "work" / job_id / "stage1.json").is_file()  # checkpointed
         second = cluster.kill_worker_running(job_id)
+        killed2 = time.time()
         cluster.start_worker()
+        wait_job(c, job_id, lambda j: j["deliveries"] == 3, 60, "re-delivery", cluster.logs)
+        back2 = time.time() - killed2
         done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 240, "a final status", cluster.logs)
         events = all_events(c, job_id)
+        timings = c.get(f"/v1/jobs/{job_id}/report").json().get("timings")
+    report(
+        "worker killed in stage 1, then in the refiner",
+        killed_at=[
+            f"classifier {at1['progress']['fraction']:.2f}",
+            f"refiner {at2['progress']['fraction']:.2f}",
+        ],
+        seconds_from_kill_to_redelivery=[round(back1, 1), round(back2, 1)],
+        status=done["status"],
+        deliveries=done["deliveries"],
+        stage1_reused_on_delivery_3=done["metrics"].get("classifier.reused"),
+        report_timings=timings,
+    )
 
     assert done["status"] == "succeeded", (done, cluster.logs())
     assert done["deliveries"] == 3 and done["model_id"]
@@ -122,10 +141,19 @@ def test_a_job_whose_worker_dies_three_times_fails_with_worker_lost(cluster, slo
         job_id = r.json()["id"]
         killed = []
         for delivery in (1, 2, 3):
-            wait_job(c, job_id, in_stage("classifier", delivery), 120, f"delivery {delivery}", cluster.logs)
+            at = in_stage("classifier", delivery, low=0.0)
+            wait_job(c, job_id, at, 120, f"delivery {delivery}", cluster.logs)
             killed.append(cluster.kill_worker_running(job_id))
+            last_kill = time.time()
             cluster.start_worker()
         done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 60, "a final status", cluster.logs)
+        report(
+            "worker dies three times",
+            status=done["status"],
+            error=done["error"],
+            deliveries=done["deliveries"],
+            seconds_from_third_kill_to_failed=round(time.time() - last_kill, 1),
+        )
         events = all_events(c, job_id)
         time.sleep(2)  # no further delivery happens after the job failed
         again = c.get(f"/v1/jobs/{job_id}").json()
@@ -153,8 +181,10 @@ def test_a_frozen_worker_loses_its_job_and_cannot_overwrite_it_when_it_thaws(
         wait_job(c, job_id, in_stage("classifier", 1), 120, "stage 1", cluster.logs)
         frozen_pid = int(cluster.store.get("job", job_id, None)["worker_id"].rsplit(":", 1)[1])
         os.kill(frozen_pid, signal.SIGSTOP)
+        frozen_at = time.time()
         try:
             wait_job(c, job_id, lambda j: j["deliveries"] == 2, 60, "re-delivery", cluster.logs)
+            taken_over = time.time() - frozen_at
         finally:
             os.kill(frozen_pid, signal.SIGCONT)
         done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 240, "a final status", cluster.logs)
@@ -162,6 +192,13 @@ def test_a_frozen_worker_loses_its_job_and_cannot_overwrite_it_when_it_thaws(
         after = c.get(f"/v1/jobs/{job_id}").json()
         events = all_events(c, job_id)
 
+    report(
+        "frozen worker (SIGSTOP)",
+        seconds_from_freeze_to_redelivery=round(taken_over, 1),
+        status=done["status"],
+        deliveries=done["deliveries"],
+        status_after_thaw=after["status"],
+    )
     assert done["status"] == "succeeded" and done["deliveries"] == 2, done
     assert after["status"] == "succeeded" and after["model_id"] == done["model_id"]
     assert after["finished_at"] == done["finished_at"]
@@ -195,10 +232,12 @@ def test_api_killed_and_restarted_keeps_every_dataset_job_and_model(cluster, tmp
         other_before = _snapshot(c2)
 
     sigkill(cluster.api)
+    down_at = time.time()
     with pytest.raises(httpx.TransportError):
         httpx.get(cluster.base_url + "/healthz", timeout=2)
     cluster.start_api()
     wait_ready(cluster)
+    restart_s = time.time() - down_at
 
     with cluster.client() as c:
         assert _snapshot(c) == before
@@ -214,6 +253,14 @@ def test_api_killed_and_restarted_keeps_every_dataset_job_and_model(cluster, tmp
         assert c.get(f"/v1/jobs/{finished}/labels", params={"limit": 5}).status_code == 200
         # The job that was training kept going on its worker: the API's death did not touch it.
         done = wait_job(c, running, lambda j: j["status"] in FINAL, 180, "a final status", cluster.logs)
+        report(
+            "API SIGKILLed and restarted",
+            seconds_until_ready_again=round(restart_s, 1),
+            datasets=len(before["datasets"]),
+            jobs=len(jobs_before),
+            models=len(before["models"]),
+            job_running_during_restart={"status": done["status"], "deliveries": done["deliveries"]},
+        )
         assert done["status"] == "succeeded" and done["deliveries"] == 1, done
     with cluster.client(KEY_2) as c2:
         assert _snapshot(c2) == other_before
@@ -238,13 +285,18 @@ def test_redis_killed_and_restarted_loses_no_accepted_job(cluster, tmp_path, tin
             time.sleep(0.1)
         late = _upload(c, tmp_path, 5, "just-before")  # answered 201 a moment before Redis dies
 
+        states_at_kill = {"running": states.count("running"), "queued": states.count("queued")}
         cluster.redis.kill()
+        killed_at = time.time()
         down = c.get("/v1/jobs")
         assert down.status_code == 503 and down.headers["content-type"] == "application/problem+json"
         assert down.json()["type"] == "/problems/store-unavailable"
         assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 503
-        time.sleep(2)
+        # Longer than the stale limit (5 s): the running jobs' locks expire in Redis, so they are re-queued
+        # by the reaper unless their worker renews first; either way they must end succeeded.
+        time.sleep(7)
         cluster.redis.start()
+        outage_s = time.time() - killed_at
 
         assert c.get(f"/v1/datasets/{late}").status_code == 200
         finals = {
@@ -252,6 +304,14 @@ def test_redis_killed_and_restarted_loses_no_accepted_job(cluster, tmp_path, tin
             for j in accepted
         }
         listed = {j["id"] for j in c.get("/v1/jobs", params={"limit": 1000}).json()["data"]}
+    report(
+        "Redis SIGKILLed and restarted (AOF, appendfsync always)",
+        jobs_at_kill=states_at_kill,
+        outage_seconds=round(outage_s, 1),
+        answer_during_outage=down.status_code,
+        final={j: (x["status"], x["deliveries"]) for j, x in finals.items()},
+        seconds_from_restart_to_all_final=round(time.time() - killed_at - outage_s, 1),
+    )
     assert set(accepted) <= listed
     assert all(j["status"] == "succeeded" for j in finals.values()), (finals, cluster.logs())
     # Running jobs either rode out the outage or were re-queued by the reaper; the events say which.
@@ -273,6 +333,7 @@ def test_unwritable_models_dir_fails_the_job_cleanly_and_nothing_half_written_is
             job_id = c.post("/v1/jobs", json={"dataset_id": ds, "params": tiny_params(tiny_backbone)})
             job_id = job_id.json()["id"]
             done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 120, "a final status", cluster.logs)
+            report("models dir unwritable", status=done["status"], error=done["error"])
             assert done["status"] == "failed" and done["error"]["code"] == "storage_error", done
             assert "could not write" in done["error"]["message"] and done["model_id"] is None
             assert c.get("/v1/models").json()["data"] == []

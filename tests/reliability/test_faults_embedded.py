@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import toy_dataset, write_csv
-from tests.reliability.conftest import all_events, sigkill, wait_job
+from tests.reliability.conftest import all_events, report, sigkill, wait_job
 from tests.service.conftest import (
     KEY_1,
     TENANT_KEYS,
@@ -63,6 +63,7 @@ def test_serve_killed_with_its_worker_mid_job_restarts_with_everything_and_finis
     finally:
         sigkill(api)  # the API and its embedded worker: one process group
 
+    killed_at = time.time()
     api, base = start_api(env, tmp_path, "serve-2")
     service = Service(base, tmp_path / "data", [api])
     try:
@@ -77,6 +78,12 @@ def test_serve_killed_with_its_worker_mid_job_restarts_with_everything_and_finis
             # The interrupted job is still 'running' with a silent heartbeat: the new service's reaper
             # re-queues it and the new worker resumes it.
             final = wait_job(c, job_id, lambda j: j["status"] in FINAL, 240, "a final status", service.logs)
+            report(
+                "embedded serve + worker SIGKILLed mid stage 1, restarted",
+                status=final["status"],
+                deliveries=final["deliveries"],
+                seconds_from_kill_to_succeeded=round(time.time() - killed_at, 1),
+            )
             assert final["status"] == "succeeded" and final["deliveries"] == 2, (final, service.logs())
             reaper = [e for e in all_events(c, job_id) if e["type"] == "reaper"]
             assert len(reaper) == 1 and "re-queued" in reaper[0]["message"]
@@ -114,6 +121,7 @@ def test_disk_full_while_writing_the_model_fails_the_job_and_publishes_nothing(
         assert store.claim_next() == job["id"]
         outcome = JobRunner(settings, store, "w-disk-full").run(job["id"])
         got = client.get(f"/v1/jobs/{job['id']}").json()
+        report("disk full (ENOSPC) while writing the model", status=got["status"], error=got["error"])
         assert outcome == "failed" and got["status"] == "failed"
         assert got["error"]["code"] == "storage_error" and "No space left" in got["error"]["message"]
         assert got["model_id"] is None and client.get("/v1/models").json()["data"] == []
