@@ -11,6 +11,15 @@ from sidyp_engine.types import CalibrationStopped
 from tests.conftest import toy_dataset
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny backbone is too small to gain from threads, and on a busy box two threads lose a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _split(n_per_class=12, noise=0.0, seed=0):
     texts, noisy, gold, classes = toy_dataset(n_per_class, noise, seed)
     ids = torch.tensor([classes.index(c) for c in noisy])

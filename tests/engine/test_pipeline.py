@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sidyp_engine import calibrate
 from sidyp_engine.types import CalibrationConfig, CalibrationStopped, InvalidInputError
 from tests.conftest import toy_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny backbone is too small to gain from threads, and on a busy box two threads lose a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 STAGES = ["validate", "classifier", "prior", "refiner", "posterior", "served", "done"]
 
