@@ -510,6 +510,8 @@ def _load_stage1(
     tensors, data = stored
     model = TextClassifier(backbone, n_classes, pretrained=False)
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    # as in a fresh stage 1 (see classifier.py): the served model then trains the same parameters
+    model.backbone.get_input_embeddings().weight.requires_grad_(False)
     model.to(device).eval()
     return EnsembleOutput(
         models=[model],
