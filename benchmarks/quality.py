@@ -141,6 +141,8 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
         max_length=cfg.max_length,
         seed=cfg.seed,
         device=select_device(cfg.device),
+        # the baseline is what a user gets by fine-tuning on the LLM labels as they are
+        class_balanced=False,
     )
     probs = out.noisy_posteriors["extra"].numpy()
     del out

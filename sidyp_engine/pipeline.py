@@ -267,6 +267,7 @@ def calibrate(
             device=device,
             progress=progress,
             should_stop=should_stop,
+            class_balanced=cfg.class_balanced,
         )
         _save_stage1(ckpt, ens)
     timings["classifier"] = time.perf_counter() - t
@@ -309,12 +310,21 @@ def calibrate(
             )
             ckpt.save("embeddings", {"embeddings": emb_all}, {})
         emb_train, emb_valid, emb_extra = emb_all[:n_tr], emb_all[n_tr : n_tr + n_v], emb_all[n_tr + n_v :]
-    prior_train = knn_prior(emb_train, y_train, clean, n_classes, cfg.k)
+    prior_train = knn_prior(emb_train, y_train, clean, n_classes, cfg.k, balanced=cfg.class_balanced)
     prior_valid = knn_prior(
-        emb_train, y_train, clean, n_classes, cfg.k, queries=emb_valid, query_noisy=y_valid
+        emb_train,
+        y_train,
+        clean,
+        n_classes,
+        cfg.k,
+        queries=emb_valid,
+        query_noisy=y_valid,
+        balanced=cfg.class_balanced,
     )
     prior_extra = (
-        knn_prior(emb_train, y_train, clean, n_classes, cfg.k, queries=emb_extra) if len(x_texts) else None
+        knn_prior(emb_train, y_train, clean, n_classes, cfg.k, queries=emb_extra, balanced=cfg.class_balanced)
+        if len(x_texts)
+        else None
     )
     timings["prior"] = time.perf_counter() - t
     prior_metrics = {

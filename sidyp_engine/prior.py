@@ -63,8 +63,13 @@ def knn_votes(
     n_classes: int,
     k: int,
     exclude: np.ndarray | None = None,
+    balanced: bool = True,
 ) -> np.ndarray:
     """Distance-weighted k-NN vote shares [Q, C]; `exclude[q]` is an index row query q must not use (-1: none).
+
+    `balanced`: each vote is divided by its class's frequency in the index. The labeller over-uses some
+    classes, so raw votes drown the rare ones and the prior collapses onto the labeller's bias (measured:
+    -6 / -22 points of prior accuracy on semeval / trec without it, benchmarks/research/FINDINGS.md).
 
     Cosine geometry (Euclidean distance between L2-normalised vectors), exact search with faiss.
     """
@@ -86,6 +91,9 @@ def knn_votes(
     valid &= np.cumsum(valid, axis=1) <= k
     weights = np.where(valid, weights, 0.0)
     labels = index_labels[np.where(nbr >= 0, nbr, 0)]
+    if balanced:
+        counts = np.bincount(index_labels, minlength=n_classes).astype(np.float64)
+        weights = weights * (counts.sum() / (n_classes * np.maximum(counts, 1.0)))[labels]
     votes = np.zeros((q.shape[0], n_classes), dtype=np.float64)
     np.add.at(votes, (np.repeat(np.arange(q.shape[0]), kk), labels.ravel()), weights.ravel())
     totals = votes.sum(axis=1, keepdims=True)
@@ -101,6 +109,7 @@ def knn_prior(
     k: int = 10,
     queries: torch.Tensor | None = None,
     query_noisy: torch.Tensor | None = None,
+    balanced: bool = True,
 ) -> PriorOutput:
     """k-NN prior from the clean examples (`clean_mask`, with their noisy labels as votes).
 
@@ -117,11 +126,13 @@ def knn_prior(
     if queries is None:
         position = np.full(len(emb), -1, dtype=np.int64)
         position[clean_rows] = np.arange(len(clean_rows))  # a clean row's own slot in the index
-        probs = knn_votes(emb[clean_rows], noisy_np[clean_rows], emb, n_classes, k, exclude=position)
+        probs = knn_votes(
+            emb[clean_rows], noisy_np[clean_rows], emb, n_classes, k, exclude=position, balanced=balanced
+        )
         labelled = torch.from_numpy(noisy_np >= 0)
     else:
         q = torch.as_tensor(queries).float().numpy()
-        probs = knn_votes(emb[clean_rows], noisy_np[clean_rows], q, n_classes, k)
+        probs = knn_votes(emb[clean_rows], noisy_np[clean_rows], q, n_classes, k, balanced=balanced)
         labelled = (
             torch.as_tensor(query_noisy, dtype=torch.long) >= 0
             if query_noisy is not None

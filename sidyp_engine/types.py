@@ -57,6 +57,10 @@ class CalibrationConfig(BaseModel):
     )
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1e-2)
+    class_balanced: bool = Field(
+        True,
+        description="class-balanced loss, k-NN votes and model selection (counters the labeller's class bias)",
+    )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -118,3 +118,17 @@ def test_should_stop_is_checked_every_batch(tiny_backbone):
             should_stop=stop_on_third_check,
         )
     assert len(calls) == 3
+
+
+def test_class_balance_weights_equalise_total_weight_per_noisy_class():
+    from sidyp_engine.classifier import _noisy_accuracy, class_balance_weights
+
+    noisy = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, -1, -1])  # class 2 never used, two missing labels
+    w = class_balance_weights(noisy, 3)
+    assert w.tolist() == pytest.approx([8 / (2 * 6), 8 / (2 * 2), 0.0])
+    totals = [float(w[c]) * int((noisy == c).sum()) for c in range(2)]
+    assert totals[0] == pytest.approx(totals[1])
+    # a model that always answers the over-used class: 0.75 agreement, 0.5 balanced agreement
+    always_zero = torch.tensor([[1.0, 0.0, 0.0]]).repeat(10, 1)
+    assert _noisy_accuracy(always_zero, noisy) == pytest.approx(0.75)
+    assert _noisy_accuracy(always_zero, noisy, balanced=True) == pytest.approx(0.5)

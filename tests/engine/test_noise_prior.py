@@ -89,7 +89,7 @@ def test_knn_prior_uses_only_the_clean_set():
     assert out.probs[0].tolist() == pytest.approx([1.0, 0.0])
 
 
-def _prior_from_votes(votes: list[int], n_classes: int, k: int):
+def _prior_from_votes(votes: list[int], n_classes: int, k: int, balanced: bool = False):
     """Query one point against neighbours all at the same distance (a ring around it), so vote shares
     are the label counts over k."""
     n = len(votes)
@@ -105,6 +105,7 @@ def _prior_from_votes(votes: list[int], n_classes: int, k: int):
         n_classes,
         k,
         queries=torch.tensor([[1.0, 0.0, 0.0]]),
+        balanced=balanced,
     )
 
 
@@ -161,3 +162,12 @@ def test_posterior_temperature_recovers_a_known_sharpening():
     calibrated = apply_temperature(sharp, t)
     assert torch.equal(calibrated.argmax(1), sharp.argmax(1))
     assert torch.allclose(calibrated, target, atol=0.02)
+
+
+def test_balanced_votes_divide_by_class_frequency_in_the_index():
+    # 6 neighbours of class 1, 3 of class 3, 1 of class 0, all equidistant: raw shares 0.6 / 0.3 / 0.1;
+    # divided by each class's frequency in the index every present class weighs the same
+    raw = _prior_from_votes([1] * 6 + [3] * 3 + [0], n_classes=4, k=10)
+    bal = _prior_from_votes([1] * 6 + [3] * 3 + [0], n_classes=4, k=10, balanced=True)
+    assert raw.probs[0].tolist() == pytest.approx([0.1, 0.6, 0.0, 0.3], abs=1e-5)
+    assert bal.probs[0].tolist() == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3], abs=1e-5)
