@@ -403,45 +403,55 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(classes)} classes, device {device}, seeds {args.seed_start}..{args.seed_start + args.seeds - 1}",
         file=sys.stderr,
     )
+
+    def write_report(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write the JSON for the seeds finished so far: a long run that is cut short keeps its results."""
+        results = aggregate(runs, MAIN_ROWS)
+        report: dict[str, Any] = {
+            "dataset": name,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join(
+                ["python -m benchmarks.quality", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "config": CalibrationConfig(seed=args.seed_start, **base).model_dump(mode="json"),
+            "seeds": [r["seed"] for r in runs],
+            "n": {"train": len(train["texts"]), "valid": len(valid["texts"]), "test": len(test["texts"])},
+            "subsampled": {"train": args.limit_train, "test": args.limit_test},
+            "classes": classes,
+            "llm_label_accuracy": {"test": llm_acc},
+            "results": results,
+            "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
+            "wall_seconds": {
+                "sidyp_stages_mean": stage_means(runs),
+                "sidyp_end_to_end_mean": round(
+                    float(np.mean([r["wall_seconds"]["sidyp_end_to_end"] for r in runs])), 2
+                ),
+                "per_seed": [r["wall_seconds"] for r in runs],
+                "benchmark_total": round(time.perf_counter() - started, 2),
+            },
+            "peak_rss_mb": peak_rss_mb(),
+            "machine": machine_info(device),
+            "runs": runs,
+        }
+        if args.ablation:
+            report["ablation"] = aggregate(runs, ABLATION_ROWS)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+
+        return report
+
     runs = []
     for s in range(args.seed_start, args.seed_start + args.seeds):
         cfg = CalibrationConfig(seed=s, **base)
         t = time.perf_counter()
         run = run_seed(cfg, train, valid, test, classes, y_test, args)
         runs.append(run)
+        report = write_report(runs)
         brief = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in run["scores"].items() if "accuracy" in v)
         print(f"seed {s}: {time.perf_counter() - t:.0f}s; accuracy: {brief}", file=sys.stderr, flush=True)
 
-    results = aggregate(runs, MAIN_ROWS)
-    report: dict[str, Any] = {
-        "dataset": name,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks.quality", *(argv if argv is not None else sys.argv[1:])]),
-        "config": CalibrationConfig(seed=args.seed_start, **base).model_dump(mode="json"),
-        "seeds": [r["seed"] for r in runs],
-        "n": {"train": len(train["texts"]), "valid": len(valid["texts"]), "test": len(test["texts"])},
-        "subsampled": {"train": args.limit_train, "test": args.limit_test},
-        "classes": classes,
-        "llm_label_accuracy": {"test": llm_acc},
-        "results": results,
-        "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
-        "wall_seconds": {
-            "sidyp_stages_mean": stage_means(runs),
-            "sidyp_end_to_end_mean": round(
-                float(np.mean([r["wall_seconds"]["sidyp_end_to_end"] for r in runs])), 2
-            ),
-            "per_seed": [r["wall_seconds"] for r in runs],
-            "benchmark_total": round(time.perf_counter() - started, 2),
-        },
-        "peak_rss_mb": peak_rss_mb(),
-        "machine": machine_info(device),
-        "runs": runs,
-    }
-    if args.ablation:
-        report["ablation"] = aggregate(runs, ABLATION_ROWS)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    results = report["results"]
 
     print(f"\n{name}  (test n={len(test['texts'])}, LLM label accuracy {llm_acc:.3f}, {len(runs)} seed(s))")
     print(format_table(results, "results (mean ± std over seeds)"))
