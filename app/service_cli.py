@@ -183,8 +183,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         run_worker_loop(settings, stop=stop)
         return 0
+    from worker.background import lower_priority
     from worker.celery_app import QUEUE
     from worker.tasks import celery_app
+
+    lower_priority(settings)
 
     name = f"sidyp-{os.getpid()}-{int(time.time())}@%h"
     celery_app.worker_main(

@@ -458,6 +458,18 @@ async def _paced_reads(base: str, current: dict, rate: float, duration: float) -
     }
 
 
+def _server_histogram(base: str, method: str, route: str) -> dict[str, float]:
+    """The API's own latency histogram for one route (cumulative counts by upper bound, from /metrics)."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    prefix = f'sidyp_http_request_duration_seconds_bucket{{method="{method}",route="{route}",le="'
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le = line[len(prefix) :].split('"', 1)[0]
+            out[le] = float(line.split()[-1])
+    return out
+
+
 def _status_phase(base: str, dataset_id: str, params: dict, duration: float, rate: float) -> dict:
     """Keep one job training for the whole window (a new one starts when the last ends) and read its status."""
     import threading
@@ -485,11 +497,21 @@ def _status_phase(base: str, dataset_id: str, params: dict, duration: float, rat
             if time.time() > deadline:
                 raise SystemExit("the status-phase job never started running")
             time.sleep(0.2)
+    before = _server_histogram(base, "GET", "/v1/jobs/{job_id}")
     try:
         result = asyncio.run(_paced_reads(base, current, rate, duration))
     finally:
         stop.set()
         t.join(10)
+    after = _server_histogram(base, "GET", "/v1/jobs/{job_id}")
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    # Time inside the API (route handler and middleware) as the API measures it; the rest of the client's
+    # latency is the network stack, the accept queue and the CPU scheduler.
+    result["server_side_share_within_ms"] = {
+        f"{float(le) * 1000:g}": round((after[le] - before.get(le, 0.0)) / total, 4)
+        for le in after
+        if le != "+Inf" and total
+    }
     with _client(base) as c:
         for job_id in jobs_run:
             c.post(f"/v1/jobs/{job_id}/cancel")

@@ -17,6 +17,16 @@ from worker.reaper import reap, requeue_orphans
 log = logging.getLogger("sidyp.worker")
 
 
+def lower_priority(settings: Settings) -> None:
+    """Training is batch work: when a worker shares the CPU with the API (always so in the embedded mode), the
+    scheduler should prefer the API's short requests over the next training batch."""
+    if settings.worker_nice and hasattr(os, "nice"):
+        try:
+            os.nice(settings.worker_nice)
+        except OSError:
+            log.warning("could not lower the worker's CPU priority", exc_info=True)
+
+
 def make_worker_id(kind: str) -> str:
     return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 

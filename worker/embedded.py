@@ -13,7 +13,7 @@ import threading
 
 from app.core.config import Settings
 from app.store import make_store
-from worker.background import WorkerBackground, make_worker_id
+from worker.background import WorkerBackground, lower_priority, make_worker_id
 from worker.runner import JobRunner
 
 log = logging.getLogger("sidyp.worker")
@@ -23,6 +23,7 @@ def run_worker_loop(
     settings: Settings, parent_pid: int | None = None, stop: threading.Event | None = None
 ) -> None:
     stop = stop or threading.Event()
+    lower_priority(settings)
     store = make_store(settings)
     worker_id = make_worker_id("embedded")
     runner = JobRunner(settings, store, worker_id, shutdown=stop, requeue=store.enqueue)

@@ -12,11 +12,14 @@ from app.errors import ProblemError
 from app.store import JobStore
 
 
-def get_settings(request: Request) -> Settings:
+# These dependencies only read app state (and compare a few keys): `async def` runs them on the event loop. As
+# plain `def`, FastAPI sent each to the thread pool: two extra thread hops per request, 0.93 -> 0.55 ms of API
+# CPU per status read.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
@@ -26,7 +29,7 @@ def _unauthorized(detail: str) -> ProblemError:
     )
 
 
-def get_tenant(request: Request) -> str:
+async def get_tenant(request: Request) -> str:
     """The tenant owning the presented key. Every configured key is compared, in constant time each,
     so the answer's timing says nothing about which key (or how much of it) matched."""
     header = request.headers.get("authorization", "")

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     worker_alive_seconds: float = Field(15.0, gt=0, description="a worker is live if it beat this recently")
     cancel_poll_seconds: float = Field(0.5, gt=0)
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads in workers; 0 = torch default")
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="workers lower their CPU priority by this much, so an API on the same host stays responsive",
+    )
     predict_concurrency: int = Field(
         0, ge=0, description="API: predict forward passes run at once, one torch thread each; 0 = one per CPU"
     )
