@@ -39,7 +39,13 @@ def test_cli_has_every_documented_subcommand():
     assert {"calibrate", "predict", "serve", "worker"} <= _sidyp_subcommands()
 
 
-def test_compose_services_run_commands_that_exist():
+def test_compose_services_run_commands_that_exist(monkeypatch):
+    # the Celery app is built from settings; compose always gives the worker a Redis URL
+    monkeypatch.setenv("SIDYP_REDIS_URL", "redis://127.0.0.1:6379/0")
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setattr("worker.celery_app._app", None)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"redis", "api", "worker"} <= set(services)
@@ -57,6 +63,7 @@ def test_compose_services_run_commands_that_exist():
             module = test[test.index("-A") + 1]
             app = importlib.import_module(module)
             assert hasattr(app, "app") or hasattr(app, "celery"), f"{module} exposes no Celery app"
+    get_settings.cache_clear()
     artifacts = {v.split(":")[0] for n in ("api", "worker") for v in services[n]["volumes"]}
     assert artifacts == {"artifacts"}, "api and worker must share one artifacts volume"
     assert (
