@@ -57,7 +57,7 @@ def release_memory() -> None:
         pass
 
 
-def _micro_batches(attention_mask: torch.Tensor) -> list[torch.Tensor]:
+def micro_batches(attention_mask: torch.Tensor) -> list[torch.Tensor]:
     """Row index chunks of a padded batch such that rows x (chunk's longest text) <= TOKEN_BUDGET."""
     lengths = attention_mask.sum(dim=1)
     order = torch.argsort(lengths, descending=True)
@@ -275,7 +275,7 @@ def train_ensemble(
             # Micro-batches bounded in tokens: every branch's graph is alive until backward, so a batch of
             # long texts would otherwise set the peak memory. Both loss terms are per-example sums
             # divided by the whole batch's counts, so the accumulated gradient equals the full batch's.
-            for rows in _micro_batches(batch["attention_mask"]):
+            for rows in micro_batches(batch["attention_mask"]):
                 ids_c = batch["input_ids"][rows]
                 mask_c = batch["attention_mask"][rows]
                 width = int(mask_c.sum(1).max())

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sidyp_engine.classifier import micro_batches
 from sidyp_engine.model import (
     TextClassifier,
     autocast_context,
@@ -172,7 +173,10 @@ class ServedClassifier:
         generator = torch.Generator().manual_seed(config.seed + 7919)  # distinct stream from stage 1
         steps_per_epoch = math.ceil(len(texts) / config.batch_size)
         total_steps = max(1, steps_per_epoch * epochs)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+        # a stage-1 model arrives with its token embedding table frozen (deepcopy keeps requires_grad):
+        # only what stage 1 trained is trained here, which keeps Adam's moments off half of the weights
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.01)
         warmup = max(1, int(0.06 * total_steps))
 
         def lr_factor(step: int) -> float:  # linear warm-up then linear decay to 0, over the whole run
@@ -192,13 +196,21 @@ class ServedClassifier:
                 if should_stop is not None and should_stop():
                     raise CalibrationStopped("stopped while training the served model")
                 batch = move_batch(batch, device)
-                with autocast_context(device):
-                    logits, _ = model(**batch)
                 target = targets[idx].to(device)
-                loss = -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                batch_loss = 0.0
+                # micro-batches bounded in tokens keep the activation peak flat on long texts; per-row
+                # sums over the whole batch's size give exactly the full batch's gradient
+                for rows in micro_batches(batch["attention_mask"]):
+                    mask_c = batch["attention_mask"][rows]
+                    width = int(mask_c.sum(1).max())
+                    with autocast_context(device):
+                        logits, _ = model(batch["input_ids"][rows][:, :width], mask_c[:, :width])
+                    loss_c = -(target[rows] * F.log_softmax(logits.float(), dim=-1)).sum() / len(idx)
+                    loss_c.backward()
+                    batch_loss += float(loss_c.detach())
+                loss = torch.tensor(batch_loss)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()
                 step += 1
