@@ -53,7 +53,7 @@ class CalibrationConfig(BaseModel):
         None, description="local Hugging Face model dir; None = bundled all-MiniLM-L6-v2"
     )
     encoder: str | None = Field(
-        None, description="sentence encoder dir for the k-NN prior; None = the backbone"
+        None, description="frozen encoder dir for the k-NN prior; None = the stage-1 mid-training space"
     )
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1e-2)
