@@ -188,10 +188,9 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
 
     n_classes = len(classes)
     out: dict[str, Any] = {"seed": cfg.seed, "scores": {}, "wall_seconds": {}}
-    with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
-        work = os.path.join(tmp, "full")
-        t0 = time.perf_counter()
-        result = calibrate(
+
+    def run_calibrate(work_dir: str | None):
+        return calibrate(
             train["texts"],
             train["noisy"],
             classes,
@@ -200,8 +199,13 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             extra_texts=test["texts"],
             config=cfg,
             progress=_progress_printer(args.verbose),
-            work_dir=work if args.ablation else None,
+            work_dir=work_dir,
         )
+
+    with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
+        work = os.path.join(tmp, "full")
+        t0 = time.perf_counter()
+        result = run_calibrate(work if args.ablation else None)
         sidyp_wall = time.perf_counter() - t0
         out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
         out["wall_seconds"]["sidyp_end_to_end"] = round(sidyp_wall, 2)
@@ -242,17 +246,7 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
             t2 = time.perf_counter()
             with dynamic_update_off():
-                variant = calibrate(
-                    train["texts"],
-                    train["noisy"],
-                    classes,
-                    valid_texts=valid["texts"],
-                    valid_labels=valid["noisy"],
-                    extra_texts=test["texts"],
-                    config=cfg,
-                    progress=_progress_printer(args.verbose),
-                    work_dir=ablation_dir,
-                )
+                variant = run_calibrate(ablation_dir)
             out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
             out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
             # evidence that the switch took effect: the variant's refiner records no weight shifts
