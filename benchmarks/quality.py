@@ -227,6 +227,9 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
                 "clean_set_size",
                 "certain_share",
                 "prior_agrees_with_label",
+                "held_out_label_agreement",
+                "knn_space",
+                "k",
                 "flagged_share",
             )
             if k in diag
@@ -335,13 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--branches", type=int, default=3)
     p.add_argument("--diffusion-epochs", type=int, default=4)
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=int, default=None, help="k-NN neighbours (default: the engine's, by space)")
     p.add_argument("--noise-fraction", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--backbone", default=None)
     p.add_argument("--encoder", default=None)
+    p.add_argument("--knn-space", default="auto", choices=["auto", "stage1", "encoder"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--ablation", action="store_true", help="add k-NN prior and no-dynamic-update rows")
     p.add_argument("--no-baseline", action="store_true", help="skip the separate noisy-label baseline")
@@ -385,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_length": args.max_length,
         "backbone": args.backbone,
         "encoder": args.encoder,
+        "knn_space": args.knn_space,
         "device": args.device,
     }
     if args.learning_rate is not None:

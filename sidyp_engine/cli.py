@@ -317,6 +317,7 @@ def _config_from_args(args):
         "max_length",
         "backbone",
         "encoder",
+        "knn_space",
         "batch_size",
         "learning_rate",
         "device",
@@ -549,14 +550,23 @@ def add_engine_commands(subparsers) -> None:
     cal.add_argument("--epochs", type=int, help="classifier epochs (default 4)")
     cal.add_argument("--branches", type=int, help="ensemble branches (default 3)")
     cal.add_argument("--diffusion-epochs", type=int, help="refiner epochs (default 4)")
-    cal.add_argument("--k", type=int, help="neighbours of the k-NN prior (default 10)")
+    cal.add_argument(
+        "--k",
+        type=int,
+        help="neighbours of the k-NN prior (default 10 in the stage-1 space, 50 in the encoder's)",
+    )
     cal.add_argument(
         "--noise-fraction", help="'auto' (default) or the share of labels treated as likely wrong"
     )
     cal.add_argument("--seed", type=int)
     cal.add_argument("--max-length", type=int, help="token cap per text (default 128)")
     cal.add_argument("--backbone", help="local Hugging Face model dir (default: bundled all-MiniLM-L6-v2)")
-    cal.add_argument("--encoder", help="sentence encoder dir for the k-NN prior (default: the backbone)")
+    cal.add_argument("--encoder", help="frozen sentence encoder dir (default: the backbone as downloaded)")
+    cal.add_argument(
+        "--knn-space",
+        choices=["auto", "stage1", "encoder"],
+        help="k-NN prior space: auto (default), the stage-1 classifiers' or the frozen encoder's",
+    )
     cal.add_argument("--batch-size", type=int)
     cal.add_argument("--learning-rate", type=float)
     cal.add_argument("--device", choices=["auto", "cpu", "cuda"])

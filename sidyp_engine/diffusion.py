@@ -48,6 +48,7 @@ __all__ = [
     "SimplexNoiseScheduler",
     "compose_posterior",
     "dynamics_features",
+    "refiner_conditioning",
     "resolve_device",
 ]
 
@@ -270,6 +271,24 @@ def dynamics_features(dynamics: Tensor) -> Tensor:
         raise ValueError(f"dynamics must be [M, N, E, D], got shape {tuple(dynamics.shape)}")
     m, n, e, d = dynamics.shape
     return F.normalize(dynamics.float(), dim=-1).reshape(m, n, e * d)
+
+
+def refiner_conditioning(dynamics: Tensor, sentence_embeddings: Tensor | None) -> Tensor:
+    """Denoiser conditioning [M, N, Ds + E * D]: the frozen sentence embedding, then the dynamics.
+
+    The frozen embedding is where each trajectory starts, before the encoder saw any noisy label. When
+    the labels are a rule of the text (keyword votes), the fine-tuned epochs encode the rule and little
+    else, so without it the refiner cannot tell apart examples the labeller treated alike. Measured on
+    trec-weak-vote (same stage 1, frozen-space prior, k = 25): refined test accuracy 0.624 -> 0.652;
+    semeval-mixtral-fewshot (stage-1-space prior, k = 10): 0.550 -> 0.555.
+    """
+    feats = dynamics_features(dynamics)
+    if sentence_embeddings is None:
+        return feats
+    start = F.normalize(torch.as_tensor(sentence_embeddings).float(), dim=-1)
+    if start.shape[0] != feats.shape[1]:
+        raise ValueError(f"{start.shape[0]} sentence embeddings for {feats.shape[1]} rows of dynamics")
+    return torch.cat([start.unsqueeze(0).expand(feats.shape[0], -1, -1), feats], dim=-1)
 
 
 def compose_posterior(noisy_posterior: Tensor, transition: Tensor) -> Tensor:

@@ -41,7 +41,12 @@ class CalibrationConfig(BaseModel):
     epochs: int = Field(4, ge=1, le=50, description="classifier fine-tuning epochs (stage 1)")
     branches: int = Field(3, ge=1, le=8, description="ensemble branches M for classifier and refiner")
     diffusion_epochs: int = Field(4, ge=1, le=100, description="refiner training epochs (stage 3)")
-    k: int = Field(10, ge=1, le=100, description="neighbours of the k-NN prior")
+    k: int | None = Field(
+        None,
+        ge=1,
+        le=200,
+        description="neighbours of the k-NN prior; None = 10 in the stage-1 space, 50 in the encoder space",
+    )
     noise_fraction: Literal["auto"] | float = Field(
         "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"
     )
@@ -53,13 +58,22 @@ class CalibrationConfig(BaseModel):
         None, description="local Hugging Face model dir; None = bundled all-MiniLM-L6-v2"
     )
     encoder: str | None = Field(
-        None, description="frozen encoder dir for the k-NN prior; None = the stage-1 mid-training space"
+        None,
+        description="frozen sentence encoder dir (k-NN prior in the encoder space, refiner conditioning); "
+        "None = the backbone as downloaded",
+    )
+    knn_space: Literal["auto", "stage1", "encoder"] = Field(
+        "auto",
+        description="where the k-NN prior looks for neighbours: the stage-1 classifiers' mid-training "
+        "space, the frozen encoder's, or 'auto' (the encoder's when the classifiers reproduce the held-out "
+        "noisy labels almost perfectly, i.e. the labels are a learnable rule of the text)",
     )
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1e-2)
     class_balanced: bool = Field(
-        True,
-        description="class-balanced loss, k-NN votes and model selection (counters the labeller's class bias)",
+        False,
+        description="stage-1 classifiers: class-balanced loss and epoch selection (k-NN votes are always "
+        "balanced)",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -131,7 +131,7 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
         toy_run["classes"],
         valid_texts=toy_run["texts"][:6],
         valid_labels=toy_run["noisy"][:6],
-        config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone),
+        config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone, knn_space="encoder"),
         work_dir=toy_run["work_dir"],
     )
     assert changed.diagnostics["reused_stage1"] is False
