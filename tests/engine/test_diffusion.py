@@ -16,6 +16,7 @@ from sidyp_engine.diffusion import (
     SimplexNoiseScheduler,
     compose_posterior,
     dynamics_features,
+    refiner_conditioning,
 )
 from sidyp_engine.types import CalibrationStopped
 
@@ -171,6 +172,19 @@ def test_dynamics_features_concatenate_normalised_epochs():
     feats = dynamics_features(dyn)
     assert feats.shape == (3, 5, 28)
     assert torch.allclose(feats.reshape(3, 5, 4, 7).norm(dim=-1), torch.ones(3, 5, 4), atol=1e-5)
+
+
+def test_refiner_conditioning_starts_with_the_normalised_sentence_embedding():
+    dyn = torch.randn(3, 5, 4, 7)
+    sentence = torch.randn(5, 6) * 3
+    cond = refiner_conditioning(dyn, sentence)
+    assert cond.shape == (3, 5, 6 + 28)
+    for branch in range(3):  # every branch sees the same starting point, then its own trajectory
+        assert torch.allclose(cond[branch, :, :6], F.normalize(sentence, dim=-1))
+        assert torch.allclose(cond[branch, :, 6:], dynamics_features(dyn)[branch])
+    assert torch.equal(refiner_conditioning(dyn, None), dynamics_features(dyn))
+    with pytest.raises(ValueError, match="4 sentence embeddings for 5 rows"):
+        refiner_conditioning(dyn, sentence[:4])
 
 
 # -- refiner -----------------------------------------------------------------------------------------------

@@ -131,11 +131,12 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
         toy_run["classes"],
         valid_texts=toy_run["texts"][:6],
         valid_labels=toy_run["noisy"][:6],
-        config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone, knn_space="encoder"),
+        config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone, knn_space="encoder", k=3),
         work_dir=toy_run["work_dir"],
     )
     assert changed.diagnostics["reused_stage1"] is False
     assert changed.diagnostics["knn_space"].startswith("encoder:")
+    assert changed.diagnostics["k"] == 3.0  # an explicit k is used as given
     assert first.diagnostics["knn_space"] == "stage1-epoch-1"
     # with an explicit validation set no training row is held out
     assert not changed.is_validation.any()
@@ -185,3 +186,36 @@ def test_holdout_that_leaves_too_few_examples_names_the_callers_rows(tiny_backbo
     # the rows are the caller's row numbers of the classes left with a single training example
     assert err.value.rows and set(err.value.rows) <= {0, 1, 2, 3, 4}
     assert 4 in err.value.rows
+
+
+def test_held_out_agreement_counts_labelled_rows_only():
+    from sidyp_engine.pipeline import held_out_agreement
+
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    noisy = torch.tensor([0, 1, 1, -1])  # the last row has no label: it does not count
+    assert held_out_agreement(probs, noisy) == pytest.approx(2 / 3)
+    assert np.isnan(held_out_agreement(probs, torch.full((4,), -1)))
+    assert np.isnan(held_out_agreement(None, noisy))
+
+
+@pytest.mark.parametrize(
+    ("setting", "agreement", "expected"),
+    [
+        ("auto", 0.99, "encoder"),  # the classifiers reproduce held-out labels: the labels are a rule
+        ("auto", 0.90, "encoder"),
+        ("auto", 0.59, "stage1"),  # LLM-like noise: the fine-tuned space carries the task
+        ("auto", float("nan"), "stage1"),  # no labelled held-out row: keep the default space
+        ("stage1", 0.99, "stage1"),  # an explicit choice is never overridden
+        ("encoder", 0.10, "encoder"),
+    ],
+)
+def test_knn_space_choice(setting, agreement, expected):
+    from sidyp_engine.pipeline import choose_knn_space
+
+    assert choose_knn_space(setting, agreement) == expected
+
+
+def test_default_k_follows_the_knn_space(toy_run):
+    diag = toy_run["result"].diagnostics
+    assert diag["k"] == (10.0 if diag["knn_space"].startswith("stage1") else 50.0)
+    assert 0.0 <= diag["held_out_label_agreement"] <= 1.0
