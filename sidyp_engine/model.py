@@ -62,22 +62,54 @@ class TextClassifier(nn.Module):
     `pretrained=False` builds the encoder from its config only, with uninitialised weights, for callers
     that load their own state dict right after (the served model, checkpoints): it saves reading the
     weights twice and initialising them for nothing. Such a model must get a full state dict.
+
+    `backbone` passes a ready encoder module instead (anything called as `backbone(input_ids=...,
+    attention_mask=...)` returning `.last_hidden_state`, with `.config.hidden_size`); `backbone_path`
+    is then unused. See `for_inference`.
     """
 
-    def __init__(self, backbone_path: str, n_classes: int, dropout: float = 0.1, pretrained: bool = True):
+    def __init__(
+        self,
+        backbone_path: str | None,
+        n_classes: int,
+        dropout: float = 0.1,
+        pretrained: bool = True,
+        backbone: nn.Module | None = None,
+    ):
         super().__init__()
-        from transformers import AutoConfig, AutoModel
-
-        if pretrained:
-            self.backbone = AutoModel.from_pretrained(backbone_path, local_files_only=True)
+        if backbone is not None:
+            self.backbone = backbone
         else:
-            config = AutoConfig.from_pretrained(backbone_path, local_files_only=True)
-            with _skip_weight_init():
-                self.backbone = AutoModel.from_config(config)
+            from transformers import AutoConfig, AutoModel
+
+            if pretrained:
+                self.backbone = AutoModel.from_pretrained(backbone_path, local_files_only=True)
+            else:
+                config = AutoConfig.from_pretrained(backbone_path, local_files_only=True)
+                with _skip_weight_init():
+                    self.backbone = AutoModel.from_config(config)
         self.hidden_size = int(self.backbone.config.hidden_size)
         self.n_classes = int(n_classes)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.hidden_size, self.n_classes)
+
+    @classmethod
+    def for_inference(cls, backbone_path: str, n_classes: int) -> TextClassifier:
+        """A classifier for a full state dict to be loaded into (weights uninitialised), built fast.
+
+        A plain BERT config (see `bert_inference.supports`) gets `bert_inference.BertEncoder`, which never
+        imports transformers' model code (~2.4 s on CPU); any other architecture gets exactly
+        `TextClassifier(backbone_path, n_classes, pretrained=False)`.
+        """
+        from sidyp_engine import bert_inference
+
+        try:
+            config = bert_inference.read_config(backbone_path)
+        except (OSError, ValueError):  # unreadable: let transformers report it as it always has
+            config = {}
+        if bert_inference.supports(config):
+            return cls(None, n_classes, backbone=bert_inference.build_uninitialised(config))
+        return cls(backbone_path, n_classes, pretrained=False)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Masked mean of the last hidden states: [B, D] (float32 even under autocast)."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sidyp_engine.bert_inference import BertEncoder, FastTokenizer
 from sidyp_engine.classifier import micro_batches
 from sidyp_engine.model import (
     TextClassifier,
@@ -286,10 +287,14 @@ class ServedClassifier:
             meta = json.load(f)
         if meta.get("format") != "sidyp-served" or int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise InvalidInputError(f"{meta_path} is not a sidyp served model this version can read")
-        # Built from config only: the saved weights replace every parameter right after.
-        model = TextClassifier(directory, len(meta["classes"]), pretrained=False)
+        # Built from config only: the saved weights replace every parameter right after. A plain BERT
+        # encoder and its tokenizer.json run without transformers' model code (see bert_inference).
+        model = TextClassifier.for_inference(directory, len(meta["classes"]))
         model.load_state_dict(load_file(weights), strict=True)
-        tokenizer = load_tokenizer(directory)
+        if isinstance(model.backbone, BertEncoder) and FastTokenizer.usable(directory):
+            tokenizer = FastTokenizer(directory)
+        else:
+            tokenizer = load_tokenizer(directory)
         return cls(
             model,
             tokenizer,
