@@ -298,6 +298,10 @@ def calibrate(
             class_balanced=cfg.class_balanced,
         )
         _save_stage1(ckpt, ens)
+    # Only the best branch is used from here on (it seeds the served model); the dynamics and noisy
+    # posteriors carry the rest. Freeing the others now keeps them out of the frozen-embedding pass.
+    ens.models = ens.models[:1]
+    release_memory()
     timings["classifier"] = time.perf_counter() - t
     report(
         "classifier",
@@ -449,8 +453,7 @@ def calibrate(
 
     # ------------------------------------------------------------------ served model
     t = time.perf_counter()
-    # only the best branch seeds the served model: free the others (and the dynamics) before it trains
-    ens.models = ens.models[:1]
+    # the dynamics are no longer needed: free them before the served model trains
     ens.dynamics = {}
     del cond_train, cond_valid, cond_extra
     release_memory()
