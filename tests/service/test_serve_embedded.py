@@ -42,8 +42,13 @@ def test_generated_key_restart_and_worker_respawn(tmp_path, tiny_backbone):
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert key_file.read_text().strip() == f"default:{key}"
         h = {"Authorization": f"Bearer {key}"}
+        # Trainable on purpose: under load the worker may pick the job up before the cancel lands, and a
+        # dataset the engine rejects would then end as `failed` before the cancel is ever checked.
+        rows = "".join(f"alpha word {i},x\nbeta word {i},y\n" for i in range(12))
         r = httpx.post(
-            base + "/v1/datasets", headers=h, files={"file": ("d.csv", b"text,noisy_label\na b,x\nc d,y\n")}
+            base + "/v1/datasets",
+            headers=h,
+            files={"file": ("d.csv", ("text,noisy_label\n" + rows).encode())},
         )
         assert r.status_code == 201, r.text
         ds_id = r.json()["id"]
