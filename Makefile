@@ -37,7 +37,7 @@ up: install redis-server
 	bash scripts/up.sh
 
 bench: install
-	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality --data ../shared/data/semeval-mixtral-fewshot --seeds 3 --out benchmarks/results/semeval-mixtral-fewshot.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality --data ../shared/data/semeval-mixtral-fewshot --seeds 3 --ablation --out benchmarks/results/semeval-mixtral-fewshot.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality --data ../shared/data/trec-weak-vote --seeds 3 --out benchmarks/results/trec-weak-vote.json
 
 clean:
