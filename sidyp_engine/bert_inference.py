@@ -190,10 +190,12 @@ class _SelfAttention(nn.Module):
         return out.transpose(1, 2).reshape(b, n, -1)
 
 
-class _SelfOutput(nn.Module):
-    def __init__(self, c: BertConfigView):
+class _ResidualOutput(nn.Module):
+    """dense -> dropout -> + residual -> LayerNorm: BERT's `attention.output` and `output` blocks."""
+
+    def __init__(self, c: BertConfigView, in_features: int):
         super().__init__()
-        self.dense = _Linear(c.hidden_size, c.hidden_size)
+        self.dense = _Linear(in_features, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -205,7 +207,7 @@ class _Attention(nn.Module):
     def __init__(self, c: BertConfigView):
         super().__init__()
         self.self = _SelfAttention(c)
-        self.output = _SelfOutput(c)
+        self.output = _ResidualOutput(c, c.hidden_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(x, mask), x)
@@ -221,23 +223,12 @@ class _Intermediate(nn.Module):
         return self.act(self.dense(x))
 
 
-class _Output(nn.Module):
-    def __init__(self, c: BertConfigView):
-        super().__init__()
-        self.dense = _Linear(c.intermediate_size, c.hidden_size)
-        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
-
-
 class _Layer(nn.Module):
     def __init__(self, c: BertConfigView):
         super().__init__()
         self.attention = _Attention(c)
         self.intermediate = _Intermediate(c)
-        self.output = _Output(c)
+        self.output = _ResidualOutput(c, c.intermediate_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         a = self.attention(x, mask)
