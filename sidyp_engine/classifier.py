@@ -103,7 +103,7 @@ def _lr_lambda(total_steps: int):
     return factor
 
 
-def _noisy_accuracy(probs: torch.Tensor, noisy: torch.Tensor, balanced: bool = False) -> float:
+def noisy_accuracy(probs: torch.Tensor, noisy: torch.Tensor, balanced: bool = False) -> float:
     """Agreement with the noisy labels; `balanced` = mean per-class recall over the noisy classes present.
 
     LLM labellers over-use some classes, so plain agreement rewards a model that copies the bias; the
@@ -347,9 +347,9 @@ def train_ensemble(
                 held_probs[b] = probs
         valid_probs_branch = held_probs[:, :n_valid]
         valid_probs = valid_probs_branch.mean(0)
-        acc = _noisy_accuracy(valid_probs, valid_labels, class_balanced) if n_valid else float("nan")
+        acc = noisy_accuracy(valid_probs, valid_labels, class_balanced) if n_valid else float("nan")
         branch_acc = [
-            _noisy_accuracy(valid_probs_branch[b], valid_labels, class_balanced) for b in range(branches)
+            noisy_accuracy(valid_probs_branch[b], valid_labels, class_balanced) for b in range(branches)
         ]
         history.append(
             {"epoch": epoch + 1, "train_loss": loss_sum / max(1, loss_count), "valid_noisy_accuracy": acc}

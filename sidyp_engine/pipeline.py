@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sidyp_engine.classifier import EnsembleOutput, embed_texts, release_memory, train_ensemble
+from sidyp_engine.classifier import (
+    EnsembleOutput,
+    embed_texts,
+    noisy_accuracy,
+    release_memory,
+    train_ensemble,
+)
 from sidyp_engine.data import MISSING, stratified_holdout, validate_inputs, validate_texts
 from sidyp_engine.model import TextClassifier, load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
@@ -115,12 +121,9 @@ LABEL_RULE_AGREEMENT = 0.9
 
 def held_out_agreement(noisy_posterior: torch.Tensor | None, noisy: torch.Tensor) -> float:
     """Share of labelled held-out rows whose noisy label is the classifiers' argmax (NaN when none)."""
-    if noisy_posterior is None or len(noisy) == 0:
+    if noisy_posterior is None:
         return float("nan")
-    labelled = noisy >= 0
-    if not labelled.any():
-        return float("nan")
-    return float((noisy_posterior[labelled].argmax(1) == noisy[labelled]).float().mean())
+    return noisy_accuracy(noisy_posterior, noisy)
 
 
 def choose_knn_space(knn_space: str, agreement: float) -> str:

@@ -121,7 +121,7 @@ def test_should_stop_is_checked_every_batch(tiny_backbone):
 
 
 def test_class_balance_weights_equalise_total_weight_per_noisy_class():
-    from sidyp_engine.classifier import _noisy_accuracy, class_balance_weights
+    from sidyp_engine.classifier import class_balance_weights, noisy_accuracy
 
     noisy = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, -1, -1])  # class 2 never used, two missing labels
     w = class_balance_weights(noisy, 3)
@@ -130,5 +130,5 @@ def test_class_balance_weights_equalise_total_weight_per_noisy_class():
     assert totals[0] == pytest.approx(totals[1])
     # a model that always answers the over-used class: 0.75 agreement, 0.5 balanced agreement
     always_zero = torch.tensor([[1.0, 0.0, 0.0]]).repeat(10, 1)
-    assert _noisy_accuracy(always_zero, noisy) == pytest.approx(0.75)
-    assert _noisy_accuracy(always_zero, noisy, balanced=True) == pytest.approx(0.5)
+    assert noisy_accuracy(always_zero, noisy) == pytest.approx(0.75)
+    assert noisy_accuracy(always_zero, noisy, balanced=True) == pytest.approx(0.5)
