@@ -52,14 +52,19 @@ def load_data(data_dir: str) -> dict:
     }
 
 
-def cache_dir(name: str, seed: int) -> Path:
-    return CACHE_DIR / name / f"seed{seed}"
+def cache_dir(name: str, seed: int, tag: str = "") -> Path:
+    return CACHE_DIR / (name + tag) / f"seed{seed}"
 
 
-def build_cache(data: dict, seed: int) -> None:
+def config_tag(overrides: dict) -> str:
+    """Cache folder suffix for stage-1 config overrides ('' for the default configuration)."""
+    return "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+
+
+def build_cache(data: dict, seed: int, overrides: dict) -> None:
     from safetensors.torch import save_file
 
-    cfg = CalibrationConfig(seed=seed)
+    cfg = CalibrationConfig(seed=seed, **overrides)
     backbone = resolve_backbone(cfg.backbone)
     tokenizer = load_tokenizer(backbone)
     device = select_device(cfg.device)
@@ -83,7 +88,7 @@ def build_cache(data: dict, seed: int) -> None:
         class_balanced=cfg.class_balanced,
     )
     frozen = embed_texts(backbone, tokenizer, t["train"] + t["valid"] + t["extra"], cfg.max_length, device)
-    out = cache_dir(data["name"], seed)
+    out = cache_dir(data["name"], seed, config_tag(overrides))
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"dynamics.{s}": ens.dynamics[s].contiguous() for s in SPLITS}
     tensors |= {f"noisy_posteriors.{s}": ens.noisy_posteriors[s].contiguous() for s in SPLITS}
@@ -179,6 +184,7 @@ def spread_prior(
 def run_variant(
     data: dict,
     seed: int,
+    tag: str = "",
     score: str = "dist",
     fraction: str | float = "auto",
     k: int = 10,
@@ -194,7 +200,7 @@ def run_variant(
     """
     from safetensors.torch import load_file
 
-    stored = load_file(str(cache_dir(data["name"], seed) / "stage1.safetensors"))
+    stored = load_file(str(cache_dir(data["name"], seed, tag) / "stage1.safetensors"))
     dyn = {s: stored[f"dynamics.{s}"] for s in SPLITS}
     post = {s: stored[f"noisy_posteriors.{s}"] for s in SPLITS}
     y_tr, y_va = data["noisy"]["train"], data["noisy"]["valid"]
@@ -265,19 +271,25 @@ def main(argv: list[str] | None = None) -> int:
         "--refiner-seeds", type=int, default=3, help="refiner seeds per variant (seed, seed+10, ...)"
     )
     p.add_argument("--variants", default="[{}]", help="JSON list of run_variant keyword arguments")
+    p.add_argument("--config", default="{}", help="JSON CalibrationConfig overrides for stage 1 (own cache)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     data = load_data(args.data)
+    overrides = json.loads(args.config)
+    tag = config_tag(overrides)
     if args.command == "cache":
         for s in args.seeds:
-            build_cache(data, s)
-            print(f"seed {s}: cached in {cache_dir(data['name'], s)}", flush=True)
+            build_cache(data, s, overrides)
+            print(f"seed {s}: cached in {cache_dir(data['name'], s, tag)}", flush=True)
         return 0
     torch.set_num_threads(1)
     for variant in json.loads(args.variants):
         runs = [
             run_variant(
-                data, s, **({"refiner_seeds": [s + 10 * i for i in range(args.refiner_seeds)]} | variant)
+                data,
+                s,
+                tag,
+                **({"refiner_seeds": [s + 10 * i for i in range(args.refiner_seeds)]} | variant),
             )
             for s in args.seeds
         ]
