@@ -187,6 +187,41 @@ class _Reporter:
             self.progress(Progress(stage, float(fraction), message, dict(metrics or {})))
 
 
+def train_stage1(
+    cfg: CalibrationConfig,
+    backbone: str,
+    tokenizer,
+    train: tuple[Sequence[str], torch.Tensor],
+    valid: tuple[Sequence[str], torch.Tensor],
+    extra_texts: Sequence[str],
+    n_classes: int,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> EnsembleOutput:
+    """Stage 1 as `calibrate` runs it for `cfg`: (texts, int64 label ids) for train and validation."""
+    return train_ensemble(
+        backbone,
+        tokenizer,
+        train[0],
+        train[1],
+        valid[0],
+        valid[1],
+        extra_texts,
+        n_classes,
+        branches=cfg.branches,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+        should_stop=should_stop,
+        class_balanced=cfg.class_balanced,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- calibrate
 def calibrate(
     train_texts: Sequence[str],
@@ -280,25 +315,17 @@ def calibrate(
     ens = _load_stage1(ckpt, backbone, n_classes, device)
     reused_stage1 = ens is not None
     if ens is None:
-        ens = train_ensemble(
+        ens = train_stage1(
+            cfg,
             backbone,
             tokenizer,
-            tr_texts,
-            y_train,
-            v_texts,
-            y_valid,
+            (tr_texts, y_train),
+            (v_texts, y_valid),
             x_texts,
             n_classes,
-            branches=cfg.branches,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            max_length=cfg.max_length,
-            seed=cfg.seed,
-            device=device,
-            progress=progress,
-            should_stop=should_stop,
-            class_balanced=cfg.class_balanced,
+            device,
+            progress,
+            should_stop,
         )
         _save_stage1(ckpt, ens)
     # Only the best branch is used from here on (it seeds the served model); the dynamics and noisy

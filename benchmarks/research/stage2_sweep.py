@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from benchmarks.quality import read_split
 from sidyp_engine import pipeline
-from sidyp_engine.classifier import embed_texts, train_ensemble
+from sidyp_engine.classifier import embed_texts
 from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_conditioning
 from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
@@ -69,23 +69,15 @@ def build_cache(data: dict, seed: int, overrides: dict) -> None:
     tokenizer = load_tokenizer(backbone)
     device = select_device(cfg.device)
     t = data["texts"]
-    ens = train_ensemble(
+    ens = pipeline.train_stage1(
+        cfg,
         backbone,
         tokenizer,
-        t["train"],
-        data["noisy"]["train"],
-        t["valid"],
-        data["noisy"]["valid"],
+        (t["train"], data["noisy"]["train"]),
+        (t["valid"], data["noisy"]["valid"]),
         t["extra"],
         len(data["classes"]),
-        branches=cfg.branches,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-        device=device,
-        class_balanced=cfg.class_balanced,
+        device,
     )
     frozen = embed_texts(backbone, tokenizer, t["train"] + t["valid"] + t["extra"], cfg.max_length, device)
     out = cache_dir(data["name"], seed, config_tag(overrides))
