@@ -14,7 +14,9 @@ Rows of the result (each metric as mean and sample std over seeds):
   noisy_ensemble  the stage-1 ensemble of the SiDyP run itself, P(ỹ | x) (free: it is part of the run);
   sidyp           the refined posterior P(y | x) on the test texts;
   served          the distilled, temperature-scaled served model on the test texts.
-With --ablation: knn_prior (argmax of the dynamic prior, i.e. the k-NN over the likely-clean set) and
+With --ablation: knn_prior (the class-balanced k-NN vote over the likely-clean set, alone),
+noise_model_prior (the dynamic prior the refiner is trained on: that vote refined by the class-conditional
+noise model; equal to knn_prior where the noise model is off, e.g. rule-like labels) and
 refiner_no_dynamic_update (the same run with the candidate-weight update off; stage 1 and the sentence
 embeddings are reused from the full run's checkpoints, so only the refiner is retrained).
 """
@@ -45,7 +47,7 @@ from sidyp_engine.types import CalibrationConfig
 
 METRICS = ("accuracy", "macro_f1", "ece")
 MAIN_ROWS = ("noisy_baseline", "noisy_ensemble", "sidyp", "served")
-ABLATION_ROWS = ("noisy_baseline", "knn_prior", "refiner_no_dynamic_update", "sidyp")
+ABLATION_ROWS = ("noisy_baseline", "knn_prior", "noise_model_prior", "refiner_no_dynamic_update", "sidyp")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -229,18 +231,15 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
                 "prior_agrees_with_label",
                 "held_out_label_agreement",
                 "knn_space",
+                "noise_model",
                 "k",
                 "flagged_share",
             )
             if k in diag
         }
         if args.ablation:
-            if "extra_prior" in diag:
-                out["scores"]["knn_prior"] = score(np.asarray(diag["extra_prior"]), y_test, n_classes)
-            else:
-                out["scores"]["knn_prior"] = {
-                    "not_available": "pipeline does not expose diagnostics['extra_prior']"
-                }
+            out["scores"]["knn_prior"] = score(np.asarray(diag["extra_vote_prior"]), y_test, n_classes)
+            out["scores"]["noise_model_prior"] = score(np.asarray(diag["extra_prior"]), y_test, n_classes)
             model_backup = result.model
             del result
             gc.collect()

@@ -159,3 +159,84 @@ def fit_vote_smoothing(valid_probs: torch.Tensor, valid_noisy: torch.Tensor) -> 
     grid = torch.linspace(0.0, 0.95, 96, dtype=torch.float64)
     ll = torch.log((1 - grid[:, None]) * p[None, :] + grid[:, None] / n_classes).mean(dim=1)
     return float(grid[int(ll.argmax())])
+
+
+@dataclass
+class NoiseModelPrior:
+    train: torch.Tensor  # [N, C] P(y | neighbours' labels, own label)
+    queries: list[torch.Tensor]  # [Q, C] P(y | neighbours' labels) per query set
+    noise_matrix: torch.Tensor  # [C, C] estimated P(noisy = j | true = i)
+    class_prior: torch.Tensor  # [C] estimated P(true = i)
+
+
+def noise_model_prior(
+    embeddings: torch.Tensor,
+    noisy: torch.Tensor,
+    init_probs: torch.Tensor,
+    n_classes: int,
+    k: int = 10,
+    queries: list[torch.Tensor] | None = None,
+    max_iterations: int = 100,
+    tolerance: float = 1e-4,
+    diagonal_pseudocount: float = 20.0,
+) -> NoiseModelPrior:
+    """Explain every neighbourhood's noisy labels with a class-conditional noise matrix (EM, Dawid-Skene style).
+
+    An LLM's mistakes are habits of the labeller: its labels for true class i follow one distribution
+    T[i, :] wherever the text is. A neighbourhood of true class i therefore shows T[i, :] among its
+    noisy labels, and that mixture may be led by another class (semeval: the LLM calls Member-Collection
+    texts Entity-Destination more often than Member-Collection). A vote reads the leading label there;
+    the noise model reads the class whose row of T fits the mixture. Per row:
+    log P(y) = log π_y + Σ_j v_j log T[y, j] (+ log T[y, ỹ] for rows with their own label) + const,
+    v = the distance-weighted share of the k nearest labelled rows (the row itself excluded) with
+    noisy label j. T is re-estimated from the posteriors (M step) until they stop moving.
+
+    π, the class prior, is taken once from `init_probs` (the class-balanced k-NN prior of the likely-clean
+    set) and kept fixed: re-estimating it too lets EM feed a class's share back into its own posteriors
+    until one class absorbs the rest (measured on semeval and on planted data). `diagonal_pseudocount`
+    rows per class are added to T's diagonal, a Dirichlet prior that the labeller is right more often
+    than not, which decides between solutions that only permute classes.
+    """
+    emb = _normalise(torch.as_tensor(embeddings).float().numpy())
+    y = torch.as_tensor(noisy, dtype=torch.long).numpy()
+    labelled = y >= 0
+    rows = np.flatnonzero(labelled)
+    if len(rows) == 0:
+        raise ValueError("no labelled rows: nothing to fit the noise model on")
+    position = np.full(len(emb), -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    votes = knn_votes(emb[rows], y[rows], emb, n_classes, k, exclude=position, balanced=False)
+    query_votes = [
+        knn_votes(emb[rows], y[rows], torch.as_tensor(q).float().numpy(), n_classes, k, balanced=False)
+        if len(q)
+        else np.zeros((0, n_classes), dtype=np.float32)
+        for q in (queries or [])
+    ]
+    probs = torch.as_tensor(init_probs, dtype=torch.float64).numpy().copy()
+    pi = probs[labelled].mean(axis=0) + 1e-6
+    log_pi = np.log(pi / pi.sum())
+
+    def e_step(v: np.ndarray, own: np.ndarray | None, log_t: np.ndarray) -> np.ndarray:
+        logits = log_pi[None, :] + v.astype(np.float64) @ log_t.T
+        if own is not None:
+            has = own >= 0
+            logits[has] += log_t[:, own[has]].T
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    for _ in range(max(1, max_iterations)):
+        counts = np.full((n_classes, n_classes), 1e-2) + diagonal_pseudocount * np.eye(n_classes)
+        np.add.at(counts.T, y[labelled], probs[labelled])  # counts[i, j] += P(true = i) for noisy j
+        t = counts / counts.sum(axis=1, keepdims=True)
+        updated = e_step(votes, y, np.log(t))
+        change = float(np.abs(updated - probs).max())
+        probs = updated
+        if change < tolerance:
+            break
+    return NoiseModelPrior(
+        train=torch.from_numpy(probs).float(),
+        queries=[torch.from_numpy(e_step(v, None, np.log(t))).float() for v in query_votes],
+        noise_matrix=torch.from_numpy(t).float(),
+        class_prior=torch.from_numpy(np.exp(log_pi)).float(),
+    )

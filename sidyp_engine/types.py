@@ -68,6 +68,12 @@ class CalibrationConfig(BaseModel):
         "space, the frozen encoder's, or 'auto' (the encoder's when the classifiers reproduce the held-out "
         "noisy labels almost perfectly, i.e. the labels are a learnable rule of the text)",
     )
+    noise_model: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="refine the k-NN prior with a class-conditional noise matrix fitted by EM over the "
+        "neighbours' noisy labels; 'auto' = on unless the labels are a learnable rule of the text (the "
+        "same held-out agreement test as knn_space), where noise is not a habit per true class",
+    )
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-4, gt=0, le=1e-2)
     class_balanced: bool = Field(

@@ -27,7 +27,7 @@ from sidyp_engine.classifier import embed_texts
 from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_conditioning
 from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior
+from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_model_prior
 from sidyp_engine.types import CalibrationConfig
 
 CACHE_DIR = Path("/tmp/sidyp-stage2-sweep")
@@ -173,6 +173,29 @@ def spread_prior(
     return p[:n_tr], p[n_tr : n_tr + n_v], p[n_tr + n_v :]
 
 
+def noise_likelihood_product(
+    p: torch.Tensor,
+    refiner: DiffusionRefiner,
+    cond_train: torch.Tensor,
+    post: dict,
+    y_tr: torch.Tensor,
+    c: int,
+    beta: float = 1.0,
+    form: str = "ce",
+    smooth: float = 0.01,
+) -> torch.Tensor:
+    pt = pipeline.refined_posterior(refiner.transition(cond_train), post["train"], y_tr)
+    t = torch.from_numpy(pipeline._noise_matrix(pt.numpy(), y_tr.numpy(), c)).float()
+    t = (t + smooth) / (1 + c * smooth)
+    q = post["extra"]
+    if form == "ce":
+        log_lik = q @ torch.log(t).T  # [N, C]: sum_j q_j log T[y, j]
+    else:
+        log_lik = torch.log((q @ t.T).clamp_min(1e-12))
+    out = torch.log(p.clamp_min(1e-12)) + beta * log_lik
+    return torch.softmax(out, dim=1)
+
+
 def run_variant(
     data: dict,
     seed: int,
@@ -185,10 +208,15 @@ def run_variant(
     noisy_posterior_temperature: float | None = 1.0,
     spread: dict | None = None,
     transductive: bool = False,
+    likelihood: dict | None = None,
+    noise_model: dict | None = None,
 ) -> dict:
     """One variant of stages 2-4 on a cached stage 1; returns test accuracies (gold used to score only).
 
     noisy_posterior_temperature None = uniform P(ỹ | x) in the composition.
+    likelihood {"beta": b, "form": "ce" | "lin", "smooth": s}: multiply the refined posterior of the extra
+    texts by how well each true class's noise row T[y] (estimated from the refined training posteriors)
+    explains the classifiers' P(ỹ | x): "ce" exp(b · sum_j P(ỹ=j|x) log T[y, j]), "lin" (T P(ỹ|x))_y^b.
     """
     from safetensors.torch import load_file
 
@@ -220,6 +248,14 @@ def run_variant(
         labelled = (y_tr >= 0, y_va >= 0, None)
         pt, pv, px = (PriorOutput(p, *candidate_sets(p, lab)) for p, lab in zip(probs, labelled, strict=True))
 
+    if noise_model is not None:  # EM over the neighbours' noisy labels, from the k-NN prior
+        opts = {"k": k} | noise_model
+        nm = noise_model_prior(
+            space["train"], y_tr, pt.probs, c, queries=[space["valid"], space["extra"]], **opts
+        )
+        pt = PriorOutput(nm.train, *candidate_sets(nm.train, y_tr >= 0))
+        pv = PriorOutput(nm.queries[0], *candidate_sets(nm.queries[0], y_va >= 0))
+        px = PriorOutput(nm.queries[1], *candidate_sets(nm.queries[1], None))
     cond = {s: refiner_conditioning(dyn[s], frozen[s]) for s in SPLITS}
     if noisy_posterior_temperature is None:
         p_noisy = torch.ones_like(post["extra"])
@@ -240,6 +276,8 @@ def run_variant(
         refiner = DiffusionRefiner(RefinerConfig(epochs=4, branches=3, seed=rs, device="cpu"))
         refiner.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
         p = pipeline.refined_posterior(refiner.transition(cond["extra"]), p_noisy, no_label)
+        if likelihood is not None:
+            p = noise_likelihood_product(p, refiner, cond["train"], post, y_tr, c, **likelihood)
         members.append(float((p.argmax(1) == gold).float().mean()))
         averaged += p
     purity = round(float((data["gold_train"][clean] == y_tr[clean]).float().mean()), 3)

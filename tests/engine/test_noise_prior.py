@@ -171,3 +171,72 @@ def test_balanced_votes_divide_by_class_frequency_in_the_index():
     bal = _prior_from_votes([1] * 6 + [3] * 3 + [0], n_classes=4, k=10, balanced=True)
     assert raw.probs[0].tolist() == pytest.approx([0.1, 0.6, 0.0, 0.3], abs=1e-5)
     assert bal.probs[0].tolist() == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3], abs=1e-5)
+
+
+def _habitual_labeller(seed: int = 0, n_per_class: int = 80):
+    """Three tight clusters (true classes 0, 1, 2); the labeller calls most class-2 texts '0'.
+
+    Noise rows (P(noisy | true)): class 0 -> [0.9, 0.1, 0], class 1 -> [0.1, 0.9, 0],
+    class 2 -> [0.5, 0.2, 0.3]: inside cluster 2 the most frequent noisy label is the wrong one.
+    """
+    g = np.random.default_rng(seed)
+    rows = {0: [0.9, 0.1, 0.0], 1: [0.1, 0.9, 0.0], 2: [0.5, 0.2, 0.3]}
+    centres = np.eye(3, 16) * 4.0
+    emb, truth, noisy = [], [], []
+    for c, row in rows.items():
+        emb.append(centres[c] + 0.3 * g.standard_normal((n_per_class, 16)))
+        truth += [c] * n_per_class
+        noisy += list(g.choice(3, size=n_per_class, p=row))
+    return (
+        torch.tensor(np.concatenate(emb), dtype=torch.float32),
+        torch.tensor(truth),
+        torch.tensor(noisy),
+        centres,
+        g,
+    )
+
+
+def test_noise_model_reads_the_true_class_where_the_vote_reads_the_habit():
+    from sidyp_engine.prior import noise_model_prior
+
+    emb, truth, noisy, centres, g = _habitual_labeller()
+    everyone = torch.ones(len(noisy), dtype=torch.bool)
+    vote = knn_prior(emb, noisy, everyone, 3, k=10, balanced=False)
+    balanced = knn_prior(emb, noisy, everyone, 3, k=10)  # the pipeline starts EM from the balanced vote
+    fitted = noise_model_prior(emb, noisy, balanced.probs, 3, k=10)
+    in_cluster_2 = truth == 2
+    vote_right = (vote.probs.argmax(1)[in_cluster_2] == 2).float().mean()
+    model_right = (fitted.train.argmax(1)[in_cluster_2] == 2).float().mean()
+    assert vote_right < 0.5  # the plain vote mostly follows the labeller's habit
+    assert model_right > 0.9
+    assert (fitted.train.argmax(1) == truth).float().mean() > 0.85
+    # the estimated noise row of class 2 is the labeller's habit, not the identity
+    assert abs(float(fitted.noise_matrix[2, 0]) - 0.5) < 0.2
+    assert abs(float(fitted.noise_matrix[2, 2]) - 0.3) < 0.2
+    # EM has converged: more iterations change nothing
+    longer = noise_model_prior(emb, noisy, balanced.probs, 3, k=10, max_iterations=300, tolerance=0.0)
+    assert torch.allclose(longer.train, fitted.train, atol=1e-3)
+    # the class prior is the starting prior's, never re-estimated (that is what lets one class absorb the rest)
+    assert torch.allclose(fitted.class_prior, balanced.probs.mean(0), atol=1e-4)
+    # unseen texts of cluster 2 (no label of their own) get class 2 from their neighbours' labels alone
+    queries = torch.tensor(centres[2] + 0.3 * g.standard_normal((20, 16)), dtype=torch.float32)
+    refit = noise_model_prior(emb, noisy, balanced.probs, 3, k=10, queries=[queries, queries[:0]])
+    assert (refit.queries[0].argmax(1) == 2).all()
+    assert refit.queries[1].shape == (0, 3)
+
+
+def test_noise_model_ignores_rows_without_a_label_as_neighbours():
+    from sidyp_engine.prior import noise_model_prior
+
+    emb, truth, noisy, _, _ = _habitual_labeller(seed=1)
+    # unlabel every '0' label in cluster 2 except a few: if unlabelled rows voted, their -1 would index
+    # a class; with them out, cluster 2's remaining labels ('1', '2') still point to class 2
+    unlabelled = (truth == 2) & (noisy == 0)
+    noisy_missing = noisy.clone()
+    noisy_missing[unlabelled] = -1
+    everyone = noisy_missing >= 0
+    init = knn_prior(emb, noisy_missing, everyone, 3, k=10).probs
+    fitted = noise_model_prior(emb, noisy_missing, init, 3, k=10)
+    assert torch.isfinite(fitted.train).all()
+    assert torch.allclose(fitted.train.sum(1), torch.ones(len(noisy)), atol=1e-5)
+    assert (fitted.train.argmax(1)[unlabelled] == 2).float().mean() > 0.9

@@ -219,3 +219,30 @@ def test_default_k_follows_the_knn_space(toy_run):
     diag = toy_run["result"].diagnostics
     assert diag["k"] == (10.0 if diag["knn_space"].startswith("stage1") else 50.0)
     assert 0.0 <= diag["held_out_label_agreement"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "agreement", "expected"),
+    [
+        ("auto", 0.99, False),  # rule-like labels: noise follows the text, not the true class
+        ("auto", 0.59, True),  # an LLM's habits: one noise row per true class
+        ("auto", float("nan"), True),
+        ("off", 0.59, False),
+        ("on", 0.99, True),
+    ],
+)
+def test_noise_model_switch(setting, agreement, expected):
+    from sidyp_engine.pipeline import use_noise_model
+
+    assert use_noise_model(setting, agreement) is expected
+
+
+def test_toy_run_reports_both_priors(toy_run):
+    diag = toy_run["result"].diagnostics
+    vote, used = np.asarray(diag["extra_vote_prior"]), np.asarray(diag["extra_prior"])
+    assert vote.shape == used.shape
+    np.testing.assert_allclose(used.sum(1), 1.0, atol=1e-4)
+    if diag["noise_model"]:
+        assert not np.allclose(vote, used)  # EM moved the prior
+    else:
+        np.testing.assert_array_equal(vote, used)
