@@ -318,6 +318,7 @@ def _config_from_args(args):
         "backbone",
         "encoder",
         "knn_space",
+        "noise_model",
         "batch_size",
         "learning_rate",
         "device",
@@ -566,6 +567,12 @@ def add_engine_commands(subparsers) -> None:
         "--knn-space",
         choices=["auto", "stage1", "encoder"],
         help="k-NN prior space: auto (default), the stage-1 classifiers' or the frozen encoder's",
+    )
+    cal.add_argument(
+        "--noise-model",
+        choices=["auto", "on", "off"],
+        help="refine the k-NN prior with a class-conditional noise matrix fitted by EM: auto (default: "
+        "on unless the labels are a rule the classifiers reproduce), on, off",
     )
     cal.add_argument("--batch-size", type=int)
     cal.add_argument("--learning-rate", type=float)

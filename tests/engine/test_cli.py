@@ -143,7 +143,10 @@ def test_calibrate_reads_jsonl(tmp_path, tiny_backbone):
             f.write(json.dumps({"sentence": t, "llm": y}) + "\n")
     out = tmp_path / "out"
     args = ["calibrate", "--train", str(path), "--out", str(out), "--text-column", "sentence"]
-    args += ["--label-column", "llm", "--backbone", tiny_backbone, "--quiet"] + FAST
+    args += ["--label-column", "llm", "--backbone", tiny_backbone, "--quiet", "--noise-model", "off"] + FAST
     assert main(args) == 0
     with open(out / "labels.csv", newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == len(texts)
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["noise_model"] == "off"
+    assert report["diagnostics"]["noise_model"] == 0.0
