@@ -496,12 +496,15 @@ def calibrate(
         post_extra = refined_posterior(
             refiner.transition(cond_extra), ens.noisy_posteriors["extra"], no_label
         )
-    # Calibration without gold labels: the refiner reproduces the confidence of its k-NN targets, which
-    # is too high. One temperature on the posteriors (argmax unchanged) is fitted on the validation texts
-    # against their k-NN votes smoothed to match how often they agree with the noisy validation labels.
-    vote_smoothing = fit_vote_smoothing(prior_valid.probs, y_valid) if n_v else 0.0
+    # Calibration without gold labels: the refiner reproduces the confidence of its prior's targets,
+    # which is too high. One temperature on the posteriors (argmax unchanged) is fitted on the validation
+    # texts against their priors, smoothed to match how well those priors predict the noisy validation
+    # labels (through the noise matrix when the prior is the noise model's, over true classes).
+    vote_smoothing = 0.0
     temperature = 1.0
     if n_v and (y_valid >= 0).any():
+        channel = fitted.noise_matrix if noise_model_on else None
+        vote_smoothing = fit_vote_smoothing(prior_valid.probs, y_valid, channel)
         target = (1 - vote_smoothing) * prior_valid.probs + vote_smoothing / n_classes
         temperature = fit_posterior_temperature(post_valid, target)
         post_train, post_valid = (

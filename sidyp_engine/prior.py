@@ -143,21 +143,31 @@ def knn_prior(
     return PriorOutput(probs=probs_t, candidates=candidates, certain=certain)
 
 
-def fit_vote_smoothing(valid_probs: torch.Tensor, valid_noisy: torch.Tensor) -> float:
-    """ε such that (1 - ε) · vote + ε / C best explains the noisy labels of the validation texts.
+def fit_vote_smoothing(
+    valid_probs: torch.Tensor, valid_noisy: torch.Tensor, noise_matrix: torch.Tensor | None = None
+) -> float:
+    """ε such that (1 - ε) · prior + ε / C best explains the noisy labels of the validation texts.
 
     Distance-weighted votes are over-confident, most of all in a fine-tuned space that clusters by
-    noisy label; validation texts were never trained on, so how often their votes agree with their
-    (noisy) labels is an honest, gold-free measure of how far to trust a vote. Maximum likelihood on a
-    grid of ε in [0, 0.95]; 0 when no validation row has a label.
+    noisy label; validation texts were never trained on, so how well their priors predict their (noisy)
+    labels is an honest, gold-free measure of how far to trust a prior. A k-NN vote predicts the noisy
+    label directly; a prior over true classes (the noise model's) predicts it through the noise matrix
+    T = P(noisy | true): P(ỹ = j) = sum_y prior_y T[y, j] (no matrix = the identity). Maximum likelihood
+    on a grid of ε in [0, 0.95]; 0 when no validation row has a label.
     """
     labelled = torch.as_tensor(valid_noisy, dtype=torch.long) >= 0
     if not labelled.any():
         return 0.0
     n_classes = valid_probs.shape[1]
-    p = valid_probs[labelled, torch.as_tensor(valid_noisy)[labelled]].double()
+    y = torch.as_tensor(valid_noisy)[labelled]
+    probs = valid_probs[labelled].double()
+    if noise_matrix is None:
+        p, flat = probs[torch.arange(len(y)), y], torch.full((len(y),), 1.0 / n_classes, dtype=torch.float64)
+    else:
+        t = torch.as_tensor(noise_matrix).double()
+        p, flat = (probs @ t)[torch.arange(len(y)), y], t.mean(dim=0)[y]
     grid = torch.linspace(0.0, 0.95, 96, dtype=torch.float64)
-    ll = torch.log((1 - grid[:, None]) * p[None, :] + grid[:, None] / n_classes).mean(dim=1)
+    ll = torch.log((1 - grid[:, None]) * p[None, :] + grid[:, None] * flat[None, :]).mean(dim=1)
     return float(grid[int(ll.argmax())])
 
 

@@ -173,6 +173,26 @@ def spread_prior(
     return p[:n_tr], p[n_tr : n_tr + n_v], p[n_tr + n_v :]
 
 
+def fit_channel_temperature(probs: torch.Tensor, noise_matrix: torch.Tensor, noisy: torch.Tensor) -> float:
+    """Temperature T maximising the likelihood of the noisy labels seen through the noise matrix.
+
+    If P(y | x) is calibrated and T = P(noisy | true) is right, P(ỹ | x) = sum_y P(y | x) T[y, ỹ] is the
+    calibrated distribution of the labeller's answer, so the held-out noisy labels score it with a proper
+    rule; no gold label is needed. Log-spaced grid, as `fit_posterior_temperature`.
+    """
+    has = noisy >= 0
+    log_p = torch.log(probs[has].double().clamp_min(1e-8))
+    channel = noise_matrix.double()[:, noisy[has]].T  # [n, C]: T[y, ỹ_i]
+    grid = torch.exp(torch.linspace(-2.0, 3.0, 201, dtype=torch.float64))
+    nll = torch.stack(
+        [
+            -torch.log((torch.softmax(log_p / t, dim=1) * channel).sum(1).clamp_min(1e-300)).mean()
+            for t in grid
+        ]
+    )
+    return float(grid[int(nll.argmin())])
+
+
 def noise_likelihood_product(
     p: torch.Tensor,
     refiner: DiffusionRefiner,
@@ -248,6 +268,7 @@ def run_variant(
         labelled = (y_tr >= 0, y_va >= 0, None)
         pt, pv, px = (PriorOutput(p, *candidate_sets(p, lab)) for p, lab in zip(probs, labelled, strict=True))
 
+    pv_vote = pv
     if noise_model is not None:  # EM over the neighbours' noisy labels, from the k-NN prior
         opts = {"k": k} | noise_model
         nm = noise_model_prior(
@@ -271,7 +292,7 @@ def run_variant(
             torch.cat([pt.candidates, px.candidates]),
             torch.cat([pt.certain, px.certain]),
         )
-    averaged, members = torch.zeros(len(gold), c), []
+    averaged, members, calib = torch.zeros(len(gold), c), [], []
     for rs in refiner_seeds or [seed]:
         refiner = DiffusionRefiner(RefinerConfig(epochs=4, branches=3, seed=rs, device="cpu"))
         refiner.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
@@ -279,6 +300,113 @@ def run_variant(
         if likelihood is not None:
             p = noise_likelihood_product(p, refiner, cond["train"], post, y_tr, c, **likelihood)
         members.append(float((p.argmax(1) == gold).float().mean()))
+        if noise_model is not None:  # calibration: vote smoothing (current) vs the noise channel
+            from sidyp_engine.metrics import ece
+            from sidyp_engine.prior import fit_vote_smoothing
+
+            p_val = pipeline.refined_posterior(refiner.transition(cond["valid"]), post["valid"], y_va)
+            eps = fit_vote_smoothing(pv.probs, y_va)
+            t_vote = pipeline.fit_posterior_temperature(p_val, (1 - eps) * pv.probs + eps / c)
+            from sidyp_engine.prior import _normalise, knn_votes
+
+            e_tr = _normalise(space["train"].numpy())
+            lab_rows = np.flatnonzero(y_tr.numpy() >= 0)
+            excl = np.full(len(e_tr), -1)
+            excl[lab_rows] = np.arange(len(lab_rows))
+            v_loo = knn_votes(
+                e_tr[lab_rows], y_tr.numpy()[lab_rows], e_tr, c, k, exclude=excl, balanced=False
+            )
+            logits = torch.log(nm.class_prior)[None] + torch.from_numpy(v_loo) @ torch.log(nm.noise_matrix).T
+            p_loo = torch.softmax(logits, 1)
+            heldout_t = torch.from_numpy(pipeline._noise_matrix(p_loo.numpy(), y_tr.numpy(), c)).float()
+            g_tr = data["gold_train"]
+            ok = (g_tr >= 0) & (y_tr >= 0)
+            gold_t = torch.from_numpy(
+                pipeline._noise_matrix(F.one_hot(g_tr[ok], c).double().numpy(), y_tr[ok].numpy(), c)
+            ).float()  # diagnosis only: the true noise matrix
+            e6 = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)  # the pipeline's calibration
+            p_val_unlabelled = pipeline.refined_posterior(
+                refiner.transition(cond["valid"]), post["valid"], torch.full_like(y_va, -1)
+            )
+            t_chan = fit_channel_temperature(p_val_unlabelled, nm.noise_matrix, y_va)
+            t_raw_matrix = torch.from_numpy(pipeline._noise_matrix(nm.train.numpy(), y_tr.numpy(), c)).float()
+            t_raw = fit_channel_temperature(p_val_unlabelled, t_raw_matrix, y_va)
+            p_tr_ref = pipeline.refined_posterior(refiner.transition(cond["train"]), post["train"], y_tr)
+            t_ref_matrix = torch.from_numpy(pipeline._noise_matrix(p_tr_ref.numpy(), y_tr.numpy(), c)).float()
+            t_ref = fit_channel_temperature(p_val_unlabelled, t_ref_matrix, y_va)
+            calib.append(
+                {
+                    "uncalibrated": round(ece(p.numpy(), gold.numpy()), 3),
+                    "vote": (
+                        round(t_vote, 2),
+                        round(ece(pipeline.apply_temperature(p, t_vote).numpy(), gold.numpy()), 3),
+                    ),
+                    "channel": (
+                        round(t_chan, 2),
+                        round(ece(pipeline.apply_temperature(p, t_chan).numpy(), gold.numpy()), 3),
+                    ),
+                    "channel_raw_T": (
+                        round(t_raw, 2),
+                        round(ece(pipeline.apply_temperature(p, t_raw).numpy(), gold.numpy()), 3),
+                    ),
+                    "channel_refined_T": (
+                        round(t_ref, 2),
+                        round(ece(pipeline.apply_temperature(p, t_ref).numpy(), gold.numpy()), 3),
+                    ),
+                    "prior_target_labelled": (
+                        round(t1 := pipeline.fit_posterior_temperature(p_val, pv.probs), 2),
+                        round(ece(pipeline.apply_temperature(p, t1).numpy(), gold.numpy()), 3),
+                    ),
+                    "prior_target_unlabelled": (
+                        round(t2 := pipeline.fit_posterior_temperature(p_val_unlabelled, pv.probs), 2),
+                        round(ece(pipeline.apply_temperature(p, t2).numpy(), gold.numpy()), 3),
+                    ),
+                    "prior_conf_valid": round(float(pv.probs.max(1).values.mean()), 3),
+                    "channel_heldout_T": (
+                        round(t3 := fit_channel_temperature(p_val_unlabelled, heldout_t, y_va), 2),
+                        round(ece(pipeline.apply_temperature(p, t3).numpy(), gold.numpy()), 3),
+                    ),
+                    "heldout_T_diag": [round(float(v), 2) for v in heldout_t.diagonal()],
+                    "nm_T_diag": [round(float(v), 2) for v in nm.noise_matrix.diagonal()],
+                    "vote_prior_target": (
+                        round(
+                            t4 := pipeline.fit_posterior_temperature(
+                                p_val,
+                                (1 - (e4 := fit_vote_smoothing(pv_vote.probs, y_va))) * pv_vote.probs
+                                + e4 / c,
+                            ),
+                            2,
+                        ),
+                        round(ece(pipeline.apply_temperature(p, t4).numpy(), gold.numpy()), 3),
+                    ),
+                    "channel_gold_T": (
+                        round(t5 := fit_channel_temperature(p_val_unlabelled, gold_t, y_va), 2),
+                        round(ece(pipeline.apply_temperature(p, t5).numpy(), gold.numpy()), 3),
+                    ),
+                    "smoothing_through_T": (
+                        round(
+                            t6 := pipeline.fit_posterior_temperature(p_val, (1 - e6) * pv.probs + e6 / c), 2
+                        ),
+                        round(ece(pipeline.apply_temperature(p, t6).numpy(), gold.numpy()), 3),
+                        e6,
+                    ),
+                    "smoothing_through_T_unseen": (
+                        round(
+                            t7 := pipeline.fit_posterior_temperature(
+                                p_val_unlabelled, (1 - e6) * pv.probs + e6 / c
+                            ),
+                            2,
+                        ),
+                        round(ece(pipeline.apply_temperature(p, t7).numpy(), gold.numpy()), 3),
+                    ),
+                    # diagnosis only (gold): the best a single temperature could do
+                    "gold_best": min(
+                        (round(ece(pipeline.apply_temperature(p, t).numpy(), gold.numpy()), 3), t)
+                        for t in (0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6)
+                    ),
+                    "mean_conf": round(float(p.max(1).values.mean()), 3),
+                }
+            )
         averaged += p
     purity = round(float((data["gold_train"][clean] == y_tr[clean]).float().mean()), 3)
     return {
@@ -289,6 +417,7 @@ def run_variant(
         "prior": round(float((px.probs.argmax(1) == gold).float().mean()), 4),
         "refined_mean_over_refiner_seeds": round(float(np.mean(members)), 4),
         "refined_averaged_posterior": round(float((averaged.argmax(1) == gold).float().mean()), 4),
+        "calibration": calib,
     }
 
 

@@ -240,3 +240,20 @@ def test_noise_model_ignores_rows_without_a_label_as_neighbours():
     assert torch.isfinite(fitted.train).all()
     assert torch.allclose(fitted.train.sum(1), torch.ones(len(noisy)), atol=1e-5)
     assert (fitted.train.argmax(1)[unlabelled] == 2).float().mean() > 0.9
+
+
+def test_vote_smoothing_through_the_noise_matrix_recovers_the_planted_share():
+    from sidyp_engine.prior import fit_vote_smoothing
+
+    g = np.random.default_rng(3)
+    t = np.array([[0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.5, 0.2, 0.3]])
+    truth = g.integers(0, 3, size=6000)
+    prior = np.eye(3)[truth]  # a prior over true classes that is always right ...
+    planted = 0.3  # ... but trusted only 70 %: the rest of the noisy labels come from the flat prior
+    flat = t.mean(axis=0)
+    rows = np.where(g.random(6000)[:, None] < planted, flat[None, :], t[truth])
+    noisy = np.array([g.choice(3, p=r / r.sum()) for r in rows])
+    eps = fit_vote_smoothing(torch.tensor(prior), torch.tensor(noisy), torch.tensor(t))
+    assert eps == pytest.approx(planted, abs=0.05)
+    # read without the matrix, the same prior looks far less trustworthy (its class is not the label)
+    assert fit_vote_smoothing(torch.tensor(prior), torch.tensor(noisy)) > planted + 0.2
