@@ -42,6 +42,7 @@ from sidyp_engine.prior import (
     knn_prior,
     noise_model_prior,
 )
+from sidyp_engine.prior import noise_matrix as estimate_noise_matrix
 from sidyp_engine.types import (
     CalibrationConfig,
     CalibrationResult,
@@ -156,19 +157,6 @@ def use_noise_model(noise_model: str, agreement: float) -> bool:
     if noise_model != "auto":
         return noise_model == "on"
     return not labels_are_rule(agreement)
-
-
-def _noise_matrix(posteriors: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
-    """Soft confusion P(noisy = j | true = i) from the refined posteriors of the labelled rows.
-
-    A tiny diagonal pseudo-count keeps rows of classes that never get posterior mass defined (identity).
-    """
-    labelled = noisy >= 0
-    counts = np.zeros((n_classes, n_classes), dtype=np.float64)
-    if labelled.any():
-        np.add.at(counts.T, noisy[labelled], posteriors[labelled])  # counts[i, j] += P(true = i) for noisy j
-    counts += 1e-6 * np.eye(n_classes)
-    return counts / counts.sum(axis=1, keepdims=True)
 
 
 def refined_posterior(
@@ -567,7 +555,7 @@ def calibrate(
     # noise_share: expected share of wrong labels, mean over labelled rows of 1 - P(y = given | x). The
     # expectation rather than the flagged share, because flags only count rows where another class wins.
     noise_share = float((1.0 - quality[labelled]).mean()) if labelled.any() else 0.0
-    noise_matrix = _noise_matrix(posteriors, ids, n_classes)
+    noise_matrix = estimate_noise_matrix(posteriors, ids, n_classes)
     given = [class_names[i] if i >= 0 else None for i in ids]
 
     timings["total"] = time.perf_counter() - started

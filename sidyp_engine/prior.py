@@ -171,6 +171,26 @@ def fit_vote_smoothing(
     return float(grid[int(ll.argmax())])
 
 
+def noise_matrix(
+    posteriors: np.ndarray,
+    noisy: np.ndarray,
+    n_classes: int,
+    diagonal_pseudocount: float = 1e-6,
+    floor: float = 0.0,
+) -> np.ndarray:
+    """Soft confusion P(noisy = j | true = i) from posteriors over true classes of the labelled rows.
+
+    `floor` is added to every cell and `diagonal_pseudocount` to the diagonal before normalising; the
+    default tiny diagonal keeps rows of classes that never get posterior mass defined (identity).
+    """
+    labelled = noisy >= 0
+    counts = np.full((n_classes, n_classes), floor, dtype=np.float64) + diagonal_pseudocount * np.eye(
+        n_classes
+    )
+    np.add.at(counts.T, noisy[labelled], posteriors[labelled])  # counts[i, j] += P(true = i) for noisy j
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class NoiseModelPrior:
     train: torch.Tensor  # [N, C] P(y | neighbours' labels, own label)
@@ -236,9 +256,7 @@ def noise_model_prior(
         return p / p.sum(axis=1, keepdims=True)
 
     for _ in range(max(1, max_iterations)):
-        counts = np.full((n_classes, n_classes), 1e-2) + diagonal_pseudocount * np.eye(n_classes)
-        np.add.at(counts.T, y[labelled], probs[labelled])  # counts[i, j] += P(true = i) for noisy j
-        t = counts / counts.sum(axis=1, keepdims=True)
+        t = noise_matrix(probs, y, n_classes, diagonal_pseudocount, floor=1e-2)
         updated = e_step(votes, y, np.log(t))
         change = float(np.abs(updated - probs).max())
         probs = updated

@@ -27,7 +27,7 @@ from sidyp_engine.classifier import embed_texts
 from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_conditioning
 from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_model_prior
+from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_matrix, noise_model_prior
 from sidyp_engine.types import CalibrationConfig
 
 CACHE_DIR = Path("/tmp/sidyp-stage2-sweep")
@@ -205,7 +205,7 @@ def noise_likelihood_product(
     smooth: float = 0.01,
 ) -> torch.Tensor:
     pt = pipeline.refined_posterior(refiner.transition(cond_train), post["train"], y_tr)
-    t = torch.from_numpy(pipeline._noise_matrix(pt.numpy(), y_tr.numpy(), c)).float()
+    t = torch.from_numpy(noise_matrix(pt.numpy(), y_tr.numpy(), c)).float()
     t = (t + smooth) / (1 + c * smooth)
     q = post["extra"]
     if form == "ce":
@@ -318,21 +318,21 @@ def run_variant(
             )
             logits = torch.log(nm.class_prior)[None] + torch.from_numpy(v_loo) @ torch.log(nm.noise_matrix).T
             p_loo = torch.softmax(logits, 1)
-            heldout_t = torch.from_numpy(pipeline._noise_matrix(p_loo.numpy(), y_tr.numpy(), c)).float()
+            heldout_t = torch.from_numpy(noise_matrix(p_loo.numpy(), y_tr.numpy(), c)).float()
             g_tr = data["gold_train"]
             ok = (g_tr >= 0) & (y_tr >= 0)
             gold_t = torch.from_numpy(
-                pipeline._noise_matrix(F.one_hot(g_tr[ok], c).double().numpy(), y_tr[ok].numpy(), c)
+                noise_matrix(F.one_hot(g_tr[ok], c).double().numpy(), y_tr[ok].numpy(), c)
             ).float()  # diagnosis only: the true noise matrix
             e6 = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)  # the pipeline's calibration
             p_val_unlabelled = pipeline.refined_posterior(
                 refiner.transition(cond["valid"]), post["valid"], torch.full_like(y_va, -1)
             )
             t_chan = fit_channel_temperature(p_val_unlabelled, nm.noise_matrix, y_va)
-            t_raw_matrix = torch.from_numpy(pipeline._noise_matrix(nm.train.numpy(), y_tr.numpy(), c)).float()
+            t_raw_matrix = torch.from_numpy(noise_matrix(nm.train.numpy(), y_tr.numpy(), c)).float()
             t_raw = fit_channel_temperature(p_val_unlabelled, t_raw_matrix, y_va)
             p_tr_ref = pipeline.refined_posterior(refiner.transition(cond["train"]), post["train"], y_tr)
-            t_ref_matrix = torch.from_numpy(pipeline._noise_matrix(p_tr_ref.numpy(), y_tr.numpy(), c)).float()
+            t_ref_matrix = torch.from_numpy(noise_matrix(p_tr_ref.numpy(), y_tr.numpy(), c)).float()
             t_ref = fit_channel_temperature(p_val_unlabelled, t_ref_matrix, y_va)
             calib.append(
                 {
