@@ -43,6 +43,7 @@ from sidyp_engine.prior import (
     noise_model_prior,
 )
 from sidyp_engine.prior import noise_matrix as estimate_noise_matrix
+from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
 from sidyp_engine.types import (
     CalibrationConfig,
     CalibrationResult,
@@ -177,18 +178,6 @@ def refined_posterior(
         given = transition[rows, noisy[rows]]
         out[rows] = given / given.sum(dim=1, keepdim=True).clamp_min(1e-12)
     return out
-
-
-def apply_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.softmax(torch.log(probs.clamp_min(1e-8)) / temperature, dim=1)
-
-
-def fit_posterior_temperature(probs: torch.Tensor, target: torch.Tensor) -> float:
-    """Temperature T minimising the cross-entropy of softmax(log probs / T) to soft targets (log-spaced grid)."""
-    log_p = torch.log(probs.double().clamp_min(1e-8))
-    grid = torch.exp(torch.linspace(-2.0, 3.0, 201, dtype=torch.float64))
-    ce = torch.stack([-(target.double() * torch.log_softmax(log_p / t, dim=1)).sum(1).mean() for t in grid])
-    return float(grid[int(ce.argmin())])
 
 
 class _Reporter:
@@ -487,21 +476,22 @@ def calibrate(
         )
     # Calibration without gold labels: the refiner reproduces the confidence of its prior's targets,
     # which is too high. One temperature on the posteriors (argmax unchanged) is fitted on the validation
-    # texts against their priors, smoothed to match how well those priors predict the noisy validation
-    # labels (through the noise matrix when the prior is the noise model's, over true classes).
+    # texts so that their mean confidence equals the accuracy their priors expect of the refined argmax
+    # (sidyp_engine.temperature); the priors are first smoothed to match how well they predict the noisy
+    # validation labels (through the noise matrix when the prior is the noise model's, over true classes).
     vote_smoothing = 0.0
     temperature = 1.0
     if n_v and (y_valid >= 0).any():
         channel = fitted.noise_matrix if noise_model_on else None
         vote_smoothing = fit_vote_smoothing(prior_valid.probs, y_valid, channel)
         target = (1 - vote_smoothing) * prior_valid.probs + vote_smoothing / n_classes
-        temperature = fit_posterior_temperature(post_valid, target)
+        temperature = fit_temperature(probs_to_logits(post_valid), target)
         post_train, post_valid = (
-            apply_temperature(post_train, temperature),
-            apply_temperature(post_valid, temperature),
+            apply_temperature(probs_to_logits(post_train), temperature).float(),
+            apply_temperature(probs_to_logits(post_valid), temperature).float(),
         )
         if post_extra is not None:
-            post_extra = apply_temperature(post_extra, temperature)
+            post_extra = apply_temperature(probs_to_logits(post_extra), temperature).float()
     timings["posterior"] = time.perf_counter() - t
     report(
         "posterior",

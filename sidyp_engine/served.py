@@ -3,8 +3,9 @@
 Texts unseen during training have no training dynamics, so the refiner cannot score them; instead a
 single classifier of the same backbone, started from a stage-1 model (it already knows the task), is
 trained for an epoch or two on the refined posteriors of the training set as soft targets. Its
-temperature is then fitted on the validation texts against *their refined posteriors*: fitting it to the
-raw noisy labels would calibrate it to the labeller's noise.
+temperature is then fitted on the validation texts against *their refined posteriors* (its mean confidence
+set to the accuracy they expect of its predictions, `sidyp_engine.temperature`): fitting it to the raw noisy
+labels would calibrate it to the labeller's noise.
 
 On disk (safetensors + JSON only, never pickle): `model.safetensors` (encoder + head weights),
 `config.json` (the encoder's Hugging Face config), the tokenizer files, and `sidyp_served.json`
@@ -37,6 +38,7 @@ from sidyp_engine.model import (
     resolve_backbone,
     select_device,
 )
+from sidyp_engine.temperature import fit_temperature
 from sidyp_engine.types import (
     CalibrationConfig,
     CalibrationStopped,
@@ -49,8 +51,6 @@ from sidyp_engine.types import (
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "sidyp_served.json"
 FORMAT_VERSION = 1
-# Temperature is searched as log T; the clamp keeps a degenerate validation set from producing T≈0 or ∞.
-_LOG_T_RANGE = (math.log(0.05), math.log(20.0))
 
 
 def _versions() -> dict[str, str]:
@@ -304,27 +304,3 @@ class ServedClassifier:
             select_device(device),
             meta.get("training"),
         )
-
-
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 100) -> float:
-    """T minimising the cross-entropy of softmax(logits / T) against probability rows `targets`.
-
-    Optimised over log T (so T stays positive) with L-BFGS; the loss is convex in 1/T, so this is cheap
-    and reliable. Soft targets with entropy keep T from running off to 0 on a perfectly separable set.
-    """
-    logits = logits.detach().double()
-    targets = targets.detach().double()
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = -(targets * F.log_softmax(logits / log_t.exp(), dim=-1)).sum(dim=-1).mean()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    value = float(log_t.detach().clamp(*_LOG_T_RANGE).exp())
-    if not math.isfinite(value):
-        return 1.0
-    return value

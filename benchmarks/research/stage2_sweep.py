@@ -28,6 +28,7 @@ from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_cond
 from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
 from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_matrix, noise_model_prior
+from sidyp_engine.temperature import apply_temperature, expected_accuracy, fit_temperature, probs_to_logits
 from sidyp_engine.types import CalibrationConfig
 
 CACHE_DIR = Path("/tmp/sidyp-stage2-sweep")
@@ -173,24 +174,60 @@ def spread_prior(
     return p[:n_tr], p[n_tr : n_tr + n_v], p[n_tr + n_v :]
 
 
-def fit_channel_temperature(probs: torch.Tensor, noise_matrix: torch.Tensor, noisy: torch.Tensor) -> float:
-    """Temperature T maximising the likelihood of the noisy labels seen through the noise matrix.
-
-    If P(y | x) is calibrated and T = P(noisy | true) is right, P(ỹ | x) = sum_y P(y | x) T[y, ỹ] is the
-    calibrated distribution of the labeller's answer, so the held-out noisy labels score it with a proper
-    rule; no gold label is needed. Log-spaced grid, as `fit_posterior_temperature`.
-    """
-    has = noisy >= 0
-    log_p = torch.log(probs[has].double().clamp_min(1e-8))
-    channel = noise_matrix.double()[:, noisy[has]].T  # [n, C]: T[y, ỹ_i]
+def fit_cross_entropy_temperature(probs: torch.Tensor, target: torch.Tensor) -> float:
+    """The pipeline's previous rule: T minimising the cross-entropy of softmax(log probs / T) to soft targets."""
+    log_p = torch.log(probs.double().clamp_min(1e-8))
     grid = torch.exp(torch.linspace(-2.0, 3.0, 201, dtype=torch.float64))
-    nll = torch.stack(
-        [
-            -torch.log((torch.softmax(log_p / t, dim=1) * channel).sum(1).clamp_min(1e-300)).mean()
-            for t in grid
-        ]
+    ce = torch.stack([-(target.double() * torch.log_softmax(log_p / t, dim=1)).sum(1).mean() for t in grid])
+    return float(grid[int(ce.argmin())])
+
+
+def calibration_diagnostics(
+    p: torch.Tensor,
+    refiner: DiffusionRefiner,
+    cond: dict,
+    post: dict,
+    y_va: torch.Tensor,
+    pv: PriorOutput,
+    nm,
+    c: int,
+    gold: torch.Tensor,
+) -> dict:
+    """Test ECE of the refined posterior `p` under temperature rules fitted on the validation texts.
+
+    "adopted": the pipeline's rule (confidence matching to the smoothed noise-model prior, labelled
+    reading of the validation posteriors); "cross_entropy": the previous rule on the same target;
+    "matching_unseen": the adopted rule on the validation posteriors read as for unseen texts. Gold labels
+    score only; "gold_best" (the best single temperature on a grid) is a diagnosis, never a setting.
+    """
+    from sidyp_engine.metrics import ece
+    from sidyp_engine.prior import fit_vote_smoothing
+
+    def scored(t: float) -> tuple[float, float]:
+        return round(t, 2), round(ece(apply_temperature(probs_to_logits(p), t).numpy(), gold.numpy()), 3)
+
+    p_val = pipeline.refined_posterior(refiner.transition(cond["valid"]), post["valid"], y_va)
+    p_val_unseen = pipeline.refined_posterior(
+        refiner.transition(cond["valid"]), post["valid"], torch.full_like(y_va, -1)
     )
-    return float(grid[int(nll.argmin())])
+    eps = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)
+    target = (1 - eps) * pv.probs + eps / c
+    conf = p.max(1).values
+    return {
+        "smoothing": eps,
+        "uncalibrated": round(ece(p.numpy(), gold.numpy()), 3),
+        "adopted": scored(fit_temperature(probs_to_logits(p_val), target)),
+        "expected_accuracy_valid": round(expected_accuracy(probs_to_logits(p_val), target), 3),
+        "cross_entropy": scored(fit_cross_entropy_temperature(p_val, target)),
+        "matching_unseen": scored(fit_temperature(probs_to_logits(p_val_unseen), target)),
+        "gold_best": min(scored(t)[::-1] for t in (0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6)),
+        "mean_conf": round(float(conf.mean()), 3),
+        # share of test rows per raw confidence band (<.5, .5-.7, .7-.9, .9-.99, >=.99)
+        "conf_bands": [
+            round(float(((conf >= a) & (conf < b)).float().mean()), 3)
+            for a, b in ((0, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 0.99), (0.99, 1.01))
+        ],
+    }
 
 
 def noise_likelihood_product(
@@ -230,10 +267,12 @@ def run_variant(
     transductive: bool = False,
     likelihood: dict | None = None,
     noise_model: dict | None = None,
+    refiner: dict | None = None,
 ) -> dict:
     """One variant of stages 2-4 on a cached stage 1; returns test accuracies (gold used to score only).
 
     noisy_posterior_temperature None = uniform P(ỹ | x) in the composition.
+    refiner: RefinerConfig overrides (e.g. {"samples": 8} or {"readout": "expected"}).
     likelihood {"beta": b, "form": "ce" | "lin", "smooth": s}: multiply the refined posterior of the extra
     texts by how well each true class's noise row T[y] (estimated from the refined training posteriors)
     explains the classifiers' P(ỹ | x): "ce" exp(b · sum_j P(ỹ=j|x) log T[y, j]), "lin" (T P(ỹ|x))_y^b.
@@ -268,7 +307,6 @@ def run_variant(
         labelled = (y_tr >= 0, y_va >= 0, None)
         pt, pv, px = (PriorOutput(p, *candidate_sets(p, lab)) for p, lab in zip(probs, labelled, strict=True))
 
-    pv_vote = pv
     if noise_model is not None:  # EM over the neighbours' noisy labels, from the k-NN prior
         opts = {"k": k} | noise_model
         nm = noise_model_prior(
@@ -281,7 +319,7 @@ def run_variant(
     if noisy_posterior_temperature is None:
         p_noisy = torch.ones_like(post["extra"])
     else:
-        p_noisy = pipeline.apply_temperature(post["extra"], noisy_posterior_temperature)
+        p_noisy = apply_temperature(probs_to_logits(post["extra"]), noisy_posterior_temperature).float()
     no_label = torch.full((len(gold),), -1, dtype=torch.long)
     fit_args = (cond["train"], y_tr, pt.probs, pt.candidates, pt.certain)
     if transductive:  # the extra texts join the refiner's training without a label, their prior as target
@@ -294,119 +332,16 @@ def run_variant(
         )
     averaged, members, calib = torch.zeros(len(gold), c), [], []
     for rs in refiner_seeds or [seed]:
-        refiner = DiffusionRefiner(RefinerConfig(epochs=4, branches=3, seed=rs, device="cpu"))
+        refiner = DiffusionRefiner(
+            RefinerConfig(**({"epochs": 4, "branches": 3, "seed": rs, "device": "cpu"} | (refiner or {})))
+        )
         refiner.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
         p = pipeline.refined_posterior(refiner.transition(cond["extra"]), p_noisy, no_label)
         if likelihood is not None:
             p = noise_likelihood_product(p, refiner, cond["train"], post, y_tr, c, **likelihood)
         members.append(float((p.argmax(1) == gold).float().mean()))
-        if noise_model is not None:  # calibration: vote smoothing (current) vs the noise channel
-            from sidyp_engine.metrics import ece
-            from sidyp_engine.prior import fit_vote_smoothing
-
-            p_val = pipeline.refined_posterior(refiner.transition(cond["valid"]), post["valid"], y_va)
-            eps = fit_vote_smoothing(pv.probs, y_va)
-            t_vote = pipeline.fit_posterior_temperature(p_val, (1 - eps) * pv.probs + eps / c)
-            from sidyp_engine.prior import _normalise, knn_votes
-
-            e_tr = _normalise(space["train"].numpy())
-            lab_rows = np.flatnonzero(y_tr.numpy() >= 0)
-            excl = np.full(len(e_tr), -1)
-            excl[lab_rows] = np.arange(len(lab_rows))
-            v_loo = knn_votes(
-                e_tr[lab_rows], y_tr.numpy()[lab_rows], e_tr, c, k, exclude=excl, balanced=False
-            )
-            logits = torch.log(nm.class_prior)[None] + torch.from_numpy(v_loo) @ torch.log(nm.noise_matrix).T
-            p_loo = torch.softmax(logits, 1)
-            heldout_t = torch.from_numpy(noise_matrix(p_loo.numpy(), y_tr.numpy(), c)).float()
-            g_tr = data["gold_train"]
-            ok = (g_tr >= 0) & (y_tr >= 0)
-            gold_t = torch.from_numpy(
-                noise_matrix(F.one_hot(g_tr[ok], c).double().numpy(), y_tr[ok].numpy(), c)
-            ).float()  # diagnosis only: the true noise matrix
-            e6 = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)  # the pipeline's calibration
-            p_val_unlabelled = pipeline.refined_posterior(
-                refiner.transition(cond["valid"]), post["valid"], torch.full_like(y_va, -1)
-            )
-            t_chan = fit_channel_temperature(p_val_unlabelled, nm.noise_matrix, y_va)
-            t_raw_matrix = torch.from_numpy(noise_matrix(nm.train.numpy(), y_tr.numpy(), c)).float()
-            t_raw = fit_channel_temperature(p_val_unlabelled, t_raw_matrix, y_va)
-            p_tr_ref = pipeline.refined_posterior(refiner.transition(cond["train"]), post["train"], y_tr)
-            t_ref_matrix = torch.from_numpy(noise_matrix(p_tr_ref.numpy(), y_tr.numpy(), c)).float()
-            t_ref = fit_channel_temperature(p_val_unlabelled, t_ref_matrix, y_va)
-            calib.append(
-                {
-                    "uncalibrated": round(ece(p.numpy(), gold.numpy()), 3),
-                    "vote": (
-                        round(t_vote, 2),
-                        round(ece(pipeline.apply_temperature(p, t_vote).numpy(), gold.numpy()), 3),
-                    ),
-                    "channel": (
-                        round(t_chan, 2),
-                        round(ece(pipeline.apply_temperature(p, t_chan).numpy(), gold.numpy()), 3),
-                    ),
-                    "channel_raw_T": (
-                        round(t_raw, 2),
-                        round(ece(pipeline.apply_temperature(p, t_raw).numpy(), gold.numpy()), 3),
-                    ),
-                    "channel_refined_T": (
-                        round(t_ref, 2),
-                        round(ece(pipeline.apply_temperature(p, t_ref).numpy(), gold.numpy()), 3),
-                    ),
-                    "prior_target_labelled": (
-                        round(t1 := pipeline.fit_posterior_temperature(p_val, pv.probs), 2),
-                        round(ece(pipeline.apply_temperature(p, t1).numpy(), gold.numpy()), 3),
-                    ),
-                    "prior_target_unlabelled": (
-                        round(t2 := pipeline.fit_posterior_temperature(p_val_unlabelled, pv.probs), 2),
-                        round(ece(pipeline.apply_temperature(p, t2).numpy(), gold.numpy()), 3),
-                    ),
-                    "prior_conf_valid": round(float(pv.probs.max(1).values.mean()), 3),
-                    "channel_heldout_T": (
-                        round(t3 := fit_channel_temperature(p_val_unlabelled, heldout_t, y_va), 2),
-                        round(ece(pipeline.apply_temperature(p, t3).numpy(), gold.numpy()), 3),
-                    ),
-                    "heldout_T_diag": [round(float(v), 2) for v in heldout_t.diagonal()],
-                    "nm_T_diag": [round(float(v), 2) for v in nm.noise_matrix.diagonal()],
-                    "vote_prior_target": (
-                        round(
-                            t4 := pipeline.fit_posterior_temperature(
-                                p_val,
-                                (1 - (e4 := fit_vote_smoothing(pv_vote.probs, y_va))) * pv_vote.probs
-                                + e4 / c,
-                            ),
-                            2,
-                        ),
-                        round(ece(pipeline.apply_temperature(p, t4).numpy(), gold.numpy()), 3),
-                    ),
-                    "channel_gold_T": (
-                        round(t5 := fit_channel_temperature(p_val_unlabelled, gold_t, y_va), 2),
-                        round(ece(pipeline.apply_temperature(p, t5).numpy(), gold.numpy()), 3),
-                    ),
-                    "smoothing_through_T": (
-                        round(
-                            t6 := pipeline.fit_posterior_temperature(p_val, (1 - e6) * pv.probs + e6 / c), 2
-                        ),
-                        round(ece(pipeline.apply_temperature(p, t6).numpy(), gold.numpy()), 3),
-                        e6,
-                    ),
-                    "smoothing_through_T_unseen": (
-                        round(
-                            t7 := pipeline.fit_posterior_temperature(
-                                p_val_unlabelled, (1 - e6) * pv.probs + e6 / c
-                            ),
-                            2,
-                        ),
-                        round(ece(pipeline.apply_temperature(p, t7).numpy(), gold.numpy()), 3),
-                    ),
-                    # diagnosis only (gold): the best a single temperature could do
-                    "gold_best": min(
-                        (round(ece(pipeline.apply_temperature(p, t).numpy(), gold.numpy()), 3), t)
-                        for t in (0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6)
-                    ),
-                    "mean_conf": round(float(p.max(1).values.mean()), 3),
-                }
-            )
+        if noise_model is not None:  # calibration of the test posteriors: the pipeline's rule vs others
+            calib.append(calibration_diagnostics(p, refiner, cond, post, y_va, pv, nm, c, gold))
         averaged += p
     purity = round(float((data["gold_train"][clean] == y_tr[clean]).float().mean()), 3)
     return {

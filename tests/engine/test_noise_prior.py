@@ -151,19 +151,6 @@ def test_vote_smoothing_matches_the_agreement_rate_of_validation_labels():
     assert fit_vote_smoothing(votes, torch.full((100,), -1)) == 0.0  # no labels: no evidence
 
 
-def test_posterior_temperature_recovers_a_known_sharpening():
-    from sidyp_engine.pipeline import apply_temperature, fit_posterior_temperature
-
-    logits = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 3
-    sharp = torch.softmax(logits, dim=1)
-    target = torch.softmax(logits / 2.0, dim=1)
-    t = fit_posterior_temperature(sharp, target)
-    assert t == pytest.approx(2.0, rel=0.03)
-    calibrated = apply_temperature(sharp, t)
-    assert torch.equal(calibrated.argmax(1), sharp.argmax(1))
-    assert torch.allclose(calibrated, target, atol=0.02)
-
-
 def test_balanced_votes_divide_by_class_frequency_in_the_index():
     # 6 neighbours of class 1, 3 of class 3, 1 of class 0, all equidistant: raw shares 0.6 / 0.3 / 0.1;
     # divided by each class's frequency in the index every present class weighs the same

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sidyp_engine.model import TextClassifier
-from sidyp_engine.served import META_FILE, WEIGHTS_FILE, ServedClassifier, fit_temperature
+from sidyp_engine.served import META_FILE, WEIGHTS_FILE, ServedClassifier
 from sidyp_engine.types import CalibrationConfig, CalibrationStopped, InvalidInputError
 from tests.conftest import toy_dataset
 
@@ -83,18 +83,6 @@ def test_load_refuses_dir_without_safetensors(served, tmp_path):
     torch.save(model.model.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(InvalidInputError, match=WEIGHTS_FILE):
         ServedClassifier.load(tmp_path)
-
-
-def test_fit_temperature_recovers_known_temperature():
-    torch.manual_seed(0)
-    base = torch.randn(400, 4) * 3
-    # targets are softmax(base / 2): logits `base` are over-confident by exactly T = 2
-    targets = torch.softmax(base / 2.0, dim=-1)
-    assert fit_temperature(base, targets) == pytest.approx(2.0, rel=1e-3)
-    # sharper targets than the logits call for T < 1
-    assert fit_temperature(base, torch.softmax(base / 0.5, dim=-1)) == pytest.approx(0.5, rel=1e-3)
-    # uniform targets: flatten as far as allowed
-    assert fit_temperature(base, torch.full_like(base, 0.25)) == pytest.approx(20.0, rel=1e-3)
 
 
 def test_distill_rejects_bad_targets_and_stops_on_request(tiny_backbone):
