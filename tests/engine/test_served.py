@@ -47,14 +47,19 @@ def served(tiny_backbone):
     return model, vtexts, vgold, classes
 
 
-def test_distilled_model_learns_soft_targets_and_fits_positive_temperature(served):
+def test_distilled_model_learns_soft_targets_and_matches_confidence_to_the_targets(served):
     model, vtexts, vgold, classes = served
     probs = model.predict_proba(vtexts)
     assert probs.shape == (len(vtexts), len(classes))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     acc = (probs.argmax(1) == np.array([classes.index(g) for g in vgold])).mean()
     assert acc > 0.6  # three separable topics; chance is 1/3
-    assert model.temperature > 0
+    # the temperature was fitted so that the mean confidence on the validation texts equals the accuracy
+    # their targets expect of the model's predictions (0.8 on the gold class, 0.1 elsewhere)
+    targets = _soft_targets(vgold, classes)
+    expected = float(targets[np.arange(len(vtexts)), probs.argmax(1)].mean())
+    assert 0.05 < model.temperature < 20
+    assert float(probs.max(1).mean()) == pytest.approx(expected, abs=1e-3)
     labels = model.predict(vtexts[:2])
     assert labels[0][0] in classes and 0 < labels[0][1] <= 1
 
