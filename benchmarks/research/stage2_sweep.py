@@ -27,7 +27,14 @@ from sidyp_engine.classifier import embed_texts
 from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_conditioning
 from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_matrix, noise_model_prior
+from sidyp_engine.prior import (
+    NoiseModelPrior,
+    PriorOutput,
+    candidate_sets,
+    knn_prior,
+    noise_matrix,
+    noise_model_prior,
+)
 from sidyp_engine.temperature import apply_temperature, expected_accuracy, fit_temperature, probs_to_logits
 from sidyp_engine.types import CalibrationConfig
 
@@ -189,7 +196,7 @@ def calibration_diagnostics(
     post: dict,
     y_va: torch.Tensor,
     pv: PriorOutput,
-    nm,
+    nm: NoiseModelPrior,
     c: int,
     gold: torch.Tensor,
 ) -> dict:
