@@ -213,10 +213,9 @@ def calibration_diagnostics(
     def scored(t: float) -> tuple[float, float]:
         return round(t, 2), round(ece(apply_temperature(probs_to_logits(p), t).numpy(), gold.numpy()), 3)
 
-    p_val = pipeline.refined_posterior(refiner.transition(cond["valid"]), post["valid"], y_va)
-    p_val_unseen = pipeline.refined_posterior(
-        refiner.transition(cond["valid"]), post["valid"], torch.full_like(y_va, -1)
-    )
+    transition = refiner.transition(cond["valid"])
+    p_val = pipeline.refined_posterior(transition, post["valid"], y_va)
+    p_val_unseen = pipeline.refined_posterior(transition, post["valid"], torch.full_like(y_va, -1))
     eps = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)
     target = (1 - eps) * pv.probs + eps / c
     conf = p.max(1).values
