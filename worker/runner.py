@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.artifacts import (
+from sidyp_core.artifacts import (
     DATASET_FILE,
     LABELS_FILE,
     REPORT_FILE,
@@ -31,9 +31,9 @@ from app.core.artifacts import (
     write_artifact,
     write_json,
 )
-from app.core.backbones import resolve_allowed_backbone
-from app.core.config import Settings
-from app.store import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
+from sidyp_core.backbones import resolve_allowed_backbone
+from sidyp_core.config import Settings
+from sidyp_core.store import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
 
 log = logging.getLogger("sidyp.worker")
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.core.config import Settings
 from app.errors import ProblemError
-from app.store import JobStore
+from sidyp_core.config import Settings
+from sidyp_core.store import JobStore
 
 
 # These dependencies only read app state (and compare a few keys): `async def` runs them on the event loop. As

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from app.core.config import Settings
-from app.store import job_lock_name
-from app.store.redis_store import RedisJobStore
-from app.store.sqlite_store import SqliteJobStore
-from worker.reaper import reap, requeue_orphans
+from sidyp_core.config import Settings
+from sidyp_core.reaper import reap, requeue_orphans
+from sidyp_core.store import job_lock_name
+from sidyp_core.store.redis_store import RedisJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 from worker.runner import JobRunner
 
 
@@ -134,7 +134,7 @@ def test_a_lost_celery_message_is_sent_again(redis_url, tmp_path):
     """Celery mode: the probe looks for the job's message in the broker; without one the job is re-sent."""
     import redis
 
-    from worker.dispatch import make_enqueuer, make_queue_probe
+    from sidyp_core.dispatch import make_enqueuer, make_queue_probe
 
     url = redis_url.rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(url).flushdb()

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from app.store.sqlite_store import SqliteJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 from tests.service.conftest import service_env, start_api
 
 

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from app.store.base import JobStore
-from app.store.redis_store import RedisJobStore
-from app.store.sqlite_store import SqliteJobStore
+from sidyp_core.store.base import JobStore
+from sidyp_core.store.redis_store import RedisJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 
 
 @pytest.fixture(params=["redis", "sqlite"])

@@ -8,12 +8,12 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import artifact_dir, remove_artifact, write_artifact
-from app.core.ids import new_id
 from app.datasets import parse_upload, save_dataset_files
 from app.errors import ProblemError, not_found
 from app.schemas import Dataset, ListResponse
-from app.store import utc_now_iso
+from sidyp_core.artifacts import artifact_dir, remove_artifact, write_artifact
+from sidyp_core.ids import new_id
+from sidyp_core.store import utc_now_iso
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

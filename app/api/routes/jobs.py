@@ -14,12 +14,12 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import LABELS_FILE, REPORT_FILE, artifact_dir, read_json
-from app.core.backbones import resolve_allowed_backbone
-from app.core.ids import is_valid_id, new_id
 from app.errors import ProblemError, not_found
 from app.schemas import Job, JobCreate, JobEvent, JobParams, LabelItem, ListResponse, Report
-from app.store import TERMINAL_STATUSES, utc_now_iso
+from sidyp_core.artifacts import LABELS_FILE, REPORT_FILE, artifact_dir, read_json
+from sidyp_core.backbones import resolve_allowed_backbone
+from sidyp_core.ids import is_valid_id, new_id
+from sidyp_core.store import TERMINAL_STATUSES, utc_now_iso
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Query, Response
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import artifact_dir, remove_artifact
 from app.errors import ProblemError, not_found
 from app.schemas import ListResponse, Model, Prediction, PredictRequest, PredictResponse
+from sidyp_core.artifacts import artifact_dir, remove_artifact
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

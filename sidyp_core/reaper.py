@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.core.config import Settings
-from app.store import JobStore, job_lock_name, utc_now_iso
+from sidyp_core.config import Settings
+from sidyp_core.store import JobStore, job_lock_name, utc_now_iso
 
 log = logging.getLogger("sidyp.reaper")
 

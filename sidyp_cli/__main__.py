@@ -1,0 +1,5 @@
+import sys
+
+from sidyp_cli.main import main
+
+sys.exit(main())
