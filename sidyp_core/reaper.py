@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from sidyp_core.config import Settings
+from sidyp_core.jobs import JobError, JobLedger, JobRecord
 from sidyp_core.store import JobStore, job_lock_name, utc_now_iso
 
 log = logging.getLogger("sidyp.reaper")
@@ -26,63 +27,51 @@ def reap(
 ) -> list[tuple[str, str]]:
     """One pass; returns (job_id, action) for every job it changed."""
     now = time.time() if now is None else now
+    ledger = JobLedger(store)
     actions: list[tuple[str, str]] = []
-    for job in store.jobs_with_status("running"):
-        job_id = job["id"]
-        beat = float(job.get("heartbeat_at") or 0.0)
-        silent = now - beat
-        if silent < settings.stale_after_seconds or store.lock_owner(job_lock_name(job_id)) is not None:
+    for job in ledger.with_status("running"):
+        silent = now - (job.heartbeat_at or 0.0)
+        if silent < settings.stale_after_seconds or store.lock_owner(job_lock_name(job.id)) is not None:
             continue
-        deliveries = int(job.get("deliveries") or 0)
-        if job.get("cancel_requested") or store.cancel_requested(job_id):
-            action, changes = "cancelled", {"status": "cancelled", "finished_at": utc_now_iso()}
-            message = f"worker lost (no heartbeat for {silent:.0f}s) while a cancel was pending: cancelled"
-        elif deliveries >= settings.max_deliveries:
-            action = "failed"
-            message = (
-                f"worker lost (no heartbeat for {silent:.0f}s) on delivery {deliveries} of "
-                f"{settings.max_deliveries}: failed"
-            )
-            changes = {
-                "status": "failed",
-                "finished_at": utc_now_iso(),
-                "error": {
-                    "code": "worker_lost",
-                    "message": f"the job's worker died {deliveries} times; giving up "
-                    f"(limit SIDYP_MAX_DELIVERIES={settings.max_deliveries})",
-                },
-            }
-        else:
-            action = "requeued"
-            message = (
-                f"worker lost (no heartbeat for {silent:.0f}s) on delivery {deliveries} of "
-                f"{settings.max_deliveries}: re-queued"
-            )
-            changes = {"status": "queued", "run_token": None, "queued_at": now}
-
-        def apply(
-            doc: dict, beat: float = beat, changes: dict = changes, message: str = message
-        ) -> dict | None:
-            # Only if nothing moved since we looked: a worker that revived and beat again keeps its job.
-            if doc.get("status") != "running" or float(doc.get("heartbeat_at") or 0.0) != beat:
-                return None
-            doc.update(changes)
-            doc["progress"] = {**doc.get("progress", {}), "message": message}
-            return doc
-
-        if store.mutate_job(job_id, apply) is None:
+        action = _reap_one(ledger, settings, job, silent, now)
+        if action is None:
             continue
-        store.add_event(job_id, {"type": "reaper", "at": utc_now_iso(), "stage": action, "message": message})
-        log.warning("job %s: %s", job_id, message)
         if action == "requeued":
             try:
-                enqueue(job_id)
+                enqueue(job.id)
             except Exception:
-                log.exception("job %s: re-queue failed; the next reaper pass retries", job_id)
-                store.update_job(job_id, {"status": "running", "heartbeat_at": 0.0}, expect_status={"queued"})
+                log.exception("job %s: re-queue failed; the next reaper pass retries", job.id)
+                ledger.requeue_failed_to_send(job.id)
                 continue
-        actions.append((job_id, action))
+        actions.append((job.id, action))
     return actions
+
+
+def _reap_one(ledger: JobLedger, settings: Settings, job: JobRecord, silent: float, now: float) -> str | None:
+    """Cancel, fail or re-queue one running job whose worker is gone; None when it moved meanwhile."""
+    lost = f"worker lost (no heartbeat for {silent:.0f}s)"
+    of_limit = f"on delivery {job.deliveries} of {settings.max_deliveries}"
+    if job.cancel_requested or ledger.store.cancel_requested(job.id):
+        message = f"{lost} while a cancel was pending: cancelled"
+        done = ledger.reap(job, "cancelled", message, finished_at=utc_now_iso())
+        action = "cancelled"
+    elif job.deliveries >= settings.max_deliveries:
+        message = f"{lost} {of_limit}: failed"
+        error = JobError(
+            code="worker_lost",
+            message=f"the job's worker died {job.deliveries} times; giving up "
+            f"(limit SIDYP_MAX_DELIVERIES={settings.max_deliveries})",
+        )
+        done = ledger.reap(job, "failed", message, finished_at=utc_now_iso(), error=error)
+        action = "failed"
+    else:
+        message = f"{lost} {of_limit}: re-queued"
+        done = ledger.reap(job, "queued", message, run_token=None, queued_at=now)
+        action = "requeued"
+    if not done:
+        return None
+    log.warning("job %s: %s", job.id, message)
+    return action
 
 
 def requeue_orphans(
@@ -99,22 +88,14 @@ def requeue_orphans(
     status checks drop it).
     """
     now = time.time() if now is None else now
+    ledger = JobLedger(store)
     out = []
-    for job in store.jobs_with_status("queued"):
-        if now - float(job.get("queued_at") or now) < settings.stale_after_seconds:
+    for job in ledger.with_status("queued"):
+        if now - (job.queued_at or now) < settings.stale_after_seconds:
             continue
-        if store.lock_owner(job_lock_name(job["id"])) is not None or is_enqueued(job["id"]):
+        if store.lock_owner(job_lock_name(job.id)) is not None or is_enqueued(job.id):
             continue
-        enqueue(job["id"])
-        store.update_job(job["id"], {"queued_at": now}, expect_status={"queued"})
-        store.add_event(
-            job["id"],
-            {
-                "type": "reaper",
-                "at": utc_now_iso(),
-                "stage": "queued",
-                "message": "found in no queue: queued again",
-            },
-        )
-        out.append(job["id"])
+        enqueue(job.id)
+        ledger.mark_requeued_orphan(job.id, now)
+        out.append(job.id)
     return out
