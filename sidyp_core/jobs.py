@@ -145,8 +145,9 @@ class JobLedger:
             job.id, {"type": "status", "at": job.created_at, "stage": "queued", "message": "job queued"}
         )
 
-    def fail_enqueue(self, job_id: str, message: str) -> None:
-        error = JobError(code="enqueue_failed", message=message[:300])
+    def fail_enqueue(self, job_id: str) -> None:
+        # The broker's exception text names hosts and ports: it goes to the log, never into the record.
+        error = JobError(code="enqueue_failed", message="the job queue did not accept the job")
         self.change(
             job_id,
             lambda j: (

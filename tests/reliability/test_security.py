@@ -273,7 +273,7 @@ def test_concurrent_predictions_each_get_their_own_answer_and_blank_texts_are_re
 def test_models_load_only_from_safetensors_never_a_pickle(trained):
     """Swap a model's weights for a pickle whose loading would create a file: predict refuses (410) and the
     pickle is never opened. Restored, the model serves again. (Runs last: it edits the trained model.)"""
-    from app.api.routes.models import model_cache
+    from app.services.models import model_cache
 
     c, settings = trained["client"], trained["settings"]
     model_id = trained["job"]["model_id"]

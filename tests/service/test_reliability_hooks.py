@@ -106,7 +106,7 @@ def test_a_redelivered_task_never_runs_beside_the_live_one(store, settings):
 
 def test_finished_and_cancelled_jobs_are_dropped_on_delivery(store, settings):
     done = _running_job(store, "job_" + "d" * 22)
-    store.update_job(done, {"status": "succeeded"})
+    store.mutate_job(done, lambda d: {**d, "status": "succeeded"})
     assert JobRunner(settings, store, "w").run(done) == "already-succeeded"
     store.put("job", {"id": "job_" + "c" * 22, "tenant": "t1", "status": "queued", "created_at": "x"})
     store.request_cancel("job_" + "c" * 22)
