@@ -85,3 +85,26 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     assert "make test" in readme and "make demo" in readme
+
+
+def test_the_wheel_ships_the_service_packages_and_not_the_benchmarks():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in ("app*", "worker*", "sidyp_engine*", "sidyp_core*", "sidyp_cli*", "sidyp_client*"):
+        assert package in include
+    assert not any(p.startswith("benchmarks") for p in include)
+
+
+def test_the_cli_gains_the_client_commands_when_sidyp_client_provides_them(monkeypatch):
+    import sys
+    import types
+
+    def add_client_commands(subparsers) -> None:
+        subparsers.add_parser("fake-client-command")
+
+    fake = types.ModuleType("sidyp_client.cli")
+    fake.add_client_commands = add_client_commands
+    monkeypatch.setitem(sys.modules, "sidyp_client.cli", fake)
+    assert "fake-client-command" in _sidyp_subcommands()
+    monkeypatch.setitem(sys.modules, "sidyp_client.cli", None)  # None in sys.modules: not importable
+    assert "fake-client-command" not in _sidyp_subcommands()

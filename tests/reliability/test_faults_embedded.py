@@ -7,6 +7,7 @@ import errno
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -22,6 +23,8 @@ from tests.service.conftest import (
     tiny_params,
     wait_ready,
 )
+
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
 
 FINAL = ("succeeded", "failed", "cancelled")
 
