@@ -19,10 +19,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sidyp_core.ids import new_id
-from sidyp_core.store import JobStore, utc_now_iso
+from sidyp_core.store import TERMINAL_STATUSES, JobStore, utc_now_iso
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = TERMINAL_STATUSES
 ALLOWED: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "cancelled", "failed"}),
     # running -> running: a re-delivery takes over a job whose worker was lost.
