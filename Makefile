@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint up bench clean redis-server
+.PHONY: install demo test test-fast lint up bench timing clean redis-server
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,17 @@ demo: install
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || bash scripts/ensure-redis.sh
 
+# ruff, then the layer contracts in pyproject.toml ([tool.importlinter]): app and worker never import each other.
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# The inner loop: engine and API unit tests, no subprocess servers (those are marked `slow`).
+FAST_TESTS := tests/engine tests/service/test_api.py tests/service/test_jobs.py \
+	tests/service/test_store_contract.py tests/test_packaging.py
+test-fast: install redis-server
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(FAST_TESTS)
 
 test: install redis-server lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
@@ -39,6 +47,9 @@ up: install redis-server
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality --data ../shared/data/semeval-mixtral-fewshot --seeds 3 --ablation --out benchmarks/results/semeval-mixtral-fewshot.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality --data ../shared/data/trec-weak-vote --seeds 3 --out benchmarks/results/trec-weak-vote.json
+
+timing: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.timing_checks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.artifacts import DATASET_FILE, read_json, write_json
-from app.core.config import Settings
 from app.errors import ProblemError
+from sidyp_core.artifacts import DATASET_FILE, read_json, write_json
+from sidyp_core.config import Settings
 
 MAX_REPORTED_ERRORS = 100
 MAX_LABEL_CHARS = 200

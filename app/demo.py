@@ -64,7 +64,7 @@ def _start_server(data_dir: Path, key: str, port: int, log_path: Path) -> subpro
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "sidyp_cli",
             "serve",
             "--host",
             "127.0.0.1",

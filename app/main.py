@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.routes import datasets, health, jobs, models
-from app.core.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.metrics import MetricsMiddleware, RequestMetrics
-from app.store import JobStore, make_store
+from sidyp_core.background import BackgroundDuties, make_worker_id
+from sidyp_core.config import Settings, get_settings
+from sidyp_core.dispatch import make_enqueuer
+from sidyp_core.store import JobStore, make_store
 
 log = logging.getLogger("sidyp.api")
 
@@ -29,12 +31,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from worker.background import WorkerBackground, make_worker_id
-        from worker.dispatch import make_enqueuer
-
         app.state.enqueue = make_enqueuer(settings, store)
         # The API reaps too, so lost jobs are handled even while every worker is busy or gone.
-        reaper = WorkerBackground(settings, store, make_worker_id("api"), app.state.enqueue, beat=False)
+        reaper = BackgroundDuties(settings, store, make_worker_id("api"), app.state.enqueue, beat=False)
         reaper.start()
         try:
             yield

@@ -189,8 +189,3 @@ class PredictResponse(BaseModel):
     object: Literal["prediction"] = "prediction"
     model_id: str
     predictions: list[Prediction]
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, Any] = Field(default_factory=dict)

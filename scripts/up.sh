@@ -44,9 +44,9 @@ if [ -z "${SIDYP_REDIS_URL:-}" ] || ! redis_answers "$SIDYP_REDIS_URL"; then
   echo "redis-server on $SIDYP_REDIS_URL"
 fi
 
-"$PY" -m app.cli worker &
+"$PY" -m sidyp_cli worker &
 pids+=($!)
-"$PY" -m app.cli serve --host "$HOST" --port "$PORT" &
+"$PY" -m sidyp_cli serve --host "$HOST" --port "$PORT" &
 pids+=($!)
 echo "sidyp API on http://$HOST:$PORT (docs at /docs); Ctrl-C stops it all"
 wait -n "${pids[@]}" || true

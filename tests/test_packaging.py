@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sidyp_subcommands() -> set[str]:
-    from app.cli import build_parser
+    from sidyp_cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -24,7 +24,7 @@ def test_console_script_and_runtime_dependencies_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = meta["project"]
     assert project["name"] == "sidyp"
-    assert project["scripts"]["sidyp"] == "app.cli:main"
+    assert project["scripts"]["sidyp"] == "sidyp_cli.main:main"
     names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
     for required in [
         "fastapi", "uvicorn", "pydantic", "pydantic-settings", "torch", "transformers", "safetensors",
@@ -42,7 +42,7 @@ def test_cli_has_every_documented_subcommand():
 def test_compose_services_run_commands_that_exist(monkeypatch):
     # the Celery app is built from settings; compose always gives the worker a Redis URL
     monkeypatch.setenv("SIDYP_REDIS_URL", "redis://127.0.0.1:6379/0")
-    from app.core.config import get_settings
+    from sidyp_core.config import get_settings
 
     get_settings.cache_clear()
     monkeypatch.setattr("worker.celery_app._app", None)
@@ -85,3 +85,26 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     assert "make test" in readme and "make demo" in readme
+
+
+def test_the_wheel_ships_the_service_packages_and_not_the_benchmarks():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in ("app*", "worker*", "sidyp_engine*", "sidyp_core*", "sidyp_cli*", "sidyp_client*"):
+        assert package in include
+    assert not any(p.startswith("benchmarks") for p in include)
+
+
+def test_the_cli_gains_the_client_commands_when_sidyp_client_provides_them(monkeypatch):
+    import sys
+    import types
+
+    def add_client_commands(subparsers) -> None:
+        subparsers.add_parser("fake-client-command")
+
+    fake = types.ModuleType("sidyp_client.cli")
+    fake.add_client_commands = add_client_commands
+    monkeypatch.setitem(sys.modules, "sidyp_client.cli", fake)
+    assert "fake-client-command" in _sidyp_subcommands()
+    monkeypatch.setitem(sys.modules, "sidyp_client.cli", None)  # None in sys.modules: not importable
+    assert "fake-client-command" not in _sidyp_subcommands()

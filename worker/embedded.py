@@ -11,9 +11,10 @@ import os
 import signal
 import threading
 
-from app.core.config import Settings
-from app.store import make_store
-from worker.background import WorkerBackground, lower_priority, make_worker_id
+from sidyp_core.background import BackgroundDuties, make_worker_id
+from sidyp_core.config import Settings
+from sidyp_core.store import make_store
+from worker.priority import lower_priority
 from worker.runner import JobRunner
 
 log = logging.getLogger("sidyp.worker")
@@ -27,7 +28,7 @@ def run_worker_loop(
     store = make_store(settings)
     worker_id = make_worker_id("embedded")
     runner = JobRunner(settings, store, worker_id, shutdown=stop, requeue=store.enqueue)
-    background = WorkerBackground(settings, store, worker_id, store.enqueue, info={"kind": "embedded"})
+    background = BackgroundDuties(settings, store, worker_id, store.enqueue, info={"kind": "embedded"})
     background.start()
     log.info("embedded worker %s polling %s", worker_id, settings.data_dir)
     try:

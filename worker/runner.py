@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.artifacts import (
+from sidyp_core.artifacts import (
     DATASET_FILE,
     LABELS_FILE,
     REPORT_FILE,
@@ -31,9 +31,11 @@ from app.core.artifacts import (
     write_artifact,
     write_json,
 )
-from app.core.backbones import resolve_allowed_backbone
-from app.core.config import Settings
-from app.store import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
+from sidyp_core.backbones import resolve_allowed_backbone
+from sidyp_core.config import Settings
+from sidyp_core.jobs import JobError, JobLedger, JobProgress, JobRecord
+from sidyp_core.store import JobStore, job_lock_name, utc_now_iso
+from sidyp_engine.types import Progress
 
 log = logging.getLogger("sidyp.worker")
 
@@ -59,6 +61,7 @@ class JobRunner:
         self.worker_id = worker_id
         self.shutdown = shutdown
         self.requeue = requeue
+        self.jobs = JobLedger(store)
 
     def work_dir(self, tenant: str, job_id: str) -> Path:
         # Checkpoints live beside the job's output folder: the output folder is replaced atomically at the end.
@@ -79,103 +82,40 @@ class JobRunner:
             self.store.release_lock(lock, owner)
 
     def _run_locked(self, job_id: str, owner: str) -> str:
-        job = self.store.get("job", job_id, None)
+        job = self.jobs.get(job_id)
         if job is None:
             return "missing"
-        if job["status"] in TERMINAL_STATUSES:
-            return "already-" + job["status"]
+        if job.finished:
+            return "already-" + job.status
         if self.store.cancel_requested(job_id):
-            self._finish(job_id, "cancelled", None, "cancelled before it started")
+            self.jobs.finish(job_id, "cancelled", "cancelled before it started")
             return "cancelled"
-        deliveries = self.store.increment_deliveries(job_id)
+        deliveries = self.jobs.count_delivery(job_id)
         if deliveries > self.settings.max_deliveries:
-            self._finish(
-                job_id,
-                "failed",
-                {
-                    "code": "worker_lost",
-                    "message": f"the job's worker died {deliveries - 1} times; giving up "
-                    f"(limit SIDYP_MAX_DELIVERIES={self.settings.max_deliveries})",
-                },
-                "worker lost too many times",
+            error = JobError(
+                code="worker_lost",
+                message=f"the job's worker died {deliveries - 1} times; giving up "
+                f"(limit SIDYP_MAX_DELIVERIES={self.settings.max_deliveries})",
             )
+            self.jobs.finish(job_id, "failed", "worker lost too many times", error=error)
             return "failed"
-        now = time.time()
-        started = self.store.update_job(
-            job_id,
-            {
-                "status": "running",
-                "run_token": owner,
-                "worker_id": self.worker_id,
-                "heartbeat_at": now,
-                "started_at": job.get("started_at") or utc_now_iso(),
-                "progress": {"stage": "starting", "fraction": 0.0, "message": f"delivery {deliveries}"},
-            },
-            expect_status={"queued", "running"},
-        )
+        started = self.jobs.start(job_id, owner, self.worker_id, deliveries)
         if started is None:
             return "not-runnable"
-        msg = (
-            "started"
-            if deliveries == 1
-            else f"resumed on delivery {deliveries} (stage checkpoints are reused)"
-        )
-        self._event(job_id, "status", stage="running", message=f"{msg} on worker {self.worker_id}")
         return _Delivery(self, started, owner).execute()
-
-    # ------------------------------------------------------------------ state helpers
-    def _event(self, job_id: str, type_: str, **fields: Any) -> None:
-        self.store.add_event(job_id, {"type": type_, "at": utc_now_iso(), **fields})
-
-    def _finish(
-        self,
-        job_id: str,
-        status: str,
-        error: dict | None,
-        message: str,
-        extra: dict | None = None,
-        owner: str | None = None,
-    ) -> bool:
-        def apply(doc: dict) -> dict | None:
-            if doc.get("status") in TERMINAL_STATUSES:
-                return None
-            if owner is not None and doc.get("run_token") != owner:
-                return None
-            doc.update(
-                {
-                    "status": status,
-                    "finished_at": utc_now_iso(),
-                    "error": error,
-                    "progress": {
-                        "stage": status,
-                        "fraction": 1.0
-                        if status == "succeeded"
-                        else doc.get("progress", {}).get("fraction", 0.0),
-                        "message": message,
-                    },
-                    **(extra or {}),
-                }
-            )
-            return doc
-
-        done = self.store.mutate_job(job_id, apply) is not None
-        if done:
-            self._event(
-                job_id, "status", stage=status, message=message + (f": {error['message']}" if error else "")
-            )
-        return done
 
 
 class _Delivery:
     """State of one running delivery: progress throttling, heartbeat thread, stop conditions."""
 
-    def __init__(self, runner: JobRunner, job: dict, owner: str):
+    def __init__(self, runner: JobRunner, job: JobRecord, owner: str):
         self.r = runner
         self.s = runner.settings
         self.store = runner.store
+        self.jobs = runner.jobs
         self.job = job
-        self.job_id = job["id"]
-        self.tenant = job["tenant"]
+        self.job_id = job.id
+        self.tenant = job.tenant
         self.owner = owner
         self.lost = threading.Event()
         self.stop_beating = threading.Event()
@@ -186,7 +126,7 @@ class _Delivery:
         self._last_progress_write = 0.0
         self._last_event: tuple[str, float] = ("", -1.0)
         self._last_metrics_event = 0.0
-        self._metrics: dict[str, float] = dict(job.get("metrics") or {})
+        self._metrics: dict[str, float] = dict(job.metrics)
 
     # ------------------------------------------------------------------ heartbeat
     def _beat(self) -> None:
@@ -197,22 +137,14 @@ class _Delivery:
                     log.warning("job %s: lock lost; stopping this delivery", self.job_id)
                     self.lost.set()
                     return
-                if self._write({"heartbeat_at": time.time()}) is None:
+                if self._write(heartbeat_at=time.time()) is None:
                     self.lost.set()
                     return
             except Exception:  # a store hiccup: try again next beat; staleness is judged by the reaper
                 log.exception("job %s: heartbeat failed", self.job_id)
 
-    def _write(self, changes: dict) -> dict | None:
-        owner = self.owner
-
-        def apply(doc: dict) -> dict | None:
-            if doc.get("status") != "running" or doc.get("run_token") != owner:
-                return None
-            doc.update(changes)
-            return doc
-
-        return self.store.mutate_job(self.job_id, apply)
+    def _write(self, **changes: Any) -> JobRecord | None:
+        return self.jobs.update_running(self.job_id, self.owner, **changes)
 
     # ------------------------------------------------------------------ engine callbacks
     def should_stop(self) -> bool:
@@ -255,7 +187,7 @@ class _Delivery:
             self._last_event = (stage, fraction)
             if p.metrics:
                 self._last_metrics_event = now
-            self.r._event(
+            self.jobs.event(
                 self.job_id,
                 "metrics" if p.metrics else "progress",
                 stage=stage,
@@ -265,15 +197,8 @@ class _Delivery:
             )
         if stage != last_stage or now - self._last_progress_write >= 0.5:
             self._last_progress_write = now
-            if (
-                self._write(
-                    {
-                        "progress": {"stage": stage, "fraction": fraction, "message": p.message},
-                        "metrics": self._metrics,
-                    }
-                )
-                is None
-            ):
+            progress = JobProgress(stage=stage, fraction=fraction, message=p.message)
+            if self._write(progress=progress, metrics=dict(self._metrics)) is None:
                 self.lost.set()
 
     # ------------------------------------------------------------------ the run
@@ -305,14 +230,14 @@ class _Delivery:
                 import torch
 
                 torch.set_num_threads(self.s.torch_threads)
-            train = self._load_dataset(self.job["dataset_id"])
-            valid = self._load_dataset(self.job.get("validation_dataset_id"))
-            evaluation = self._load_dataset(self.job.get("eval_dataset_id"))
-            dataset_record = self.store.get("dataset", self.job["dataset_id"], None)
+            train = self._load_dataset(self.job.dataset_id)
+            valid = self._load_dataset(self.job.validation_dataset_id)
+            evaluation = self._load_dataset(self.job.eval_dataset_id)
+            dataset_record = self.store.get("dataset", self.job.dataset_id, None)
             if dataset_record is None:
-                raise _InputMissing(f"dataset {self.job['dataset_id']} was deleted before the job ran")
+                raise _InputMissing(f"dataset {self.job.dataset_id} was deleted before the job ran")
             classes = list(dataset_record["labels"])
-            params = dict(self.job["params"])
+            params = dict(self.job.params)
             try:
                 params["backbone"] = resolve_allowed_backbone(params.get("backbone"), self.s)
             except ValueError as exc:
@@ -349,7 +274,7 @@ class _Delivery:
                 )
                 shutil.rmtree(work_dir, ignore_errors=True)
                 return "failed"
-            self.r._finish(job_id, "cancelled", None, "cancelled while running", owner=self.owner)
+            self.jobs.finish(job_id, "cancelled", "cancelled while running", owner=self.owner)
             shutil.rmtree(work_dir, ignore_errors=True)
             return "cancelled"
         except (_InputMissing, InvalidInputError) as exc:
@@ -368,38 +293,24 @@ class _Delivery:
         return outcome
 
     def _requeue_for_shutdown(self) -> str:
-        def apply(doc: dict) -> dict | None:
-            if doc.get("status") != "running" or doc.get("run_token") != self.owner:
-                return None
-            # A clean shutdown is not a worker death: this delivery does not count against the limit.
-            doc.update(
-                {
-                    "status": "queued",
-                    "run_token": None,
-                    "queued_at": time.time(),
-                    "deliveries": max(int(doc.get("deliveries") or 1) - 1, 0),
-                    "progress": {**doc.get("progress", {}), "message": "worker shut down; re-queued"},
-                }
-            )
-            return doc
-
-        if self.store.mutate_job(self.job_id, apply) is None:
+        if not self.jobs.requeue_after_shutdown(self.job_id, self.owner):
             return "lost"
-        self.r._event(self.job_id, "status", stage="queued", message="worker shut down mid-run: re-queued")
         self.r.requeue(self.job_id)
         return "requeued"
 
     def _fail(self, code: str, message: str) -> None:
-        self.r._finish(self.job_id, "failed", {"code": code, "message": message}, "failed", owner=self.owner)
+        self.jobs.finish(
+            self.job_id, "failed", "failed", error=JobError(code=code, message=message), owner=self.owner
+        )
 
     def _publish(self, result, train: dict, evaluation: dict | None, classes: list[str]) -> str:
         job_id, tenant = self.job_id, self.tenant
-        self.on_progress(_P("saving", 0.0, "writing model and outputs"))
-        model_id = self.job["reserved_model_id"]
+        self.on_progress(Progress("saving", 0.0, "writing model and outputs"))
+        model_id = self.job.reserved_model_id
         model_dir = artifact_dir(self.s.data_dir, tenant, "models", model_id)
         write_artifact(model_dir, lambda tmp: result.model.save(tmp), replace=True)
         labels_doc = build_labels(result, train)
-        report_doc = build_report(job_id, result, classes, evaluation, self.job.get("eval_dataset_id"))
+        report_doc = build_report(job_id, result, classes, evaluation, self.job.eval_dataset_id)
 
         def fill(tmp: Path) -> None:
             write_json(tmp / LABELS_FILE, labels_doc)
@@ -416,10 +327,10 @@ class _Delivery:
                     "object": "model",
                     "tenant": tenant,
                     "job_id": job_id,
-                    "dataset_id": self.job["dataset_id"],
+                    "dataset_id": self.job.dataset_id,
                     "labels": list(result.classes),
                     "created_at": utc_now_iso(),
-                    "params": self.job["params"],
+                    "params": self.job.params,
                 },
             )
         summary = {
@@ -432,26 +343,19 @@ class _Delivery:
                 for m, v in s.items()
             },
         }
-        finished = self.r._finish(
+        finished = self.jobs.finish(
             job_id,
             "succeeded",
-            None,
             "calibrated model ready",
-            extra={"model_id": model_id, "metrics": {**self._metrics, **summary}},
             owner=self.owner,
+            model_id=model_id,
+            metrics={**self._metrics, **summary},
         )
-        return "succeeded" if finished else "lost"
+        return "succeeded" if finished is not None else "lost"
 
 
 class _InputMissing(Exception):
     pass
-
-
-class _P:
-    """A Progress-shaped value for the runner's own stages (the engine's Progress is frozen)."""
-
-    def __init__(self, stage: str, fraction: float, message: str = ""):
-        self.stage, self.fraction, self.message, self.metrics = stage, fraction, message, {}
 
 
 def build_labels(result, train: dict) -> dict:

@@ -6,11 +6,11 @@ import logging
 
 from celery import signals
 
-from app.core.config import get_settings
-from app.store import make_store
-from worker.background import WorkerBackground, make_worker_id
-from worker.celery_app import TASK_NAME, get_celery
-from worker.dispatch import make_enqueuer
+from sidyp_core.background import BackgroundDuties, make_worker_id
+from sidyp_core.config import get_settings
+from sidyp_core.dispatch import TASK_NAME, make_enqueuer
+from sidyp_core.store import make_store
+from worker.celery_app import get_celery
 from worker.runner import JobRunner
 
 log = logging.getLogger("sidyp.worker")
@@ -19,7 +19,7 @@ celery_app = get_celery()
 _state: dict = {}
 
 
-def _runtime() -> tuple[JobRunner, WorkerBackground | None]:
+def _runtime() -> tuple[JobRunner, BackgroundDuties | None]:
     if "runner" not in _state:
         settings = get_settings()
         store = make_store(settings)
@@ -34,7 +34,7 @@ def _runtime() -> tuple[JobRunner, WorkerBackground | None]:
 def _start_background(**_kwargs) -> None:
     runner, _ = _runtime()
     settings = runner.settings
-    background = WorkerBackground(
+    background = BackgroundDuties(
         settings,
         runner.store,
         runner.worker_id,

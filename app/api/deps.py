@@ -1,4 +1,5 @@
-"""Request dependencies: settings, the job store, and the tenant behind the bearer key."""
+"""Request dependencies: settings, the job store, the tenant behind the bearer key, and the resource a
+path names (`JobDep`, `ModelDep`, `DatasetDep`: loaded for that tenant, or 404)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.core.config import Settings
-from app.errors import ProblemError
-from app.store import JobStore
+from app.api.routes.common import check_id
+from app.errors import ProblemError, not_found
+from sidyp_core.config import Settings
+from sidyp_core.jobs import JobLedger, JobRecord
+from sidyp_core.store import JobStore
 
 
 # These dependencies only read app state (and compare a few keys): `async def` runs them on the event loop. As
@@ -50,3 +53,31 @@ async def get_tenant(request: Request) -> str:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+# The loaders below read the store, so they are plain `def`: FastAPI runs them in its thread pool, never
+# blocking the event loop on SQLite or Redis. A wrong-shaped id answers 404 before the store is asked.
+def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> JobRecord:
+    job = JobLedger(store).get(check_id(job_id, "job"), tenant)
+    if job is None:
+        raise not_found("job")
+    return job
+
+
+def get_model(model_id: str, store: StoreDep, tenant: TenantDep) -> dict:
+    record = store.get("model", check_id(model_id, "model"), tenant)
+    if record is None:
+        raise not_found("model")
+    return record
+
+
+def get_dataset(dataset_id: str, store: StoreDep, tenant: TenantDep) -> dict:
+    record = store.get("dataset", check_id(dataset_id, "dataset"), tenant)
+    if record is None:
+        raise not_found("dataset")
+    return record
+
+
+JobDep = Annotated[JobRecord, Depends(get_job)]
+ModelDep = Annotated[dict, Depends(get_model)]
+DatasetDep = Annotated[dict, Depends(get_dataset)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -64,15 +63,13 @@ def test_distilled_model_learns_soft_targets_and_matches_confidence_to_the_targe
     assert labels[0][0] in classes and 0 < labels[0][1] <= 1
 
 
-def test_save_load_round_trip_identical_and_fast(served, tmp_path):
+def test_save_load_round_trip_identical(served, tmp_path):
     model, vtexts, _, _ = served
     model.save(tmp_path)
     names = set(os.listdir(tmp_path))
     assert {WEIGHTS_FILE, META_FILE, "config.json", "tokenizer.json"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl", ".pickle")) for n in names)
-    t0 = time.perf_counter()
-    loaded = ServedClassifier.load(tmp_path)
-    assert time.perf_counter() - t0 < 2.0
+    loaded = ServedClassifier.load(tmp_path)  # its load time is checked in benchmarks/timing_checks.py
     assert loaded.classes == model.classes
     assert loaded.temperature == pytest.approx(model.temperature)
     np.testing.assert_allclose(loaded.predict_proba(vtexts), model.predict_proba(vtexts), atol=1e-6)

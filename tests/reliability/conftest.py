@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from app.store.redis_store import RedisJobStore
+from sidyp_core.store.redis_store import RedisJobStore
 from tests.conftest import free_port
 from tests.service.conftest import KEY_1, Proc, service_env, start_api, start_worker
 

@@ -17,6 +17,8 @@ from tests.conftest import toy_dataset, write_csv
 from tests.reliability.conftest import Cluster, all_events, report, sigkill, wait_job
 from tests.service.conftest import KEY_2, tiny_params, wait_ready
 
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
+
 FINAL = ("succeeded", "failed", "cancelled")
 
 

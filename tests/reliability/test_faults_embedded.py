@@ -7,10 +7,11 @@ import errno
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
 from app.main import create_app
+from sidyp_core.config import Settings
 from tests.conftest import toy_dataset, write_csv
 from tests.reliability.conftest import all_events, report, sigkill, wait_job
 from tests.service.conftest import (
@@ -22,6 +23,8 @@ from tests.service.conftest import (
     tiny_params,
     wait_ready,
 )
+
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -139,7 +142,7 @@ def test_an_artifact_is_never_seen_half_written(tmp_path):
     name and renamed into place, so a listing of the parent never shows a partial artifact."""
     import threading
 
-    from app.core.artifacts import write_artifact
+    from sidyp_core.artifacts import write_artifact
 
     parent = tmp_path / "t1" / "models"
     parent.mkdir(parents=True)

@@ -19,6 +19,8 @@ from schemathesis import GenerationMode
 
 from tests.service.conftest import KEY_1, Service, service_env, start_api
 
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
+
 EXAMPLES_PER_STRATEGY = 30
 BUDGET_SECONDS = 60
 

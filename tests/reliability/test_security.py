@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
-from app.core.ids import ID_RE, new_id
 from app.main import create_app
+from sidyp_core.config import Settings
+from sidyp_core.ids import ID_RE, new_id
 from tests.conftest import toy_dataset
 from tests.service.conftest import KEY_1, KEY_2, TENANT_KEYS, service_env, start_api, tiny_params
 
@@ -224,7 +224,7 @@ def test_debug_is_off_by_default_and_errors_never_leak_internals(tmp_path, monke
         r = c.get("/boom")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret" not in r.text and "Traceback" not in r.text and "/srv" not in r.text
-    from app.service_cli import main
+    from sidyp_cli.main import main
 
     with pytest.raises(SystemExit) as exc:  # there is no auto-reload switch to leave on by mistake
         main(["serve", "--reload"])
@@ -273,7 +273,7 @@ def test_concurrent_predictions_each_get_their_own_answer_and_blank_texts_are_re
 def test_models_load_only_from_safetensors_never_a_pickle(trained):
     """Swap a model's weights for a pickle whose loading would create a file: predict refuses (410) and the
     pickle is never opened. Restored, the model serves again. (Runs last: it edits the trained model.)"""
-    from app.api.routes.models import model_cache
+    from app.services.models import model_cache
 
     c, settings = trained["client"], trained["settings"]
     model_id = trained["job"]["model_id"]

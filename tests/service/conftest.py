@@ -109,7 +109,7 @@ def start_api(
 ) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *extra_args],
+        [sys.executable, "-m", "sidyp_cli", "serve", "--port", str(port), *extra_args],
         env,
         log_dir / f"{name}.log",
     )
@@ -130,7 +130,7 @@ def start_api(
 
 def start_worker(env: dict, log_dir: Path, name: str = "worker") -> Proc:
     return Proc(
-        [sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"], env, log_dir / f"{name}.log"
+        [sys.executable, "-m", "sidyp_cli", "worker", "--loglevel", "INFO"], env, log_dir / f"{name}.log"
     )
 
 

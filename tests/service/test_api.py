@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
 from app.main import create_app
+from sidyp_core.config import Settings
 
 KEYS = {"t1": "secret-one-aaaaaaaaaaaaaaaa", "t2": "secret-two-bbbbbbbbbbbbbbbb"}
 GOOD_CSV = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\ncode server,tech\nbake cheese,food\n"

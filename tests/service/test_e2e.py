@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import toy_dataset, write_csv
 from tests.service.conftest import KEY_2, tiny_params, upload_toy, wait_status
 
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
+
 
 @pytest.fixture(scope="module", params=["embedded", "celery"])
 def service(request):

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from app.core.config import Settings
-from app.store import job_lock_name
-from app.store.redis_store import RedisJobStore
-from app.store.sqlite_store import SqliteJobStore
-from worker.reaper import reap, requeue_orphans
+from sidyp_core.config import Settings
+from sidyp_core.reaper import reap, requeue_orphans
+from sidyp_core.store import job_lock_name
+from sidyp_core.store.redis_store import RedisJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 from worker.runner import JobRunner
 
 
@@ -106,7 +106,7 @@ def test_a_redelivered_task_never_runs_beside_the_live_one(store, settings):
 
 def test_finished_and_cancelled_jobs_are_dropped_on_delivery(store, settings):
     done = _running_job(store, "job_" + "d" * 22)
-    store.update_job(done, {"status": "succeeded"})
+    store.mutate_job(done, lambda d: {**d, "status": "succeeded"})
     assert JobRunner(settings, store, "w").run(done) == "already-succeeded"
     store.put("job", {"id": "job_" + "c" * 22, "tenant": "t1", "status": "queued", "created_at": "x"})
     store.request_cancel("job_" + "c" * 22)
@@ -134,7 +134,7 @@ def test_a_lost_celery_message_is_sent_again(redis_url, tmp_path):
     """Celery mode: the probe looks for the job's message in the broker; without one the job is re-sent."""
     import redis
 
-    from worker.dispatch import make_enqueuer, make_queue_probe
+    from sidyp_core.dispatch import make_enqueuer, make_queue_probe
 
     url = redis_url.rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(url).flushdb()

@@ -9,9 +9,12 @@ import stat
 import time
 
 import httpx
+import pytest
 
-from app.store.sqlite_store import SqliteJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 from tests.service.conftest import service_env, start_api
+
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
 
 
 def _key_from_output(log: str) -> str:

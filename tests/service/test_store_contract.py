@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from app.store.base import JobStore
-from app.store.redis_store import RedisJobStore
-from app.store.sqlite_store import SqliteJobStore
+from sidyp_core.store.base import JobStore
+from sidyp_core.store.redis_store import RedisJobStore
+from sidyp_core.store.sqlite_store import SqliteJobStore
 
 
 @pytest.fixture(params=["redis", "sqlite"])
@@ -58,21 +58,32 @@ def test_duplicate_id_is_refused(store):
         store.put("model", {"id": "mdl_1", "tenant": "a", "created_at": "x"})
 
 
+def _set_if(store, job_id: str, changes: dict, expect: set[str] | None = None):
+    def apply(doc):
+        if expect is not None and doc.get("status") not in expect:
+            return None
+        return {**doc, **changes}
+
+    return store.mutate_job(job_id, apply)
+
+
+def _bump(store, job_id: str) -> int:
+    doc = store.mutate_job(job_id, lambda d: {**d, "deliveries": int(d.get("deliveries") or 0) + 1})
+    return doc["deliveries"] if doc else 0
+
+
 def test_job_transitions_are_conditional_and_counted_by_status(store):
     store.put("job", _job(1))
     store.put("job", _job(2))
     assert store.count_jobs_by_status() == {"queued": 2}
-    assert (
-        store.update_job(_job(1)["id"], {"status": "running"}, expect_status={"queued"})["status"]
-        == "running"
-    )
+    assert _set_if(store, _job(1)["id"], {"status": "running"}, {"queued"})["status"] == "running"
     # A second claimer loses: the job is no longer queued.
-    assert store.update_job(_job(1)["id"], {"status": "running"}, expect_status={"queued"}) is None
+    assert _set_if(store, _job(1)["id"], {"status": "running"}, {"queued"}) is None
     assert store.count_jobs_by_status() == {"queued": 1, "running": 1}
     assert [j["id"] for j in store.jobs_with_status("running")] == [_job(1)["id"]]
-    assert store.update_job("job_missing", {"status": "failed"}) is None
-    assert store.increment_deliveries(_job(1)["id"]) == 1
-    assert store.increment_deliveries(_job(1)["id"]) == 2
+    assert _set_if(store, "job_missing", {"status": "failed"}) is None
+    assert _bump(store, _job(1)["id"]) == 1
+    assert _bump(store, _job(1)["id"]) == 2
     assert store.get("job", _job(1)["id"], "t1")["deliveries"] == 2
     assert store.delete("job", _job(2)["id"], "t1")
     assert store.count_jobs_by_status() == {"running": 1}
@@ -84,7 +95,7 @@ def test_concurrent_mutations_lose_no_update(store):
 
     def bump_many():
         for _ in range(25):
-            store.increment_deliveries(job_id)
+            _bump(store, job_id)
 
     threads = [threading.Thread(target=bump_many) for _ in range(4)]
     for t in threads:

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import pytest
 import redis
 
 from tests.service.conftest import (
@@ -18,6 +19,8 @@ from tests.service.conftest import (
     upload_toy,
     wait_ready,
 )
+
+pytestmark = pytest.mark.slow  # starts servers or trains through the service: not in `make test-fast`
 
 
 def test_killed_worker_job_is_requeued_and_resumes_from_checkpoint(tmp_path, tiny_backbone, redis_url):

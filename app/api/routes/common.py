@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.core.ids import is_valid_id
 from app.errors import ProblemError, not_found
+from sidyp_core.ids import is_valid_id
 
 
 def page_limit(limit: int | None, maximum: int, default: int = 20) -> int:

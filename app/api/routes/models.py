@@ -2,102 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import SettingsDep, StoreDep, TenantDep
+from app.api import deps
+from app.api.deps import ModelDep, SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import artifact_dir, remove_artifact
-from app.errors import ProblemError, not_found
-from app.schemas import ListResponse, Model, Prediction, PredictRequest, PredictResponse
+from app.errors import not_found
+from app.schemas import ListResponse, Model, PredictRequest, PredictResponse
+from app.services import models as service
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-
-PUBLIC_FIELDS = set(Model.model_fields)
-
-
-def to_public(record: dict) -> Model:
-    return Model(**{k: v for k, v in record.items() if k in PUBLIC_FIELDS})
-
-
-class ModelCache:
-    """Loaded classifiers, least recently used dropped first. Models load only from the service's own
-    data dir (the path is built from the validated tenant and id) and only from safetensors."""
-
-    def __init__(self, capacity: int = 4):
-        self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, settings, tenant: str, model_id: str):
-        key = (tenant, model_id)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        from sidyp_engine.served import ServedClassifier
-
-        model = ServedClassifier.load(
-            artifact_dir(settings.data_dir, tenant, "models", model_id), device="cpu"
-        )
-        with self._lock:
-            self._items[key] = model
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return model
-
-    def evict(self, tenant: str, model_id: str) -> None:
-        with self._lock:
-            self._items.pop((tenant, model_id), None)
-
-
-model_cache = ModelCache()
-
-
-class InferencePool:
-    """Where predict's forward passes run: a few threads with one torch thread each, fed in arrival order.
-
-    Without it every request thread of the API runs torch with its own team of intra-op threads: 32 concurrent
-    requests on 2 cores meant 64 busy-waiting threads, and each batch took several times longer. Bounding the
-    passes to one per core keeps the cores busy without oversubscribing them, and the queue is FIFO, so the
-    tail latency stays close to the median.
-    """
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _one_torch_thread() -> None:
-        import torch
-
-        torch.set_num_threads(1)
-
-    def run(self, settings, fn, *args):
-        with self._lock:
-            if self._pool is None:
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-                self._pool = ThreadPoolExecutor(
-                    max_workers=settings.predict_concurrency or cores or 1,
-                    thread_name_prefix="sidyp-predict",
-                    initializer=self._one_torch_thread,
-                )
-        return self._pool.submit(fn, *args).result()
-
-
-inference_pool = InferencePool()
-
-
-def _get_model(store, tenant: str, model_id: str) -> dict:
-    record = store.get("model", check_id(model_id, "model"), tenant)
-    if record is None:
-        raise not_found("model")
-    return record
 
 
 @router.get("", response_model=ListResponse[Model], summary="List models, newest first")
@@ -111,21 +27,18 @@ def list_models(
     docs, more = store.list(
         "model", tenant, page_limit(limit, settings.max_page_size), check_cursor(after, "model")
     )
-    return ListResponse[Model](data=[to_public(d) for d in docs], has_more=more)
+    return ListResponse[Model](data=[service.to_public(d) for d in docs], has_more=more)
 
 
 @router.get("/{model_id}", response_model=Model)
-def get_model(model_id: str, store: StoreDep, tenant: TenantDep) -> Model:
-    return to_public(_get_model(store, tenant, model_id))
+async def get_model(model: ModelDep) -> Model:
+    return service.to_public(model)
 
 
 @router.delete("/{model_id}", status_code=204, response_class=Response)
 def delete_model(model_id: str, settings: SettingsDep, store: StoreDep, tenant: TenantDep) -> Response:
-    check_id(model_id, "model")
-    if not store.delete("model", model_id, tenant):
+    if not service.delete_model(settings, store, tenant, check_id(model_id, "model")):
         raise not_found("model")
-    model_cache.evict(tenant, model_id)
-    remove_artifact(artifact_dir(settings.data_dir, tenant, "models", model_id))
     return Response(status_code=204)
 
 
@@ -135,50 +48,7 @@ def delete_model(model_id: str, settings: SettingsDep, store: StoreDep, tenant: 
 def predict(
     model_id: str, body: PredictRequest, settings: SettingsDep, store: StoreDep, tenant: TenantDep
 ) -> PredictResponse:
-    _get_model(store, tenant, model_id)
-    if len(body.texts) > settings.max_predict_texts:
-        raise ProblemError(
-            413,
-            f"{len(body.texts)} texts; at most {settings.max_predict_texts} per call",
-            slug="too-many-texts",
-            errors=[{"field": "body.texts", "message": f"at most {settings.max_predict_texts} texts"}],
-        )
-    blank = [i for i, t in enumerate(body.texts) if not t.strip()]
-    if blank:
-        raise ProblemError(
-            422,
-            f"{len(blank)} empty texts",
-            slug="empty-text",
-            errors=[{"field": f"body.texts.{i}", "message": "empty text"} for i in blank[:50]],
-        )
-    too_long = [i for i, t in enumerate(body.texts) if len(t) > settings.max_text_chars]
-    if too_long:
-        raise ProblemError(
-            422,
-            f"{len(too_long)} texts longer than {settings.max_text_chars} characters",
-            slug="text-too-long",
-            errors=[{"field": f"body.texts.{i}", "message": "text too long"} for i in too_long[:50]],
-        )
-    from sidyp_engine.types import InvalidInputError
-
-    try:
-        model = model_cache.get(settings, tenant, model_id)
-    except (FileNotFoundError, InvalidInputError):
-        # The loader refuses a folder without its safetensors weights and metadata (it never falls back to
-        # pickle): the record exists but its files are gone or not ours. The path stays out of the answer.
-        raise ProblemError(
-            410, "The model's files are missing or unreadable on the server.", slug="model-files-missing"
-        ) from None
-    probs = inference_pool.run(settings, model.predict_proba, body.texts)
-    classes = list(model.classes)
-    predictions = []
-    for row in probs:
-        best = int(row.argmax())
-        predictions.append(
-            Prediction(
-                label=classes[best],
-                confidence=float(row[best]),
-                probabilities={c: float(p) for c, p in zip(classes, row, strict=True)},
-            )
-        )
-    return PredictResponse(model_id=model_id, predictions=predictions)
+    # Not ModelDep: a dependency would answer 404 before FastAPI validates the body, and a malformed body
+    # answers 422 whichever model it names.
+    model = deps.get_model(model_id, store, tenant)
+    return service.predict(settings, tenant, model["id"], body.texts)

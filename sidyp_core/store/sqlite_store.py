@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.store.base import RESOURCE_KINDS, JobStore, Mutation, Record
+from sidyp_core.store.base import RESOURCE_KINDS, JobStore, Mutation, Record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

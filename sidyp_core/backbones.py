@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.core.config import Settings
+from sidyp_core.config import Settings
 
 
 def resolve_allowed_backbone(value: str | None, settings: Settings) -> str | None:

@@ -19,7 +19,7 @@ import time
 
 import redis
 
-from app.store.base import JOB_STATUSES, RESOURCE_KINDS, JobStore, Mutation, Record
+from sidyp_core.store.base import JOB_STATUSES, RESOURCE_KINDS, JobStore, Mutation, Record
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then

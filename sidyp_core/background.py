@@ -1,4 +1,8 @@
-"""A worker's background duties, in one daemon thread: say it is alive, and reap lost jobs."""
+"""Background duties, in one daemon thread: say the worker is alive, and reap lost jobs.
+
+Workers run it with the heartbeat; the API process runs it without (beat=False), so lost jobs are handled
+even while every worker is busy or gone.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 
-from app.core.config import Settings
-from app.store import JobStore
-from worker.dispatch import make_queue_probe
-from worker.reaper import reap, requeue_orphans
+from sidyp_core.config import Settings
+from sidyp_core.dispatch import make_queue_probe
+from sidyp_core.reaper import reap, requeue_orphans
+from sidyp_core.store import JobStore
 
-log = logging.getLogger("sidyp.worker")
-
-
-def lower_priority(settings: Settings) -> None:
-    """Training is batch work: when a worker shares the CPU with the API (always so in the embedded mode), the
-    scheduler should prefer the API's short requests over the next training batch."""
-    if settings.worker_nice and hasattr(os, "nice"):
-        try:
-            os.nice(settings.worker_nice)
-        except OSError:
-            log.warning("could not lower the worker's CPU priority", exc_info=True)
+log = logging.getLogger("sidyp.background")
 
 
 def make_worker_id(kind: str) -> str:
     return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 
 
-class WorkerBackground:
+class BackgroundDuties:
     def __init__(
         self,
         settings: Settings,

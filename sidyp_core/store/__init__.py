@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.core.config import Settings
-from app.store.base import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
+from sidyp_core.config import Settings
+from sidyp_core.store.base import TERMINAL_STATUSES, JobStore, job_lock_name, utc_now_iso
 
 __all__ = ["JobStore", "TERMINAL_STATUSES", "job_lock_name", "make_store", "sqlite_path", "utc_now_iso"]
 
@@ -15,9 +15,9 @@ def sqlite_path(settings: Settings):
 def make_store(settings: Settings) -> JobStore:
     """Redis when SIDYP_REDIS_URL is set (Celery mode), else the SQLite file under the data dir."""
     if settings.redis_url:
-        from app.store.redis_store import RedisJobStore
+        from sidyp_core.store.redis_store import RedisJobStore
 
         return RedisJobStore(settings.redis_url)
-    from app.store.sqlite_store import SqliteJobStore
+    from sidyp_core.store.sqlite_store import SqliteJobStore
 
     return SqliteJobStore(sqlite_path(settings))

@@ -1,6 +1,7 @@
 """The one job-store interface: resource records, job state, events, cancel flags, queue, locks, workers.
 
-Records are plain JSON-able dicts with at least `id`, `tenant` and `created_at`. Two implementations:
+Records are plain JSON-able dicts with at least `id`, `tenant` and `created_at`; job records are read and
+changed through `sidyp_core.jobs.JobLedger`, which owns their status transitions. Two implementations:
 `RedisJobStore` (Celery mode, shared by API and workers) and `SqliteJobStore` (embedded mode, one file
 under the data dir shared by the API process and its worker process). Both pass
 tests/service/test_store_contract.py.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,28 +60,6 @@ class JobStore(ABC):
 
     @abstractmethod
     def count_jobs_by_status(self) -> dict[str, int]: ...
-
-    def update_job(
-        self, job_id: str, changes: Record, expect_status: Iterable[str] | None = None
-    ) -> Record | None:
-        """Apply `changes`; when `expect_status` is given only if the job is in one of those statuses."""
-        allowed = set(expect_status) if expect_status is not None else None
-
-        def apply(doc: Record) -> Record | None:
-            if allowed is not None and doc.get("status") not in allowed:
-                return None
-            doc.update(changes)
-            return doc
-
-        return self.mutate_job(job_id, apply)
-
-    def increment_deliveries(self, job_id: str) -> int:
-        def bump(doc: Record) -> Record:
-            doc["deliveries"] = int(doc.get("deliveries") or 0) + 1
-            return doc
-
-        doc = self.mutate_job(job_id, bump)
-        return int(doc["deliveries"]) if doc else 0
 
     # ---------------- events ----------------
     @abstractmethod

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.core.config import TENANT_RE
-from app.core.ids import is_valid_id
+from sidyp_core.config import TENANT_RE
+from sidyp_core.ids import is_valid_id
 
 KINDS = {"datasets": "dataset", "jobs": "job", "models": "model"}
 

@@ -1,10 +1,6 @@
-"""`sidyp serve` and `sidyp worker`.
-
-serve:  the API. Without SIDYP_REDIS_URL (embedded mode) it also starts one worker process (spawned, never
-        forked) that runs jobs from the SQLite store, restarts it if it dies, and creates an API key under
-        the data dir when none is configured.
-worker: with SIDYP_REDIS_URL, a Celery worker (solo pool by default: no fork, so a GPU worker never
-        inherits a CUDA context); without, the embedded worker loop in the foreground.
+"""`sidyp serve`: the API. Without SIDYP_REDIS_URL (embedded mode) it also starts one worker process
+(spawned, never forked) that runs jobs from the SQLite store, restarts it if it dies, and creates an API key
+under the data dir when none is configured.
 """
 
 from __future__ import annotations
@@ -15,14 +11,13 @@ import os
 import secrets
 import sys
 import threading
-import time
 from pathlib import Path
 
 API_KEY_FILE = "api_key"
 DEFAULT_TENANT = "default"
 
 
-def add_service_commands(subparsers) -> None:
+def add_serve_command(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (and, without Redis, an embedded worker)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -36,17 +31,11 @@ def add_service_commands(subparsers) -> None:
     )
     serve.set_defaults(func=cmd_serve)
 
-    worker = subparsers.add_parser("worker", help="run a worker (Celery with SIDYP_REDIS_URL, else embedded)")
-    worker.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"])
-    worker.add_argument("--concurrency", type=int, default=1)
-    worker.add_argument("--loglevel", default="INFO")
-    worker.set_defaults(func=cmd_worker)
 
-
-def _load_settings():
+def load_settings():
     from pydantic import ValidationError
 
-    from app.core.config import Settings
+    from sidyp_core.config import Settings
 
     try:
         return Settings()
@@ -134,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = _load_settings()
+    settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings, created = ensure_api_key(settings)
     if created:
@@ -168,52 +157,3 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if supervisor is not None:
             supervisor.stop()
     return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _load_settings()
-    if settings.embedded:
-        import signal
-
-        from worker.embedded import run_worker_loop
-
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        run_worker_loop(settings, stop=stop)
-        return 0
-    from worker.background import lower_priority
-    from worker.celery_app import QUEUE
-    from worker.tasks import celery_app
-
-    lower_priority(settings)
-
-    name = f"sidyp-{os.getpid()}-{int(time.time())}@%h"
-    celery_app.worker_main(
-        [
-            "worker",
-            f"--pool={args.pool}",
-            f"--concurrency={args.concurrency}",
-            f"--loglevel={args.loglevel}",
-            "-n",
-            name,
-            "-Q",
-            QUEUE,
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sidyp")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_service_commands(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

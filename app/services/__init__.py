@@ -1,0 +1,1 @@
+"""What the routes do, without HTTP: each function takes settings/store/tenant and typed inputs."""

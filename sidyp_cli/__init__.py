@@ -1,0 +1,1 @@
+"""The `sidyp` console script: engine commands, `serve`, `worker`, and (when installed) the HTTP client."""
