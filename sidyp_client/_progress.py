@@ -10,6 +10,8 @@ from sidyp_client.types import Job
 
 # Stages after which no bar is drawn: the job is over.
 _END_STAGES = {"succeeded", "failed", "cancelled"}
+# No rate or ETA: a stage's fraction does not advance at a steady pace, so both would mislead.
+_BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
 
 
 class StageBars:
@@ -30,7 +32,12 @@ class StageBars:
                 from tqdm import tqdm
 
                 self._bar = tqdm(
-                    total=100, desc=f"{stage:<10}", unit="%", file=self.file, leave=True, dynamic_ncols=True
+                    total=100,
+                    desc=f"{stage:<10}",
+                    bar_format=_BAR_FORMAT,
+                    file=self.file,
+                    leave=True,
+                    dynamic_ncols=True,
                 )
         if self._bar is not None:
             self._bar.n = round(100 * min(max(job.progress.fraction, 0.0), 1.0))
