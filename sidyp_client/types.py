@@ -15,9 +15,9 @@ T = TypeVar("T")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def _build(cls: type[T], data: dict[str, Any]) -> T:
+def _build(cls: type[T], data: dict[str, Any], raw: dict[str, Any] | None = None) -> T:
     known = {f.name for f in dataclasses.fields(cls)} - {"raw"}
-    return cls(**{name: data.get(name) for name in known}, raw=data)
+    return cls(**{name: data.get(name) for name in known}, raw=data if raw is None else raw)
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ class Job:
             "error": JobError(str(error.get("code", "")), str(error.get("message", ""))) if error else None,
             "metrics": data.get("metrics") or {},
         }
-        job = _build(cls, fields)
-        return dataclasses.replace(job, raw=data)
+        return _build(cls, fields, raw=data)
 
     @property
     def done(self) -> bool:
