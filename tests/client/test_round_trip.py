@@ -4,6 +4,7 @@ upload -> job -> wait -> events -> labels -> report -> predict, and the typed er
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import pytest
@@ -126,3 +127,18 @@ def test_labels_as_a_dataframe_and_as_the_server_csv(client, finished_job, tmp_p
     assert out.read_bytes() == content
     lines = content.decode("utf-8").splitlines()
     assert lines[0].startswith("index,text,") and len(lines) == 61
+
+
+def test_cancelled_job_ends_the_wait_and_the_cli_says_so(client, toy_csv, tiny_backbone, capsys, monkeypatch):
+    from sidyp_client.cli import main
+
+    dataset = client.datasets.create(toy_csv["path"])
+    job = client.jobs.create(dataset.id, tiny_params(tiny_backbone, epochs=5))
+    cancelled = client.jobs.cancel(job.id)
+    assert cancelled.cancel_requested and cancelled.status in ("cancelled", "running")
+    monkeypatch.setenv("SIDYP_URL", client.base_url)
+    monkeypatch.setenv("SIDYP_API_KEY", KEY_1)
+    assert main(["jobs", "wait", job.id, "--timeout", "60", "--quiet"]) == 3  # ended, but not succeeded
+    out, err = capsys.readouterr()
+    assert json.loads(out)["status"] == "cancelled" and f"job {job.id} cancelled" in err
+    assert client.jobs.get(job.id).done
