@@ -5,9 +5,9 @@
 # Both builds start from the same python:3.11 image (the nvidia/cuda ubuntu22.04 images ship Python 3.10,
 # too old for the project). A CUDA torch wheel brings its CUDA runtime libraries as nvidia-* wheels; only
 # the driver comes from the host, mounted by the NVIDIA container toolkit. See docs/deploy.md.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
@@ -24,7 +24,7 @@ COPY . .
 # hadolint ignore=DL3013
 RUN pip install . && python -c "import torch, sidyp_engine, sidyp_client; print('torch', torch.__version__)"
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
 # NVIDIA_DRIVER_CAPABILITIES: without it the toolkit mounts only `utility` (nvidia-smi), not the CUDA
 # driver library, into a non-CUDA base image. NVIDIA_VISIBLE_DEVICES is left to the GPU reservation, so a
 # container that reserved no GPU (the API) gets none. (DL3064 takes TOKENIZERS_PARALLELISM for a secret.)
