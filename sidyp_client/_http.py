@@ -98,14 +98,14 @@ class HTTP:
         return delay * random.uniform(0.5, 1.0)
 
     def get_json(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=_drop_none(params)).json()
+        return self.request("GET", path, params=drop_none(params)).json()
 
     def paginate(
         self, path: str, params: dict[str, Any], cursor_of: Callable[[dict], Any]
     ) -> Iterator[dict[str, Any]]:
         """Every item of a cursor-paged list (`data`, `has_more`), fetching pages as the caller iterates.
         The next page starts `after` the server's `next_cursor` when it sends one, else `cursor_of(last)`."""
-        params = _drop_none(params)
+        params = drop_none(params)
         while True:
             page = self.request("GET", path, params=params).json()
             yield from page["data"]
@@ -115,7 +115,8 @@ class HTTP:
             params["after"] = cursor if cursor is not None else cursor_of(page["data"][-1])
 
 
-def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
+def drop_none(params: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters without the unset ones; booleans as the API spells them (true / false)."""
     out = {}
     for k, v in params.items():
         if v is None:

@@ -92,7 +92,8 @@ def cmd_jobs_wait(client: Client, args: argparse.Namespace) -> int:
 @_command
 def cmd_jobs_labels(client: Client, args: argparse.Namespace) -> int:
     if args.csv:
-        client.jobs.labels_csv(args.job_id, corrected=args.corrected, path=args.csv)
+        flagged = True if args.flagged else None
+        client.jobs.labels_csv(args.job_id, corrected=args.corrected, path=args.csv, is_label_issue=flagged)
         print(f"wrote {args.csv}", file=sys.stderr)
         return 0
     for row in client.jobs.labels(args.job_id, is_label_issue=True if args.flagged else None):

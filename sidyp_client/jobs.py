@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from sidyp_client._http import HTTP
+from sidyp_client._http import HTTP, drop_none
 from sidyp_client._progress import StageBars
 from sidyp_client.types import Job, JobEvent
 
@@ -100,6 +100,7 @@ class Jobs:
         given_label: str | None = None,
         suggested_label: str | None = None,
         q: str | None = None,
+        reviewed: bool | None = None,
         order: Literal["index", "label_quality"] | None = None,
         page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
@@ -111,6 +112,7 @@ class Jobs:
             "given_label": given_label,
             "suggested_label": suggested_label,
             "q": q,
+            "reviewed": reviewed,
             "order": order,
             "limit": page_size,
         }
@@ -126,13 +128,18 @@ class Jobs:
         frame = pd.DataFrame(rows)
         return frame.set_index("index") if "index" in frame.columns else frame
 
-    def labels_csv(self, job_id: str, *, corrected: bool = False, path: str | Path | None = None) -> bytes:
-        """The server's CSV export (formula-safe cells); `corrected=True` applies saved reviews. Written
-        to `path` too when given."""
-        params: dict[str, Any] = {"format": "csv"}
-        if corrected:
-            params["corrected"] = "true"
-        content = self._http.request("GET", f"/v1/jobs/{job_id}/labels", params=params).content
+    def labels_csv(
+        self,
+        job_id: str,
+        *,
+        corrected: bool = False,
+        path: str | Path | None = None,
+        is_label_issue: bool | None = None,
+    ) -> bytes:
+        """The server's CSV export (formula-safe cells); `corrected=True` applies saved reviews,
+        `is_label_issue=True` keeps the flagged rows. Written to `path` too when given."""
+        params = {"format": "csv", "corrected": corrected or None, "is_label_issue": is_label_issue}
+        content = self._http.request("GET", f"/v1/jobs/{job_id}/labels", params=drop_none(params)).content
         if path is not None:
             Path(path).write_bytes(content)
         return content
