@@ -163,6 +163,13 @@ def test_every_service_restarts_and_workers_outlast_a_checkpoint_write():
         assert svc.get("init") is True, f"{name}: no init to forward SIGTERM and reap children"
 
 
+def test_a_worker_starts_without_the_apis_secrets():
+    # compose interpolates the whole file for any service: a required `${VAR:?}` anywhere would stop
+    # `docker compose up worker` on a worker-only host that has no API keys.
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"\$\{\w+:?\?", text), "a required variable blocks worker-only hosts"
+
+
 def dockerignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule, enough for these patterns: the last matching line wins, '!' re-includes; a pattern
     matching a folder excludes everything under it."""
