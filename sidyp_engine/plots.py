@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PLOT_NAMES = ("reliability", "noise_matrix", "class_distribution", "confusion", "label_quality")
+from sidyp_engine.report import PLOT_NAMES
+
 PLOT_FORMATS = ("svg", "png")
 MODEL_TITLES = {
     "noisy_classifier": "noisy-label classifier (before)",

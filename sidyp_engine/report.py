@@ -32,6 +32,8 @@ REPORT_FILE = "report.json"
 REPORT_HTML_FILE = "report.html"
 PLOTS_DIR = "plots"
 MODEL_KEYS = ("noisy_classifier", "refined_posterior", "served")
+# The plots `sidyp_engine.plots` draws (reliability and confusion only with gold labels), as PLOTS_DIR/NAME.svg|png.
+PLOT_NAMES = ("reliability", "noise_matrix", "class_distribution", "confusion", "label_quality")
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 
-from sidyp_engine.plots import PLOT_NAMES, render_plots
-from sidyp_engine.report import build_report
+from sidyp_engine.plots import render_plots
+from sidyp_engine.report import PLOT_NAMES, build_report
 from tests.engine.report_fixtures import EVAL_GOLD, SERVED_PRED, fake_result, one_hot_probs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

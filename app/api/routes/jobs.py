@@ -1,4 +1,4 @@
-"""Calibration jobs: create, read, list, events, cancel, and their outputs (labels, report)."""
+"""Calibration jobs: create, read, list, events, cancel, and their labels (the report: reports.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import LABELS_FILE, REPORT_FILE, artifact_dir, read_json
+from app.core.artifacts import LABELS_FILE, artifact_dir, read_json
 from app.core.backbones import resolve_allowed_backbone
 from app.core.ids import is_valid_id, new_id
 from app.errors import ProblemError, not_found
-from app.schemas import Job, JobCreate, JobEvent, JobParams, LabelItem, ListResponse, Report
+from app.schemas import Job, JobCreate, JobEvent, JobParams, LabelItem, ListResponse
 from app.store import TERMINAL_STATUSES, utc_now_iso
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -236,7 +236,7 @@ def _label_item(rows: dict, classes: list[str], i: int) -> dict:
     return {
         "index": i,
         "text": rows["text"][i],
-        "noisy_label": rows["noisy_label"][i],
+        "given_label": rows["given_label"][i],
         "suggested_label": rows["suggested_label"][i],
         "label_quality": rows["label_quality"][i],
         "is_label_issue": rows["is_label_issue"][i],
@@ -292,7 +292,7 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
     header = [
         "index",
         "text",
-        "noisy_label",
+        "given_label",
         "suggested_label",
         "label_quality",
         "is_label_issue",
@@ -304,7 +304,7 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
             [
                 i,
                 _csv_safe(rows["text"][i]),
-                _csv_safe(rows["noisy_label"][i]),
+                _csv_safe(rows["given_label"][i]),
                 _csv_safe(rows["suggested_label"][i]),
                 rows["label_quality"][i],
                 rows["is_label_issue"][i],
@@ -317,14 +317,3 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
-
-
-@router.get(
-    "/{job_id}/report",
-    response_model=Report,
-    summary="Noise estimate, flags per class, timings, eval metrics",
-)
-def job_report(job_id: str, settings: SettingsDep, store: StoreDep, tenant: TenantDep) -> Report:
-    record = _get_job(store, tenant, job_id)
-    _require_succeeded(record)
-    return Report(**_job_output(settings, tenant, job_id, REPORT_FILE))
