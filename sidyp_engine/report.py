@@ -193,7 +193,8 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
                 "code": "class_few_rows",
                 "message": f"{len(rare)} class(es) have fewer than {FEW_ROWS} labelled rows; their noise "
                 "estimates and scores are unreliable.",
-                "labels": rare,
+                "labels": list(rare),
+                "counts": rare,
                 "threshold": FEW_ROWS,
             }
         )

@@ -110,7 +110,7 @@ def test_warnings_name_truncation_unused_and_rare_classes():
     assert codes["texts_truncated"]["count"] == 3 and codes["texts_truncated"]["max_length"] == 32
     assert "3 of 15" in codes["texts_truncated"]["message"]
     assert codes["class_never_labelled"]["labels"] == ["d"]
-    assert codes["class_few_rows"]["labels"] == {"c": 2}
+    assert codes["class_few_rows"]["labels"] == ["c"] and codes["class_few_rows"]["counts"] == {"c": 2}
     for w in codes.values():
         assert w["message"]
 

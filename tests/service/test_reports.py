@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from app.core.artifacts import artifact_dir
 from app.core.ids import new_id
 from tests.conftest import toy_dataset, write_csv
 from tests.service.conftest import KEY_2, tiny_params, wait_status
@@ -109,3 +110,37 @@ def test_other_tenant_sees_none_of_it(embedded_service, jobs):
             assert real.status_code == missing.status_code == 404, path
             # the same answer as for a job that does not exist (instance: the path, so it differs)
             assert {**real.json(), "instance": None} == {**missing.json(), "instance": None}
+
+
+# ------------------------------------------------------------------ in-process: outputs on disk gone or old
+@pytest.fixture
+def local(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.core.config import Settings
+    from app.main import create_app
+
+    settings = Settings(data_dir=tmp_path / "data", api_keys="t1:" + "k" * 24)
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = "Bearer " + "k" * 24
+        job_id = new_id("job")
+        c.app.state.store.put("job", {"id": job_id, "object": "job", "tenant": "t1", "status": "succeeded"})
+        yield c, artifact_dir(settings.data_dir, "t1", "jobs", job_id), job_id
+
+
+def test_old_missing_or_partial_outputs_are_clear_problems(local):
+    from sidyp_engine.report import build_report, write_report_files
+    from tests.engine.report_fixtures import fake_result
+
+    c, folder, job_id = local
+    assert c.get(f"/v1/jobs/{job_id}/report").json()["type"] == "/problems/outputs-missing"
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text('{"object": "report", "labels": ["a"]}')  # a v1 report
+    r = c.get(f"/v1/jobs/{job_id}/plots/noise_matrix.svg")
+    assert r.status_code == 410 and r.json()["type"] == "/problems/report-outdated"
+    write_report_files(folder, build_report(fake_result(), job_id=job_id))
+    assert c.get(f"/v1/jobs/{job_id}/report").json()["version"] == 2
+    assert c.get(f"/v1/jobs/{job_id}/plots/label_quality.png").content[:4] == b"\x89PNG"
+    (folder / "report.html").unlink()
+    r = c.get(f"/v1/jobs/{job_id}/report.html")
+    assert r.status_code == 410 and r.headers["content-type"] == "application/problem+json"
