@@ -162,6 +162,12 @@ def _evaluation(
     return section, reliability
 
 
+def _names(labels: Sequence[str] | Mapping[str, int], shown: int = 10) -> str:
+    names = list(labels)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
+
+
 def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | None) -> list[dict]:
     out: list[dict] = []
     truncated = result.diagnostics.get("texts_truncated")
@@ -181,8 +187,8 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
         out.append(
             {
                 "code": "class_never_labelled",
-                "message": f"{len(unused)} class(es) never appear among the given labels; the model can only "
-                "learn them from neighbours, if at all.",
+                "message": f"never among the given labels: {_names(unused)}; the model can only learn these "
+                "classes from neighbours, if at all.",
                 "labels": unused,
             }
         )
@@ -191,8 +197,8 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
         out.append(
             {
                 "code": "class_few_rows",
-                "message": f"{len(rare)} class(es) have fewer than {FEW_ROWS} labelled rows; their noise "
-                "estimates and scores are unreliable.",
+                "message": f"fewer than {FEW_ROWS} labelled rows: {_names(rare)}; noise estimates and scores "
+                "for these classes are unreliable.",
                 "labels": list(rare),
                 "counts": rare,
                 "threshold": FEW_ROWS,
