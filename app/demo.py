@@ -189,12 +189,14 @@ def run_demo(n_per_class: int = 50) -> int:
             print(f"  {c:>{width}}  " + "  ".join(f"{x:5.2f}" for x in row))
         if report.get("eval"):
             e = report["eval"]
-            print(f"held-out eval ({e['n_rows']} rows with gold labels):")
+            print(f"held-out eval ({e['n_scored']} rows with gold labels):")
             for name, key_ in (
                 ("noisy-label classifier", "noisy_classifier"),
-                ("sidyp calibrated", "calibrated"),
+                ("sidyp refined posterior", "refined_posterior"),
+                ("served model", "served"),
             ):
-                s = e[key_]
+                if not (s := e[key_]):
+                    continue
                 print(
                     f"  {name:<23} accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}"
                 )
@@ -207,7 +209,7 @@ def run_demo(n_per_class: int = 50) -> int:
             print("\nsome rows the service flags (given -> suggested):")
             for it in issues:
                 print(
-                    f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['noisy_label']} -> {it['suggested_label']}"
+                    f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['given_label']} -> {it['suggested_label']}"
                 )
 
         texts = held_out["texts"][:3]

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import datasets, health, jobs, models
+from app.api.routes import datasets, health, jobs, models, reports
 from app.errors import install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.metrics import MetricsMiddleware, RequestMetrics
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.tenant_keys = tenant_keys
     app.state.request_metrics = RequestMetrics()
     install_error_handlers(app)
-    for router in (datasets.router, jobs.router, models.router, health.router):
+    for router in (datasets.router, jobs.router, reports.router, models.router, health.router):
         app.include_router(router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -126,7 +126,7 @@ class JobEvent(BaseModel):
 class LabelItem(BaseModel):
     index: int
     text: str
-    noisy_label: str | None
+    given_label: str | None
     suggested_label: str
     label_quality: float
     is_label_issue: bool
@@ -134,32 +134,94 @@ class LabelItem(BaseModel):
     is_validation: bool
 
 
-class EvalScores(BaseModel):
+class ClassScores(BaseModel):
+    precision: float | None = Field(description="None when the model never predicts the class")
+    recall: float | None = Field(description="None when no gold row has the class")
+    f1: float | None
+    support: int = Field(description="gold-labelled rows of the class")
+
+
+class ModelEval(BaseModel):
     accuracy: float
     macro_f1: float
-    ece: float
+    ece: float = Field(description="expected calibration error, 15 equal-width bins")
+    nll: float | None
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]] = Field(description="row i: gold class i; column j: predicted class j")
 
 
 class EvalReport(BaseModel):
-    dataset_id: str
     n_rows: int
-    noisy_classifier: EvalScores
-    calibrated: EvalScores
+    n_scored: int = Field(description="rows whose gold label is one of the classes")
+    n_skipped: int
+    llm_label_accuracy: float | None = Field(
+        description="share of scored rows whose LLM label is the gold one"
+    )
+    noisy_classifier: ModelEval | None = Field(description="classifier trained on the noisy labels (before)")
+    refined_posterior: ModelEval | None = Field(description="SiDyP's refined posterior (after)")
+    served: ModelEval | None = Field(description="the calibrated model served at /v1/models/{id}/predict")
+
+
+class ReliabilityBin(BaseModel):
+    lo: float
+    hi: float
+    count: int
+    confidence: float | None = Field(description="mean top-class confidence in the bin; None when empty")
+    accuracy: float | None
+
+
+class Reliability(BaseModel):
+    n_bins: int
+    n_rows: int
+    noisy_classifier: list[ReliabilityBin] | None = None
+    refined_posterior: list[ReliabilityBin] | None = None
+    served: list[ReliabilityBin] | None = None
+
+
+class ClassDistribution(BaseModel):
+    given: dict[str, int]
+    suggested: dict[str, int]
+
+
+class Histogram(BaseModel):
+    edges: list[float]
+    counts: list[int]
+    counts_flagged: list[int]
+
+
+class ReportWarning(BaseModel):
+    model_config = ConfigDict(extra="allow")  # details per code: count, max_length, labels, threshold
+
+    code: str = Field(description="texts_truncated | class_never_labelled | class_few_rows | eval_not_scored")
+    message: str
+
+
+class ServedSummary(BaseModel):
+    temperature: float | None
 
 
 class Report(BaseModel):
     object: Literal["report"] = "report"
-    job_id: str
+    version: Literal[2] = 2
+    job_id: str | None
+    created_at: str
     labels: list[str]
+    inputs: dict[str, Any]
+    config: dict[str, Any]
     n_rows: int
     n_labelled: int
-    noise_share: float
+    n_validation: int = Field(description="training rows held out for model selection (still labelled)")
+    noise_share: float = Field(description="expected share of wrong given labels among labelled rows")
     noise_matrix: list[list[float]] = Field(description="row i: P(noisy label = j | true label = i)")
-    flagged_per_class: dict[str, int] = Field(description="rows flagged as label issues, by given label")
     n_flagged: int
-    suggested_counts: dict[str, int]
+    flagged_per_class: dict[str, int] = Field(description="rows flagged as label issues, by given label")
+    class_distribution: ClassDistribution
+    label_quality_histogram: Histogram = Field(description="labelled rows per label-quality bin")
+    served: ServedSummary
+    eval: EvalReport | None = Field(description="scores on the evaluation rows' gold labels, if any")
+    reliability: Reliability | None = Field(description="reliability-diagram bins on the same rows")
+    warnings: list[ReportWarning]
     timings: dict[str, float]
-    eval: EvalReport | None = None
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 
 

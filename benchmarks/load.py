@@ -159,10 +159,12 @@ class Stack:
         }
         for i in range(workers):
             self._spawn(
-                [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"], f"worker-{i}", self.env
+                [sys.executable, "-m", "sidyp_cli", "worker", "--loglevel", "WARNING"],
+                f"worker-{i}",
+                self.env,
             )
         self._spawn(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--log-level", "warning"],
+            [sys.executable, "-m", "sidyp_cli", "serve", "--port", str(api_port), "--log-level", "warning"],
             "api",
             self.env,
         )

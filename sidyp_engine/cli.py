@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -191,63 +190,6 @@ class StopOnSignal:
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _jsonable(value: Any, max_elements: int = 10_000) -> Any:
-    """Diagnostics to JSON: numbers, strings, small arrays; large arrays and objects are summarised."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return _jsonable(value.item())
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        if value.size > max_elements:
-            return {
-                "shape": list(value.shape),
-                "dtype": str(value.dtype),
-                "omitted": "too large for the report",
-            }
-        return _jsonable(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, max_elements) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, max_elements) for v in value]
-    return repr(value)
-
-
-def write_labels_csv(path: str, texts: Sequence[str], result) -> None:
-    classes = result.classes
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "index",
-                "text",
-                "given_label",
-                "suggested_label",
-                "label_quality",
-                "is_label_issue",
-                "is_validation",
-            ]
-            + [f"p_{c}" for c in classes]
-        )
-        for i, text in enumerate(texts):
-            given = result.given_labels[i]
-            w.writerow(
-                [
-                    i,
-                    text,
-                    "" if given is None else given,
-                    result.suggested_labels[i],
-                    f"{float(result.label_quality[i]):.6f}",
-                    bool(result.is_label_issue[i]),
-                    bool(result.is_validation[i]),
-                ]
-                + [f"{float(p):.6f}" for p in result.posteriors[i]]
-            )
-
-
 def write_eval_predictions(path: str, texts: Sequence[str], probs: np.ndarray, classes: list[str]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -257,49 +199,29 @@ def write_eval_predictions(path: str, texts: Sequence[str], probs: np.ndarray, c
             w.writerow([i, text, classes[j], f"{probs[i, j]:.6f}"] + [f"{float(p):.6f}" for p in probs[i]])
 
 
-def evaluate_on_gold(eval_table: dict[str, Any], result, classes: list[str]) -> dict[str, Any] | None:
-    """Scores of the noisy-label classifier, the refined posterior and the served model on gold labels.
+def run_report(args, config, train, valid, evaluation, result) -> dict[str, Any]:
+    """Report v2 of this run. The served model is scored on the eval texts, so the report rates the model
+    `sidyp predict` serves; rows whose gold label is missing or not a class are counted, not scored."""
+    from sidyp_engine.report import build_report
 
-    Rows whose gold label is missing or not a known class are left out of the scores (and counted).
-    """
-    from sidyp_engine.metrics import score_all
-
-    gold = eval_table.get("gold")
-    if gold is None:
-        return None
-    index = {c: i for i, c in enumerate(classes)}
-    keep = np.array([g is not None and g in index for g in gold], dtype=bool)
-    if not keep.any():
-        return {"n_scored": 0, "n_skipped": len(gold), "note": "no gold label matches a class"}
-    y = np.array([index[g] for g, k in zip(gold, keep, strict=True) if k], dtype=np.int64)
-    report: dict[str, Any] = {"n_scored": int(keep.sum()), "n_skipped": int((~keep).sum())}
-    noisy = eval_table.get("labels")
-    if noisy is not None:
-        pairs = [(n, g) for n, g, k in zip(noisy, gold, keep, strict=True) if k]
-        report["llm_label_accuracy"] = float(np.mean([n == g for n, g in pairs]))  # missing counts as wrong
-    if result.extra_noisy_posteriors is not None:
-        report["noisy_classifier"] = score_all(
-            np.asarray(result.extra_noisy_posteriors)[keep], y, len(classes)
-        )
-    if result.extra_posteriors is not None:
-        report["sidyp"] = score_all(np.asarray(result.extra_posteriors)[keep], y, len(classes))
-    if result.model is not None:
-        served_probs = result.model.predict_proba(
-            [t for t, k in zip(eval_table["texts"], keep, strict=True) if k]
-        )
-        report["served"] = score_all(served_probs, y, len(classes))
-    return report
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": sys.version.split()[0],
-    }
+    served_probs = None
+    if evaluation is not None and result.model is not None:
+        served_probs = result.model.predict_proba(evaluation["texts"])
+    files = (("train", args.train), ("valid", args.valid), ("eval", args.eval))
+    # File names, not paths: a report is often shared.
+    inputs = {key: os.path.basename(path) if path else None for key, path in files}
+    return build_report(
+        result,
+        eval_gold=None if evaluation is None else evaluation["gold"],
+        eval_given=None if evaluation is None else evaluation["labels"],
+        served_eval_probs=served_probs,
+        inputs={
+            **inputs,
+            "n_valid": 0 if valid is None else len(valid["texts"]),
+            "n_eval": 0 if evaluation is None else len(evaluation["texts"]),
+        },
+        config=config.model_dump(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -384,10 +306,11 @@ def cmd_calibrate(args) -> int:
             bar.close()
     wall = time.perf_counter() - started
 
-    model_dir = os.path.join(args.out, "model")
-    result.model.save(model_dir)
-    write_labels_csv(os.path.join(args.out, "labels.csv"), train["texts"], result)
-    eval_scores = None
+    from sidyp_engine.labels import label_table, write_labels_csv
+    from sidyp_engine.report import write_report_files
+
+    result.model.save(os.path.join(args.out, "model"))
+    write_labels_csv(os.path.join(args.out, "labels.csv"), label_table(result, train["texts"]))
     if evaluation is not None and result.extra_posteriors is not None:
         write_eval_predictions(
             os.path.join(args.out, "eval_predictions.csv"),
@@ -395,62 +318,35 @@ def cmd_calibrate(args) -> int:
             np.asarray(result.extra_posteriors),
             classes,
         )
-        eval_scores = evaluate_on_gold(evaluation, result, classes)
-
-    labelled = np.array([g is not None for g in result.given_labels], dtype=bool)
-    flagged = int(np.asarray(result.is_label_issue).sum())
-    report = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "inputs": {
-            "train": args.train,
-            "valid": args.valid,
-            "eval": args.eval,
-            "n_train": len(train["texts"]),
-            "n_train_missing_label": int((~labelled).sum()),
-            "n_valid": 0 if valid is None else len(valid["texts"]),
-            "n_eval": 0 if evaluation is None else len(evaluation["texts"]),
-        },
-        "classes": classes,
-        "config": config.model_dump(),
-        "noise_share": float(result.noise_share),
-        "noise_matrix": {"rows_true_cols_noisy": np.asarray(result.noise_matrix).tolist()},
-        "flagged": flagged,
-        "served": {"dir": model_dir, "temperature": result.model.temperature},
-        "eval": eval_scores,
-        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
-        "wall_seconds": round(wall, 3),
-        "versions": _versions(),
-        "diagnostics": _jsonable(result.diagnostics, max_elements=2000),
-    }
-    with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    print(summary_text(report))
+    report = run_report(args, config, train, valid, evaluation, result)
+    write_report_files(args.out, report)
+    print(summary_text(report, args.out, wall))
     return 0
 
 
-def summary_text(report: dict[str, Any]) -> str:
-    n = report["inputs"]["n_train"]
+def summary_text(report: dict[str, Any], out_dir: str, wall_seconds: float) -> str:
+    n, flagged = report["n_rows"], report["n_flagged"]
     lines = [
-        f"classes: {len(report['classes'])}   training rows: {n}   wall: {report['wall_seconds']:.1f}s",
+        f"classes: {len(report['labels'])}   training rows: {n}   wall: {wall_seconds:.1f}s",
         f"estimated share of wrong noisy labels: {report['noise_share']:.1%}",
-        f"flagged as label issues: {report['flagged']} of {n} ({report['flagged'] / max(n, 1):.1%})",
+        f"flagged as label issues: {flagged} of {n} ({flagged / max(n, 1):.1%})",
         f"served model temperature: {report['served']['temperature']:.3f}",
     ]
+    lines += [f"warning: {w['message']}" for w in report["warnings"]]
     ev = report.get("eval")
-    if ev and ev.get("n_scored"):
+    if ev and ev["n_scored"]:
         lines.append(f"on {ev['n_scored']} gold-labelled eval rows:")
-        if "llm_label_accuracy" in ev:
+        if ev["llm_label_accuracy"] is not None:
             lines.append(f"  {'LLM labels':<22} accuracy {ev['llm_label_accuracy']:.3f}")
         lines.append(f"  {'':<22} {'accuracy':>9} {'macro-F1':>9} {'ECE':>7}")
         for key, name in (
             ("noisy_classifier", "noisy-label classifier"),
-            ("sidyp", "sidyp"),
+            ("refined_posterior", "refined posterior"),
             ("served", "served"),
         ):
-            if key in ev:
-                s = ev[key]
+            if s := ev.get(key):
                 lines.append(f"  {name:<22} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['ece']:>7.3f}")
-    lines.append(f"outputs: {report['served']['dir']}, labels.csv, report.json")
+    lines.append(f"outputs in {out_dir}: model/, labels.csv, report.json, report.html, plots/")
     return "\n".join(lines)
 
 

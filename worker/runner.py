@@ -6,7 +6,8 @@ One delivery of a job:
   3. mark it running with a fresh run token; a heartbeat thread renews the lock and `heartbeat_at`;
   4. call `sidyp_engine.pipeline.calibrate` with progress -> job.progress + events, should_stop -> cancel
      flag / time limit / lost ownership, work_dir -> the job's checkpoint folder (reused on re-delivery);
-  5. write the model folder and the job's outputs (labels, report) atomically, then the records;
+  5. write the model folder and the job's outputs (labels, report, plots, report.html) atomically, then
+     the records;
   6. set the final status, with an event, and release the lock.
 """
 
@@ -20,12 +21,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sidyp_core.artifacts import (
     DATASET_FILE,
     LABELS_FILE,
-    REPORT_FILE,
     artifact_dir,
     read_json,
     write_artifact,
@@ -35,6 +33,8 @@ from sidyp_core.backbones import resolve_allowed_backbone
 from sidyp_core.config import Settings
 from sidyp_core.jobs import JobError, JobLedger, JobProgress, JobRecord
 from sidyp_core.store import JobStore, job_lock_name, utc_now_iso
+from sidyp_engine.labels import label_table
+from sidyp_engine.report import MODEL_KEYS, build_report, write_report_files
 from sidyp_engine.types import Progress
 
 log = logging.getLogger("sidyp.worker")
@@ -260,7 +260,7 @@ class _Delivery:
             )
             if self.lost.is_set():
                 raise _LostOwnership()
-            outcome = self._publish(result, train, evaluation, classes)
+            outcome = self._publish(result, train, evaluation)
         except _LostOwnership:
             return "lost"
         except CalibrationStopped:
@@ -298,23 +298,43 @@ class _Delivery:
         self.r.requeue(self.job_id)
         return "requeued"
 
+    def _report(self, result, evaluation: dict | None) -> dict:
+        """Report v2; the served model is scored on the evaluation texts, so the API reports on the model
+        the user queries."""
+        gold = evaluation.get("gold_label") if evaluation else None
+        served = result.model.predict_proba(evaluation["text"]) if gold else None
+        job = self.job
+        return build_report(
+            result,
+            eval_gold=gold,
+            eval_given=evaluation["noisy_label"] if gold else None,
+            served_eval_probs=served,
+            inputs={
+                "dataset_id": job.dataset_id,
+                "validation_dataset_id": job.validation_dataset_id,
+                "eval_dataset_id": job.eval_dataset_id,
+            },
+            config=job.params,
+            job_id=self.job_id,
+        )
+
     def _fail(self, code: str, message: str) -> None:
         self.jobs.finish(
             self.job_id, "failed", "failed", error=JobError(code=code, message=message), owner=self.owner
         )
 
-    def _publish(self, result, train: dict, evaluation: dict | None, classes: list[str]) -> str:
+    def _publish(self, result, train: dict, evaluation: dict | None) -> str:
         job_id, tenant = self.job_id, self.tenant
         self.on_progress(Progress("saving", 0.0, "writing model and outputs"))
         model_id = self.job.reserved_model_id
         model_dir = artifact_dir(self.s.data_dir, tenant, "models", model_id)
         write_artifact(model_dir, lambda tmp: result.model.save(tmp), replace=True)
-        labels_doc = build_labels(result, train)
-        report_doc = build_report(job_id, result, classes, evaluation, self.job.eval_dataset_id)
+        labels_doc = label_table(result, train["text"])
+        report_doc = self._report(result, evaluation)
 
         def fill(tmp: Path) -> None:
             write_json(tmp / LABELS_FILE, labels_doc)
-            write_json(tmp / REPORT_FILE, report_doc)
+            write_report_files(tmp, report_doc)  # report.json, plots/, report.html
 
         write_artifact(artifact_dir(self.s.data_dir, tenant, "jobs", job_id), fill, replace=True)
         if self.lost.is_set():
@@ -333,14 +353,15 @@ class _Delivery:
                     "params": self.job.params,
                 },
             )
+        scored = report_doc["eval"] or {}
         summary = {
             "noise_share": report_doc["noise_share"],
             "n_flagged": report_doc["n_flagged"],
             **{
-                f"eval.{k}.{m}": v
-                for k, s in (report_doc.get("eval") or {}).items()
-                if isinstance(s, dict)
-                for m, v in s.items()
+                f"eval.{k}.{m}": scored[k][m]
+                for k in MODEL_KEYS
+                if scored.get(k)
+                for m in ("accuracy", "macro_f1", "ece")
             },
         }
         finished = self.jobs.finish(
@@ -356,81 +377,3 @@ class _Delivery:
 
 class _InputMissing(Exception):
     pass
-
-
-def build_labels(result, train: dict) -> dict:
-    """Per-row outputs in upload order; the engine keeps its training inputs' order."""
-    probs = np.asarray(result.posteriors, dtype=np.float64)
-    return {
-        "classes": list(result.classes),
-        "rows": {
-            "text": list(train["text"]),
-            "noisy_label": list(train["noisy_label"]),
-            "suggested_label": list(result.suggested_labels),
-            "label_quality": [round(float(x), 6) for x in np.asarray(result.label_quality)],
-            "is_label_issue": [bool(x) for x in np.asarray(result.is_label_issue)],
-            "probabilities": [[round(float(p), 6) for p in row] for row in probs],
-            "is_validation": [bool(x) for x in np.asarray(result.is_validation)],
-        },
-    }
-
-
-def build_report(
-    job_id: str, result, classes: list[str], evaluation: dict | None, eval_id: str | None
-) -> dict:
-    given = list(result.given_labels)
-    issues = np.asarray(result.is_label_issue, dtype=bool)
-    flagged = {c: 0 for c in result.classes}
-    for label, flag in zip(given, issues, strict=True):
-        if flag and label is not None and label in flagged:
-            flagged[label] += 1
-    suggested = {c: 0 for c in result.classes}
-    for label in result.suggested_labels:
-        suggested[label] = suggested.get(label, 0) + 1
-    report: dict[str, Any] = {
-        "object": "report",
-        "job_id": job_id,
-        "labels": list(result.classes),
-        "n_rows": len(given),
-        "n_labelled": sum(1 for g in given if g is not None),
-        "noise_share": float(result.noise_share),
-        "noise_matrix": [[round(float(x), 6) for x in row] for row in np.asarray(result.noise_matrix)],
-        "flagged_per_class": flagged,
-        "n_flagged": int(issues.sum()),
-        "suggested_counts": suggested,
-        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
-        "eval": None,
-        "diagnostics": _jsonable(result.diagnostics),
-    }
-    if evaluation is not None and result.extra_posteriors is not None and evaluation.get("gold_label"):
-        from sidyp_engine.metrics import score_all
-
-        index = {c: i for i, c in enumerate(result.classes)}
-        rows = [i for i, g in enumerate(evaluation["gold_label"]) if g is not None and g in index]
-        if rows:
-            y = np.array([index[evaluation["gold_label"][i]] for i in rows])
-            ours = score_all(np.asarray(result.extra_posteriors)[rows], y, len(classes))
-            noisy = score_all(np.asarray(result.extra_noisy_posteriors)[rows], y, len(classes))
-            keep = ("accuracy", "macro_f1", "ece")
-            report["eval"] = {
-                "dataset_id": eval_id,
-                "n_rows": len(rows),
-                "noisy_classifier": {k: float(noisy[k]) for k in keep},
-                "calibrated": {k: float(ours[k]) for k in keep},
-            }
-    return report
-
-
-def _jsonable(value: Any) -> Any:
-    """Diagnostics may hold numpy values; keep what JSON can carry, drop the rest."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 1000 else f"<array {value.shape}>"
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)

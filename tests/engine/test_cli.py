@@ -78,15 +78,23 @@ def test_calibrate_writes_model_labels_and_report(calibrated, capsys):
     # the holdout (10% of train, no --valid given) is marked
     assert any(r["is_validation"] == "True" for r in rows)
     report = json.loads((out / "report.json").read_text())
-    assert report["classes"] == sorted(classes)
-    assert report["inputs"]["n_train"] == len(texts) and report["inputs"]["n_train_missing_label"] == 1
-    assert report["flagged"] == sum(r["is_label_issue"] == "True" for r in rows)
+    assert report["version"] == 2 and report["labels"] == sorted(classes)
+    assert report["n_rows"] == len(texts) and report["n_labelled"] == len(texts) - 1
+    assert report["inputs"]["train"] == "train.csv"  # a file name, not a path
+    assert report["n_flagged"] == sum(r["is_label_issue"] == "True" for r in rows)
     assert 0.0 <= report["noise_share"] <= 1.0
     ev = report["eval"]
     assert ev["n_scored"] == len(etexts)
-    for key in ("noisy_classifier", "sidyp", "served"):
+    for key in ("noisy_classifier", "refined_posterior", "served"):
         assert 0.0 <= ev[key]["accuracy"] <= 1.0 and 0.0 <= ev[key]["ece"] <= 1.0
+        assert sum(map(sum, ev[key]["confusion_matrix"])) == len(etexts)
+        assert sum(b["count"] for b in report["reliability"][key]) == len(etexts)
     assert set(report["timings"]) >= {"classifier", "prior", "refiner", "served", "total"}
+    for name in ("reliability", "noise_matrix", "class_distribution", "confusion", "label_quality"):
+        assert (out / "plots" / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
+        assert (out / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/svg+xml;base64,") == 5 and "<script" not in page
     assert os.path.isfile(out / "eval_predictions.csv")
 
 

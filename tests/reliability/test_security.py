@@ -141,13 +141,13 @@ def test_labels_csv_export_neutralises_formula_cells(trained):
     assert r.status_code == 200
     rows = list(csv.reader(io.StringIO(r.text)))
     header, body = rows[0], rows[1:]
-    text_cols = [header.index(n) for n in ("text", "noisy_label", "suggested_label")]
+    text_cols = [header.index(n) for n in ("text", "given_label", "suggested_label")]
     cells = [h for h in header] + [row[i] for row in body for i in text_cols]
     assert cells and not [x for x in cells if x[:1] in ("=", "+", "-", "@")]
     # Neutralised by a leading quote only: the data itself is intact.
     assert [row[header.index("text")].removeprefix("'") for row in body] == trained["texts"]
     assert {f"p_{c}" for c in HOSTILE_CLASSES.values()} == {h.removeprefix("'") for h in header[7:]}
-    assert "'=SUM(A1:A9)" in [row[header.index("noisy_label")] for row in body]
+    assert "'=SUM(A1:A9)" in [row[header.index("given_label")] for row in body]
 
 
 def test_uploaded_text_is_data_never_code_nor_a_path(trained):

@@ -407,7 +407,7 @@ def test_labels_csv_export_neutralises_formulas():
 
     rows = {
         "text": ["=1+1", "+cmd", "-2", "@SUM(A1)", "plain"],
-        "noisy_label": ["a", None, "=x", "a", "a"],
+        "given_label": ["a", None, "=x", "a", "a"],
         "suggested_label": ["a", "a", "a", "a", "a"],
         "label_quality": [0.5] * 5,
         "is_label_issue": [False] * 5,
@@ -415,6 +415,6 @@ def test_labels_csv_export_neutralises_formulas():
         "is_validation": [False] * 5,
     }
     parsed = list(csv.reader(io.StringIO("".join(_csv_lines(rows, ["a", "b"], 5)))))
-    assert parsed[0][:4] == ["index", "text", "noisy_label", "suggested_label"]
+    assert parsed[0][:4] == ["index", "text", "given_label", "suggested_label"]
     assert [r[1] for r in parsed[1:]] == ["'=1+1", "'+cmd", "'-2", "'@SUM(A1)", "plain"]
     assert parsed[3][2] == "'=x" and parsed[2][2] == ""

@@ -90,7 +90,7 @@ def test_labels_cover_every_upload_row_in_order_and_page(service, finished):
             after = page["data"][-1]["index"]
         assert [it["index"] for it in items] == list(range(train["n_rows"]))
         assert [it["text"] for it in items] == texts
-        assert [it["noisy_label"] for it in items] == noisy
+        assert [it["given_label"] for it in items] == noisy
         for it in items:
             assert set(it["probabilities"]) == set(classes)
             assert abs(sum(it["probabilities"].values()) - 1) < 1e-4
@@ -118,10 +118,12 @@ def test_report_has_noise_estimate_flags_and_eval_metrics(service, finished):
     assert set(report["flagged_per_class"]) == set(labels)
     assert sum(report["flagged_per_class"].values()) <= report["n_flagged"]
     assert report["timings"]["total"] > 0
+    assert report["version"] == 2 and report["inputs"]["eval_dataset_id"] == finished["eval"]["id"]
     ev = report["eval"]
-    assert ev["dataset_id"] == finished["eval"]["id"] and ev["n_rows"] == finished["eval"]["n_rows"]
-    for side in ("noisy_classifier", "calibrated"):
+    assert ev["n_rows"] == ev["n_scored"] == finished["eval"]["n_rows"]
+    for side in ("noisy_classifier", "refined_posterior", "served"):
         assert 0 <= ev[side]["accuracy"] <= 1 and 0 <= ev[side]["macro_f1"] <= 1 and 0 <= ev[side]["ece"] <= 1
+    assert report["served"]["temperature"] > 0
 
 
 def test_model_predicts_calibrated_probabilities(service, finished):

@@ -1,4 +1,4 @@
-"""Calibration jobs: create, read, list, events, cancel, and their outputs (labels, report)."""
+"""Calibration jobs: create, read, list, events, cancel, and their labels (the report: reports.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import JobDep, SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, page_limit
 from app.errors import ProblemError
-from app.schemas import Job, JobCreate, JobEvent, LabelItem, ListResponse, Report
+from app.schemas import Job, JobCreate, JobEvent, LabelItem, ListResponse
 from app.services import jobs as service
-from sidyp_core.artifacts import LABELS_FILE, REPORT_FILE, artifact_dir, read_json
+from sidyp_core.artifacts import LABELS_FILE, artifact_dir, read_json
 from sidyp_core.jobs import JobRecord
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -104,7 +104,7 @@ def _label_item(rows: dict, classes: list[str], i: int) -> dict:
     return {
         "index": i,
         "text": rows["text"][i],
-        "noisy_label": rows["noisy_label"][i],
+        "given_label": rows["given_label"][i],
         "suggested_label": rows["suggested_label"][i],
         "label_quality": rows["label_quality"][i],
         "is_label_issue": rows["is_label_issue"][i],
@@ -159,7 +159,7 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
     header = [
         "index",
         "text",
-        "noisy_label",
+        "given_label",
         "suggested_label",
         "label_quality",
         "is_label_issue",
@@ -171,7 +171,7 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
             [
                 i,
                 _csv_safe(rows["text"][i]),
-                _csv_safe(rows["noisy_label"][i]),
+                _csv_safe(rows["given_label"][i]),
                 _csv_safe(rows["suggested_label"][i]),
                 rows["label_quality"][i],
                 rows["is_label_issue"][i],
@@ -184,13 +184,3 @@ def _csv_lines(rows: dict, classes: list[str], n: int):
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
-
-
-@router.get(
-    "/{job_id}/report",
-    response_model=Report,
-    summary="Noise estimate, flags per class, timings, eval metrics",
-)
-def job_report(job: JobDep, settings: SettingsDep, tenant: TenantDep) -> Report:
-    _require_succeeded(job)
-    return Report(**_job_output(settings, tenant, job.id, REPORT_FILE))

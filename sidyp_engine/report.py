@@ -1,0 +1,332 @@
+"""The one report builder: what a calibration run found, as a JSON-safe dict (report v2).
+
+`build_report` is pure: it reads a `CalibrationResult` and, when evaluation rows were given, their gold labels
+and the served model's probabilities on them. The worker and the CLI both call it, so the API's report and the
+CLI's `report.json` are the same document. `write_report_files` writes it with its plots and `report.html`.
+
+Models scored on gold labels, under these keys everywhere in the report:
+  noisy_classifier   the stage-1 ensemble trained on the noisy labels (what training on LLM labels gives);
+  refined_posterior  SiDyP's refined P(y | x) for the evaluation texts;
+  served             the distilled, temperature-scaled classifier the user queries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sidyp_engine.metrics import score_all
+
+REPORT_VERSION = 2
+RELIABILITY_BINS = 15  # the same equal-width bins as sidyp_engine.metrics.ece
+QUALITY_BINS = 20
+FEW_ROWS = 5  # a class with fewer labelled rows than this gets a warning
+MAX_DIAGNOSTIC_ELEMENTS = 256  # per-row arrays belong to labels.json, not the report
+REPORT_FILE = "report.json"
+REPORT_HTML_FILE = "report.html"
+PLOTS_DIR = "plots"
+MODEL_KEYS = ("noisy_classifier", "refined_posterior", "served")
+# The plots `sidyp_engine.plots` draws (reliability and confusion only with gold labels), as PLOTS_DIR/NAME.svg|png.
+PLOT_NAMES = ("reliability", "noise_matrix", "class_distribution", "confusion", "label_quality")
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
+    """counts[i][j]: rows whose gold class is i and whose predicted class is j."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return counts.tolist()
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else float(num / den)
+
+
+def per_class_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """precision, recall, F1 and support per class; a ratio over zero rows is None (undefined), not 0."""
+    counts = np.asarray(confusion_matrix(y_true, y_pred, len(classes)), dtype=np.float64)
+    out: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(classes):
+        tp, support, predicted = counts[i, i], counts[i].sum(), counts[:, i].sum()
+        out[name] = {
+            "precision": _ratio(tp, predicted),
+            "recall": _ratio(tp, support),
+            "f1": _ratio(2 * tp, support + predicted),
+            "support": int(support),
+        }
+    return out
+
+
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = RELIABILITY_BINS) -> list[dict]:
+    """Top-label reliability: per equal-width confidence bin (lo, hi], the rows' count, mean confidence and
+    accuracy (None in an empty bin). Same bin edges as `metrics.ece`, so the two always agree."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true, dtype=np.int64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bin_of = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        member = bin_of == b
+        count = int(member.sum())
+        bins.append(
+            {
+                "lo": round(float(edges[b]), 6),
+                "hi": round(float(edges[b + 1]), 6),
+                "count": count,
+                "confidence": float(confidence[member].mean()) if count else None,
+                "accuracy": float(correct[member].mean()) if count else None,
+            }
+        )
+    return bins
+
+
+def label_quality_histogram(
+    quality: np.ndarray, labelled: np.ndarray, flagged: np.ndarray, n_bins: int = QUALITY_BINS
+) -> dict[str, Any]:
+    """Counts of labelled rows per label-quality bin, all and flagged; the last bin includes 1.0."""
+    quality, labelled = np.asarray(quality, dtype=np.float64), np.asarray(labelled, dtype=bool)
+    flagged = np.asarray(flagged, dtype=bool)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.histogram(quality[labelled], bins=edges)[0]
+    counts_flagged = np.histogram(quality[labelled & flagged], bins=edges)[0]
+    return {
+        "edges": [round(float(e), 6) for e in edges],
+        "counts": counts.tolist(),
+        "counts_flagged": counts_flagged.tolist(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _count_by_class(values: Sequence[str | None], classes: Sequence[str]) -> dict[str, int]:
+    counts = {c: 0 for c in classes}
+    for v in values:
+        if v is not None and v in counts:
+            counts[v] += 1
+    return counts
+
+
+def _score_model(probs: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    scores = score_all(probs, y, len(classes))
+    pred = probs.argmax(axis=1)
+    return {
+        **{k: float(scores[k]) for k in ("accuracy", "macro_f1", "ece", "nll")},
+        "per_class": per_class_metrics(y, pred, classes),
+        "confusion_matrix": confusion_matrix(y, pred, len(classes)),
+    }
+
+
+def _eval_probabilities(result: Any, served_eval_probs: np.ndarray | None) -> dict[str, np.ndarray]:
+    found = {
+        "noisy_classifier": result.extra_noisy_posteriors,
+        "refined_posterior": result.extra_posteriors,
+        "served": served_eval_probs,
+    }
+    return {k: np.asarray(v, dtype=np.float64) for k, v in found.items() if v is not None}
+
+
+def _evaluation(
+    result: Any,
+    eval_gold: Sequence[str | None],
+    eval_given: Sequence[str | None] | None,
+    served_eval_probs: np.ndarray | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The `eval` section and the `reliability` section (None when no row has a usable gold label)."""
+    index = {c: i for i, c in enumerate(result.classes)}
+    keep = np.array([g is not None and g in index for g in eval_gold], dtype=bool)
+    section: dict[str, Any] = {
+        "n_rows": len(eval_gold),
+        "n_scored": int(keep.sum()),
+        "n_skipped": int((~keep).sum()),
+        "llm_label_accuracy": None,
+        **{k: None for k in MODEL_KEYS},
+    }
+    if not keep.any():
+        return section, None
+    y = np.array([index[g] for g, k in zip(eval_gold, keep, strict=True) if k], dtype=np.int64)
+    if eval_given is not None:  # a missing LLM label counts as wrong
+        pairs = [(n, g) for n, g, k in zip(eval_given, eval_gold, keep, strict=True) if k]
+        section["llm_label_accuracy"] = float(np.mean([n == g for n, g in pairs]))
+    reliability: dict[str, Any] = {"n_bins": RELIABILITY_BINS, "n_rows": int(keep.sum())}
+    for key, probs in _eval_probabilities(result, served_eval_probs).items():
+        section[key] = _score_model(probs[keep], y, result.classes)
+        reliability[key] = reliability_bins(probs[keep], y)
+    return section, reliability
+
+
+def _names(labels: Sequence[str] | Mapping[str, int], shown: int = 10) -> str:
+    names = list(labels)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
+
+
+def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | None) -> list[dict]:
+    out: list[dict] = []
+    truncated = result.diagnostics.get("texts_truncated")
+    if truncated:
+        max_length = result.diagnostics.get("max_length")
+        out.append(
+            {
+                "code": "texts_truncated",
+                "message": f"{int(truncated)} of {len(result.given_labels)} training texts are longer than "
+                f"max_length={max_length} tokens; only their first {max_length} tokens were used.",
+                "count": int(truncated),
+                "max_length": max_length,
+            }
+        )
+    unused = [c for c, n in given_counts.items() if n == 0]
+    if unused:
+        out.append(
+            {
+                "code": "class_never_labelled",
+                "message": f"never among the given labels: {_names(unused)}; the model can only learn these "
+                "classes from neighbours, if at all.",
+                "labels": unused,
+            }
+        )
+    rare = {c: n for c, n in given_counts.items() if 0 < n < FEW_ROWS}
+    if rare:
+        out.append(
+            {
+                "code": "class_few_rows",
+                "message": f"fewer than {FEW_ROWS} labelled rows: {_names(rare)}; noise estimates and scores "
+                "for these classes are unreliable.",
+                "labels": list(rare),
+                "counts": rare,
+                "threshold": FEW_ROWS,
+            }
+        )
+    if evaluation is not None and evaluation["n_scored"] == 0:
+        out.append(
+            {
+                "code": "eval_not_scored",
+                "message": "no evaluation row has a gold label that is one of the classes, so nothing "
+                "was scored.",
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- JSON safety
+_DROP = object()  # what clean_diagnostics returns for a value to leave out
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.startswith("~")
+
+
+def clean_diagnostics(value: Any) -> Any:
+    """Diagnostics made JSON-safe for a tenant: numbers, flags, short lists; no paths, no per-row arrays
+    (a path-like string, a long array or an unknown object is left out)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray | np.generic):
+        if np.size(value) > MAX_DIAGNOSTIC_ELEMENTS:
+            return _DROP
+        value = value.tolist()
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _DROP if _looks_like_path(value) else value
+    if isinstance(value, Mapping):
+        kept = {str(k): clean_diagnostics(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not _DROP}
+    if isinstance(value, list | tuple):
+        if len(value) > MAX_DIAGNOSTIC_ELEMENTS:
+            return _DROP
+        return [v for v in (clean_diagnostics(x) for x in value) if v is not _DROP]
+    return _DROP
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity are not JSON: they become None everywhere in the report."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def build_report(
+    result: Any,
+    *,
+    eval_gold: Sequence[str | None] | None = None,
+    eval_given: Sequence[str | None] | None = None,
+    served_eval_probs: np.ndarray | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Report v2 of one run.
+
+    eval_gold / eval_given: gold and LLM labels of the evaluation rows (the `extra_texts` of the run), None
+    where missing; served_eval_probs: the served model's [E, C] probabilities on the same rows. Without
+    eval_gold the `eval` and `reliability` sections are None. `inputs` and `config` are copied as given
+    (the caller decides what is safe to show: dataset ids for the API, file names for the CLI).
+    """
+    classes = list(result.classes)
+    given = list(result.given_labels)
+    labelled = np.array([g is not None for g in given], dtype=bool)
+    flags = np.asarray(result.is_label_issue, dtype=bool)
+    given_counts = _count_by_class(given, classes)
+    evaluation, reliability = (None, None)
+    if eval_gold is not None:
+        evaluation, reliability = _evaluation(result, eval_gold, eval_given, served_eval_probs)
+    report = {
+        "object": "report",
+        "version": REPORT_VERSION,
+        "job_id": job_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labels": classes,
+        "inputs": dict(inputs or {}),
+        "config": clean_diagnostics(dict(config or {})),
+        "n_rows": len(given),
+        "n_labelled": int(labelled.sum()),
+        "n_validation": int(np.asarray(result.is_validation, dtype=bool).sum()),
+        "noise_share": float(result.noise_share),
+        "noise_matrix": [[round(float(x), 6) for x in row] for row in np.asarray(result.noise_matrix)],
+        "n_flagged": int(flags.sum()),
+        "flagged_per_class": _count_by_class([g for g, f in zip(given, flags, strict=True) if f], classes),
+        "class_distribution": {
+            "given": given_counts,
+            "suggested": _count_by_class(result.suggested_labels, classes),
+        },
+        "label_quality_histogram": label_quality_histogram(result.label_quality, labelled, flags),
+        "served": {"temperature": float(result.model.temperature) if result.model is not None else None},
+        "eval": evaluation,
+        "reliability": reliability,
+        "warnings": _warnings(result, given_counts, evaluation),
+        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
+        "diagnostics": clean_diagnostics(result.diagnostics),
+    }
+    return _finite(report)
+
+
+def write_report_files(directory: str | Path, report: Mapping[str, Any]) -> list[str]:
+    """Write report.json, plots/NAME.svg|png and report.html into `directory`; returns the plot names."""
+    from sidyp_engine.plots import render_plots
+    from sidyp_engine.report_html import render_report_html
+
+    directory = Path(directory)
+    plots = render_plots(report)
+    (directory / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+    for name, formats in plots.items():
+        for ext, data in formats.items():
+            (directory / PLOTS_DIR / f"{name}.{ext}").write_bytes(data)
+    with open(directory / REPORT_FILE, "w", encoding="utf-8") as f:
+        json.dump(report, f, ensure_ascii=False, indent=1)
+    (directory / REPORT_HTML_FILE).write_text(render_report_html(report, plots), encoding="utf-8")
+    return list(plots)

@@ -1,0 +1,74 @@
+"""report.html: one self-contained page (no script, no network), user strings escaped; the files on disk."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+from sidyp_engine.plots import render_plots
+from sidyp_engine.report import build_report, write_report_files
+from sidyp_engine.report_html import render_report_html
+from tests.engine.report_fixtures import EVAL_GOLD, SERVED_PRED, fake_result, one_hot_probs
+
+EVIL = "<script>alert(1)</script>"
+EVIL_IMG = '<img src=x onerror="alert(2)">'
+
+
+class _Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _evil_report():
+    classes = [EVIL, EVIL_IMG, "plain"]
+    given = [classes[i % 3] for i in range(30)]
+    result = fake_result(classes=classes, given=given, diagnostics={"texts_truncated": 2, "max_length": 16})
+    gold = [classes[i % 3] for i in range(len(EVAL_GOLD))]
+    result.extra_posteriors = result.extra_noisy_posteriors = None
+    probs = result.posteriors[: len(gold)]
+    return build_report(result, eval_gold=gold, served_eval_probs=probs, job_id="job_<b>x</b>")
+
+
+def test_user_strings_are_escaped_and_nothing_can_run():
+    report = _evil_report()
+    page = render_report_html(report, render_plots(report))
+    parser = _Elements()
+    parser.feed(page)
+    tags = [t for t, _ in parser.tags]
+    assert "script" not in tags and "b" not in tags
+    assert not any(k.startswith("on") for _, attrs in parser.tags for k in attrs)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "job_&lt;b&gt;x&lt;/b&gt;" in page
+    # the only images are the inline plots; nothing is fetched from anywhere
+    srcs = [attrs["src"] for t, attrs in parser.tags if t == "img"]
+    assert srcs and all(s.startswith("data:image/svg+xml;base64,") for s in srcs)
+    assert not re.search(r"(src|href)=\"(https?:|//)", page)
+    assert "texts are longer than max_length=16" in page
+
+
+def test_html_plots_are_the_rendered_svgs():
+    report = build_report(fake_result(), eval_gold=EVAL_GOLD, served_eval_probs=one_hot_probs(SERVED_PRED))
+    plots = render_plots(report)
+    page = render_report_html(report, plots)
+    embedded = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert len(embedded) == len(plots) == 5
+    for data in embedded:
+        assert ET.fromstring(base64.b64decode(data)).tag.endswith("svg")
+    assert "Scores on 6 gold-labelled rows" in page and "served model" in page
+
+
+def test_write_report_files_puts_report_plots_and_html_side_by_side(tmp_path):
+    report = build_report(fake_result())
+    names = write_report_files(tmp_path, report)
+    assert json.loads((tmp_path / "report.json").read_text())["version"] == 2
+    assert sorted(names) == ["class_distribution", "label_quality", "noise_matrix"]
+    for name in names:
+        assert (tmp_path / "plots" / f"{name}.svg").stat().st_size > 0
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
