@@ -143,6 +143,15 @@ class JobStore(ABC):
     @abstractmethod
     def live_workers(self, max_age_seconds: float) -> list[Record]: ...
 
+    # ---------------- label reviews ----------------
+    @abstractmethod
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        """Store review decisions, one per row `index`: a row reviewed again replaces its earlier decision."""
+
+    @abstractmethod
+    def list_reviews(self, tenant: str, job_id: str) -> list[Record]:
+        """The tenant's decisions for the job, ordered by row index (none for another tenant's job)."""
+
     # ---------------- lifecycle ----------------
     @abstractmethod
     def ping(self) -> bool: ...

@@ -9,6 +9,7 @@ Keys (prefix `sidyp:`):
   queue                  list of job ids for embedded-style workers
   lock:<name>            lock owner, with a PX expiry
   workers                hash worker id -> JSON {last_seen, ...}
+  reviews:<tenant>:<job> hash row index -> JSON review decision
 Job mutations use WATCH/MULTI so concurrent writers (API cancel, worker progress, reaper) never lose updates.
 """
 
@@ -101,6 +102,7 @@ class RedisJobStore(JobStore):
             pipe.delete(self._k("events", resource_id), self._k("cancel", resource_id))
             pipe.lrem(self._k("queue"), 0, resource_id)
             pipe.srem(self._k("queued-set"), resource_id)
+            pipe.delete(self._k("reviews", tenant, resource_id))
         pipe.execute()
         return True
 
@@ -216,6 +218,17 @@ class RedisJobStore(JobStore):
             if now - float(doc.get("last_seen", 0)) < max_age_seconds:
                 out.append({**doc, "id": wid})
         return out
+
+    # ---------------- label reviews ----------------
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        if reviews:
+            self.r.hset(
+                self._k("reviews", tenant, job_id), mapping={str(r["index"]): json.dumps(r) for r in reviews}
+            )
+
+    def list_reviews(self, tenant: str, job_id: str) -> list[Record]:
+        docs = [json.loads(x) for x in self.r.hvals(self._k("reviews", tenant, job_id))]
+        return sorted(docs, key=lambda d: d["index"])
 
     # ---------------- lifecycle ----------------
     def ping(self) -> bool:

@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS cancel_flags (job_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS queue (pos INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, last_seen REAL NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+    tenant TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    row_index INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, job_id, row_index)
+);
 """
 
 
@@ -121,6 +128,7 @@ class SqliteJobStore(JobStore):
                 db.execute("DELETE FROM events WHERE job_id = ?", (resource_id,))
                 db.execute("DELETE FROM cancel_flags WHERE job_id = ?", (resource_id,))
                 db.execute("DELETE FROM queue WHERE job_id = ?", (resource_id,))
+                db.execute("DELETE FROM reviews WHERE job_id = ? AND tenant = ?", (resource_id, tenant))
             return bool(cur.rowcount)
 
     # ---------------- jobs ----------------
@@ -269,6 +277,25 @@ class SqliteJobStore(JobStore):
             .fetchall()
         )
         return [{**json.loads(info), "id": wid, "last_seen": seen} for wid, seen, info in rows]
+
+    # ---------------- label reviews ----------------
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO reviews (tenant, job_id, row_index, doc) VALUES (?, ?, ?, ?)",
+                [(tenant, job_id, int(r["index"]), json.dumps(r)) for r in reviews],
+            )
+
+    def list_reviews(self, tenant: str, job_id: str) -> list[Record]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT doc FROM reviews WHERE tenant = ? AND job_id = ? ORDER BY row_index",
+                (tenant, job_id),
+            )
+            .fetchall()
+        )
+        return [json.loads(r[0]) for r in rows]
 
     # ---------------- lifecycle ----------------
     def ping(self) -> bool:

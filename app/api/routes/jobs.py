@@ -1,24 +1,21 @@
-"""Calibration jobs: create, read, list, events, cancel, and their outputs (labels, report)."""
+"""Calibration jobs: create, read, list, events, cancel, and their report (labels: routes/labels.py)."""
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import os
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from app.api.deps import SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import check_cursor, check_id, page_limit
-from app.core.artifacts import LABELS_FILE, REPORT_FILE, artifact_dir, read_json
+from app.core.artifacts import REPORT_FILE, artifact_dir, read_json
 from app.core.backbones import resolve_allowed_backbone
 from app.core.ids import is_valid_id, new_id
 from app.errors import ProblemError, not_found
-from app.schemas import Job, JobCreate, JobEvent, JobParams, LabelItem, ListResponse, Report
+from app.schemas import Job, JobCreate, JobEvent, JobParams, ListResponse, Report
 from app.store import TERMINAL_STATUSES, utc_now_iso
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -230,93 +227,6 @@ def _job_output(settings, tenant: str, job_id: str, name: str) -> dict:
         return _load_json_cached(str(path), os.stat(path).st_mtime_ns)
     except FileNotFoundError:
         raise ProblemError(410, "The job's outputs are no longer on disk.", slug="outputs-missing") from None
-
-
-def _label_item(rows: dict, classes: list[str], i: int) -> dict:
-    return {
-        "index": i,
-        "text": rows["text"][i],
-        "noisy_label": rows["noisy_label"][i],
-        "suggested_label": rows["suggested_label"][i],
-        "label_quality": rows["label_quality"][i],
-        "is_label_issue": rows["is_label_issue"][i],
-        "probabilities": dict(zip(classes, rows["probabilities"][i], strict=True)),
-        "is_validation": rows["is_validation"][i],
-    }
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_safe(value) -> str:
-    """Spreadsheet formula injection: a cell starting with = + - @ (or tab/CR) is prefixed with '."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-@router.get(
-    "/{job_id}/labels",
-    response_model=ListResponse[LabelItem],
-    summary="Per-row refined labels (one per uploaded row, validation rows included)",
-    responses={200: {"content": {"text/csv": {}}}},
-)
-def job_labels(
-    job_id: str,
-    settings: SettingsDep,
-    store: StoreDep,
-    tenant: TenantDep,
-    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="index of the last row already seen")] = -1,
-    format: Annotated[Literal["json", "csv"], Query()] = "json",
-):
-    record = _get_job(store, tenant, job_id)
-    _require_succeeded(record)
-    labels = _job_output(settings, tenant, job_id, LABELS_FILE)
-    classes, rows = labels["classes"], labels["rows"]
-    n = len(rows["text"])
-    if format == "csv":
-        return StreamingResponse(
-            _csv_lines(rows, classes, n),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{job_id}-labels.csv"'},
-        )
-    size = page_limit(limit, settings.max_page_size, default=100)
-    start = after + 1
-    items = [LabelItem(**_label_item(rows, classes, i)) for i in range(start, min(start + size, n))]
-    return ListResponse[LabelItem](data=items, has_more=start + size < n)
-
-
-def _csv_lines(rows: dict, classes: list[str], n: int):
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    header = [
-        "index",
-        "text",
-        "noisy_label",
-        "suggested_label",
-        "label_quality",
-        "is_label_issue",
-        "is_validation",
-    ]
-    writer.writerow(header + [_csv_safe(f"p_{c}") for c in classes])
-    for i in range(n):
-        writer.writerow(
-            [
-                i,
-                _csv_safe(rows["text"][i]),
-                _csv_safe(rows["noisy_label"][i]),
-                _csv_safe(rows["suggested_label"][i]),
-                rows["label_quality"][i],
-                rows["is_label_issue"][i],
-                rows["is_validation"][i],
-                *rows["probabilities"][i],
-            ]
-        )
-        if buf.tell() > 65536:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
 
 
 @router.get(

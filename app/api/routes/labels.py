@@ -1,0 +1,205 @@
+"""A finished job's labels for review: filtered, ordered pages and CSV exports, reviewers' decisions, and
+"save as dataset" (the corrected labels as a new dataset, the reviewed rows marked trusted)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import SettingsDep, StoreDep, TenantDep
+from app.api.routes.common import page_limit
+from app.api.routes.datasets import to_public as public_dataset
+from app.api.routes.jobs import _get_job, _require_succeeded
+from app.core.artifacts import (
+    DATASET_FILE,
+    LABELS_FILE,
+    artifact_dir,
+    read_json,
+    remove_artifact,
+    write_artifact,
+    write_json,
+)
+from app.core.ids import new_id
+from app.errors import ProblemError
+from app.schemas import (
+    Dataset,
+    LabelItem,
+    LabelPage,
+    ListResponse,
+    Review,
+    ReviewedDatasetRequest,
+    ReviewRequest,
+    ReviewResult,
+)
+from app.services.labels import (
+    LabelFilter,
+    LabelsView,
+    corrected_labels,
+    decide,
+    key_id,
+    load_view,
+    reviewed_dataset_columns,
+    select_page,
+)
+from app.store import utc_now_iso
+from sidyp_engine.labels import iter_labels_csv, label_item
+
+router = APIRouter(prefix="/v1/jobs", tags=["labels"])
+
+Flag = Annotated[bool | None, Query(description="only rows flagged (true) or not flagged (false)")]
+ClassName = Annotated[str | None, Query(max_length=200)]
+
+
+def _finished_view(settings, store, tenant: str, job_id: str) -> LabelsView:
+    _require_succeeded(_get_job(store, tenant, job_id))
+    return load_view(artifact_dir(settings.data_dir, tenant, "jobs", job_id) / LABELS_FILE)
+
+
+@router.get(
+    "/{job_id}/labels",
+    response_model=LabelPage,
+    summary="Per-row labels (every uploaded row), filtered and ordered; JSON pages or a CSV export",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def job_labels(
+    job_id: str,
+    settings: SettingsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="next_cursor of the previous page")] = -1,
+    order: Annotated[Literal["index", "label_quality"], Query(description="label_quality: worst first")] = (
+        "index"
+    ),
+    is_label_issue: Flag = None,
+    given_label: ClassName = None,
+    suggested_label: ClassName = None,
+    q: Annotated[str | None, Query(max_length=200, description="case-insensitive text search")] = None,
+    reviewed: Annotated[bool | None, Query(description="only rows with (true) or without a decision")] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    corrected: Annotated[bool, Query(description="CSV: add the reviewers' decisions as corrected_label")] = (
+        False
+    ),
+):
+    view = _finished_view(settings, store, tenant, job_id)
+    reviews = {r["index"]: r for r in store.list_reviews(tenant, job_id)}
+    keep = LabelFilter(is_label_issue, given_label, suggested_label, q, reviewed).mask(view, set(reviews))
+    if format == "csv":
+        rows = select_page(view, keep, order, after, None).indices
+        decisions = corrected_labels(list(reviews.values())) if corrected else None
+        return StreamingResponse(
+            iter_labels_csv(view.table, rows, decisions),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-labels.csv"'},
+        )
+    page = select_page(view, keep, order, after, page_limit(limit, settings.max_page_size, default=100))
+    items = [LabelItem(**label_item(view.table, i), review=reviews.get(i)) for i in page.indices]
+    return LabelPage(
+        data=items,
+        has_more=page.has_more,
+        next_cursor=page.indices[-1] if page.has_more else None,
+        total=page.total,
+    )
+
+
+@router.post(
+    "/{job_id}/reviews",
+    response_model=ReviewResult,
+    summary="Save review decisions (accept the suggestion, keep the given label, or set a class); "
+    "a row reviewed again keeps only its latest decision",
+)
+def save_reviews(
+    job_id: str,
+    body: ReviewRequest,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+) -> ReviewResult:
+    view = _finished_view(settings, store, tenant, job_id)
+    saved = decide(view, body.reviews, utc_now_iso(), key_id(request.headers.get("authorization", "")))
+    store.put_reviews(tenant, job_id, saved)
+    return ReviewResult(data=[Review(**r) for r in saved], n_reviewed=len(store.list_reviews(tenant, job_id)))
+
+
+@router.get("/{job_id}/reviews", response_model=ListResponse[Review], summary="Review decisions, by row")
+def list_reviews(
+    job_id: str,
+    settings: SettingsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="index of the last row already seen")] = -1,
+) -> ListResponse[Review]:
+    _get_job(store, tenant, job_id)
+    size = page_limit(limit, settings.max_page_size, default=100)
+    later = [r for r in store.list_reviews(tenant, job_id) if r["index"] > after]
+    return ListResponse[Review](data=[Review(**r) for r in later[:size]], has_more=len(later) > size)
+
+
+@router.post(
+    "/{job_id}/reviews/dataset",
+    status_code=201,
+    response_model=Dataset,
+    summary="Save as dataset: the corrected labels as a new dataset, reviewed rows marked trusted",
+)
+def save_reviewed_dataset(
+    job_id: str,
+    body: ReviewedDatasetRequest,
+    response: Response,
+    settings: SettingsDep,
+    store: StoreDep,
+    tenant: TenantDep,
+) -> Dataset:
+    job = _get_job(store, tenant, job_id)
+    view = _finished_view(settings, store, tenant, job_id)
+    reviews = store.list_reviews(tenant, job_id)
+    columns = reviewed_dataset_columns(view, reviews, _source_gold(settings, store, tenant, job))
+    dataset_id = new_id("dataset")
+    labels = columns["noisy_label"]
+    record = {
+        "id": dataset_id,
+        "object": "dataset",
+        "tenant": tenant,
+        "name": body.name if body.name is not None else f"{job_id} reviewed",
+        "n_rows": view.n,
+        "labels": view.classes,
+        "label_counts": {c: sum(1 for y in labels if y == c) for c in view.classes},
+        "n_missing_labels": sum(1 for y in labels if y is None),
+        "has_gold": columns["gold_label"] is not None and any(g is not None for g in columns["gold_label"]),
+        "n_trusted": len(reviews),
+        "source_job_id": job_id,
+        "created_at": utc_now_iso(),
+        "format": "json",
+        "text_column": "text",
+        "label_column": "noisy_label",
+    }
+    folder = artifact_dir(settings.data_dir, tenant, "datasets", dataset_id)
+    try:
+        write_artifact(folder, lambda tmp: write_json(tmp / DATASET_FILE, columns))
+    except OSError as exc:
+        raise ProblemError(
+            503, "The dataset could not be stored; try again later.", slug="storage-error"
+        ) from exc
+    try:
+        store.put("dataset", record)
+    except Exception:
+        remove_artifact(folder)  # nothing stays behind when the record cannot be written
+        raise
+    response.headers["Location"] = f"/v1/datasets/{dataset_id}"
+    return public_dataset(record)
+
+
+def _source_gold(settings, store, tenant: str, job: dict) -> list[str | None] | None:
+    """The gold labels of the job's dataset, when it still exists (gold is never changed by a review)."""
+    if store.get("dataset", job["dataset_id"], tenant) is None:
+        return None
+    try:
+        data = read_json(
+            artifact_dir(settings.data_dir, tenant, "datasets", job["dataset_id"]) / DATASET_FILE
+        )
+    except FileNotFoundError:
+        return None
+    return data.get("gold_label")
