@@ -1,4 +1,4 @@
-"""The browser console: three static files (app/console/) served by the API itself, under a strict CSP.
+"""The browser console: static files (app/console/) served by the API itself, under a strict CSP.
 
 The console is plain HTML, JS and CSS: nothing is built, nothing comes from another origin. It holds no
 secrets and has no powers of its own; every call it makes is an API call with the key the user typed.
@@ -25,7 +25,12 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+_ASSETS = {
+    "console.js": "text/javascript",
+    "jobs.js": "text/javascript",
+    "review.js": "text/javascript",
+    "console.css": "text/css",
+}
 
 router = APIRouter(include_in_schema=False)
 
