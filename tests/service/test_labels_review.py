@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import random
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -327,11 +328,34 @@ def test_console_is_served_with_a_strict_csp(api):
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     html = r.text
-    assert (
-        '<script src="/console/console.js"' in html and "<script>" not in html and " on" not in html.lower()
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
+    assert len(scripts) == 3 and all(
+        'src="/console/' in attrs and not body.strip() for attrs, body in scripts
     )
-    for name, kind in (("console.js", "text/javascript"), ("console.css", "text/css")):
+    assert not re.search(r"\son\w+\s*=", html)  # no inline event handlers either
+    assets = {
+        "console.js": "javascript",
+        "jobs.js": "javascript",
+        "review.js": "javascript",
+        "console.css": "css",
+    }
+    for name, kind in assets.items():
         asset = TestClient(api.app).get(f"/console/{name}")
-        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(f"text/{kind}")
+        assert asset.headers["content-security-policy"] == csp
+        # User data is put into the page as text only: nothing in the console parses strings as HTML.
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", asset.text)
     assert TestClient(api.app).get("/console/..%2Fmain.py").status_code == 404
-    assert "innerHTML" not in TestClient(api.app).get("/console/console.js").text
+    assert TestClient(api.app).get("/console/index.html").status_code == 404
+
+
+def test_csv_export_neutralises_formulas(api):
+    table = labels_table(4)
+    table["rows"]["text"] = ["=1+1", "+cmd", "@SUM(A1)", "plain"]
+    table["rows"]["given_label"][1] = None
+    job_id = finished_job(api.store, api.settings.data_dir, "t1", table)
+    r = api.get(f"/v1/jobs/{job_id}/labels", params={"format": "csv"})
+    parsed = list(csv.reader(io.StringIO(r.text)))
+    assert parsed[0][:4] == ["index", "text", "given_label", "suggested_label"]
+    assert [row[1] for row in parsed[1:]] == ["'=1+1", "'+cmd", "'@SUM(A1)", "plain"]
+    assert parsed[2][2] == ""
