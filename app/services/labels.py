@@ -40,6 +40,7 @@ class LabelsView:
         quality = np.array(rows["label_quality"], dtype=np.float64)
         # Worst first; ties keep row order, so the order (and every cursor into it) is deterministic.
         self._orders = {"index": np.arange(self.n), "label_quality": np.argsort(quality, kind="stable")}
+        self._searches: dict[str, np.ndarray] = {}
         self._places = {}
         for name, order in self._orders.items():
             self._places[name] = np.empty(self.n, dtype=np.int64)
@@ -56,8 +57,21 @@ class LabelsView:
     def folded_texts(self) -> list[str]:
         return [t.casefold() for t in self.table["rows"]["text"]]
 
+    def text_matches(self, q: str) -> np.ndarray:
+        """Rows whose text contains `q`, ignoring case. Paging through a search asks the same `q` again and
+        again, so the last few answers are kept (the scan is the one per-row Python loop of a page)."""
+        needle = q.casefold()
+        found = self._searches.get(needle)
+        if found is None:
+            found = np.fromiter((needle in t for t in self.folded_texts), dtype=bool, count=self.n)
+            if len(self._searches) >= 16:
+                self._searches.pop(next(iter(self._searches)))
+            self._searches[needle] = found
+        return found
 
-@functools.lru_cache(maxsize=8)
+
+# A few recent tables per process: a 20,000-row table takes tens of MB once parsed.
+@functools.lru_cache(maxsize=4)
 def _load_view(path: str, mtime_ns: int) -> LabelsView:
     return LabelsView(read_json(Path(path)))
 
@@ -87,11 +101,10 @@ class LabelFilter:
             keep &= view.suggested == self.suggested_label
         if self.reviewed is not None:
             done = np.zeros(view.n, dtype=bool)
-            done[list(reviewed_rows)] = True
+            done[[i for i in reviewed_rows if i < view.n]] = True
             keep &= done == self.reviewed
         if self.q:
-            needle = self.q.casefold()
-            keep &= np.fromiter((needle in t for t in view.folded_texts), dtype=bool, count=view.n)
+            keep &= view.text_matches(self.q)
         return keep
 
 
