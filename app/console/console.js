@@ -390,12 +390,12 @@ async function pageDatasets(ctx) {
     try {
       const ds = await api('/v1/datasets', { method: 'POST', form });
       fill(previewBox);
-      fill(outcome, h('p', { class: 'ok' }, `Uploaded “${ds.name || ds.id}”: ${ds.n_rows} rows, classes ${ds.labels.join(', ')}.`));
       state.file = null;
       fileInfo.textContent = 'No file chosen.';
       picker.value = '';
       name.value = '';
       await refresh();
+      fill(outcome, h('p', { class: 'ok' }, `Uploaded “${ds.name || ds.id}”: ${ds.n_rows} rows, classes ${ds.labels.join(', ')}.`));
     } catch (err) {
       if (!(err instanceof ApiError) || err.status === 401) throw err;
       fill(outcome, uploadErrors(err, state.preview));

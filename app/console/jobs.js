@@ -213,32 +213,48 @@ async function pageJob(ctx, jobId) {
   else if (job.status === 'succeeded') await showOutputs(ctx, jobId, outputs);
 }
 
+// The report and the review table load independently: a report that cannot be shown (say, written by an
+// older service) says why in its card, and the labels can still be reviewed.
 async function showOutputs(ctx, jobId, box) {
-  const report = await api(`/v1/jobs/${encodeURIComponent(jobId)}/report`);
-  if (!ctx.alive) return;
-  const reportCard = card('Report', reportSummary(report));
+  const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
+  const summary = h('div', { id: 'report' }, h('p', { class: 'muted' }, 'Loading…'));
   const plots = h('div', { class: 'plots', id: 'plots' });
-  reportCard.append(plots);
-  fill(box, reportCard, await reviewCard(ctx, jobId, report));
-  await showPlots(jobId, plots);
+  const html = h('button', { type: 'button', class: 'ghost', id: 'report-html',
+    onclick: guarded(() => download(`${path}/report.html`, `${jobId}-report.html`)) }, 'Download report.html');
+  fill(box, card('Report', summary, plots, h('div', { class: 'row' }, html)));
+  box.append(await reviewCard(ctx, jobId));
+  try {
+    const report = await api(`${path}/report`);
+    if (!ctx.alive) return;
+    fill(summary, reportSummary(report));
+    await showPlots(jobId, plots);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status === 401) throw err;
+    fill(summary, h('p', { class: 'bad' }, err.message));
+  }
 }
 
 // ---------------------------------------------------------------- the report
-function scoresTable(sides) {
-  const rows = Object.entries(sides).filter(([, s]) => s && typeof s === 'object' && 'accuracy' in s);
+const MODEL_NAMES = {
+  noisy_classifier: 'classifier trained on the given labels',
+  refined_posterior: 'refined labels (SiDyP)',
+  served: 'served model (the one you query)',
+};
+
+function scoresTable(ev) {
+  const rows = Object.entries(MODEL_NAMES).filter(([key]) => ev[key] && typeof ev[key].accuracy === 'number');
   if (!rows.length) return null;
   return h('table', { class: 'grid compact' },
     h('thead', {}, h('tr', {}, ['', 'accuracy', 'macro F1', 'ECE'].map((t) => h('th', {}, t)))),
-    h('tbody', {}, rows.map(([name, s]) => h('tr', {}, h('td', {}, name.replaceAll('_', ' ')),
-      h('td', { class: 'num' }, num(s.accuracy)), h('td', { class: 'num' }, num(s.macro_f1)), h('td', { class: 'num' }, num(s.ece))))));
+    h('tbody', {}, rows.map(([key, name]) => h('tr', {}, h('td', {}, name),
+      h('td', { class: 'num' }, num(ev[key].accuracy)), h('td', { class: 'num' }, num(ev[key].macro_f1)),
+      h('td', { class: 'num' }, num(ev[key].ece))))));
 }
 
 function perClassTable(perClass) {
-  if (!perClass || typeof perClass !== 'object') return null;
-  const rows = Array.isArray(perClass) ? perClass.map((r) => [r.label || r.class, r]) : Object.entries(perClass);
   return h('table', { class: 'grid compact' },
     h('thead', {}, h('tr', {}, ['class', 'precision', 'recall', 'F1', 'support'].map((t) => h('th', {}, t)))),
-    h('tbody', {}, rows.map(([c, m]) => h('tr', {}, h('td', {}, c), h('td', { class: 'num' }, num(m.precision)),
+    h('tbody', {}, Object.entries(perClass).map(([c, m]) => h('tr', {}, h('td', {}, c), h('td', { class: 'num' }, num(m.precision)),
       h('td', { class: 'num' }, num(m.recall)), h('td', { class: 'num' }, num(m.f1)), h('td', { class: 'num' }, m.support)))));
 }
 
@@ -248,18 +264,19 @@ function figure(label, value) {
 
 function reportSummary(r) {
   const served = r.served || {};
+  const ev = r.eval || {};
   const figures = h('div', { class: 'figures' },
     figure('rows', r.n_rows), figure('labelled', r.n_labelled), figure('estimated noise', pct(r.noise_share)),
     figure('flagged as label issues', r.n_flagged),
-    served.temperature !== undefined ? figure('served temperature', num(served.temperature, 2)) : null);
+    typeof ev.llm_label_accuracy === 'number' ? figure('given labels right (gold rows)', pct(ev.llm_label_accuracy)) : null,
+    typeof served.temperature === 'number' ? figure('served model temperature', num(served.temperature, 2)) : null);
   const warnings = (r.warnings || []).map((w) => h('li', {}, typeof w === 'string' ? w : w.message || w.code));
-  const ev = r.eval || {};
-  const evalSides = { ...ev, ...(served.accuracy !== undefined ? { served_model: served } : {}) };
-  const perClass = Object.entries(ev).find(([, s]) => s && typeof s === 'object' && s.per_class);
-  return h('div', { id: 'report' }, figures,
+  const scores = scoresTable(ev);
+  const best = (ev.served && ev.served.per_class) || (ev.refined_posterior && ev.refined_posterior.per_class);
+  return h('div', {}, figures,
     warnings.length ? h('div', { class: 'warnings' }, h('h3', {}, 'Warnings'), h('ul', {}, warnings)) : null,
-    Object.keys(evalSides).length ? h('div', {}, h('h3', {}, `Scores on ${ev.n_rows || ''} gold rows`), scoresTable(evalSides)) : null,
-    perClass ? h('div', {}, h('h3', {}, `Per class (${perClass[0].replaceAll('_', ' ')})`), perClassTable(perClass[1].per_class)) : null);
+    scores ? h('div', {}, h('h3', {}, `Scores on ${ev.n_scored || ev.n_rows} gold-labelled rows`), scores) : null,
+    best ? h('div', {}, h('h3', {}, `Per class (${ev.served ? 'served model' : 'refined labels'})`), perClassTable(best)) : null);
 }
 
 async function showPlots(jobId, box) {

@@ -31,9 +31,10 @@ function labelRow(item, selected, onPick) {
   );
 }
 
-async function reviewCard(ctx, jobId, report) {
-  const classes = report.labels;
+async function reviewCard(ctx, jobId) {
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
+  // The job's classes, in its own order, are the keys of any row's probabilities.
+  const classes = Object.keys((await api(`${path}/labels?limit=1`)).data[0].probabilities);
   const anyClass = [['', 'any'], ...classes.map((c) => [c, c])];
   const controls = h('div', { class: 'filters' },
     selectOf('review-order', 'Order', [['label_quality', 'worst label quality first'], ['index', 'row order']]),

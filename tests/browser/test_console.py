@@ -49,6 +49,7 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
 
     # A good upload whose texts and name try to run script.
     texts, noisy, gold, classes = toy_dataset(n_per_class=20)
+    n_classes = len(classes)
     good = write_csv(
         tmp_path / "train.csv", texts + XSS_TEXTS, noisy + ["sports", "food"], gold + ["sports", "food"]
     )
@@ -56,6 +57,9 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     page.wait_for_selector("#upload-outcome .ok")
     assert XSS_NAME in page.inner_text("#datasets")
     assert_nothing_ran(w)
+    texts, noisy, gold, _ = toy_dataset(n_per_class=5, seed=7)
+    upload(page, write_csv(tmp_path / "eval.csv", texts, noisy, gold), "gold eval")
+    page.wait_for_selector("#upload-outcome .ok:has-text('gold eval')")
 
     # A bad upload: its row errors are shown next to those rows.
     bad = tmp_path / "bad.csv"
@@ -72,6 +76,7 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     # Start a tiny job from the form the API's params schema built.
     page.click(f'#datasets tr:has-text("{XSS_NAME}") >> text=Start a job')
     page.wait_for_selector("#start-job")
+    page.select_option("#job-eval", label="gold eval (15 rows)")
     # The bundled MiniLM rather than the random tiny backbone: it learns the toy topics in one epoch, so the
     # flipped labels are reliably flagged (and the screenshots show a model that works).
     for name, value in tiny_params(None, epochs=2).items():
@@ -88,9 +93,13 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     page.click(f'#jobs a:has-text("{job_id}")')
     page.wait_for_selector("#review-rows tr[data-index]")
     assert page.locator(".stages li.done").count() >= 6
+    page.wait_for_selector("#report .figures")
+    assert "gold-labelled rows" in page.inner_text("#report")
     page.wait_for_selector("#plots > *")
     if PLOT_ROUTES_MERGED:
-        assert page.locator("#plots img[src^='blob:']").count() >= 4
+        assert (
+            page.locator("#plots img[src^='blob:']").count() == 5
+        )  # gold rows: reliability and confusion too
     else:
         assert page.inner_text("#plots") == "No plots for this job."
     assert_hostile_texts_stay_text(w)
@@ -113,7 +122,7 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     page.fill("#predict-texts", "the pizza bake cheese dinner today\nthe laptop code server cloud today")
     page.click("#predict")
     page.wait_for_selector(".prediction >> nth=1")
-    assert page.locator(".prediction .prob").count() == 2 * len(classes)
+    assert page.locator(".prediction .prob").count() == 2 * n_classes
     page.screenshot(path=str(screenshot_dir / "console-model.png"), full_page=True)
 
     assert_nothing_ran(w)
