@@ -79,7 +79,7 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     page.select_option("#job-eval", label="gold eval (15 rows)")
     # The bundled MiniLM rather than the random tiny backbone: it learns the toy topics in one epoch, so the
     # flipped labels are reliably flagged (and the screenshots show a model that works).
-    for name, value in tiny_params(None, epochs=2).items():
+    for name, value in tiny_params(None, epochs=4, diffusion_epochs=4).items():
         page.fill(f"#param-{name}", "" if value is None else str(value))
     page.click("#start-job")
     page.wait_for_url(re.compile(r"#/jobs/job_"))
