@@ -125,6 +125,13 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     assert page.locator(".prediction .prob").count() == 2 * n_classes
     page.screenshot(path=str(screenshot_dir / "console-model.png"), full_page=True)
 
+    # Another job, cancelled from its page while it waits or runs.
+    page.goto(w.base_url + "/#/jobs")
+    page.click("#start-job")
+    page.wait_for_url(re.compile(r"#/jobs/job_"))
+    page.click("#job-status button:has-text('Cancel')")
+    page.wait_for_selector("#job-status .badge.st-cancelled", timeout=60_000)
+
     assert_nothing_ran(w)
     assert not any(KEY_1 in url for url in w.urls)
 
