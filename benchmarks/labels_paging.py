@@ -3,7 +3,7 @@
 A finished 20,000-row job is written directly (a job record in the SQLite store and a labels.json of
 `sidyp_engine.labels.label_table`'s shape in its folder; no training), then uvicorn serves the real app on
 loopback and one client walks the table as the console does: pages of 50, worst label quality first, with
-filters; one walk saves a review decision before each page. Each request is timed end to end (client side).
+filters; one walk saves a review decision before each page, the last walks a table whose every row has one. Each request is timed end to end (client side).
 
     python -m benchmarks.labels_paging [--rows 20000] [--pages 60] [--out benchmarks/results/labels-paging.json]
 """
@@ -156,6 +156,18 @@ def run(rows: int, pages: int) -> dict:
                         c, job_id, {**worst_first, "reviewed": False}, pages, review=True
                     ),
                 }
+                for start in range(
+                    0, rows, 10_000
+                ):  # then every row decided, as a bulk "accept all" leaves it
+                    body = {
+                        "reviews": [
+                            {"index": i, "action": "accept"} for i in range(start, min(rows, start + 10_000))
+                        ]
+                    }
+                    c.post(f"/v1/jobs/{job_id}/reviews", json=body).raise_for_status()
+                scenarios["worst first, reviewed=true, every row decided"] = walk(
+                    c, job_id, {"order": "label_quality", "reviewed": True}, pages
+                )
         finally:
             server.should_exit = True
     every = [t for times in scenarios.values() for t in times]

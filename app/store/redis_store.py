@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -226,9 +227,16 @@ class RedisJobStore(JobStore):
                 self._k("reviews", tenant, job_id), mapping={str(r["index"]): json.dumps(r) for r in reviews}
             )
 
-    def list_reviews(self, tenant: str, job_id: str) -> list[Record]:
-        docs = [json.loads(x) for x in self.r.hvals(self._k("reviews", tenant, job_id))]
-        return sorted(docs, key=lambda d: d["index"])
+    def list_reviews(self, tenant: str, job_id: str, rows: Sequence[int] | None = None) -> list[Record]:
+        key = self._k("reviews", tenant, job_id)
+        if rows is None:
+            raws = self.r.hvals(key)
+        else:
+            raws = [x for x in self.r.hmget(key, [str(i) for i in rows]) if x is not None] if rows else []
+        return sorted((json.loads(x) for x in raws), key=lambda d: d["index"])
+
+    def reviewed_rows(self, tenant: str, job_id: str) -> set[int]:
+        return {int(i) for i in self.r.hkeys(self._k("reviews", tenant, job_id))}
 
     # ---------------- lifecycle ----------------
     def ping(self) -> bool:

@@ -319,7 +319,14 @@ def test_store_keeps_one_decision_per_row_per_tenant(store):
     store.put_reviews("t1", "job_b", [review(3, "ant")])
     assert [(r["index"], r["label"]) for r in store.list_reviews("t1", "job_a")] == [(2, "bee"), (10, "cat")]
     assert [r["index"] for r in store.list_reviews("t2", "job_a")] == [1]
-    assert store.list_reviews("t2", "job_b") == []
+    assert store.list_reviews("t2", "job_b") == [] and store.reviewed_rows("t2", "job_b") == set()
+    assert store.reviewed_rows("t1", "job_a") == {2, 10}
+    some = store.list_reviews("t1", "job_a", [10, 7, 2])
+    assert [(r["index"], r["label"], r["action"], r["key_id"]) for r in some] == [
+        (2, "bee", "set", "k"),
+        (10, "cat", "set", "k"),
+    ]
+    assert store.list_reviews("t1", "job_a", []) == [] and store.list_reviews("t2", "job_a", [10]) == []
 
 
 def test_console_is_served_with_a_strict_csp(api):

@@ -84,17 +84,18 @@ def job_labels(
     ),
 ):
     view = _finished_view(settings, store, tenant, job_id)
-    reviews = {r["index"]: r for r in store.list_reviews(tenant, job_id)}
-    keep = LabelFilter(is_label_issue, given_label, suggested_label, q, reviewed).mask(view, set(reviews))
+    decided = store.reviewed_rows(tenant, job_id) if reviewed is not None else set()
+    keep = LabelFilter(is_label_issue, given_label, suggested_label, q, reviewed).mask(view, decided)
     if format == "csv":
         rows = select_page(view, keep, order, after, None).indices
-        decisions = corrected_labels(list(reviews.values())) if corrected else None
+        decisions = corrected_labels(store.list_reviews(tenant, job_id)) if corrected else None
         return StreamingResponse(
             iter_labels_csv(view.table, rows, decisions),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{job_id}-labels.csv"'},
         )
     page = select_page(view, keep, order, after, page_limit(limit, settings.max_page_size, default=100))
+    reviews = {r["index"]: r for r in store.list_reviews(tenant, job_id, page.indices)}
     items = [LabelItem(**label_item(view.table, i), review=reviews.get(i)) for i in page.indices]
     return LabelPage(
         data=items,
