@@ -1,4 +1,4 @@
-// The sidyp console, part 2 of 3: the jobs page (start form built from the API's JobParams schema, live
+// The sidyp console: the jobs page (start form built from the API's JobParams schema, live
 // list), a job's page (progress by stage, events, cancel, the report with its plots). Uses console.js.
 'use strict';
 

@@ -1,4 +1,4 @@
-// The sidyp console, part 3 of 3: a finished job's review table. Pages come from the API one at a time
+// The sidyp console: a finished job's review table. Pages come from the API one at a time
 // (worst label quality first by default), so a job of any size is browsed without loading its rows; the
 // keyboard moves through rows and saves a decision at once. Uses console.js.
 'use strict';

@@ -20,6 +20,7 @@ import numpy as np
 from app.core.artifacts import read_json
 from app.errors import ProblemError
 from app.schemas import ReviewInput
+from app.store import utc_now_iso
 
 Order = Literal["index", "label_quality"]
 
@@ -201,4 +202,34 @@ def reviewed_dataset_columns(
         "noisy_label": [decisions.get(i, given[i]) for i in range(view.n)],
         "gold_label": gold if gold is not None and len(gold) == view.n else None,
         "trusted_label": [decisions.get(i) for i in range(view.n)],
+    }
+
+
+def reviewed_dataset_record(
+    view: LabelsView,
+    columns: dict[str, Any],
+    dataset_id: str,
+    tenant: str,
+    name: str,
+    job_id: str,
+    n_trusted: int,
+) -> dict[str, Any]:
+    """The store record of a "save as dataset" dataset: the same fields as an uploaded one's."""
+    labels, gold = columns["noisy_label"], columns["gold_label"]
+    return {
+        "id": dataset_id,
+        "object": "dataset",
+        "tenant": tenant,
+        "name": name,
+        "n_rows": view.n,
+        "labels": view.classes,
+        "label_counts": {c: sum(1 for y in labels if y == c) for c in view.classes},
+        "n_missing_labels": sum(1 for y in labels if y is None),
+        "has_gold": gold is not None and any(g is not None for g in gold),
+        "n_trusted": n_trusted,
+        "source_job_id": job_id,
+        "created_at": utc_now_iso(),
+        "format": "json",
+        "text_column": "text",
+        "label_column": "noisy_label",
     }

@@ -336,7 +336,7 @@ def test_console_is_served_with_a_strict_csp(api):
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     html = r.text
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert len(scripts) == 3 and all(
+    assert len(scripts) == 5 and all(
         'src="/console/' in attrs and not body.strip() for attrs, body in scripts
     )
     assert not re.search(r"\son\w+\s*=", html)  # no inline event handlers either

@@ -27,8 +27,10 @@ _HEADERS = {
 }
 _ASSETS = {
     "console.js": "text/javascript",
+    "datasets.js": "text/javascript",
     "jobs.js": "text/javascript",
     "review.js": "text/javascript",
+    "models.js": "text/javascript",
     "console.css": "text/css",
 }
 

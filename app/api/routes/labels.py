@@ -41,6 +41,7 @@ from app.services.labels import (
     key_id,
     load_view,
     reviewed_dataset_columns,
+    reviewed_dataset_record,
     select_page,
 )
 from app.store import utc_now_iso
@@ -122,7 +123,9 @@ def save_reviews(
     view = _finished_view(settings, store, tenant, job_id)
     saved = decide(view, body.reviews, utc_now_iso(), key_id(request.headers.get("authorization", "")))
     store.put_reviews(tenant, job_id, saved)
-    return ReviewResult(data=[Review(**r) for r in saved], n_reviewed=len(store.list_reviews(tenant, job_id)))
+    return ReviewResult(
+        data=[Review(**r) for r in saved], n_reviewed=len(store.reviewed_rows(tenant, job_id))
+    )
 
 
 @router.get("/{job_id}/reviews", response_model=ListResponse[Review], summary="Review decisions, by row")
@@ -159,24 +162,8 @@ def save_reviewed_dataset(
     reviews = store.list_reviews(tenant, job_id)
     columns = reviewed_dataset_columns(view, reviews, _source_gold(settings, store, tenant, job))
     dataset_id = new_id("dataset")
-    labels = columns["noisy_label"]
-    record = {
-        "id": dataset_id,
-        "object": "dataset",
-        "tenant": tenant,
-        "name": body.name if body.name is not None else f"{job_id} reviewed",
-        "n_rows": view.n,
-        "labels": view.classes,
-        "label_counts": {c: sum(1 for y in labels if y == c) for c in view.classes},
-        "n_missing_labels": sum(1 for y in labels if y is None),
-        "has_gold": columns["gold_label"] is not None and any(g is not None for g in columns["gold_label"]),
-        "n_trusted": len(reviews),
-        "source_job_id": job_id,
-        "created_at": utc_now_iso(),
-        "format": "json",
-        "text_column": "text",
-        "label_column": "noisy_label",
-    }
+    name = body.name if body.name is not None else f"{job_id} reviewed"
+    record = reviewed_dataset_record(view, columns, dataset_id, tenant, name, job_id, len(reviews))
     folder = artifact_dir(settings.data_dir, tenant, "datasets", dataset_id)
     try:
         write_artifact(folder, lambda tmp: write_json(tmp / DATASET_FILE, columns))
