@@ -166,7 +166,7 @@ async function pageJob(ctx, jobId) {
   const seen = new Set();
   let lastSeq = -1;
   main.append(h('h1', {}, 'Job ', h('span', { class: 'mono' }, jobId)), card(null, head),
-    card(null, h('details', {}, h('summary', {}, 'Events'), events)), outputs);
+    card(null, h('details', { open: !TERMINAL.has(job.status) }, h('summary', {}, 'Events'), events)), outputs);
 
   function drawHead() {
     const p = job.progress || {};

@@ -55,10 +55,22 @@ class Watched:
 
 
 @pytest.fixture
-def watched(browser, request):
-    w = Watched(browser, request.getfixturevalue("embedded_service").base_url)
-    yield w
-    w.close()
+def open_page(browser):
+    """`open_page(base_url)`: a fresh browser context's watched page, closed after the test."""
+    opened: list[Watched] = []
+
+    def make(base_url: str) -> Watched:
+        opened.append(Watched(browser, base_url))
+        return opened[-1]
+
+    yield make
+    for w in opened:
+        w.close()
+
+
+@pytest.fixture
+def watched(open_page, request):
+    return open_page(request.getfixturevalue("embedded_service").base_url)
 
 
 @pytest.fixture(scope="session")

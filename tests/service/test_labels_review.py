@@ -48,7 +48,24 @@ def labels_table(n: int, seed: int = 0) -> dict:
 def finished_job(store, data_dir, tenant: str, table: dict, dataset_gold=None) -> str:
     dataset_id, job_id = new_id("dataset"), new_id("job")
     n = len(table["rows"]["text"])
-    store.put("dataset", {"id": dataset_id, "tenant": tenant, "created_at": utc_now_iso(), "labels": CLASSES})
+    store.put(
+        "dataset",
+        {
+            "id": dataset_id,
+            "object": "dataset",
+            "tenant": tenant,
+            "name": "fixture",
+            "n_rows": n,
+            "labels": CLASSES,
+            "label_counts": {c: table["rows"]["given_label"].count(c) for c in CLASSES},
+            "n_missing_labels": table["rows"]["given_label"].count(None),
+            "has_gold": dataset_gold is not None,
+            "created_at": utc_now_iso(),
+            "format": "csv",
+            "text_column": "text",
+            "label_column": "noisy_label",
+        },
+    )
     data = {"text": table["rows"]["text"], "noisy_label": table["rows"]["given_label"], "gold_label": None}
     if dataset_gold is not None:
         data["gold_label"] = dataset_gold
