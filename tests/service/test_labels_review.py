@@ -10,6 +10,7 @@ import hashlib
 import io
 import random
 import re
+import tomllib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -383,3 +384,15 @@ def test_csv_export_neutralises_formulas(api):
     assert parsed[0][:4] == ["index", "text", "given_label", "suggested_label"]
     assert [row[1] for row in parsed[1:]] == ["'=1+1", "'+cmd", "'@SUM(A1)", "plain"]
     assert parsed[2][2] == ""
+
+
+def test_console_files_ship_in_the_package():
+    """A non-editable install (the Docker image) must carry every console file as package data."""
+    from fnmatch import fnmatch
+
+    from app.api.routes.console import CONSOLE_DIR
+
+    meta = tomllib.loads((CONSOLE_DIR.parents[1] / "pyproject.toml").read_text())
+    patterns = meta["tool"]["setuptools"]["package-data"]["app"]
+    shipped = [f"console/{p.name}" for p in CONSOLE_DIR.iterdir()]
+    assert shipped and all(any(fnmatch(f, pat) for pat in patterns) for f in shipped), (shipped, patterns)
