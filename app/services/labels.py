@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,7 +43,8 @@ class LabelsView:
         # Worst first; ties keep row order, so the order (and every cursor into it) is deterministic.
         self._orders = {"index": np.arange(self.n), "label_quality": np.argsort(quality, kind="stable")}
         self._searches: dict[str, np.ndarray] = {}
-        self._places = {}
+        self._searches_lock = threading.Lock()  # pages are served from a thread pool
+        self._places: dict[str, np.ndarray] = {}
         for name, order in self._orders.items():
             self._places[name] = np.empty(self.n, dtype=np.int64)
             self._places[name][order] = np.arange(self.n)
@@ -65,9 +67,10 @@ class LabelsView:
         found = self._searches.get(needle)
         if found is None:
             found = np.fromiter((needle in t for t in self.folded_texts), dtype=bool, count=self.n)
-            if len(self._searches) >= 16:
-                self._searches.pop(next(iter(self._searches)))
-            self._searches[needle] = found
+            with self._searches_lock:
+                if len(self._searches) >= 16:
+                    self._searches.pop(next(iter(self._searches)))
+                self._searches[needle] = found
         return found
 
 
