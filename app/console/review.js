@@ -51,6 +51,7 @@ async function reviewCard(ctx, jobId) {
   const next = h('button', { type: 'button', class: 'ghost', id: 'review-next' }, 'Next →');
   const status = h('p', { id: 'review-status', class: 'muted', 'aria-live': 'polite' }, KEYS_HELP);
   const actions = h('div', { class: 'decide', id: 'review-actions' });
+  const detail = h('div', { class: 'detail', id: 'review-detail' });
   const datasetName = h('input', { id: 'reviewed-name', maxLength: 200, placeholder: 'name of the new dataset' });
   const saved = h('span', { id: 'reviewed-saved' });
 
@@ -84,6 +85,8 @@ async function reviewCard(ctx, jobId) {
       h('button', { type: 'button', class: 'ghost', disabled: !item, onclick: () => decide('keep') }, 'g · keep given'),
       classes.slice(0, 9).map((c, i) => h('button', { type: 'button', class: 'ghost', disabled: !item, onclick: () => decide('set', c) }, `${i + 1} · ${c}`)),
     );
+    // The selected row in full: its whole text and every class's probability, to decide on.
+    fill(detail, item ? [h('p', { class: 'ptext' }, item.text), probabilityBars(item.probabilities)] : null);
     const row = rows.children[state.sel];
     if (row && row.scrollIntoView) row.scrollIntoView({ block: 'nearest' });
   }
@@ -160,7 +163,7 @@ async function reviewCard(ctx, jobId) {
 
   await load(0);
   return card('Review labels', controls, h('div', { class: 'row' }, prev, next, counter),
-    h('div', { class: 'scroll tall' }, table), actions, status,
+    h('div', { class: 'scroll tall' }, table), actions, detail, status,
     h('div', { class: 'row exports' },
       h('button', { type: 'button', class: 'ghost', id: 'export-csv', onclick: exportCsv }, 'Export CSV (these filters)'),
       h('button', { type: 'button', class: 'ghost', id: 'export-corrected', onclick: exportCorrected }, 'Export corrected CSV (all rows)'),

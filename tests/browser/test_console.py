@@ -141,11 +141,12 @@ def assert_hostile_texts_stay_text(w) -> None:
     page.fill("#review-search", "<script>")
     page.wait_for_function("() => document.querySelectorAll('#review-rows tr[data-index]').length === 1")
     assert XSS_TEXTS[0] in page.inner_text("#review-rows")
+    assert page.inner_text("#review-detail .ptext") == XSS_TEXTS[0]  # the selected row, in full
     page.fill("#review-search", "onerror")
     page.wait_for_function(
         "t => document.querySelector('#review-rows td.text')?.textContent === t", arg=XSS_TEXTS[1]
     )
-    assert page.locator("#review-rows img, #review-rows script").count() == 0
+    assert page.locator("#review-rows img, #review-rows script, #review-detail img").count() == 0
     page.fill("#review-search", "")
     page.wait_for_function("() => document.querySelectorAll('#review-rows tr[data-index]').length > 2")
     assert_nothing_ran(w)
