@@ -1,0 +1,138 @@
+"""How much memory `calibrate()` needs: an analytic upper bound on the process's peak RSS.
+
+The engine keeps per-row arrays whose size is fixed by the config, not by the texts: stage 1 records
+every row's pooled embedding after every epoch in every branch (`dynamics`, M x N x E x D float32),
+and stage 3 conditions the refiner on a normalised copy of it with the frozen sentence embedding in
+front (M x N x (E + 1) x D), built while the dynamics are still alive. Everything else per row (token
+ids, priors, posteriors, the [N, C, C] transition) is smaller. The fixed part is the interpreter with
+torch / transformers / faiss loaded, the branches' weights with their gradients, Adam moments and the
+best-epoch snapshot, and the activations of one training micro-batch and one inference batch.
+
+The peak is the largest of the stages' live sets (stage 1 holds M models and their optimizer; by
+stage 3 only one model is left but the per-row arrays are at their largest), so the estimate is a max
+over stages, not one sum. The coefficients are measured on CPU (benchmarks/memory_profile.py,
+benchmarks/results/memory-profile.json); on a GPU the weights and activations move to the device and
+the host gains the CUDA runtime instead, which this model does not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sidyp_engine.classifier import INFERENCE_BATCH, TOKEN_BUDGET
+from sidyp_engine.diffusion import RefinerConfig
+from sidyp_engine.types import CalibrationConfig
+
+FLOAT = 4  # bytes; every per-row array and every CPU weight is float32
+# Interpreter with torch, transformers, tokenizers and faiss imported, before any data (measured
+# ~420 MiB on CPU, rounded up).
+RUNTIME_BYTES = 512 * 2**20
+# Python token-id lists: an 8-byte list slot plus a 32-byte int object per token, and the tokenizer's
+# own encodings while a batch call converts them (tokens, offsets, masks).
+TOKEN_LIST_BYTES = 40
+TOKENIZE_TRANSIENT_BYTES = 120
+# Saved activations per token and layer of a BERT block in training, in hidden-size floats (Q, K, V,
+# the attention and FFN inputs and outputs, the 4D-wide intermediate twice), and per token of one
+# inference layer (input, intermediate, GELU output).
+TRAIN_ACTIVATION_FLOATS = 18
+INFERENCE_ACTIVATION_FLOATS = 10
+ATTENTION_HEADS = 12  # MiniLM-L6-H384 and BERT-base; scores and probabilities scale with it
+SERVED_INFERENCE_BATCH = 64  # ServedClassifier.logits on the validation texts
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak-RSS estimate of one calibration, in bytes: the per-stage live sets and their max."""
+
+    runtime: int
+    classifier: int  # stage 1: M models, optimizer state, activations, token lists, dynamics
+    prior: int  # stage 2: dynamics, noise-score copies, frozen-embedding pass
+    refiner: int  # stages 3-4: dynamics + conditioning + the refiner's chunk + transition
+    served: int  # distillation: two models, optimizer state, token lists
+
+    @property
+    def total(self) -> int:
+        return self.runtime + max(self.classifier, self.prior, self.refiner, self.served)
+
+    @property
+    def stage(self) -> str:
+        """The stage that sets the peak."""
+        stages = {"classifier": self.classifier, "prior": self.prior, "refiner": self.refiner}
+        return max(stages | {"served": self.served}, key=lambda k: (stages | {"served": self.served})[k])
+
+    def parts(self) -> dict[str, int]:
+        return asdict(self) | {"total": self.total}
+
+
+def bert_parameters(hidden_size: int, n_layers: int, vocab_size: int, max_positions: int = 512) -> int:
+    """Parameters of a BERT encoder with a 4x-wide FFN and its pooler (MiniLM-L6-H384: 22.7 M)."""
+    d = hidden_size
+    embeddings = (vocab_size + max_positions + 2) * d + 2 * d
+    layer = 12 * d * d + 13 * d  # Q, K, V, O with biases, FFN in and out, two LayerNorms
+    return embeddings + n_layers * layer + d * d + d
+
+
+def estimate_memory(
+    n_rows: int,
+    n_classes: int,
+    config: CalibrationConfig,
+    hidden_size: int = 384,
+    n_layers: int = 6,
+    vocab_size: int = 30522,
+    n_extra_rows: int = 0,
+) -> MemoryEstimate:
+    """Parts of the peak; `n_rows` counts training and validation rows (both get dynamics).
+
+    Every text is assumed to fill `config.max_length` tokens: an upper bound that needs no tokenising.
+    """
+    m, e, d, c = config.branches, config.epochs, hidden_size, n_classes
+    n_all = n_rows + n_extra_rows
+    width = config.max_length
+    tokens = n_all * width
+    heads = ATTENTION_HEADS
+
+    params = bert_parameters(d, n_layers, vocab_size) + d * c + c
+    trainable = params - vocab_size * d  # the token-embedding table is frozen in every stage
+    model = params * FLOAT
+    # gradient + two Adam moments + the best-epoch snapshot of the trained weights
+    training_state = trainable * FLOAT * 4
+    mb_tokens = min(config.batch_size * width, TOKEN_BUDGET)
+    per_token_layer = FLOAT * (TRAIN_ACTIVATION_FLOATS * d + 2 * heads * width)  # + scores and probs
+    activations = mb_tokens * n_layers * per_token_layer
+    inference = INFERENCE_BATCH * width * FLOAT * (INFERENCE_ACTIVATION_FLOATS * d + 2 * heads * width)
+
+    dynamics = m * n_all * e * d * FLOAT
+    conditioning = m * n_all * (e + 1) * d * FLOAT
+    token_lists = int(tokens * TOKEN_LIST_BYTES)
+    tokenizing = int(tokens * (TOKEN_LIST_BYTES + TOKENIZE_TRANSIENT_BYTES))
+    row_vectors = n_all * d * FLOAT * 4  # frozen embeddings, k-NN space, faiss index, normalised queries
+    small_per_row = n_all * c * FLOAT * 8  # priors, candidate weights, posteriors, probabilities
+
+    classifier = m * (model + training_state + activations) + max(tokenizing, token_lists + inference)
+    classifier += dynamics + small_per_row
+    # noise scores: three [N, E, D] copies of one branch; frozen pass: a second model and the texts
+    prior = dynamics + row_vectors + small_per_row + model
+    prior += max(3 * dynamics // m, model + max(tokenizing, token_lists + inference))
+    refiner_chunk = min(n_all, RefinerConfig.chunk_rows) * (e + 1) * d * FLOAT * 2
+    transition = n_all * c * c * FLOAT * 2
+    # the conditioning is built from a normalised copy of the dynamics (one copy alive at a time)
+    refiner = model + dynamics + conditioning + row_vectors + small_per_row
+    refiner += max(dynamics, refiner_chunk + transition)
+    served_activations = mb_tokens * n_layers * per_token_layer
+    served_inference = inference * SERVED_INFERENCE_BATCH // INFERENCE_BATCH
+    served = 2 * model + training_state + served_activations + small_per_row
+    served += max(tokenizing, token_lists + served_inference)
+    return MemoryEstimate(RUNTIME_BYTES, int(classifier), int(prior), int(refiner), int(served))
+
+
+def estimate_peak_bytes(
+    n_rows: int,
+    n_classes: int,
+    config: CalibrationConfig,
+    hidden_size: int = 384,
+    n_layers: int = 6,
+    vocab_size: int = 30522,
+    n_extra_rows: int = 0,
+) -> int:
+    """Upper bound on the peak RSS of `calibrate()` for a job of this shape (see `estimate_memory`)."""
+    return estimate_memory(n_rows, n_classes, config, hidden_size, n_layers, vocab_size, n_extra_rows).total
