@@ -18,10 +18,10 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,12 +62,45 @@ def make_backbone(out_dir: str, n_layers: int) -> str:
     return out_dir
 
 
-def _max_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _status_bytes(field: str) -> int:
+    """A /proc/self/status memory field (VmRSS, VmHWM) in bytes. Not getrusage: its ru_maxrss survives
+    execve, so a child started from a parent with a larger RSS would report the parent's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+class StageSampler:
+    """Largest RSS seen within each progress stage, sampled every 20 ms from /proc (Linux)."""
+
+    def __init__(self) -> None:
+        self.stage = "validate"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(0.02):
+                statm.seek(0)
+                rss = int(statm.read().split()[1]) * self._page
+                self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
+
+    def on_progress(self, progress) -> None:
+        self.stage = progress.stage
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
 
 
 def child(rows: int, backbone: str, words: int, max_length: int, epochs: int, branches: int) -> dict:
-    """One calibration in this process; returns its peak RSS, the import baseline and per-stage peaks."""
+    """One calibration in this process: its peak RSS, the RSS after imports, the peak within each stage."""
     import torch
 
     # One intra-op thread: on a shared box a second thread mostly waits for a descheduled partner
@@ -86,16 +119,7 @@ def child(rows: int, backbone: str, words: int, max_length: int, epochs: int, br
     starts = [(i * words) % (len(stream) - words) for i in range(rows)]
     texts = [" ".join(stream[j : j + words]) for j in starts]
     labels = [toy["noisy"][i % len(toy["noisy"])] for i in range(rows)]  # memory does not care which
-    baseline = _max_rss_bytes()
-    stage_peaks: dict[str, int] = {}
-    current = ["validate"]
-
-    def on_progress(p) -> None:
-        if p.stage != current[0]:
-            stage_peaks[current[0]] = _max_rss_bytes()  # high-water mark by the end of that stage
-            print(f"{time.perf_counter() - started:.0f}s {p.stage}", file=sys.stderr, flush=True)
-            current[0] = p.stage
-
+    baseline = _status_bytes("VmRSS")
     cfg = CalibrationConfig(
         backbone=backbone,
         device="cpu",
@@ -105,9 +129,11 @@ def child(rows: int, backbone: str, words: int, max_length: int, epochs: int, br
         max_length=max_length,
     )
     started = time.perf_counter()
+    sampler = StageSampler()
     with tempfile.TemporaryDirectory() as work_dir:  # checkpoints on, as the worker runs jobs
-        calibrate(texts, labels, toy["classes"], config=cfg, progress=on_progress, work_dir=work_dir)
-    peak = _max_rss_bytes()
+        calibrate(texts, labels, toy["classes"], config=cfg, progress=sampler.on_progress, work_dir=work_dir)
+    peak = _status_bytes("VmHWM")
+    stage_peaks = sampler.stop()
     from sidyp_engine.model import load_tokenizer
 
     encoded = load_tokenizer(backbone)(texts, truncation=True, max_length=cfg.max_length)["input_ids"]
@@ -149,6 +175,32 @@ def score(run: dict) -> dict:
     }
 
 
+# Whole runs with the real MiniLM (6 layers) and real texts, measured by benchmarks/quality.py
+# (`peak_rss_mb.self`, ru_maxrss of the process that ran calibrate): the estimate's 6-layer check.
+REFERENCES = ["semeval-mixtral-fewshot-timing.json", "trec-weak-vote.json"]
+
+
+def reference_runs() -> list[dict]:
+    from sidyp_engine.memory import estimate_memory
+    from sidyp_engine.types import CalibrationConfig
+
+    out = []
+    for name in REFERENCES:
+        doc = json.loads((RESULT.parent / name).read_text())
+        cfg = CalibrationConfig(**{k: v for k, v in doc["config"].items() if k != "device"})
+        rows, extra = doc["n"]["train"] + doc["n"]["valid"], doc["n"]["test"]
+        est = estimate_memory(rows, len(doc["classes"]), cfg, n_extra_rows=extra)
+        measured = doc["peak_rss_mb"]["self"] * MIB
+        run = {"file": name, "rows": rows, "extra_rows": extra, "n_classes": len(doc["classes"])}
+        run |= {
+            "peak_bytes": int(measured),
+            "estimated_bytes": est.total,
+            "ratio": round(est.total / measured, 3),
+        }
+        out.append(run)
+    return out
+
+
 def print_row(run: dict) -> None:
     if run is None:
         print(
@@ -176,7 +228,14 @@ def write(runs: list[dict], command: str) -> None:
         "backbone": "random BertModel with MiniLM-L6-H384's config (hidden 384, 12 heads, vocab 30522) "
         "and n_layers layers",
         "runs": runs,
+        "reference_runs": reference_runs(),
     }
+    for ref in doc["reference_runs"]:
+        print(
+            f"{ref['file']}: {ref['rows']} rows + {ref['extra_rows']} extra, MiniLM-L6, measured "
+            f"{ref['peak_bytes'] / MIB:.0f} MiB, estimated {ref['estimated_bytes'] / MIB:.0f} MiB, "
+            f"ratio {ref['ratio']:.2f}"
+        )
     RESULT.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {RESULT}")
 

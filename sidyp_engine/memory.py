@@ -17,16 +17,27 @@ the host gains the CUDA runtime instead, which this model does not count.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
 
 from sidyp_engine.classifier import INFERENCE_BATCH, TOKEN_BUDGET
 from sidyp_engine.diffusion import RefinerConfig
 from sidyp_engine.types import CalibrationConfig
 
+MIB = 2**20
 FLOAT = 4  # bytes; every per-row array and every CPU weight is float32
-# Interpreter with torch, transformers, tokenizers and faiss imported, before any data (measured
-# ~420 MiB on CPU, rounded up).
-RUNTIME_BYTES = 512 * 2**20
+# Interpreter with torch and faiss (290 MiB), the tokenizer (40) and transformers' BERT code (120),
+# measured on CPU before any data; rounded up.
+RUNTIME_BYTES = 512 * MIB
+# What the first backward pass allocates beyond the saved activations and gradients (BLAS / oneDNN
+# scratch, autograd buffers): ~40 MiB measured for one branch.
+WORKSPACE_BYTES = 64 * MIB
+# Heap the process keeps after stage 1 although the branches and their optimizer are freed: measured
+# 790-850 MiB during distillation where ~600 MiB are live.
+RETAINED_BYTES = 256 * MIB
+# Stage 1 grows by ~20 KB per row at 4 epochs and 3 branches where the dynamics are 18.4 KB.
+STAGE1_ROW_FACTOR = 1.25
 # Python token-id lists: an 8-byte list slot plus a 32-byte int object per token, and the tokenizer's
 # own encodings while a batch call converts them (tokens, offsets, masks).
 TOKEN_LIST_BYTES = 40
@@ -38,6 +49,8 @@ TRAIN_ACTIVATION_FLOATS = 18
 INFERENCE_ACTIVATION_FLOATS = 10
 ATTENTION_HEADS = 12  # MiniLM-L6-H384 and BERT-base; scores and probabilities scale with it
 SERVED_INFERENCE_BATCH = 64  # ServedClassifier.logits on the validation texts
+# The refiner's reverse pass holds ~8 hidden-wide float vectors per (row, noisy class) pair of a chunk.
+REVERSE_FLOATS_PER_HIDDEN = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,48 @@ def bert_parameters(hidden_size: int, n_layers: int, vocab_size: int, max_positi
     return embeddings + n_layers * layer + d * d + d
 
 
+def backbone_dimensions(backbone_dir: str | os.PathLike) -> dict[str, int]:
+    """`hidden_size`, `n_layers` and `vocab_size` of a Hugging Face model dir, from its config.json."""
+    with open(os.path.join(backbone_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    return {
+        "hidden_size": int(config["hidden_size"]),
+        "n_layers": int(config["num_hidden_layers"]),
+        "vocab_size": int(config["vocab_size"]),
+    }
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """Bytes of one encoder branch: weights, training state, and the activations of one batch."""
+
+    weights: int
+    training_state: int  # gradient + two Adam moments + the best-epoch snapshot, trained weights only
+    activations: int  # one training micro-batch (TOKEN_BUDGET tokens at most)
+    inference: int  # one no-grad batch of INFERENCE_BATCH texts
+
+
+def _encoder(cfg: CalibrationConfig, n_classes: int, d: int, n_layers: int, vocab_size: int) -> _Encoder:
+    width, heads = cfg.max_length, ATTENTION_HEADS
+    params = bert_parameters(d, n_layers, vocab_size) + d * n_classes + n_classes
+    trainable = params - vocab_size * d  # the token-embedding table is frozen in every stage
+    mb_tokens = min(cfg.batch_size * width, TOKEN_BUDGET)
+    per_token_layer = FLOAT * (TRAIN_ACTIVATION_FLOATS * d + 2 * heads * width)  # + scores and probs
+    inference = INFERENCE_BATCH * width * FLOAT * (INFERENCE_ACTIVATION_FLOATS * d + 2 * heads * width)
+    return _Encoder(params * FLOAT, trainable * FLOAT * 4, mb_tokens * n_layers * per_token_layer, inference)
+
+
+def _refiner_transient(n_all: int, n_classes: int, cond_dim: int) -> int:
+    """Largest chunk of the refiner's batched reverse passes: the transition over (row, class) pairs,
+    or the per-epoch pass over rows; each normalises its rows' conditioning first."""
+    chunk, hidden = RefinerConfig.chunk_rows, RefinerConfig.hidden
+    pairs = min(n_all * n_classes, chunk)
+    transition = pairs * REVERSE_FLOATS_PER_HIDDEN * hidden * FLOAT + (pairs // n_classes) * cond_dim * FLOAT
+    rows = min(n_all, chunk)
+    per_epoch = rows * REVERSE_FLOATS_PER_HIDDEN * hidden * FLOAT + rows * cond_dim * FLOAT
+    return max(transition, per_epoch) + n_all * n_classes * n_classes * FLOAT * 2
+
+
 def estimate_memory(
     n_rows: int,
     n_classes: int,
@@ -87,41 +142,27 @@ def estimate_memory(
     """
     m, e, d, c = config.branches, config.epochs, hidden_size, n_classes
     n_all = n_rows + n_extra_rows
-    width = config.max_length
-    tokens = n_all * width
-    heads = ATTENTION_HEADS
-
-    params = bert_parameters(d, n_layers, vocab_size) + d * c + c
-    trainable = params - vocab_size * d  # the token-embedding table is frozen in every stage
-    model = params * FLOAT
-    # gradient + two Adam moments + the best-epoch snapshot of the trained weights
-    training_state = trainable * FLOAT * 4
-    mb_tokens = min(config.batch_size * width, TOKEN_BUDGET)
-    per_token_layer = FLOAT * (TRAIN_ACTIVATION_FLOATS * d + 2 * heads * width)  # + scores and probs
-    activations = mb_tokens * n_layers * per_token_layer
-    inference = INFERENCE_BATCH * width * FLOAT * (INFERENCE_ACTIVATION_FLOATS * d + 2 * heads * width)
-
+    enc = _encoder(config, c, d, n_layers, vocab_size)
+    tokens = n_all * config.max_length
+    token_lists = tokens * TOKEN_LIST_BYTES
+    tokenizing = tokens * (TOKEN_LIST_BYTES + TOKENIZE_TRANSIENT_BYTES)
     dynamics = m * n_all * e * d * FLOAT
     conditioning = m * n_all * (e + 1) * d * FLOAT
-    token_lists = int(tokens * TOKEN_LIST_BYTES)
-    tokenizing = int(tokens * (TOKEN_LIST_BYTES + TOKENIZE_TRANSIENT_BYTES))
     row_vectors = n_all * d * FLOAT * 4  # frozen embeddings, k-NN space, faiss index, normalised queries
     small_per_row = n_all * c * FLOAT * 8  # priors, candidate weights, posteriors, probabilities
 
-    classifier = m * (model + training_state + activations) + max(tokenizing, token_lists + inference)
-    classifier += dynamics + small_per_row
+    classifier = m * (enc.weights + enc.training_state + enc.activations) + WORKSPACE_BYTES
+    classifier += max(tokenizing, token_lists + enc.inference) + STAGE1_ROW_FACTOR * dynamics + small_per_row
     # noise scores: three [N, E, D] copies of one branch; frozen pass: a second model and the texts
-    prior = dynamics + row_vectors + small_per_row + model
-    prior += max(3 * dynamics // m, model + max(tokenizing, token_lists + inference))
-    refiner_chunk = min(n_all, RefinerConfig.chunk_rows) * (e + 1) * d * FLOAT * 2
-    transition = n_all * c * c * FLOAT * 2
+    prior = RETAINED_BYTES + enc.weights + dynamics + row_vectors + small_per_row
+    prior += max(3 * dynamics // m, enc.weights + max(tokenizing, token_lists + enc.inference))
     # the conditioning is built from a normalised copy of the dynamics (one copy alive at a time)
-    refiner = model + dynamics + conditioning + row_vectors + small_per_row
-    refiner += max(dynamics, refiner_chunk + transition)
-    served_activations = mb_tokens * n_layers * per_token_layer
-    served_inference = inference * SERVED_INFERENCE_BATCH // INFERENCE_BATCH
-    served = 2 * model + training_state + served_activations + small_per_row
-    served += max(tokenizing, token_lists + served_inference)
+    refiner = RETAINED_BYTES + enc.weights + dynamics + conditioning + row_vectors + small_per_row
+    refiner += max(dynamics, _refiner_transient(n_all, c, (e + 1) * d))
+    served = RETAINED_BYTES + 2 * enc.weights + enc.training_state + enc.activations + WORKSPACE_BYTES
+    served += small_per_row + max(
+        tokenizing, token_lists + enc.inference * SERVED_INFERENCE_BATCH // INFERENCE_BATCH
+    )
     return MemoryEstimate(RUNTIME_BYTES, int(classifier), int(prior), int(refiner), int(served))
 
 
