@@ -21,9 +21,14 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from sidyp_engine.classifier import INFERENCE_BATCH, TOKEN_BUDGET
-from sidyp_engine.diffusion import RefinerConfig
 from sidyp_engine.types import CalibrationConfig
+
+# The engine's batch shapes, copied rather than imported: this module is for the web process, which
+# must not import torch (tests/engine/test_memory.py checks the copies against the engine).
+TOKEN_BUDGET = 1024  # classifier.TOKEN_BUDGET: tokens per training micro-batch
+INFERENCE_BATCH = 128  # classifier.INFERENCE_BATCH: texts per no-grad pass
+REFINER_CHUNK_ROWS = 65_536  # diffusion.RefinerConfig.chunk_rows
+REFINER_HIDDEN = 128  # diffusion.RefinerConfig.hidden
 
 MIB = 2**20
 FLOAT = 4  # bytes; every per-row array and every CPU weight is float32
@@ -71,7 +76,8 @@ class MemoryEstimate:
     def stage(self) -> str:
         """The stage that sets the peak."""
         stages = {"classifier": self.classifier, "prior": self.prior, "refiner": self.refiner}
-        return max(stages | {"served": self.served}, key=lambda k: (stages | {"served": self.served})[k])
+        stages["served"] = self.served
+        return max(stages, key=stages.__getitem__)
 
     def parts(self) -> dict[str, int]:
         return asdict(self) | {"total": self.total}
@@ -119,7 +125,7 @@ def _encoder(cfg: CalibrationConfig, n_classes: int, d: int, n_layers: int, voca
 def _refiner_transient(n_all: int, n_classes: int, cond_dim: int) -> int:
     """Largest chunk of the refiner's batched reverse passes: the transition over (row, class) pairs,
     or the per-epoch pass over rows; each normalises its rows' conditioning first."""
-    chunk, hidden = RefinerConfig.chunk_rows, RefinerConfig.hidden
+    chunk, hidden = REFINER_CHUNK_ROWS, REFINER_HIDDEN
     pairs = min(n_all * n_classes, chunk)
     transition = pairs * REVERSE_FLOATS_PER_HIDDEN * hidden * FLOAT + (pairs // n_classes) * cond_dim * FLOAT
     rows = min(n_all, chunk)

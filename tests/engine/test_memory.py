@@ -53,6 +53,25 @@ def test_the_defaults_are_the_bundled_backbones_dimensions():
     assert estimate_peak_bytes(5_000, 4, cfg, **dims) == estimate_peak_bytes(5_000, 4, cfg)
 
 
+def test_the_copied_batch_shapes_match_the_engine():
+    from sidyp_engine import classifier, diffusion, memory
+
+    assert memory.TOKEN_BUDGET == classifier.TOKEN_BUDGET
+    assert memory.INFERENCE_BATCH == classifier.INFERENCE_BATCH
+    assert memory.REFINER_CHUNK_ROWS == diffusion.RefinerConfig.chunk_rows
+    assert memory.REFINER_HIDDEN == diffusion.RefinerConfig.hidden
+
+
+def test_importing_the_estimate_does_not_import_torch():
+    # the API estimates every POST /v1/jobs; the web process must not pay for torch
+    import subprocess
+    import sys
+
+    code = "import sys, sidyp_engine.memory; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_parts_add_up_to_the_total():
     est = estimate_memory(50_000, 10, CalibrationConfig())
     parts = est.parts()
