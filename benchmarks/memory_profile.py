@@ -166,11 +166,12 @@ def score(run: dict) -> dict:
         max_length=run["max_length"],
     )
     est = estimate_memory(run["rows"], run["n_classes"], cfg, n_layers=run["n_layers"])
-    parts = est.parts()
+    measured = run["stage_peak_bytes"]
     return {
+        "measured_peak_stage": max(measured, key=measured.__getitem__),
+        "estimated_peak_stage": est.stage,
         "estimated_bytes": est.total,
-        "estimate_parts": parts,
-        "peak_stage": est.stage,
+        "estimate_parts": est.parts(),
         "ratio": round(est.total / run["peak_bytes"], 3),
     }
 
@@ -216,13 +217,13 @@ def print_row(run: dict) -> None:
     )
 
 
-def write(runs: list[dict], command: str) -> None:
+def write(runs: list[dict], command: str, date: str | None = None) -> None:
     machine = (
         f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     doc = {
         "machine": machine,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": date or datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "device": "cpu, one intra-op thread",
         "backbone": "random BertModel with MiniLM-L6-H384's config (hidden 384, 12 heads, vocab 30522) "
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [run | score(run) for run in saved["runs"]]
         for run in runs:
             print_row(run)
-        write(runs, saved["command"])
+        write(runs, saved["command"], saved["date"])
         return
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
