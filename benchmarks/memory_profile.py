@@ -3,7 +3,7 @@
 Each size runs in a fresh subprocess (the peak RSS of a process never goes down, so sizes must not
 share one) with a randomly initialised BERT of the default hidden size (384, MiniLM's tokenizer and
 vocabulary) but only 1-2 layers: the per-row arrays, which grow with the rows, have exactly the
-default's shape, while training stays quick (the committed set: ~9 min on a shared 2-core box). The
+default's shape, while training stays quick (the committed set: ~13 min on a shared 2-core box). The
 layer count enters the estimate through the weights, training state and activations per layer; the
 runs at 1 and 2 layers check that slope, and two whole runs of benchmarks/quality.py with the real
 6-layer MiniLM (`REFERENCES`) check the extrapolation.
