@@ -123,11 +123,15 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
     """Stage 1 with one branch (co-regularisation needs two): the plain noisy-label fine-tune."""
     from sidyp_engine.classifier import train_ensemble
     from sidyp_engine.data import encode_labels
-    from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
+    from sidyp_engine.device import resolve_device
+    from sidyp_engine.model import load_tokenizer, resolve_backbone
 
     t0 = time.perf_counter()
     backbone = resolve_backbone(cfg.backbone)
+    # the baseline is what a user gets by fine-tuning on the LLM labels as they are
+    baseline = cfg.model_copy(update={"branches": 1, "class_balanced": False})
     out = train_ensemble(
+        baseline,
         backbone,
         load_tokenizer(backbone),
         train["texts"],
@@ -136,15 +140,7 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
         torch.from_numpy(encode_labels(valid["noisy"], classes)),
         test["texts"],
         len(classes),
-        branches=1,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-        device=select_device(cfg.device),
-        # the baseline is what a user gets by fine-tuning on the LLM labels as they are
-        class_balanced=False,
+        resolve_device(cfg.device),
     )
     probs = out.noisy_posteriors["extra"].numpy()
     del out
@@ -155,23 +151,23 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
 def dynamic_update_off():
     """Refiner with the candidate-weight update disabled (prior_update_rate = 0).
 
-    CalibrationConfig has no switch for it, so the benchmark swaps in a RefinerConfig whose rate is 0;
-    `calibrate` looks RefinerConfig up in sidyp_engine.diffusion at call time.
+    CalibrationConfig has no switch for it, so the benchmark swaps the refiner stage's `refiner_config`
+    for one whose rate is 0; the stage looks it up at call time.
     """
     import dataclasses
 
-    from sidyp_engine import diffusion
+    from sidyp_engine.stages import refine
 
-    original = diffusion.RefinerConfig
+    original = refine.refiner_config
 
-    def no_update(*args, **kwargs):
-        return dataclasses.replace(original(*args, **kwargs), prior_update_rate=0.0)
+    def no_update(cfg):
+        return dataclasses.replace(original(cfg), prior_update_rate=0.0)
 
-    diffusion.RefinerConfig = no_update
+    refine.refiner_config = no_update
     try:
         yield
     finally:
-        diffusion.RefinerConfig = original
+        refine.refiner_config = original
 
 
 def _copy_stage_checkpoints(src: str, dst: str, stages: tuple[str, ...]) -> None:
@@ -202,6 +198,7 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             config=cfg,
             progress=_progress_printer(args.verbose),
             work_dir=work_dir,
+            collect_diagnostics=args.ablation,
         )
 
     with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
@@ -238,8 +235,9 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             if k in diag
         }
         if args.ablation:
-            out["scores"]["knn_prior"] = score(np.asarray(diag["extra_vote_prior"]), y_test, n_classes)
-            out["scores"]["noise_model_prior"] = score(np.asarray(diag["extra_prior"]), y_test, n_classes)
+            arrays = result.diagnostic_arrays
+            out["scores"]["knn_prior"] = score(arrays["extra_vote_prior"], y_test, n_classes)
+            out["scores"]["noise_model_prior"] = score(arrays["extra_prior"], y_test, n_classes)
             model_backup = result.model
             del result
             gc.collect()
@@ -393,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.learning_rate is not None:
         base["learning_rate"] = args.learning_rate
-    from sidyp_engine.model import select_device
+    from sidyp_engine.device import resolve_device
 
-    device = str(select_device(args.device))
+    device = str(resolve_device(args.device))
     print(
         f"{name}: {len(train['texts'])} train / {len(valid['texts'])} valid / {len(test['texts'])} test, "
         f"{len(classes)} classes, device {device}, seeds {args.seed_start}..{args.seed_start + args.seeds - 1}",

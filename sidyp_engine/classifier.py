@@ -29,7 +29,13 @@ from sidyp_engine.model import (
     length_bucketed_batches,
     move_batch,
 )
-from sidyp_engine.types import CalibrationStopped, Progress, ProgressCallback, ShouldStop
+from sidyp_engine.types import (
+    CalibrationConfig,
+    CalibrationStopped,
+    Progress,
+    ProgressCallback,
+    ShouldStop,
+)
 
 COREG_WEIGHT = 1.0  # weight of the KL-to-ensemble-mean term once it is on
 COREG_WARMUP_SHARE = 0.1  # share of all steps with the co-regularisation off
@@ -182,6 +188,7 @@ def embed_texts(
 
 
 def train_ensemble(
+    cfg: CalibrationConfig,
     backbone_path: str,
     tokenizer,
     train_texts: Sequence[str],
@@ -190,25 +197,18 @@ def train_ensemble(
     valid_labels: torch.Tensor,
     extra_texts: Sequence[str] | None,
     n_classes: int,
-    *,
-    branches: int = 3,
-    epochs: int = 4,
-    batch_size: int = 32,
-    learning_rate: float = 1e-4,
-    max_length: int = 128,
-    seed: int = 0,
-    device: torch.device | None = None,
+    device: torch.device,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
-    class_balanced: bool = True,
 ) -> EnsembleOutput:
-    """Train M branches on the noisy labels; record dynamics and noisy posteriors for every split.
+    """Train cfg.branches branches on the noisy labels; record dynamics and noisy posteriors per split.
 
     Labels are int64 ids with -1 for missing: those rows get no cross-entropy (nothing to fit) but still
     take part in the co-regularisation and are recorded like every other row. The selected epoch is the
     one with the best ensemble accuracy against the noisy validation labels (gold labels are never seen).
     """
-    device = device or torch.device("cpu")
+    branches, epochs, batch_size = cfg.branches, cfg.epochs, cfg.batch_size
+    max_length, seed, class_balanced = cfg.max_length, cfg.seed, cfg.class_balanced
     train_labels = torch.as_tensor(train_labels, dtype=torch.long)
     valid_labels = torch.as_tensor(valid_labels, dtype=torch.long)
     extra_texts = list(extra_texts or [])
@@ -235,7 +235,7 @@ def train_ensemble(
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
+        lr=cfg.learning_rate,
     )
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = steps_per_epoch * epochs

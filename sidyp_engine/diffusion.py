@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidyp_engine.device import resolve_device
 from sidyp_engine.types import CalibrationStopped, Progress
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "compose_posterior",
     "dynamics_features",
     "refiner_conditioning",
-    "resolve_device",
 ]
 
 
@@ -303,14 +303,6 @@ def compose_posterior(noisy_posterior: Tensor, transition: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------------
 
 
-def resolve_device(pref: str | torch.device | None) -> torch.device:
-    if isinstance(pref, torch.device):
-        return pref
-    if pref in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
-
-
 @dataclass
 class RefinerConfig:
     epochs: int = 4
@@ -328,7 +320,6 @@ class RefinerConfig:
     grad_clip: float = 1.0
     dropout: float = 0.1
     seed: int = 0
-    device: str = "auto"
     pure_noise_share: float = 0.5  # share of training rows drawn at t = T-1 (the "expected" readout's input)
     readout: str = "chain"  # "chain" (the 10-step reverse pass) or "expected" (one step); see _reverse
     samples: int = 1  # reverse chains per row and branch, averaged (readout "chain" only)
@@ -379,9 +370,9 @@ ProgressFn = Callable[[Progress], None]
 class DiffusionRefiner:
     """M denoiser branches + one scheduler; learns P(y | ỹ, x) from the dynamic prior."""
 
-    def __init__(self, config: RefinerConfig | None = None):
+    def __init__(self, config: RefinerConfig | None = None, device: torch.device | str = "auto"):
         self.config = config or RefinerConfig()
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(device)
         self.scheduler = SimplexNoiseScheduler(self.config.num_train_timesteps, self.config.simplex_value)
         self.models: nn.ModuleList | None = None  # trained weights
         self.ema: nn.ModuleList | None = None  # EMA weights: the ones used for every prediction
@@ -736,10 +727,9 @@ class DiffusionRefiner:
 
     @classmethod
     def from_state_dict(
-        cls, state: dict[str, Tensor], metadata: dict, device: str | None = None
+        cls, state: dict[str, Tensor], metadata: dict, device: torch.device | str = "auto"
     ) -> DiffusionRefiner:
+        # unknown keys (e.g. the "device" older checkpoints stored) are dropped
         known = {f.name for f in fields(RefinerConfig)}
         cfg_dict = {k: v for k, v in metadata.get("config", {}).items() if k in known}
-        if device is not None:
-            cfg_dict["device"] = device
-        return cls(RefinerConfig(**cfg_dict)).load_state_dict(state, metadata)
+        return cls(RefinerConfig(**cfg_dict), device=device).load_state_dict(state, metadata)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from sidyp_engine.bert_inference import BertEncoder, FastTokenizer
 from sidyp_engine.classifier import micro_batches
+from sidyp_engine.device import resolve_device
 from sidyp_engine.model import (
     TextClassifier,
     autocast_context,
@@ -36,7 +37,6 @@ from sidyp_engine.model import (
     load_tokenizer,
     move_batch,
     resolve_backbone,
-    select_device,
 )
 from sidyp_engine.temperature import fit_temperature
 from sidyp_engine.types import (
@@ -139,6 +139,7 @@ class ServedClassifier:
         progress: ProgressCallback | None = None,
         should_stop: ShouldStop | None = None,
         epochs: int = 2,
+        device: torch.device | None = None,
     ) -> ServedClassifier:
         """Train on soft targets from `init_model` (copied, never modified), then fit the temperature.
 
@@ -148,7 +149,7 @@ class ServedClassifier:
         """
         config = config or CalibrationConfig()
         backbone_path = resolve_backbone(backbone_path if backbone_path is not None else config.backbone)
-        device = select_device(config.device)
+        device = resolve_device(device if device is not None else config.device)
         n_classes = len(classes)
         targets = _as_float_tensor(soft_targets)
         if targets.shape != (len(texts), n_classes):
@@ -272,7 +273,7 @@ class ServedClassifier:
             json.dump(meta, f, indent=2)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> ServedClassifier:
+    def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> ServedClassifier:
         """Load a dir written by `save`. Refuses anything without safetensors weights (no pickle fallback)."""
         from safetensors.torch import load_file
 
@@ -301,6 +302,6 @@ class ServedClassifier:
             meta["classes"],
             float(meta["temperature"]),
             int(meta.get("max_length", 128)),
-            select_device(device),
+            resolve_device(device),
             meta.get("training"),
         )

@@ -125,4 +125,6 @@ class CalibrationResult:
     extra_noisy_posteriors: np.ndarray | None  # [E, C] the noisy-label classifier's P(ỹ | x) for extra texts
     model: Any  # ServedClassifier
     timings: dict[str, float]  # seconds per stage, plus "total"
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # JSON-safe figures, no server paths
+    # per-row arrays of the intermediate stages, only with calibrate(..., collect_diagnostics=True)
+    diagnostic_arrays: dict[str, np.ndarray] = field(default_factory=dict)
