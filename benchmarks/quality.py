@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import gc
 import json
 import math
@@ -52,13 +51,13 @@ ABLATION_ROWS = ("noisy_baseline", "knn_prior", "noise_model_prior", "refiner_no
 
 # ---------------------------------------------------------------------------------------------- data
 def read_split(path: str) -> dict[str, list]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {
-        "texts": [r["text"] for r in rows],
-        "noisy": [r["noisy_label"].strip() or None for r in rows],
-        "gold": [(r.get("gold_label") or "").strip() or None for r in rows],
-    }
+    """texts, noisy labels (None = missing) and gold labels (None where absent) of one split."""
+    from sidyp_engine.tables import read_table_file
+
+    # a test row's gold class may be one the labeller never used: it stays, scored as always wrong
+    table = read_table_file(path, gold_in_labels=False, min_classes=0)
+    gold = table.gold if table.gold is not None else [None] * len(table.texts)
+    return {"texts": table.texts, "noisy": table.noisy, "gold": gold}
 
 
 def subsample(split: dict[str, list], limit: int | None, seed: int = 0) -> dict[str, list]:

@@ -34,10 +34,20 @@ class TableError(InvalidInputError):
     def __init__(self, detail: str, errors: list[dict[str, Any]], kind: str = "invalid"):
         rows = sorted({e["row"] for e in errors if e.get("row") is not None})
         columns = [e["column"] for e in errors if e.get("column")]
-        super().__init__(detail, rows=rows, column=columns[0] if columns else None)
+        # the message lists the first problems too, for callers that only show str(error) (the CLI)
+        shown = "; ".join(_describe(e) for e in errors[:5] if e["message"] != detail)
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        message = f"{detail}: {shown}{more}" if shown else detail
+        super().__init__(message, rows=rows, column=columns[0] if columns else None)
         self.detail = detail
         self.errors = errors
         self.kind = kind
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = [f"row {error['row']}"] if error.get("row") is not None else []
+    where += [f"column {error['column']!r}"] if error.get("column") else []
+    return f"{', '.join(where)}: {error['message']}" if where else error["message"]
 
 
 @dataclass
@@ -119,6 +129,7 @@ def read_table(
     filename: str | None = None,
     text_column: str = "text",
     label_column: str = "noisy_label",
+    gold_column: str = GOLD_COLUMN,
     declared_labels: list[str] | None = None,
     require_labels: bool = True,
     gold_in_labels: bool = True,
@@ -139,15 +150,13 @@ def read_table(
     declared = check_declared_labels(declared_labels, max_classes) if declared_labels is not None else None
     is_jsonl = _looks_like_jsonl(raw, filename)
     text = _decode(raw, is_jsonl)
-    columns = (text_column, label_column, require_labels)
-    if is_jsonl:
-        rows, present, fmt = _rows_from_jsonl(text, *columns, max_rows)
-    else:
-        rows, present, fmt = _rows_from_csv(text, *columns, max_rows)
+    columns = _Columns(text_column, label_column, gold_column, require_labels)
+    reader = _rows_from_jsonl if is_jsonl else _rows_from_csv
+    rows, present, fmt = reader(text, columns, max_rows)
     if not rows:
         fail("the file has no data rows", kind="empty")
-    table = _check_cells(rows, present, fmt, text_column, label_column, max_text_chars)
-    _check_labels(table, declared, label_column, gold_in_labels, min_classes, max_classes)
+    table = _check_cells(rows, present, fmt, columns, max_text_chars)
+    _check_labels(table, declared, columns, gold_in_labels, min_classes, max_classes)
     return table
 
 
@@ -196,16 +205,32 @@ def sniff_delimiter(header_line: str) -> str:
 _Row = tuple[Any, Any, Any, Any]  # text, noisy label, gold label, trusted label
 
 
+@dataclass(frozen=True)
+class _Columns:
+    text: str
+    label: str
+    gold: str
+    require_labels: bool
+    trusted: str = TRUSTED_COLUMN
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.label, self.gold, self.trusted)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (self.text, self.label) if self.require_labels else (self.text,)
+
+
 def _rows_from_csv(
-    text: str, text_column: str, label_column: str, require_labels: bool, max_rows: int | None
+    text: str, columns: _Columns, max_rows: int | None
 ) -> tuple[list[_Row], dict[str, bool], str]:
     delimiter = sniff_delimiter(text.split("\n", 1)[0])
     csv.field_size_limit(max(len(text) + 1, 131072))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header = _csv_header(reader, text_column, label_column, require_labels)
-    index = {name: header.index(name) if name in header else None for name in (label_column, GOLD_COLUMN)}
-    index[TRUSTED_COLUMN] = header.index(TRUSTED_COLUMN) if TRUSTED_COLUMN in header else None
-    ti = header.index(text_column)
+    header = _csv_header(reader, columns)
+    index = {name: header.index(name) if name in header else None for name in columns.labels}
+    ti = header.index(columns.text)
     rows: list[_Row] = []
     errors = _Errors()
     while True:
@@ -229,7 +254,7 @@ def _rows_from_csv(
     return rows, present, DELIMITERS[delimiter]
 
 
-def _csv_header(reader, text_column: str, label_column: str, require_labels: bool) -> list[str]:
+def _csv_header(reader, columns: _Columns) -> list[str]:
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -240,7 +265,7 @@ def _csv_header(reader, text_column: str, label_column: str, require_labels: boo
     for name, n in Counter(header).items():
         if n > 1:
             errors.add(None, name, f"column {name!r} appears {n} times in the header")
-    for required in (text_column, label_column) if require_labels else (text_column,):
+    for required in columns.required:
         if required not in header:
             errors.add(None, required, f"missing column {required!r} (header: {header[:20]})")
     errors.raise_if_any("bad CSV header")
@@ -253,11 +278,11 @@ def _check_row_count(n_rows: int, max_rows: int | None) -> None:
 
 
 def _rows_from_jsonl(
-    text: str, text_column: str, label_column: str, require_labels: bool, max_rows: int | None
+    text: str, columns: _Columns, max_rows: int | None
 ) -> tuple[list[_Row], dict[str, bool], str]:
     rows: list[_Row] = []
     errors = _Errors()
-    label_names = (label_column, GOLD_COLUMN, TRUSTED_COLUMN)
+    label_names = columns.labels
     present = dict.fromkeys(label_names, False)  # a field counts as present when any line has it
     for line in text.splitlines():
         if not line.strip():
@@ -274,12 +299,12 @@ def _rows_from_jsonl(
         if not isinstance(obj, dict):
             rows.append(("", None, None, None))
             continue
-        if text_column not in obj:
-            errors.add(row, text_column, f"missing field {text_column!r}")
-        if require_labels and label_column not in obj:
-            errors.add(row, label_column, f"missing field {label_column!r} (use null for a missing label)")
+        for name in columns.required:
+            if name not in obj:
+                hint = " (use null for a missing label)" if name == columns.label else ""
+                errors.add(row, name, f"missing field {name!r}{hint}")
         present |= {name: True for name in label_names if name in obj}
-        rows.append((obj.get(text_column, ""), *(obj.get(name) for name in label_names)))
+        rows.append((obj.get(columns.text, ""), *(obj.get(name) for name in label_names)))
     errors.raise_if_any("malformed JSON Lines")
     return rows, present, "jsonl"
 
@@ -288,28 +313,27 @@ def _check_cells(
     rows: list[_Row],
     present: dict[str, bool],
     fmt: str,
-    text_column: str,
-    label_column: str,
+    columns: _Columns,
     max_text_chars: int | None,
 ) -> Table:
     """Texts and label cells, row by row; `present` says which label columns the table has."""
     errors = _Errors()
-    names = (label_column, GOLD_COLUMN, TRUSTED_COLUMN)
+    names = columns.labels
     texts: list[str] = []
-    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    cells: dict[str, list[str | None]] = {name: [] for name in names}
     for i, (text, *labels) in enumerate(rows):
-        texts.append(_text_cell(text, i, text_column, max_text_chars, errors))
+        texts.append(_text_cell(text, i, columns.text, max_text_chars, errors))
         for name, value in zip(names, labels, strict=True):
-            columns[name].append(_label_cell(value, i, name, errors))
+            cells[name].append(_label_cell(value, i, name, errors))
     errors.raise_if_any("invalid rows")
-    kept = {name: columns[name] if present[name] else None for name in names}
-    return Table(texts, kept[label_column], kept[GOLD_COLUMN], kept[TRUSTED_COLUMN], [], fmt)
+    kept = [cells[name] if present[name] else None for name in names]
+    return Table(texts, *kept, [], fmt)
 
 
 def _check_labels(
     table: Table,
     declared: list[str] | None,
-    label_column: str,
+    columns: _Columns,
     gold_in_labels: bool,
     min_classes: int,
     max_classes: int | None,
@@ -322,20 +346,22 @@ def _check_labels(
     if declared is not None:
         for i, y in enumerate(noisy):
             if y is not None and y not in allowed:
-                errors.add(i, label_column, f"label {y[:50]!r} is not one of the declared labels")
-    checked = ((GOLD_COLUMN, table.gold, "gold label"),) if gold_in_labels else ()
-    for column, cells, what in (*checked, (TRUSTED_COLUMN, table.trusted, "trusted label")):
+                errors.add(i, columns.label, f"label {y[:50]!r} is not one of the declared labels")
+    checked = ((columns.gold, table.gold, "gold label"),) if gold_in_labels else ()
+    for column, cells, what in (*checked, (columns.trusted, table.trusted, "trusted label")):
         for i, g in enumerate(cells or []):
             if g is not None and g not in allowed:
                 errors.add(i, column, f"{what} {g[:50]!r} is not one of the labels")
     errors.raise_if_any("labels outside the declared set")
     if max_classes is not None and len(labels) > max_classes:
         fail(
-            f"{len(labels)} classes; the limit is {max_classes}", column=label_column, kind="too-many-classes"
+            f"{len(labels)} classes; the limit is {max_classes}",
+            column=columns.label,
+            kind="too-many-classes",
         )
     if table.noisy is not None and len(observed) < min_classes:
         message = f"at least {min_classes} classes must appear among the labels; found {observed}"
-        fail(message, column=label_column, kind="too-few-classes")
+        fail(message, column=columns.label, kind="too-few-classes")
     counts = Counter(y for y in noisy if y is not None)
     table.labels = list(labels)
     table.label_counts = {c: counts.get(c, 0) for c in labels}
