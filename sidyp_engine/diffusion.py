@@ -1,30 +1,9 @@
-"""Stages 3 and 4 of SiDyP: simplex label diffusion with a dynamic prior, and the composed posterior.
+"""Stage 3 of SiDyP: the diffusion refiner, M denoiser branches (`sidyp_engine.denoiser`) with one scheduler.
 
-Built the way diffusers separates concerns:
-
-* `SimplexNoiseScheduler` owns the noise schedule (cosine, 800 training timesteps), `add_noise` and the
-  reverse `step`; it holds no parameters.
-* `LabelDenoiser` is the network: an MLP that predicts the clean label's logits from a noised label simplex,
-  the timestep, the example's training-dynamics vector and its noisy label.
-* `DiffusionRefiner` composes M denoiser branches with one scheduler: training with co-regularisation, EMA
-  weights, the dynamic prior update, model selection on noisy validation data, and the batched transition
-  P(y | ỹ = j, x) for every j at once.
-
-Labels live on the "simplex" of SSD-LM / TESS: a class distribution p maps to logits `k * (2p - 1)` with
-k = simplex_value (5), so a one-hot label is +5 on its class and -5 elsewhere. Noise is Gaussian with the
-same scale k, so signal and noise are comparable across the schedule.
-
-Earlier measurements (semeval-mixtral-fewshot, an older stage 1 with dynamics-only conditioning, one pipeline
-run, 3 refiner seeds; test accuracy / ECE of sum_j P(ỹ=j|x) P(y|ỹ=j,x); noisy-label classifier 0.473, prior
-argmax 0.428; current figures are in `_reverse` and docs/method.md):
-* readout "expected" 0.506 / 0.063; readout "chain" (10 steps) 0.514 / 0.102; with an oracle clean set for
-  the prior (prior argmax 0.610): 0.639 / 0.034 and 0.651 / 0.073. The prior is the lever; the refiner
-  adds about 3 points over the better of the noisy-label classifier and the prior argmax, and stays
-  calibrated.
-* training half of the rows at t = T-1 (`pure_noise_share`): 0.506 vs 0.497 without; on the synthetic test
-  problem 0.97 vs 0.71, because otherwise the pure-noise input that starts every reverse pass is rare in
-  training and the denoiser leans on the noisy label there.
-* the dynamic prior update moves the candidate weights' argmax accuracy from 0.425 to ~0.47-0.49.
+`DiffusionRefiner` trains the branches with co-regularisation, EMA weights, the dynamic prior update and
+model selection on noisy validation data, and computes the batched transition P(y | ỹ = j, x) for every j
+at once; `compose_posterior` turns it into P(y | x). Measurements: docs/method.md, "Refiner readout and
+training".
 """
 
 from __future__ import annotations
@@ -40,226 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidyp_engine.denoiser import LabelDenoiser, SimplexNoiseScheduler
 from sidyp_engine.device import resolve_device
 from sidyp_engine.types import CalibrationStopped, Progress
 
 __all__ = [
     "DiffusionRefiner",
-    "LabelDenoiser",
     "RefinerConfig",
-    "SimplexNoiseScheduler",
     "compose_posterior",
     "dynamics_features",
     "refiner_conditioning",
 ]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Scheduler
-# --------------------------------------------------------------------------------------------------------
-
-
-class SimplexNoiseScheduler:
-    """Cosine noise schedule over label simplexes (no parameters, not an nn.Module).
-
-    Training: `add_noise(x0, noise, t)` with t drawn from [0, num_train_timesteps).
-    Sampling: `set_timesteps(n)` then, for t in `self.timesteps`, `sample = step(model_logits, t, sample)`.
-    The inference timesteps are spread over the *training* range (799, 710, ..., 0), and each step uses the
-    cumulative alphas of exactly those timesteps; the published code sampled timesteps 9..0 instead, feeding
-    pure noise to a model that had only seen nearly clean inputs at those timesteps.
-    """
-
-    def __init__(
-        self,
-        num_train_timesteps: int = 800,
-        simplex_value: float = 5.0,
-        cosine_offset: float = 0.008,
-        max_beta: float = 0.999,
-    ):
-        if num_train_timesteps < 2:
-            raise ValueError("num_train_timesteps must be at least 2")
-        self.num_train_timesteps = int(num_train_timesteps)
-        self.simplex_value = float(simplex_value)
-        # Nichol & Dhariwal's cosine schedule, in float64 so that the cumulative product is exact enough
-        # near t = 0 (alphas_cumprod[0] must be ~1 for the last sampling step to return a clean label).
-        steps = torch.arange(self.num_train_timesteps + 1, dtype=torch.float64) / self.num_train_timesteps
-        alpha_bar = torch.cos((steps + cosine_offset) / (1 + cosine_offset) * math.pi / 2) ** 2
-        betas = (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
-        self.betas = betas.float()
-        self.alphas_cumprod = torch.cumprod(1 - betas, dim=0).float()
-        self.timesteps = torch.arange(self.num_train_timesteps - 1, -1, -1, dtype=torch.long)
-        self.num_inference_steps = self.num_train_timesteps
-
-    # -- label <-> simplex ---------------------------------------------------------------------------------
-    def labels_to_simplex(self, probs_or_onehot: Tensor) -> Tensor:
-        """[B, C] class distribution (one-hot or soft) -> [B, C] simplex logits in [-k, k]."""
-        return self.simplex_value * (2.0 * probs_or_onehot.float() - 1.0)
-
-    def simplex_to_probs(self, simplex: Tensor) -> Tensor:
-        """Inverse of `labels_to_simplex` for points produced by it (clamped into [0, 1])."""
-        return ((simplex / self.simplex_value + 1.0) / 2.0).clamp(0.0, 1.0)
-
-    def sample_noise(
-        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device=None
-    ) -> Tensor:
-        """Gaussian noise in simplex units: N(0, simplex_value^2)."""
-        return self.simplex_value * torch.randn(shape, generator=generator, device=device)
-
-    # -- forward process -----------------------------------------------------------------------------------
-    def add_noise(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
-        """q(x_t | x_0) = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise, with `noise` in simplex units.
-
-        `timesteps` is [B] (one per row) or a scalar.
-        """
-        ab = self.alphas_cumprod.to(x0.device)[torch.as_tensor(timesteps, device=x0.device).long()]
-        while ab.dim() < x0.dim():
-            ab = ab.unsqueeze(-1)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-
-    # -- reverse process -----------------------------------------------------------------------------------
-    def set_timesteps(self, num_inference_steps: int = 10) -> Tensor:
-        """Spread `num_inference_steps` evenly over the training timesteps, from T-1 down to 0."""
-        n = int(num_inference_steps)
-        if not 1 <= n <= self.num_train_timesteps:
-            raise ValueError(f"num_inference_steps must be in [1, {self.num_train_timesteps}]")
-        if n == 1:
-            ts = torch.tensor([self.num_train_timesteps - 1], dtype=torch.long)
-        else:
-            ts = torch.linspace(self.num_train_timesteps - 1, 0, n, dtype=torch.float64).round().long()
-        self.timesteps = ts
-        self.num_inference_steps = n
-        return ts
-
-    def previous_timestep(self, timestep: int) -> int:
-        """The inference timestep after `timestep` in the current schedule, or -1 after the last one."""
-        later = (self.timesteps < int(timestep)).nonzero()
-        return int(self.timesteps[later[0, 0]]) if len(later) else -1
-
-    def step(
-        self,
-        model_output_logits: Tensor,
-        timestep: int | Tensor,
-        sample: Tensor,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """One reverse step x_t -> x_prev from the model's predicted x0 logits.
-
-        The predicted logits become the simplex point `k * (2 softmax - 1)`: the expected clean simplex
-        under the model's class distribution (the MMSE estimate of x0), so the DDPM posterior
-        q(x_prev | x_t, x0) below is evaluated at a consistent x0 estimate. Hard argmax projection (TESS)
-        would turn the last output into a near one-hot and lose the calibration we need for P(y | ỹ, x).
-        After the last timestep the clean estimate itself is returned.
-        """
-        t = int(timestep)
-        prev_t = self.previous_timestep(t)
-        x0_hat = self.labels_to_simplex(torch.softmax(model_output_logits.float(), dim=-1))
-        if prev_t < 0:
-            return x0_hat
-        acp = self.alphas_cumprod
-        ab_t = float(acp[t])
-        ab_prev = float(acp[prev_t])
-        alpha_t = ab_t / ab_prev  # the product of alphas between the two inference timesteps
-        beta_t = 1.0 - alpha_t
-        coef_x0 = math.sqrt(ab_prev) * beta_t / (1.0 - ab_t)
-        coef_xt = math.sqrt(alpha_t) * (1.0 - ab_prev) / (1.0 - ab_t)
-        variance = max((1.0 - ab_prev) / (1.0 - ab_t) * beta_t, 0.0)
-        noise = self.sample_noise(tuple(sample.shape), generator=generator, device=sample.device)
-        return coef_x0 * x0_hat + coef_xt * sample + math.sqrt(variance) * noise
-
-
-# --------------------------------------------------------------------------------------------------------
-# Denoiser
-# --------------------------------------------------------------------------------------------------------
-
-
-def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
-    """Sinusoidal timestep embedding [B] -> [B, dim] (as in DDPM / diffusers)."""
-    half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
-    )
-    args = timesteps.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
-class _ResidualBlock(nn.Module):
-    def __init__(self, hidden: int, dropout: float):
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.fc1 = nn.Linear(hidden, hidden * 2)
-        self.fc2 = nn.Linear(hidden * 2, hidden)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(h)))))
-
-
-class LabelDenoiser(nn.Module):
-    """Predicts the clean label's logits from (x_t, t, dynamics vector, noisy label).
-
-    All three conditions enter additively into the hidden state (the published code built a text and a
-    timestep embedding and then did not use them). The noisy-label table has C + 1 rows: row C stands
-    for a missing label, so a missing label is its own condition, never a random class.
-    The dynamics vector is large (epochs x hidden size); it is normalised and projected down once, and
-    `encode_cond` lets callers reuse that projection across timesteps and candidate noisy labels.
-    """
-
-    def __init__(
-        self,
-        n_classes: int,
-        cond_dim: int,
-        hidden: int = 256,
-        time_dim: int = 64,
-        n_blocks: int = 2,
-        dropout: float = 0.1,
-        simplex_value: float = 5.0,
-    ):
-        super().__init__()
-        self.n_classes = n_classes
-        self.cond_dim = cond_dim
-        self.hidden = hidden
-        self.time_dim = time_dim
-        self.simplex_value = simplex_value
-        self.cond_proj = nn.Sequential(
-            nn.LayerNorm(cond_dim), nn.Dropout(dropout), nn.Linear(cond_dim, hidden), nn.GELU()
-        )
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.label_emb = nn.Embedding(n_classes + 1, hidden)
-        # The noised simplex enters both scaled and as a softmax: the softmax is what carries the label
-        # at low noise, the scaled logits keep the magnitude information at high noise.
-        self.x_in = nn.Linear(2 * n_classes, hidden)
-        self.blocks = nn.ModuleList(_ResidualBlock(hidden, dropout) for _ in range(n_blocks))
-        self.out_norm = nn.LayerNorm(hidden)
-        self.out = nn.Linear(hidden, n_classes)
-
-    def encode_cond(self, cond: Tensor) -> Tensor:
-        return self.cond_proj(cond.float())
-
-    def forward(
-        self,
-        noisy_simplex: Tensor,
-        timesteps: Tensor,
-        cond: Tensor | None,
-        noisy_label: Tensor,
-        cond_emb: Tensor | None = None,
-    ) -> Tensor:
-        if cond_emb is None:
-            if cond is None:
-                raise ValueError("pass cond or cond_emb")
-            cond_emb = self.encode_cond(cond)
-        x = noisy_simplex.float()
-        x_feat = torch.cat([x / self.simplex_value, torch.softmax(x, dim=-1)], dim=-1)
-        label_idx = torch.where(noisy_label < 0, torch.full_like(noisy_label, self.n_classes), noisy_label)
-        # Rows share few distinct timesteps (all rows share one during sampling): embed each once.
-        t_unique, t_inverse = torch.unique(timesteps, return_inverse=True)
-        t_emb = self.time_mlp(timestep_embedding(t_unique, self.time_dim))[t_inverse]
-        h = self.x_in(x_feat) + t_emb + cond_emb + self.label_emb(label_idx)
-        for block in self.blocks:
-            h = block(h)
-        return self.out(self.out_norm(h))
 
 
 def dynamics_features(dynamics: Tensor) -> Tensor:
@@ -279,9 +49,8 @@ def refiner_conditioning(dynamics: Tensor, sentence_embeddings: Tensor | None) -
 
     The frozen embedding is where each trajectory starts, before the encoder saw any noisy label. When
     the labels are a rule of the text (keyword votes), the fine-tuned epochs encode the rule and little
-    else, so without it the refiner cannot tell apart examples the labeller treated alike. Measured on
-    trec-weak-vote (same stage 1, frozen-space prior, k = 25): refined test accuracy 0.624 -> 0.652;
-    semeval-mixtral-fewshot (stage-1-space prior, k = 10): 0.550 -> 0.555.
+    else, so without it the refiner cannot tell apart examples the labeller treated alike (docs/method.md,
+    "Refiner conditioning").
     """
     feats = dynamics_features(dynamics)
     if sentence_embeddings is None:
@@ -349,8 +118,7 @@ def _single_thread_on_cpu(device: torch.device):
     """Run the refiner's CPU work on one intra-op thread.
 
     Its ops are small (a batch of 64 through a 128-wide MLP), so a second thread buys nothing, while on a
-    busy machine every multi-threaded op waits for a descheduled partner thread: measured here with other
-    jobs running, fit for N=2500, C=9, M=3, 4 epochs took 4.6 s on one thread and 50-115 s on two.
+    busy machine every multi-threaded op waits for a descheduled partner thread (docs/method.md).
     """
     if device.type != "cpu":
         yield
@@ -615,10 +383,7 @@ class DiffusionRefiner:
         readout "chain" (default): the full `num_inference_steps` reverse pass (the published method's
         sampler, with the timesteps mapped onto the training range), `samples` chains averaged per row.
         readout "expected": the denoiser's x0 class distribution at the first reverse step, from pure noise
-        at t = T-1 (one step instead of ten).
-        Measured with the current conditioning (sentence embedding + dynamics), one stage-1 run per set,
-        3 refiner seeds, after the posterior temperature: semeval-mixtral-fewshot chain 0.547 accuracy /
-        0.069 ECE, expected 0.547 / 0.074; trec-weak-vote chain 0.693 / 0.311, expected 0.681 / 0.221.
+        at t = T-1 (one step instead of ten). Their measurements: docs/method.md.
         """
         assert self.ema is not None and self.n_classes is not None
         sched = SimplexNoiseScheduler(self.config.num_train_timesteps, self.config.simplex_value)

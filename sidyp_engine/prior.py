@@ -68,8 +68,8 @@ def knn_votes(
     """Distance-weighted k-NN vote shares [Q, C]; `exclude[q]` is an index row query q must not use (-1: none).
 
     `balanced`: each vote is divided by its class's frequency in the index. The labeller over-uses some
-    classes, so raw votes drown the rare ones and the prior collapses onto the labeller's bias (measured:
-    -6 / -22 points of prior accuracy on semeval / trec without it, benchmarks/research/FINDINGS.md).
+    classes, so raw votes drown the rare ones and the prior collapses onto the labeller's bias
+    (docs/method.md, "Class-balanced k-NN votes").
 
     Cosine geometry (Euclidean distance between L2-normalised vectors), exact search with faiss.
     """

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from sidyp_engine.denoiser import LabelDenoiser, SimplexNoiseScheduler
 from sidyp_engine.diffusion import (
     DiffusionRefiner,
-    LabelDenoiser,
     RefinerConfig,
-    SimplexNoiseScheduler,
     compose_posterior,
     dynamics_features,
     refiner_conditioning,
