@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from sidyp_engine.types import InvalidInputError
@@ -25,3 +27,21 @@ def resolve_device(pref: str | torch.device = "auto") -> torch.device:
     if pref == "cuda":
         raise InvalidInputError("device 'cuda' was requested but CUDA is not available")
     return torch.device("cpu")
+
+
+@contextmanager
+def single_thread_on_cpu(device: torch.device):
+    """Run the diffusion refiner's CPU work on one intra-op thread.
+
+    Its ops are small (a batch of 64 through a 128-wide MLP), so a second thread buys nothing, while on a
+    busy machine every multi-threaded op waits for a descheduled partner thread (docs/method.md).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -20,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidyp_engine.denoiser import LabelDenoiser, SimplexNoiseScheduler
-from sidyp_engine.device import resolve_device
-from sidyp_engine.types import CalibrationStopped, Progress
+from sidyp_engine.device import resolve_device, single_thread_on_cpu
+from sidyp_engine.types import CalibrationStopped, Progress, ProgressCallback, ShouldStop
 
 __all__ = [
     "DiffusionRefiner",
@@ -113,28 +111,6 @@ class RefinerConfig:
             raise ValueError(f"invalid RefinerConfig values: {', '.join(bad)}")
 
 
-@contextmanager
-def _single_thread_on_cpu(device: torch.device):
-    """Run the refiner's CPU work on one intra-op thread.
-
-    Its ops are small (a batch of 64 through a 128-wide MLP), so a second thread buys nothing, while on a
-    busy machine every multi-threaded op waits for a descheduled partner thread (docs/method.md).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-StopFn = Callable[[], bool]
-ProgressFn = Callable[[Progress], None]
-
-
 class DiffusionRefiner:
     """M denoiser branches + one scheduler; learns P(y | ỹ, x) from the dynamic prior."""
 
@@ -212,8 +188,8 @@ class DiffusionRefiner:
         candidates: Tensor,
         certain: Tensor,
         valid: tuple[Tensor, Tensor, Tensor] | None = None,
-        progress: ProgressFn | None = None,
-        should_stop: StopFn | None = None,
+        progress: ProgressCallback | None = None,
+        should_stop: ShouldStop | None = None,
     ) -> dict:
         """Train the branches; returns a history dict (per-epoch loss, validation agreement, selection).
 
@@ -233,7 +209,7 @@ class DiffusionRefiner:
         fork_devices = (
             [] if dev.type != "cuda" else [torch.cuda.current_device() if dev.index is None else dev.index]
         )
-        with torch.random.fork_rng(devices=fork_devices), _single_thread_on_cpu(dev):
+        with torch.random.fork_rng(devices=fork_devices), single_thread_on_cpu(dev):
             torch.manual_seed(self.config.seed)
             return self._fit(cond, noisy, prior_probs, candidates, certain, valid, progress, should_stop)
 
@@ -252,11 +228,52 @@ class DiffusionRefiner:
         weights = self.initial_weights(prior_probs.to(dev), candidates, certain)
         gen = torch.Generator(device=dev)
         gen.manual_seed(cfg.seed)
+        optim, lr_sched, total_steps = self._optimiser(n)
+        history: dict = {"loss": [], "coreg": [], "valid_agreement": [], "weights_shift": []}
+        best_score, best_state, best_epoch = -math.inf, None, cfg.epochs - 1
+        self._step_no = 0
+        for epoch in range(cfg.epochs):
+            self.models.train()
+            perm = torch.randperm(n, generator=gen, device=dev)
+            loss_sum, coreg_sum, batches = 0.0, 0.0, 0
+            for start in range(0, n, cfg.batch_size):
+                if should_stop is not None and should_stop():
+                    raise CalibrationStopped("stopped during refiner training")
+                idx = perm[start : start + cfg.batch_size]
+                ce, coreg = self._train_batch(cond, noisy, weights, idx, gen, optim, lr_sched)
+                loss_sum, coreg_sum, batches = loss_sum + ce, coreg_sum + coreg, batches + 1
+                if progress is not None:
+                    done = self._step_no / (total_steps + cfg.epochs)
+                    progress(Progress("refiner", done, f"epoch {epoch + 1}/{cfg.epochs}", {"loss": ce}))
+            history["loss"].append(loss_sum / batches)
+            history["coreg"].append(coreg_sum / batches)
+            weights = self._dynamic_prior_step(
+                cond, noisy, weights, candidates, certain, epoch, history, should_stop
+            )
+            if valid is not None:
+                score = self._valid_agreement(valid)
+                history["valid_agreement"].append(score)
+                if score > best_score:
+                    best_score, best_epoch = score, epoch
+                    best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+            if progress is not None:
+                metrics = {"loss": history["loss"][-1]}
+                if history["valid_agreement"]:
+                    metrics["valid_agreement"] = history["valid_agreement"][-1]
+                progress(Progress("refiner", (epoch + 1) / cfg.epochs, f"epoch {epoch + 1} done", metrics))
 
-        params = [p for p in self.models.parameters()]
-        optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
+        if best_state is not None:
+            self.ema.load_state_dict(best_state)
+        history["selected_epoch"] = best_epoch
+        history["seconds"] = time.perf_counter() - started
+        self.weights = weights.detach()
+        return history
+
+    def _optimiser(self, n: int):
+        cfg = self.config
+        assert self.models is not None
+        optim = torch.optim.AdamW(list(self.models.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total_steps = math.ceil(n / cfg.batch_size) * cfg.epochs
         warmup = max(1, total_steps // 20)
 
         def lr_factor(step: int) -> float:
@@ -266,101 +283,68 @@ class DiffusionRefiner:
             progress_frac = (step - warmup) / max(1, total_steps - warmup)
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_frac))
 
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_factor)
-        history: dict = {"loss": [], "coreg": [], "valid_agreement": [], "weights_shift": []}
-        best_score, best_state, best_epoch = -math.inf, None, cfg.epochs - 1
-        step_no = 0
+        return optim, torch.optim.lr_scheduler.LambdaLR(optim, lr_factor), total_steps
+
+    def _train_batch(self, cond, noisy, weights, idx, gen, optim, lr_sched) -> tuple[float, float]:
+        """One step on the rows `idx`; returns (cross-entropy, co-regularisation) of the batch."""
+        cfg, dev = self.config, self.device
+        assert self.models is not None
+        b, c = idx.numel(), weights.shape[1]
         t_max = self.scheduler.num_train_timesteps
-        for epoch in range(cfg.epochs):
-            self.models.train()
-            perm = torch.randperm(n, generator=gen, device=dev)
-            loss_sum, coreg_sum, batches = 0.0, 0.0, 0
-            for start in range(0, n, cfg.batch_size):
-                if should_stop is not None and should_stop():
-                    raise CalibrationStopped("stopped during refiner training")
-                idx = perm[start : start + cfg.batch_size]
-                b = idx.numel()
-                # Target: one label per row sampled from its candidate weights (shared across branches so
-                # that co-regularisation compares like with like).
-                target = torch.multinomial(weights[idx], 1, generator=gen).squeeze(1)
-                x0 = self.scheduler.labels_to_simplex(F.one_hot(target, c))
-                t = torch.randint(0, t_max, (b,), generator=gen, device=dev)
-                if cfg.pure_noise_share > 0:
-                    pure = torch.rand(b, generator=gen, device=dev) < cfg.pure_noise_share
-                    t = torch.where(pure, torch.full_like(t, t_max - 1), t)
-                xt = self.scheduler.add_noise(x0, self.scheduler.sample_noise((b, c), gen, dev), t)
-                logits = torch.stack(
-                    [
-                        model(xt, t, self._branch_cond(cond, m)[idx], noisy[idx])
-                        for m, model in enumerate(self.models)
-                    ]
-                )  # [M, B, C]
-                # Cross-entropy on the x0 logits against the sampled label (the simplex-diffusion objective
-                # of SSD-LM/TESS). MSE on the ±5 simplex saturates once the sign is right and gives weak
-                # gradients for the class probabilities we need calibrated; CE is a proper scoring rule,
-                # so the softmax estimates P(y | ỹ, x, x_t). Mean over rows and branches, not a batch sum.
-                ce = F.cross_entropy(logits.reshape(-1, c), target.repeat(len(self.models)))
-                log_p = F.log_softmax(logits, dim=-1)
-                if len(self.models) > 1 and cfg.coreg_weight > 0:
-                    log_mean = torch.logsumexp(log_p, dim=0) - math.log(len(self.models))
-                    # KL(mean || branch_m), averaged over branches and rows.
-                    coreg = (log_mean.exp() * (log_mean - log_p)).sum(-1).mean()
-                else:
-                    coreg = torch.zeros((), device=dev)
-                loss = ce + cfg.coreg_weight * coreg
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                for model in self.models:  # every branch, not only the last
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optim.step()
-                lr_sched.step()
-                self._update_ema(step_no)
-                step_no += 1
-                loss_sum += float(ce.detach())
-                coreg_sum += float(coreg.detach())
-                batches += 1
-                if progress is not None:
-                    progress(
-                        Progress(
-                            "refiner",
-                            step_no / (total_steps + cfg.epochs),
-                            f"epoch {epoch + 1}/{cfg.epochs}",
-                            {"loss": float(ce.detach())},
-                        )
-                    )
-            history["loss"].append(loss_sum / batches)
-            history["coreg"].append(coreg_sum / batches)
+        # Target: one label per row sampled from its candidate weights (shared across branches so that
+        # co-regularisation compares like with like).
+        target = torch.multinomial(weights[idx], 1, generator=gen).squeeze(1)
+        x0 = self.scheduler.labels_to_simplex(F.one_hot(target, c))
+        t = torch.randint(0, t_max, (b,), generator=gen, device=dev)
+        if cfg.pure_noise_share > 0:
+            pure = torch.rand(b, generator=gen, device=dev) < cfg.pure_noise_share
+            t = torch.where(pure, torch.full_like(t, t_max - 1), t)
+        xt = self.scheduler.add_noise(x0, self.scheduler.sample_noise((b, c), gen, dev), t)
+        branches = enumerate(self.models)
+        logits = torch.stack(
+            [model(xt, t, self._branch_cond(cond, m)[idx], noisy[idx]) for m, model in branches]
+        )
+        # Cross-entropy on the x0 logits against the sampled label (the simplex-diffusion objective of
+        # SSD-LM/TESS). MSE on the ±5 simplex saturates once the sign is right and gives weak gradients for
+        # the class probabilities we need calibrated; CE is a proper scoring rule, so the softmax estimates
+        # P(y | ỹ, x, x_t). Mean over rows and branches, not a batch sum.
+        ce = F.cross_entropy(logits.reshape(-1, c), target.repeat(len(self.models)))
+        log_p = F.log_softmax(logits, dim=-1)
+        if len(self.models) > 1 and cfg.coreg_weight > 0:
+            log_mean = torch.logsumexp(log_p, dim=0) - math.log(len(self.models))
+            coreg = (log_mean.exp() * (log_mean - log_p)).sum(-1).mean()  # KL(mean || branch), averaged
+        else:
+            coreg = torch.zeros((), device=dev)
+        loss = ce + cfg.coreg_weight * coreg
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        for model in self.models:  # every branch, not only the last
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optim.step()
+        lr_sched.step()
+        self._update_ema(self._step_no)
+        self._step_no += 1
+        return float(ce.detach()), float(coreg.detach())
 
-            # Dynamic prior: one cheap batched no-grad reverse pass per epoch with the EMA weights (no
-            # gradients through sampling, no per-example loop).
-            if cfg.prior_update_rate > 0:
-                if should_stop is not None and should_stop():
-                    raise CalibrationStopped("stopped during refiner training")
-                model_probs = self.predict_given_noisy(cond, noisy, seed=cfg.seed + 1 + epoch)
-                new_w = self.dynamic_update(weights, model_probs, candidates, certain, cfg.prior_update_rate)
-                history["weights_shift"].append(float((new_w - weights).abs().sum(1).mean()))
-                weights = new_w
+    def _dynamic_prior_step(self, cond, noisy, weights, candidates, certain, epoch, history, should_stop):
+        """Dynamic prior: one cheap batched no-grad reverse pass per epoch with the EMA weights (no
+        gradients through sampling, no per-example loop)."""
+        rate = self.config.prior_update_rate
+        if rate <= 0:
+            return weights
+        if should_stop is not None and should_stop():
+            raise CalibrationStopped("stopped during refiner training")
+        model_probs = self.predict_given_noisy(cond, noisy, seed=self.config.seed + 1 + epoch)
+        new_w = self.dynamic_update(weights, model_probs, candidates, certain, rate)
+        history["weights_shift"].append(float((new_w - weights).abs().sum(1).mean()))
+        return new_w
 
-            if valid is not None:
-                cond_v, noisy_v, prior_v = valid
-                pv = self.predict_given_noisy(cond_v.to(dev, torch.float32), noisy_v.to(dev), seed=cfg.seed)
-                score = float((pv * prior_v.to(dev).float()).sum(1).mean())
-                history["valid_agreement"].append(score)
-                if score > best_score:
-                    best_score, best_epoch = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
-            metrics = {"loss": history["loss"][-1]}
-            if history["valid_agreement"]:
-                metrics["valid_agreement"] = history["valid_agreement"][-1]
-            if progress is not None:
-                progress(Progress("refiner", (epoch + 1) / cfg.epochs, f"epoch {epoch + 1} done", metrics))
-
-        if best_state is not None:
-            self.ema.load_state_dict(best_state)
-        history["selected_epoch"] = best_epoch
-        history["seconds"] = time.perf_counter() - started
-        self.weights = weights.detach()
-        return history
+    def _valid_agreement(self, valid) -> float:
+        """Expected agreement of the EMA model's P(y | ỹ, x) with the validation prior."""
+        cond_v, noisy_v, prior_v = valid
+        dev = self.device
+        pv = self.predict_given_noisy(cond_v.to(dev, torch.float32), noisy_v.to(dev), seed=self.config.seed)
+        return float((pv * prior_v.to(dev).float()).sum(1).mean())
 
     def _update_ema(self, step: int) -> None:
         assert self.models is not None and self.ema is not None
@@ -422,7 +406,7 @@ class DiffusionRefiner:
         noisy = noisy.to(dev).long()
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.config.seed if seed is None else seed)
-        with _single_thread_on_cpu(dev):
+        with single_thread_on_cpu(dev):
             out = []
             step = max(1, self.config.chunk_rows // self.config.samples)
             for s in range(0, noisy.shape[0], step):
@@ -446,7 +430,7 @@ class DiffusionRefiner:
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.config.seed if seed is None else seed)
         rows_per_chunk = max(1, self.config.chunk_rows // (c * self.config.samples))
-        with _single_thread_on_cpu(dev):
+        with single_thread_on_cpu(dev):
             out = []
             for s in range(0, n, rows_per_chunk):
                 sl = slice(s, s + rows_per_chunk)
