@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -91,13 +92,9 @@ def calibrate(
     with report.timed("validate"):
         report("validate", 0.0, "checking inputs")
         inputs = validate(cfg, train_texts, train_labels, classes, valid_texts, valid_labels, extra_texts)
-        backbone = resolve_backbone(cfg.backbone)
-        encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else backbone
-        device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
-        ckpt = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder))
-        tokenizer = load_tokenizer(backbone)
-        truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)
+        setup = _setup(cfg, inputs, work_dir)
+    backbone, encoder, device, ckpt = setup.backbone, setup.encoder, setup.device, setup.checkpoints
+    tokenizer = setup.tokenizer
     _report_inputs(report, inputs)
 
     with report.timed("classifier"):
@@ -163,17 +160,39 @@ def calibrate(
         "device": str(device),
         "posterior_temperature": post.temperature,
         "vote_smoothing": post.vote_smoothing,
-        "knn_space": f"stage1-epoch-{knn_epoch(cfg.epochs) + 1}" if prior.space == "stage1" else _encoder_name(cfg),
-        "texts_truncated": truncated,
+        "knn_space": _space_name(cfg, prior.space),
+        "texts_truncated": setup.texts_truncated,
         "max_length": cfg.max_length,
         **prior.metrics,
-    }  # fmt: skip
+    }
     result = _assemble(inputs, post, served, report.timings, diagnostics, ens.noisy_posteriors.get("extra"))
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
+
+
+@dataclass
+class _Setup:
+    backbone: str
+    encoder: str
+    device: torch.device
+    checkpoints: Checkpoints
+    tokenizer: Any
+    texts_truncated: int
+
+
+def _setup(cfg: CalibrationConfig, inputs: Inputs, work_dir: str | os.PathLike | None) -> _Setup:
+    """What every stage shares: model dirs, the device, the call's checkpoints and the tokenizer."""
+    backbone = resolve_backbone(cfg.backbone)
+    encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else backbone
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder))
+    tokenizer = load_tokenizer(backbone)
+    truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)
+    return _Setup(backbone, encoder, device, checkpoints, tokenizer, truncated)
 
 
 def _call_key(inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: str) -> str:
@@ -190,8 +209,10 @@ def _call_key(inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: st
     return call_key(parts)
 
 
-def _encoder_name(cfg: CalibrationConfig) -> str:
-    """The frozen space by what it is, never by its directory (diagnostics reach tenants)."""
+def _space_name(cfg: CalibrationConfig, space: str) -> str:
+    """The k-NN space by what it is, never by a directory (diagnostics reach tenants)."""
+    if space == "stage1":
+        return f"stage1-epoch-{knn_epoch(cfg.epochs) + 1}"
     return "encoder:backbone" if cfg.encoder is None else "encoder:configured"
 
 
