@@ -91,5 +91,6 @@ def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
     """Texts longer than `max_length` tokens (special tokens included): the model sees only their start."""
     if not texts:
         return 0
-    enc = tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False)
+    # verbose=False: long texts are what is being counted, not worth the tokenizer's warning
+    enc = tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False, verbose=False)
     return sum(len(ids) > max_length for ids in enc["input_ids"])
