@@ -204,62 +204,11 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         work = os.path.join(tmp, "full")
         t0 = time.perf_counter()
         result = run_calibrate(work if args.ablation else None)
-        sidyp_wall = time.perf_counter() - t0
-        out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
-        out["wall_seconds"]["sidyp_end_to_end"] = round(sidyp_wall, 2)
-        out["scores"]["sidyp"] = score(result.extra_posteriors, y_test, n_classes)
-        out["scores"]["noisy_ensemble"] = score(result.extra_noisy_posteriors, y_test, n_classes)
-        t1 = time.perf_counter()
-        served_probs = result.model.predict_proba(test["texts"])
-        out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
-        out["scores"]["served"] = score(served_probs, y_test, n_classes)
-        out["served_temperature"] = float(result.model.temperature)
-        out["noise_share_estimate"] = float(result.noise_share)
-        out["flagged_share"] = float(np.mean(result.is_label_issue))
-        diag = result.diagnostics
-        out["diagnostics"] = {
-            k: diag[k]
-            for k in (
-                "selected_epoch",
-                "noisy_fraction",
-                "clean_set_size",
-                "certain_share",
-                "prior_agrees_with_label",
-                "held_out_label_agreement",
-                "knn_space",
-                "noise_model",
-                "k",
-                "flagged_share",
-            )
-            if k in diag
-        }
+        out["wall_seconds"]["sidyp_end_to_end"] = round(time.perf_counter() - t0, 2)
+        _score_run(result, test, y_test, n_classes, out)
         if args.ablation:
-            arrays = result.diagnostic_arrays
-            out["scores"]["knn_prior"] = score(arrays["extra_vote_prior"], y_test, n_classes)
-            out["scores"]["noise_model_prior"] = score(arrays["extra_prior"], y_test, n_classes)
-            model_backup = result.model
-            del result
-            gc.collect()
-            ablation_dir = os.path.join(tmp, "no-dynamic-update")
-            # stage 1, embeddings and the served model are identical for this variant: reuse them
-            _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
-            t2 = time.perf_counter()
-            with dynamic_update_off():
-                variant = run_calibrate(ablation_dir)
-            out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
-            out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
-            # evidence that the switch took effect: the variant's refiner records no weight shifts
-            out["ablation_check"] = {
-                "weights_shift_full": list(diag.get("refiner_history", {}).get("weights_shift", [])),
-                "weights_shift_no_update": list(
-                    variant.diagnostics.get("refiner_history", {}).get("weights_shift", [])
-                ),
-                "note": "the dynamic update runs after each refiner epoch, so with 1 diffusion epoch the "
-                "two variants train identically",
-            }
-            del variant, model_backup
-        else:
-            del result
+            _run_ablation(result, run_calibrate, work, os.path.join(tmp, "no-dynamic-update"), y_test, out)
+        del result
     gc.collect()
     if not args.no_baseline:
         probs, seconds = run_noisy_baseline(cfg, train, valid, test, classes)
@@ -268,6 +217,60 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
     gc.collect()
     out["peak_rss_mb_so_far"] = peak_rss_mb()["total"]
     return out
+
+
+DIAGNOSTICS_KEPT = (
+    "selected_epoch",
+    "noisy_fraction",
+    "clean_set_size",
+    "certain_share",
+    "prior_agrees_with_label",
+    "held_out_label_agreement",
+    "knn_space",
+    "noise_model",
+    "k",
+    "flagged_share",
+)
+
+
+def _score_run(result, test, y_test: np.ndarray, n_classes: int, out: dict[str, Any]) -> None:
+    """Scores of the refined posteriors, the stage-1 ensemble and the served model on the test texts."""
+    out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
+    out["scores"]["sidyp"] = score(result.extra_posteriors, y_test, n_classes)
+    out["scores"]["noisy_ensemble"] = score(result.extra_noisy_posteriors, y_test, n_classes)
+    t1 = time.perf_counter()
+    served_probs = result.model.predict_proba(test["texts"])
+    out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
+    out["scores"]["served"] = score(served_probs, y_test, n_classes)
+    out["served_temperature"] = float(result.model.temperature)
+    out["noise_share_estimate"] = float(result.noise_share)
+    out["flagged_share"] = float(np.mean(result.is_label_issue))
+    out["diagnostics"] = {k: result.diagnostics[k] for k in DIAGNOSTICS_KEPT if k in result.diagnostics}
+
+
+def _run_ablation(result, run_calibrate, work: str, ablation_dir: str, y_test, out: dict[str, Any]) -> None:
+    """The priors alone, and the same run with the refiner's dynamic update off."""
+    n_classes = result.extra_posteriors.shape[1]
+    arrays = result.diagnostic_arrays
+    out["scores"]["knn_prior"] = score(arrays["extra_vote_prior"], y_test, n_classes)
+    out["scores"]["noise_model_prior"] = score(arrays["extra_prior"], y_test, n_classes)
+    shifts_full = list(result.diagnostics.get("refiner_history", {}).get("weights_shift", []))
+    # stage 1, embeddings and the served model are identical for this variant: reuse them
+    _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
+    t2 = time.perf_counter()
+    with dynamic_update_off():
+        variant = run_calibrate(ablation_dir)
+    out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
+    out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
+    # evidence that the switch took effect: the variant's refiner records no weight shifts
+    out["ablation_check"] = {
+        "weights_shift_full": shifts_full,
+        "weights_shift_no_update": list(
+            variant.diagnostics.get("refiner_history", {}).get("weights_shift", [])
+        ),
+        "note": "the dynamic update runs after each refiner epoch, so with 1 diffusion epoch the "
+        "two variants train identically",
+    }
 
 
 def _progress_printer(verbose: bool):
