@@ -25,7 +25,7 @@ import httpx
 import uvicorn
 
 from app.main import create_app
-from benchmarks.load import _machine
+from benchmarks.load_stack import machine_info
 from sidyp_core.artifacts import LABELS_FILE, artifact_dir, write_artifact, write_json
 from sidyp_core.config import Settings
 from sidyp_core.ids import new_id
@@ -176,7 +176,7 @@ def run(rows: int, pages: int) -> dict:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "setup": f"{rows}-row finished job, SQLite store, uvicorn on loopback (1 process), httpx client in the "
         "same process; pages of 50 rows; times are client-side, end to end",
-        "machine": _machine(),
+        "machine": machine_info(),
         "rows": rows,
         "page_size": 50,
         "first_page_cold_ms": round(cold, 2),
