@@ -45,6 +45,24 @@ def onehot(y: np.ndarray, K: int) -> np.ndarray:
     return out
 
 
+def _head(in_dim: int, hidden: int, K: int) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    """(body, output layer): identity + linear (softmax regression), or Linear-GELU + linear (MLP)."""
+    if hidden:
+        body = torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), torch.nn.GELU())
+    else:
+        body = torch.nn.Identity()
+    return body, torch.nn.Linear(hidden or in_dim, K)
+
+
+def _soft_cross_entropy(logits, targets, weights, transition) -> torch.Tensor:
+    """Weighted cross-entropy to soft targets; with `transition`, of P(y|x) pushed through T (forward loss)."""
+    if transition is None:
+        logp = F.log_softmax(logits, -1)
+    else:
+        logp = torch.log((F.softmax(logits, -1) @ transition).clamp_min(1e-8))
+    return -((targets * logp).sum(-1) * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
 def fit_head(
     X: np.ndarray,
     targets: np.ndarray,
@@ -69,13 +87,7 @@ def fit_head(
     Xt = torch.from_numpy(X)
     Tt = torch.from_numpy(targets.astype(np.float32))
     W = torch.ones(len(X)) if sample_weight is None else torch.from_numpy(sample_weight.astype(np.float32))
-    K = targets.shape[1]
-    body = (
-        torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU())
-        if hidden
-        else torch.nn.Identity()
-    )
-    out = torch.nn.Linear(hidden or X.shape[1], K)
+    body, out = _head(X.shape[1], hidden, targets.shape[1])
     model = torch.nn.Sequential(body, out)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     T = None if transition is None else torch.from_numpy(transition.astype(np.float32))
@@ -86,12 +98,7 @@ def fit_head(
         perm = torch.randperm(n, generator=g) if batch_size else torch.arange(n)
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
-            logits = model(Xt[idx])
-            if T is None:
-                logp = F.log_softmax(logits, -1)
-            else:
-                logp = torch.log((F.softmax(logits, -1) @ T).clamp_min(1e-8))
-            loss = -((Tt[idx] * logp).sum(-1) * W[idx]).sum() / W[idx].sum().clamp_min(1e-8)
+            loss = _soft_cross_entropy(model(Xt[idx]), Tt[idx], W[idx], T)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -264,6 +264,87 @@ def noise_likelihood_product(
     return torch.softmax(out, dim=1)
 
 
+def _load_stage1(data: dict, seed: int, tag: str) -> tuple[dict, dict, dict]:
+    """The cached stage 1 of one seed: dynamics, noisy posteriors and frozen embeddings, per split."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(cache_dir(data["name"], seed, tag) / "stage1.safetensors"))
+    dyn = {s: stored[f"dynamics.{s}"] for s in SPLITS}
+    post = {s: stored[f"noisy_posteriors.{s}"] for s in SPLITS}
+    n_tr, n_v = len(data["noisy"]["train"]), len(data["noisy"]["valid"])
+    frozen_all = stored["frozen"]
+    frozen = {
+        "train": frozen_all[:n_tr],
+        "valid": frozen_all[n_tr : n_tr + n_v],
+        "extra": frozen_all[n_tr + n_v :],
+    }
+    return dyn, post, frozen
+
+
+def _vote_priors(
+    space: dict,
+    y_tr: torch.Tensor,
+    y_va: torch.Tensor,
+    clean: torch.Tensor,
+    c: int,
+    k: int,
+    spread,
+    seed: int,
+) -> tuple[PriorOutput, PriorOutput, PriorOutput]:
+    """Train, valid and extra priors from the clean rows: the k-NN vote, or label spreading with `spread`."""
+    if spread is None:
+        pt = knn_prior(space["train"], y_tr, clean, c, k)
+        pv = knn_prior(space["train"], y_tr, clean, c, k, queries=space["valid"], query_noisy=y_va)
+        px = knn_prior(space["train"], y_tr, clean, c, k, queries=space["extra"])
+        return pt, pv, px
+    opts = {"k": 20, "alpha": 0.99, "tau": 0.1, "folds": 5} | spread
+    probs = spread_prior(space, y_tr, clean, c, seed=seed, **opts)
+    labelled = (y_tr >= 0, y_va >= 0, None)
+    return tuple(PriorOutput(p, *candidate_sets(p, lab)) for p, lab in zip(probs, labelled, strict=True))
+
+
+def _noise_model_priors(space: dict, y_tr, y_va, pt: PriorOutput, c: int, k: int, noise_model: dict):
+    """EM over the neighbours' noisy labels, from the k-NN prior: (train, valid, extra priors, the fit)."""
+    opts = {"k": k} | noise_model
+    nm = noise_model_prior(
+        space["train"], y_tr, pt.probs, c, queries=[space["valid"], space["extra"]], **opts
+    )
+    pt = PriorOutput(nm.train, *candidate_sets(nm.train, y_tr >= 0))
+    pv = PriorOutput(nm.queries[0], *candidate_sets(nm.queries[0], y_va >= 0))
+    px = PriorOutput(nm.queries[1], *candidate_sets(nm.queries[1], None))
+    return pt, pv, px, nm
+
+
+def _refiner_fit_args(cond: dict, y_tr, pt: PriorOutput, px: PriorOutput, no_label, transductive: bool):
+    if not transductive:
+        return (cond["train"], y_tr, pt.probs, pt.candidates, pt.certain)
+    # The extra texts join the refiner's training without a label, their prior as target.
+    return (
+        torch.cat([cond["train"], cond["extra"]], 1),
+        torch.cat([y_tr, no_label]),
+        torch.cat([pt.probs, px.probs]),
+        torch.cat([pt.candidates, px.candidates]),
+        torch.cat([pt.certain, px.certain]),
+    )
+
+
+def _noisy_posterior(post_extra: torch.Tensor, temperature: float | None) -> torch.Tensor:
+    """P(ỹ | x) of the extra texts in the composition; None = uniform."""
+    if temperature is None:
+        return torch.ones_like(post_extra)
+    return apply_temperature(probs_to_logits(post_extra), temperature).float()
+
+
+def _refiner(seed: int, overrides: dict) -> DiffusionRefiner:
+    return DiffusionRefiner(
+        RefinerConfig(**({"epochs": 4, "branches": 3, "seed": seed} | overrides)), device="cpu"
+    )
+
+
+def _accuracy(p: torch.Tensor, gold: torch.Tensor) -> float:
+    return float((p.argmax(1) == gold).float().mean())
+
+
 def run_variant(
     data: dict,
     seed: int,
@@ -288,81 +369,40 @@ def run_variant(
     texts by how well each true class's noise row T[y] (estimated from the refined training posteriors)
     explains the classifiers' P(ỹ | x): "ce" exp(b · sum_j P(ỹ=j|x) log T[y, j]), "lin" (T P(ỹ|x))_y^b.
     """
-    from safetensors.torch import load_file
-
-    stored = load_file(str(cache_dir(data["name"], seed, tag) / "stage1.safetensors"))
-    dyn = {s: stored[f"dynamics.{s}"] for s in SPLITS}
-    post = {s: stored[f"noisy_posteriors.{s}"] for s in SPLITS}
-    y_tr, y_va = data["noisy"]["train"], data["noisy"]["valid"]
-    n_tr, n_v, c = len(y_tr), len(y_va), len(data["classes"])
-    frozen_all = stored["frozen"]
-    frozen = {
-        "train": frozen_all[:n_tr],
-        "valid": frozen_all[n_tr : n_tr + n_v],
-        "extra": frozen_all[n_tr + n_v :],
-    }
+    dyn, post, frozen = _load_stage1(data, seed, tag)
+    y_tr, y_va, c = data["noisy"]["train"], data["noisy"]["valid"], len(data["classes"])
     gold = data["gold_test"]
-
     scores = noise_scores(dyn["train"], y_tr) if score == "dist" else margin_scores(dyn["train"], y_tr)
     likely_noisy, share = select_likely_noisy(scores, y_tr, fraction)
     clean = (~likely_noisy) & (y_tr >= 0)
     ep = knn_epoch(dyn["train"].shape[2]) if epoch is None else epoch
     space = {s: dyn[s][:, :, ep].mean(0) for s in SPLITS}
-    if spread is None:
-        pt = knn_prior(space["train"], y_tr, clean, c, k)
-        pv = knn_prior(space["train"], y_tr, clean, c, k, queries=space["valid"], query_noisy=y_va)
-        px = knn_prior(space["train"], y_tr, clean, c, k, queries=space["extra"])
-    else:
-        opts = {"k": 20, "alpha": 0.99, "tau": 0.1, "folds": 5} | spread
-        probs = spread_prior(space, y_tr, clean, c, seed=seed, **opts)
-        labelled = (y_tr >= 0, y_va >= 0, None)
-        pt, pv, px = (PriorOutput(p, *candidate_sets(p, lab)) for p, lab in zip(probs, labelled, strict=True))
-
-    if noise_model is not None:  # EM over the neighbours' noisy labels, from the k-NN prior
-        opts = {"k": k} | noise_model
-        nm = noise_model_prior(
-            space["train"], y_tr, pt.probs, c, queries=[space["valid"], space["extra"]], **opts
-        )
-        pt = PriorOutput(nm.train, *candidate_sets(nm.train, y_tr >= 0))
-        pv = PriorOutput(nm.queries[0], *candidate_sets(nm.queries[0], y_va >= 0))
-        px = PriorOutput(nm.queries[1], *candidate_sets(nm.queries[1], None))
+    pt, pv, px = _vote_priors(space, y_tr, y_va, clean, c, k, spread, seed)
+    if noise_model is not None:
+        pt, pv, px, nm = _noise_model_priors(space, y_tr, y_va, pt, c, k, noise_model)
     cond = {s: refiner_conditioning(dyn[s], frozen[s]) for s in SPLITS}
-    if noisy_posterior_temperature is None:
-        p_noisy = torch.ones_like(post["extra"])
-    else:
-        p_noisy = apply_temperature(probs_to_logits(post["extra"]), noisy_posterior_temperature).float()
+    p_noisy = _noisy_posterior(post["extra"], noisy_posterior_temperature)
     no_label = torch.full((len(gold),), -1, dtype=torch.long)
-    fit_args = (cond["train"], y_tr, pt.probs, pt.candidates, pt.certain)
-    if transductive:  # the extra texts join the refiner's training without a label, their prior as target
-        fit_args = (
-            torch.cat([cond["train"], cond["extra"]], 1),
-            torch.cat([y_tr, no_label]),
-            torch.cat([pt.probs, px.probs]),
-            torch.cat([pt.candidates, px.candidates]),
-            torch.cat([pt.certain, px.certain]),
-        )
+    fit_args = _refiner_fit_args(cond, y_tr, pt, px, no_label, transductive)
     averaged, members, calib = torch.zeros(len(gold), c), [], []
     for rs in refiner_seeds or [seed]:
-        refiner = DiffusionRefiner(
-            RefinerConfig(**({"epochs": 4, "branches": 3, "seed": rs} | (refiner or {}))), device="cpu"
-        )
-        refiner.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
-        p = refined_posterior(refiner.transition(cond["extra"]), p_noisy, no_label)
+        ref = _refiner(rs, refiner or {})
+        ref.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
+        p = refined_posterior(ref.transition(cond["extra"]), p_noisy, no_label)
         if likelihood is not None:
-            p = noise_likelihood_product(p, refiner, cond["train"], post, y_tr, c, **likelihood)
-        members.append(float((p.argmax(1) == gold).float().mean()))
+            p = noise_likelihood_product(p, ref, cond["train"], post, y_tr, c, **likelihood)
+        members.append(_accuracy(p, gold))
         if noise_model is not None:  # calibration of the test posteriors: the pipeline's rule vs others
-            calib.append(calibration_diagnostics(p, refiner, cond, post, y_va, pv, nm, c, gold))
+            calib.append(calibration_diagnostics(p, ref, cond, post, y_va, pv, nm, c, gold))
         averaged += p
-    purity = round(float((data["gold_train"][clean] == y_tr[clean]).float().mean()), 3)
     return {
         "seed": seed,
         "noisy_share": round(share, 3),
-        "clean_purity": purity,
-        "noisy_ensemble": round(float((post["extra"].argmax(1) == gold).float().mean()), 4),
-        "prior": round(float((px.probs.argmax(1) == gold).float().mean()), 4),
+        "clean_purity": round(float((data["gold_train"][clean] == y_tr[clean]).float().mean()), 3),
+        "noisy_ensemble": round(_accuracy(post["extra"], gold), 4),
+        "prior": round(_accuracy(px.probs, gold), 4),
         "refined_mean_over_refiner_seeds": round(float(np.mean(members)), 4),
-        "refined_averaged_posterior": round(float((averaged.argmax(1) == gold).float().mean()), 4),
+        "refined_averaged_posterior": round(_accuracy(averaged, gold), 4),
         "calibration": calib,
     }
 
