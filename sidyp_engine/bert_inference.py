@@ -1,7 +1,8 @@
 """BERT inference in plain PyTorch and a `tokenizers`-only tokenizer, so a served model loads fast.
 
-Importing `transformers.modeling_utils` costs ~2.4 s on CPU (it pulls in torch.distributed.tensor,
-sympy, scipy.optimize and dynamo), more than the rest of loading a served model together. A served
+Importing `transformers.modeling_utils` pulls in torch.distributed.tensor, sympy, scipy.optimize and
+dynamo, which takes longer than the rest of loading a served model together (docs/method.md,
+"Measurements behind code constants"). A served
 model whose encoder is a plain BERT (the default all-MiniLM-L6-v2 is one) needs none of that:
 `BertEncoder` computes what Hugging Face's `BertModel` computes in eval mode, with the same module and
 parameter names, so the saved state dict loads into it with `strict=True`; `FastTokenizer` runs the
@@ -123,7 +124,7 @@ class BertConfigView:
 
 
 # Set (per thread) while `build_uninitialised` runs: Linear and Embedding then skip their random init.
-# (Building on the meta device instead would import torch._dynamo, ~1.4 s, through torch._refs.)
+# (Building on the meta device instead would import torch._dynamo, which is slow, through torch._refs.)
 _SKIP_INIT = threading.local()
 
 

@@ -45,8 +45,9 @@ LR_WARMUP_SHARE = (
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 INFERENCE_BATCH = 128
-# Tokens (rows x padded width) per training micro-batch. At 32 x 128 tokens the three branches' graphs
-# alone took ~1.6 GB on MiniLM; 1024 keeps ordinary batches whole (32 texts of <= 32 tokens) and bounds the peak.
+# Tokens (rows x padded width) per training micro-batch: bounds the peak memory of the branches' graphs
+# (docs/method.md, "Measurements behind code constants") and keeps ordinary batches whole (32 texts of
+# <= 32 tokens).
 TOKEN_BUDGET = 1024
 
 

@@ -32,16 +32,17 @@ REFINER_HIDDEN = 128  # diffusion.RefinerConfig.hidden
 
 MIB = 2**20
 FLOAT = 4  # bytes; every per-row array and every CPU weight is float32
-# Interpreter with torch and faiss (290 MiB), the tokenizer (40) and transformers' BERT code (120),
-# measured on CPU before any data; rounded up.
+# Interpreter with torch and faiss, the tokenizer and transformers' BERT code, before any data; the
+# measured parts, rounded up (this and the coefficients below: docs/method.md, "Measurements behind code
+# constants").
 RUNTIME_BYTES = 512 * MIB
 # What the first backward pass allocates beyond the saved activations and gradients (BLAS / oneDNN
-# scratch, autograd buffers): ~40 MiB measured for one branch.
+# scratch, autograd buffers), with headroom.
 WORKSPACE_BYTES = 64 * MIB
-# Heap the process keeps after stage 1 although the branches and their optimizer are freed: measured
-# 740-840 MiB during distillation with a 1-layer backbone, where ~620 MiB are live.
+# Heap the process keeps after stage 1 although the branches and their optimizer are freed (glibc does
+# not hand it back): the gap between the measured RSS during distillation and the live set.
 RETAINED_BYTES = 256 * MIB
-# Stage 1 grows by ~20 KB per row at 4 epochs and 3 branches where the dynamics are 18.4 KB.
+# Stage 1's measured growth per row over the size of the dynamics alone.
 STAGE1_ROW_FACTOR = 1.25
 # Python token-id lists: an 8-byte list slot plus a 32-byte int object per token, and the tokenizer's
 # own encodings while a batch call converts them (tokens, offsets, masks).

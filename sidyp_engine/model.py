@@ -42,7 +42,7 @@ def load_tokenizer(path: str):
 
 
 def _skip_weight_init():
-    """Skip random initialisation of weights that a state dict will overwrite (saves ~0.3 s per MiniLM).
+    """Skip random initialisation of weights that a state dict will overwrite: it is wasted work.
 
     Uses transformers' own switch where it exists; otherwise initialises normally (only slower).
     """
@@ -98,7 +98,7 @@ class TextClassifier(nn.Module):
         """A classifier for a full state dict to be loaded into (weights uninitialised), built fast.
 
         A plain BERT config (see `bert_inference.supports`) gets `bert_inference.BertEncoder`, which never
-        imports transformers' model code (~2.4 s on CPU); any other architecture gets exactly
+        imports transformers' model code (slow to import, see bert_inference); any other architecture gets exactly
         `TextClassifier(backbone_path, n_classes, pretrained=False)`.
         """
         from sidyp_engine import bert_inference

@@ -17,8 +17,8 @@ from sidyp_core.store import JobStore
 
 
 # These dependencies only read app state (and compare a few keys): `async def` runs them on the event loop. As
-# plain `def`, FastAPI sent each to the thread pool: two extra thread hops per request, 0.93 -> 0.55 ms of API
-# CPU per status read.
+# plain `def`, FastAPI sent each to the thread pool: two extra thread hops per request, a large share of a
+# status read's API CPU (docs/method.md, "Measurements behind code constants").
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
