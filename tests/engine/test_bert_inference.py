@@ -217,6 +217,7 @@ def test_unsupported_config_loads_through_transformers(saved_dir, tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow  # a fresh interpreter: in `make test`, not `make test-fast`
 def test_load_in_a_fresh_process_never_imports_transformers_models(saved_dir):
     code = (
         "import sys, json\n"

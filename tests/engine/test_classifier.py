@@ -74,6 +74,7 @@ def test_training_pass_embeddings_equal_an_eval_pass(tiny_backbone):
     assert torch.allclose(out.dynamics["valid"][0, :, 0], pooled[:3], atol=1e-4)
 
 
+@pytest.mark.slow  # 4 epochs x 2 branches (~3 s): in `make test`, not `make test-fast`
 def test_training_fits_the_labels(tiny_backbone):
     texts, ids, classes = _split(12)
     out = train_ensemble(

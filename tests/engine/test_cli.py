@@ -53,6 +53,7 @@ def calibrated(tmp_path_factory, tiny_backbone):
     return out, texts, noisy, classes, etexts
 
 
+@pytest.mark.slow  # a whole `sidyp calibrate` run: in `make test`, not `make test-fast`
 def test_calibrate_writes_model_labels_and_report(calibrated, capsys):
     out, texts, noisy, classes, etexts = calibrated
     assert os.path.isfile(out / "model" / "model.safetensors")
@@ -98,6 +99,7 @@ def test_calibrate_writes_model_labels_and_report(calibrated, capsys):
     assert os.path.isfile(out / "eval_predictions.csv")
 
 
+@pytest.mark.slow  # predicts from the `calibrated` fixture's whole CLI run
 def test_predict_prints_labels_from_saved_model(calibrated, capsys, tmp_path):
     out, _, _, classes, etexts = calibrated
     capsys.readouterr()
@@ -143,6 +145,7 @@ def test_invalid_inputs_exit_2_naming_the_row(tmp_path, tiny_backbone, capsys):
     assert "model.safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole `sidyp calibrate` run: in `make test`, not `make test-fast`
 def test_calibrate_reads_jsonl(tmp_path, tiny_backbone):
     texts, noisy, _, _ = toy_dataset(n_per_class=8, noise=0.2, seed=4)
     path = tmp_path / "train.jsonl"

@@ -106,6 +106,7 @@ def test_progress_goes_through_the_stages_in_order(toy_run):
     assert timings["total"] >= sum(timings[s] for s in STAGES[:-1]) * 0.99
 
 
+@pytest.mark.slow  # two more calibrate runs (~3 s): in `make test`, not `make test-fast`
 def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_backbone):
     seen = []
     again = calibrate(
