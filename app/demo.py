@@ -110,9 +110,110 @@ def _check(r: httpx.Response, expected: int) -> dict:
     return r.json()
 
 
-def run_demo(n_per_class: int = 50) -> int:
+def _upload(client: httpx.Client, filename: str, name: str, content: bytes) -> dict:
+    files = {"file": (filename, content, "text/csv")}
+    return _check(client.post("/v1/datasets", files=files, data={"name": name}), 201)
+
+
+def _upload_datasets(client: httpx.Client, train: dict, held_out: dict) -> tuple[dict, dict]:
+    """The LLM-labelled training set and a held-out set with gold labels, as the service records them."""
+    ds = _upload(client, "toy-train.csv", "toy (LLM-labelled)", _csv_bytes(train["texts"], train["noisy"]))
+    ev_csv = _csv_bytes(held_out["texts"], held_out["noisy"], held_out["gold"])
+    ev = _upload(client, "toy-eval.csv", "toy eval (with gold)", ev_csv)
+    wrong = sum(1 for y, g in zip(train["noisy"], train["gold"], strict=True) if y is not None and y != g)
+    labelled = sum(1 for y in train["noisy"] if y is not None)
+    print(
+        f"uploaded {ds['id']}: {ds['n_rows']} rows, classes {ds['labels']}, {ds['n_missing_labels']} missing labels"
+        f" (truly wrong: {wrong}/{labelled} = {wrong / labelled:.0%}; the service does not see this)"
+    )
+    return ds, ev
+
+
+def _follow(client: httpx.Client, job_id: str) -> dict:
+    """Poll the job with a one-line progress display until it ends; returns its final record."""
+    job_started = time.time()
+    while True:
+        job = _check(client.get(f"/v1/jobs/{job_id}"), 200)
+        p = job["progress"]
+        line = (
+            f"\r[{time.time() - job_started:6.1f}s] {job['status']:<9} {p['stage']:<10} "
+            f"{p['fraction'] * 100:5.1f}%  {p['message'][:60]:<60}"
+        )
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            print()
+            return job
+        time.sleep(0.5)
+
+
+def _print_eval(e: dict) -> None:
+    print(f"held-out eval ({e['n_scored']} rows with gold labels):")
+    for name, key in (
+        ("noisy-label classifier", "noisy_classifier"),
+        ("sidyp refined posterior", "refined_posterior"),
+        ("served model", "served"),
+    ):
+        if not (s := e[key]):
+            continue
+        print(f"  {name:<23} accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}")
+
+
+def _print_report(report: dict) -> None:
+    print("\n=== report ===")
+    print(f"estimated noise share: {report['noise_share']:.1%} of {report['n_labelled']} labelled rows")
+    print(f"rows flagged as label issues: {report['n_flagged']}  per class: {report['flagged_per_class']}")
+    print("noise matrix P(noisy | true), rows = true class:")
+    width = max(len(c) for c in report["labels"])
+    for c, row in zip(report["labels"], report["noise_matrix"], strict=True):
+        print(f"  {c:>{width}}  " + "  ".join(f"{x:5.2f}" for x in row))
+    if report.get("eval"):
+        _print_eval(report["eval"])
+    timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
+    print(f"timings: {timings}")
+
+
+def _print_flagged(client: httpx.Client, job_id: str) -> None:
+    labels = _check(client.get(f"/v1/jobs/{job_id}/labels", params={"limit": 1000}), 200)["data"]
+    issues = [it for it in labels if it["is_label_issue"]][:3]
+    if issues:
+        print("\nsome rows the service flags (given -> suggested):")
+        for it in issues:
+            print(
+                f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['given_label']} -> {it['suggested_label']}"
+            )
+
+
+def _print_predictions(client: httpx.Client, model_id: str, held_out: dict) -> None:
+    texts = held_out["texts"][:3]
+    pred = _check(client.post(f"/v1/models/{model_id}/predict", json={"texts": texts}), 200)
+    print(f"\n=== predictions of model {model_id} ===")
+    for t, p, g in zip(texts, pred["predictions"], held_out["gold"][:3], strict=True):
+        probs = ", ".join(f"{c} {v:.2f}" for c, v in p["probabilities"].items())
+        print(f"  {t[:60]!r}\n    -> {p['label']} ({p['confidence']:.2f}; gold {g})  [{probs}]")
+
+
+def _walk_through(client: httpx.Client, n_per_class: int) -> int:
+    """Upload, calibrate, report and predict, as a client of the running service; the exit status."""
     from sidyp_engine.synthetic import make_toy_dataset
 
+    train = make_toy_dataset(n_per_class=n_per_class, seed=0)
+    held_out = make_toy_dataset(n_per_class=max(n_per_class // 2, 10), seed=1)
+    ds, ev = _upload_datasets(client, train, held_out)
+    body = {"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
+    job = _check(client.post("/v1/jobs", json=body), 202)
+    print(f"job {job['id']} queued with params {DEMO_PARAMS}")
+    job = _follow(client, job["id"])
+    if job["status"] != "succeeded":
+        print(f"job ended {job['status']}: {job['error']}")
+        return 1
+    _print_report(_check(client.get(f"/v1/jobs/{job['id']}/report"), 200))
+    _print_flagged(client, job["id"])
+    _print_predictions(client, job["model_id"], held_out)
+    return 0
+
+
+def run_demo(n_per_class: int = 50) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sidyp-demo-"))
     port, key = _free_port(), "sk-demo-" + secrets.token_urlsafe(16)
     base = f"http://127.0.0.1:{port}"
@@ -122,102 +223,10 @@ def run_demo(n_per_class: int = 50) -> int:
     started = time.time()
     try:
         _wait_ready(base, proc, log_path)
-        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120)
-        train = make_toy_dataset(n_per_class=n_per_class, seed=0)
-        held_out = make_toy_dataset(n_per_class=max(n_per_class // 2, 10), seed=1)
-        ds = _check(
-            client.post(
-                "/v1/datasets",
-                files={"file": ("toy-train.csv", _csv_bytes(train["texts"], train["noisy"]), "text/csv")},
-                data={"name": "toy (LLM-labelled)"},
-            ),
-            201,
-        )
-        ev = _check(
-            client.post(
-                "/v1/datasets",
-                files={
-                    "file": (
-                        "toy-eval.csv",
-                        _csv_bytes(held_out["texts"], held_out["noisy"], held_out["gold"]),
-                        "text/csv",
-                    )
-                },
-                data={"name": "toy eval (with gold)"},
-            ),
-            201,
-        )
-        wrong = sum(1 for y, g in zip(train["noisy"], train["gold"], strict=True) if y is not None and y != g)
-        labelled = sum(1 for y in train["noisy"] if y is not None)
-        print(
-            f"uploaded {ds['id']}: {ds['n_rows']} rows, classes {ds['labels']}, {ds['n_missing_labels']} missing labels"
-            f" (truly wrong: {wrong}/{labelled} = {wrong / labelled:.0%}; the service does not see this)"
-        )
-        job = _check(
-            client.post(
-                "/v1/jobs", json={"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
-            ),
-            202,
-        )
-        print(f"job {job['id']} queued with params {DEMO_PARAMS}")
-        job_started = time.time()
-        while True:
-            job = _check(client.get(f"/v1/jobs/{job['id']}"), 200)
-            p = job["progress"]
-            line = (
-                f"\r[{time.time() - job_started:6.1f}s] {job['status']:<9} {p['stage']:<10} "
-                f"{p['fraction'] * 100:5.1f}%  {p['message'][:60]:<60}"
-            )
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            if job["status"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.5)
-        print()
-        if job["status"] != "succeeded":
-            print(f"job ended {job['status']}: {job['error']}")
-            return 1
-        report = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
-        print("\n=== report ===")
-        print(f"estimated noise share: {report['noise_share']:.1%} of {report['n_labelled']} labelled rows")
-        print(
-            f"rows flagged as label issues: {report['n_flagged']}  per class: {report['flagged_per_class']}"
-        )
-        print("noise matrix P(noisy | true), rows = true class:")
-        width = max(len(c) for c in report["labels"])
-        for c, row in zip(report["labels"], report["noise_matrix"], strict=True):
-            print(f"  {c:>{width}}  " + "  ".join(f"{x:5.2f}" for x in row))
-        if report.get("eval"):
-            e = report["eval"]
-            print(f"held-out eval ({e['n_scored']} rows with gold labels):")
-            for name, key_ in (
-                ("noisy-label classifier", "noisy_classifier"),
-                ("sidyp refined posterior", "refined_posterior"),
-                ("served model", "served"),
-            ):
-                if not (s := e[key_]):
-                    continue
-                print(
-                    f"  {name:<23} accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}"
-                )
-        timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
-        print(f"timings: {timings}")
-
-        labels = _check(client.get(f"/v1/jobs/{job['id']}/labels", params={"limit": 1000}), 200)["data"]
-        issues = [it for it in labels if it["is_label_issue"]][:3]
-        if issues:
-            print("\nsome rows the service flags (given -> suggested):")
-            for it in issues:
-                print(
-                    f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['given_label']} -> {it['suggested_label']}"
-                )
-
-        texts = held_out["texts"][:3]
-        pred = _check(client.post(f"/v1/models/{job['model_id']}/predict", json={"texts": texts}), 200)
-        print(f"\n=== predictions of model {job['model_id']} ===")
-        for t, p, g in zip(texts, pred["predictions"], held_out["gold"][:3], strict=True):
-            probs = ", ".join(f"{c} {v:.2f}" for c, v in p["probabilities"].items())
-            print(f"  {t[:60]!r}\n    -> {p['label']} ({p['confidence']:.2f}; gold {g})  [{probs}]")
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            if status := _walk_through(client, n_per_class):
+                return status
         print(f"\ndemo finished in {time.time() - started:.0f}s; stopping the service")
         return 0
     finally:

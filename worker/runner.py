@@ -221,46 +221,12 @@ class _Delivery:
             raise _InputMissing(f"dataset {dataset_id} was deleted before the job ran") from None
 
     def _execute(self) -> str:
-        from sidyp_engine.types import CalibrationConfig, CalibrationStopped, InvalidInputError
+        from sidyp_engine.types import CalibrationStopped, InvalidInputError
 
         job_id = self.job_id
         work_dir = self.r.work_dir(self.tenant, job_id)
         try:
-            if self.s.torch_threads:
-                import torch
-
-                torch.set_num_threads(self.s.torch_threads)
-            train = self._load_dataset(self.job.dataset_id)
-            valid = self._load_dataset(self.job.validation_dataset_id)
-            evaluation = self._load_dataset(self.job.eval_dataset_id)
-            dataset_record = self.store.get("dataset", self.job.dataset_id, None)
-            if dataset_record is None:
-                raise _InputMissing(f"dataset {self.job.dataset_id} was deleted before the job ran")
-            classes = list(dataset_record["labels"])
-            params = dict(self.job.params)
-            try:
-                params["backbone"] = resolve_allowed_backbone(params.get("backbone"), self.s)
-            except ValueError as exc:
-                raise _InputMissing(str(exc)) from None
-            config = CalibrationConfig(**params)
-            from sidyp_engine.pipeline import calibrate
-
-            work_dir.mkdir(parents=True, exist_ok=True)
-            result = calibrate(
-                train["text"],
-                train["noisy_label"],
-                classes,
-                valid_texts=valid["text"] if valid else None,
-                valid_labels=valid["noisy_label"] if valid else None,
-                extra_texts=evaluation["text"] if evaluation else None,
-                config=config,
-                progress=self.on_progress,
-                should_stop=self.should_stop,
-                work_dir=str(work_dir),
-            )
-            if self.lost.is_set():
-                raise _LostOwnership()
-            outcome = self._publish(result, train, evaluation)
+            outcome = self._calibrate_and_publish(work_dir)
         except _LostOwnership:
             return "lost"
         except CalibrationStopped:
@@ -291,6 +257,49 @@ class _Delivery:
             return "failed"
         shutil.rmtree(work_dir, ignore_errors=True)
         return outcome
+
+    def _calibration_inputs(self):
+        """(train, valid, evaluation, classes, config) of the job; `_InputMissing` where one is gone."""
+        from sidyp_engine.types import CalibrationConfig
+
+        train = self._load_dataset(self.job.dataset_id)
+        valid = self._load_dataset(self.job.validation_dataset_id)
+        evaluation = self._load_dataset(self.job.eval_dataset_id)
+        dataset_record = self.store.get("dataset", self.job.dataset_id, None)
+        if dataset_record is None:
+            raise _InputMissing(f"dataset {self.job.dataset_id} was deleted before the job ran")
+        classes = list(dataset_record["labels"])
+        params = dict(self.job.params)
+        try:
+            params["backbone"] = resolve_allowed_backbone(params.get("backbone"), self.s)
+        except ValueError as exc:
+            raise _InputMissing(str(exc)) from None
+        return train, valid, evaluation, classes, CalibrationConfig(**params)
+
+    def _calibrate_and_publish(self, work_dir: Path) -> str:
+        if self.s.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.s.torch_threads)
+        train, valid, evaluation, classes, config = self._calibration_inputs()
+        from sidyp_engine.pipeline import calibrate
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        result = calibrate(
+            train["text"],
+            train["noisy_label"],
+            classes,
+            valid_texts=valid["text"] if valid else None,
+            valid_labels=valid["noisy_label"] if valid else None,
+            extra_texts=evaluation["text"] if evaluation else None,
+            config=config,
+            progress=self.on_progress,
+            should_stop=self.should_stop,
+            work_dir=str(work_dir),
+        )
+        if self.lost.is_set():
+            raise _LostOwnership()
+        return self._publish(result, train, evaluation)
 
     def _requeue_for_shutdown(self) -> str:
         if not self.jobs.requeue_after_shutdown(self.job_id, self.owner):
