@@ -36,7 +36,8 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# The inner loop: engine and API unit tests, no subprocess servers (those are marked `slow`).
+# The inner loop (under a minute of CPU): engine and API unit tests. Subprocess servers, whole CLI runs, fresh
+# interpreters and tests over ~3 s are marked `slow` and run in `make test` only.
 FAST_TESTS := tests/engine tests/service/test_api.py tests/service/test_jobs.py \
 	tests/service/test_store_contract.py tests/test_packaging.py
 test-fast: install redis-server
