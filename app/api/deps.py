@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 
 from app.api.routes.common import check_id
 from app.errors import ProblemError, not_found
-from app.services.outputs import require_succeeded
 from sidyp_core.config import Settings
 from sidyp_core.jobs import JobLedger, JobRecord
 from sidyp_core.store import JobStore
@@ -82,11 +81,3 @@ def get_dataset(dataset_id: str, store: StoreDep, tenant: TenantDep) -> dict:
 JobDep = Annotated[JobRecord, Depends(get_job)]
 ModelDep = Annotated[dict, Depends(get_model)]
 DatasetDep = Annotated[dict, Depends(get_dataset)]
-
-
-def get_succeeded_job(job: JobDep) -> JobRecord:
-    """The job, once its outputs exist (409 before)."""
-    return require_succeeded(job)
-
-
-SucceededJobDep = Annotated[JobRecord, Depends(get_succeeded_job)]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import JobDep, SettingsDep, StoreDep, SucceededJobDep, TenantDep
+from app.api.deps import JobDep, SettingsDep, StoreDep, TenantDep
 from app.api.routes.common import page_limit
 from app.schemas import (
     Dataset,
@@ -33,7 +33,7 @@ from app.services.labels import (
     reviewed_dataset_record,
     select_page,
 )
-from app.services.outputs import output_path
+from app.services.outputs import output_path, require_succeeded
 from sidyp_core.artifacts import DATASET_FILE, LABELS_FILE, artifact_dir, read_json, write_json
 from sidyp_core.ids import new_id
 from sidyp_core.jobs import JobRecord
@@ -47,6 +47,8 @@ ClassName = Annotated[str | None, Query(max_length=200)]
 
 
 def _view(settings, job: JobRecord) -> LabelsView:
+    # Checked here, not in a dependency, so a bad query parameter is still a 422 whatever the job's state.
+    require_succeeded(job)
     return load_view(output_path(settings, job, LABELS_FILE))
 
 
@@ -57,7 +59,7 @@ def _view(settings, job: JobRecord) -> LabelsView:
     responses={200: {"content": {"text/csv": {}}}},
 )
 def job_labels(
-    job: SucceededJobDep,
+    job: JobDep,
     settings: SettingsDep,
     store: StoreDep,
     tenant: TenantDep,
@@ -106,7 +108,7 @@ def job_labels(
     "a row reviewed again keeps only its latest decision",
 )
 def save_reviews(
-    job: SucceededJobDep,
+    job: JobDep,
     body: ReviewRequest,
     request: Request,
     settings: SettingsDep,
@@ -144,7 +146,7 @@ def list_reviews(
     summary="Save as dataset: the corrected labels as a new dataset, reviewed rows marked trusted",
 )
 def save_reviewed_dataset(
-    job: SucceededJobDep,
+    job: JobDep,
     body: ReviewedDatasetRequest,
     response: Response,
     settings: SettingsDep,

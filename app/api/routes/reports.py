@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import SettingsDep, SucceededJobDep
+from app.api.deps import JobDep, SettingsDep
 from app.errors import ProblemError
 from app.schemas import Report
-from app.services.outputs import output_bytes, output_json
+from app.services.outputs import output_bytes, output_json, require_succeeded
 from sidyp_core.artifacts import REPORT_FILE
 from sidyp_core.jobs import JobRecord
 from sidyp_engine.report import PLOT_NAMES, PLOTS_DIR, REPORT_HTML_FILE, REPORT_VERSION
@@ -29,7 +29,8 @@ _STATIC_HEADERS = {
 
 
 def _report_doc(settings, job: JobRecord) -> dict:
-    """The job's report.json; 410 if it predates report v2."""
+    """The job's report.json once the job succeeded (409 before); 410 if it predates report v2."""
+    require_succeeded(job)
     doc = output_json(settings, job, REPORT_FILE)
     if doc.get("version") != REPORT_VERSION:
         raise ProblemError(
@@ -45,7 +46,7 @@ def _report_doc(settings, job: JobRecord) -> dict:
     response_model=Report,
     summary="Report v2: noise estimate, flags and class counts, scores of every model, reliability bins",
 )
-def job_report(job: SucceededJobDep, settings: SettingsDep) -> Report:
+def job_report(job: JobDep, settings: SettingsDep) -> Report:
     return Report(**_report_doc(settings, job))
 
 
@@ -57,7 +58,7 @@ def job_report(job: SucceededJobDep, settings: SettingsDep) -> Report:
     response_class=Response,
     responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
 )
-def job_plot(job: SucceededJobDep, name: str, fmt: str, settings: SettingsDep) -> Response:
+def job_plot(job: JobDep, name: str, fmt: str, settings: SettingsDep) -> Response:
     if name not in PLOT_NAMES or fmt not in MEDIA_TYPES:
         raise ProblemError(
             404,
@@ -81,7 +82,7 @@ def job_plot(job: SucceededJobDep, name: str, fmt: str, settings: SettingsDep) -
     response_class=Response,
     responses={200: {"content": {"text/html": {}}}},
 )
-def job_report_html(job: SucceededJobDep, settings: SettingsDep) -> Response:
+def job_report_html(job: JobDep, settings: SettingsDep) -> Response:
     _report_doc(settings, job)
     data = output_bytes(settings, job, REPORT_HTML_FILE)
     if data is None:
