@@ -25,6 +25,7 @@ from sidyp_core.artifacts import (
     DATASET_FILE,
     LABELS_FILE,
     artifact_dir,
+    job_work_dir,
     read_json,
     write_artifact,
     write_json,
@@ -64,8 +65,7 @@ class JobRunner:
         self.jobs = JobLedger(store)
 
     def work_dir(self, tenant: str, job_id: str) -> Path:
-        # Checkpoints live beside the job's output folder: the output folder is replaced atomically at the end.
-        return artifact_dir(self.settings.data_dir, tenant, "jobs", job_id).parent.parent / "work" / job_id
+        return job_work_dir(self.settings.data_dir, tenant, job_id)
 
     # ------------------------------------------------------------------ entry point
     def run(self, job_id: str) -> str:
