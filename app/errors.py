@@ -46,8 +46,10 @@ class ProblemError(Exception):
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ):
         super().__init__(detail)
+        self.extra = extra  # further members of the body (RFC 9457 extension members)
         self.status = status
         self.detail = detail
         self.slug = slug or _TITLES.get(status, "error").lower().replace(" ", "-")
@@ -65,6 +67,7 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"/problems/{slug or _TITLES.get(status, 'error').lower().replace(' ', '-')}",
@@ -76,7 +79,34 @@ def problem_response(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = errors
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_WHEN = {
+    401: "missing or invalid bearer key",
+    404: "no such resource for this tenant",
+    409: "the resource is in a state that does not allow this",
+    410: "the outputs are no longer on disk",
+    413: "the request body is over the size limit",
+    422: "the request (body, query, header or uploaded file) is invalid; `errors` says where",
+    429: "a limit was reached; retry after the Retry-After seconds",
+    503: "the store or queue is unavailable; retry after the Retry-After seconds",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these problem+json answers, all with the one Problem schema."""
+    from app.schemas import Problem  # schemas imports nothing from here; kept lazy to stay that way
+
+    return {
+        status: {
+            "model": Problem,
+            "description": _WHEN.get(status, _TITLES.get(status, "error")),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 def not_found(kind: str) -> ProblemError:
@@ -103,6 +133,7 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=exc.errors,
             headers=exc.headers,
             instance=request.url.path,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         root,
         args.workers,
         {
-            "SIDYP_ALLOWED_BACKBONE_DIRS": str(backbones),
+            "SIDYP_BACKBONES": f"tiny={tiny}",
             "SIDYP_MAX_QUEUED_JOBS": str(args.max_queued_jobs),
             # The worker shares the cores with the API and the load generator: one torch thread keeps it from
             # busy-waiting against them (a tiny job took 7 s with the default 2 threads, 0.8 s with 1).
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  {predict['requests_per_s']} req/s, p99 {predict['p99_ms']} ms", flush=True)
         tiny_params = {"epochs": 1, "branches": 1, "diffusion_epochs": 1, "max_length": 32, "batch_size": 16}
-        tiny_params["backbone"] = str(tiny)
+        tiny_params["backbone"] = "tiny"
         if "burst" in phases:
             print("burst phase ...", flush=True)
             burst = _burst_phase(stack.base, tiny_ds, tiny_params, args.duration, args.burst)
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_length": 32,
             "batch_size": 4,
         }
-        slow_params["backbone"] = str(tiny)
+        slow_params["backbone"] = "tiny"
         if "status" in phases:
             print("status-read phase ...", flush=True)
             reads = _status_phase(stack.base, slow_ds, slow_params, args.duration, args.read_rate)

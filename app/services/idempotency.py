@@ -40,7 +40,12 @@ def json_fingerprint(body: dict[str, Any]) -> str:
 
 
 def respond(
-    store: JobStore, tenant: str, operation: str, key: str | None, request_print: str, run: Callable[[], Answer]
+    store: JobStore,
+    tenant: str,
+    operation: str,
+    key: str | None,
+    request_print: str,
+    run: Callable[[], Answer],
 ) -> JSONResponse:
     """Run `run` once per (tenant, operation, key); without a key, every request runs."""
     if key is None:
@@ -76,7 +81,9 @@ def _replay(earlier: dict[str, Any], request_print: str) -> JSONResponse:
             slug="idempotency-key-in-use",
             headers={"Retry-After": "1"},
         )
-    return _response(earlier["status"], earlier["body"], {**earlier["headers"], "Idempotent-Replayed": "true"})
+    return _response(
+        earlier["status"], earlier["body"], {**earlier["headers"], "Idempotent-Replayed": "true"}
+    )
 
 
 def _response(status: int, body: dict[str, Any], headers: dict[str, str]) -> JSONResponse:

@@ -114,7 +114,7 @@ def test_disk_full_while_writing_the_model_fails_the_job_and_publishes_nothing(
     settings = Settings(
         data_dir=tmp_path / "data",
         api_keys=TENANT_KEYS,
-        allowed_backbone_dirs=str(Path(tiny_backbone).parent),
+        backbones=f"tiny={tiny_backbone}",
     )
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {KEY_1}"

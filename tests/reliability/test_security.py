@@ -58,7 +58,7 @@ def trained(request, tmp_path_factory, tiny_backbone):
     settings = Settings(
         data_dir=root / "data",
         api_keys=TENANT_KEYS,
-        allowed_backbone_dirs=str(Path(tiny_backbone).parent),
+        backbones=f"tiny={tiny_backbone}",
         **extra,
     )
     texts, noisy, _gold, _ = toy_dataset(n_per_class=20)
