@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from app.api.routes import datasets, health, jobs, models, reports
 from app.errors import install_error_handlers, problems
 from app.limits import BodyLimitMiddleware
-from app.metrics import MetricsMiddleware, RequestMetrics
+from app.metrics import MetricsMiddleware, make_registry
 from app.openapi import install_openapi
 from sidyp_core.background import BackgroundDuties, make_worker_id
 from sidyp_core.config import Settings, get_settings
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.tenant_keys = tenant_keys
-    app.state.request_metrics = RequestMetrics()
+    app.state.metrics_registry, app.state.request_metrics = make_registry(store, settings)
     install_error_handlers(app)
     install_openapi(app)
     # Every /v1 operation may answer 401 (no or a wrong key) and 503 (the store is restarting).

@@ -8,6 +8,8 @@ kill lands inside the intended stage. The reaper's limits are short (heartbeat 0
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
@@ -135,6 +137,41 @@ def test_worker_killed_in_stage1_then_in_the_refiner_job_succeeds_without_redoin
     assert any(e["stage"] == "classifier" and e["message"] == "reused checkpoint" for e in d3)
     assert done["metrics"]["classifier.reused"] == 1.0
     assert not (cluster.data_dir / "t1" / "work" / job_id).exists()  # checkpoints cleaned up on success
+
+
+def test_a_worker_stopped_with_sigterm_requeues_its_job_which_resumes_from_its_checkpoint(
+    cluster, slow_dataset, tiny_backbone
+):
+    with cluster.client() as c:
+        r = c.post("/v1/jobs", json={"dataset_id": slow_dataset, "params": slow_params(tiny_backbone)})
+        job_id = r.json()["id"]
+        wait_job(c, job_id, in_stage("refiner", 1), 180, "the middle of the refiner", cluster.logs)
+        doc = cluster.store.get("job", job_id, None)
+        pid = int(doc["worker_id"].rsplit(":", 1)[1])
+        proc = next(w for w in cluster.workers if w.popen.pid == pid)
+        stopped = time.time()
+        os.kill(pid, signal.SIGTERM)  # what `docker stop` sends
+        proc.popen.wait(60)  # Celery's warm shutdown ends once the job is handed back, not when it finishes
+        exit_seconds = time.time() - stopped
+        cluster.workers.remove(proc)
+        cluster.dead.append(proc)
+        cluster.start_worker()
+        done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 240, "a final status", cluster.logs)
+        events = all_events(c, job_id)
+    report(
+        "worker stopped with SIGTERM in the refiner",
+        seconds_to_exit=round(exit_seconds, 1),
+        **done["metrics"],
+    )
+    assert done["status"] == "succeeded", (done, cluster.logs())
+    assert proc.popen.returncode == 0
+    assert done["deliveries"] == 1  # a clean shutdown does not count against SIDYP_MAX_DELIVERIES
+    requeued = [e["message"] for e in events if e["stage"] == "queued"]
+    assert "worker shut down mid-run: re-queued" in requeued, events
+    _before, after = _deliveries(events)
+    assert not _trained(after, "classifier")  # stage 1 came from its checkpoint
+    assert any(e["stage"] == "classifier" and e["message"] == "reused checkpoint" for e in after)
+    assert not any(e["type"] == "reaper" for e in events)  # handed back, not found lost
 
 
 def test_a_job_whose_worker_dies_three_times_fails_with_worker_lost(cluster, slow_dataset, tiny_backbone):

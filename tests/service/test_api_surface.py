@@ -277,3 +277,27 @@ def test_openapi_declares_bearer_auth_and_problem_answers(client):
         if path.startswith("/v1/"):
             assert "401" in op["responses"], (method, path)
             assert "HTTPValidationError" not in json.dumps(op["responses"]), (method, path)
+
+
+# ------------------------------------------------------------------ metrics
+def test_metrics_endpoint_exposes_jobs_queue_workers_durations_predict_and_process(client):
+    store = client.app.state.store
+    ds = _dataset(client)
+    job = client.post("/v1/jobs", json={"dataset_id": ds}).json()["id"]
+    ledger = JobLedger(store)
+    ledger.change(job, lambda j: j.moved("running", run_token="w", started_at="2026-01-01T00:00:00.000Z"))
+    ledger.change(job, lambda j: j.moved("failed", finished_at="2026-01-01T00:00:42.000Z"))
+    client.post("/v1/jobs", json={"dataset_id": ds})
+    store.worker_beat("celery@host-a:12", {"kind": "celery"})
+    text = client.get("/metrics").text
+    lines = dict(ln.rsplit(" ", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+    assert (
+        float(lines['sidyp_jobs{status="queued"}']) == 1 and float(lines['sidyp_jobs{status="failed"}']) == 1
+    )
+    assert float(lines["sidyp_queue_length"]) == 1 and float(lines["sidyp_workers_live"]) == 1
+    assert 0 <= float(lines['sidyp_worker_heartbeat_age_seconds{worker="celery@host-a:12"}']) < 5
+    assert float(lines['sidyp_job_duration_seconds_bucket{le="30.0",outcome="failed"}']) == 0
+    assert float(lines['sidyp_job_duration_seconds_bucket{le="60.0",outcome="failed"}']) == 1
+    assert float(lines['sidyp_job_duration_seconds_sum{outcome="failed"}']) == 42
+    assert "sidyp_predict_duration_seconds_count" in lines and "process_resident_memory_bytes" in lines
+    assert 'sidyp_http_requests_total{method="POST",route="/v1/jobs",status="202"}' in lines
