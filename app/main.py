@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import datasets, health, jobs, models, reports
+from app.api.routes import console, datasets, health, jobs, labels, models, reports
 from app.errors import install_error_handlers, problems
 from app.limits import BodyLimitMiddleware
 from app.metrics import MetricsMiddleware, make_registry
@@ -56,9 +56,10 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     install_error_handlers(app)
     install_openapi(app)
     # Every /v1 operation may answer 401 (no or a wrong key) and 503 (the store is restarting).
-    for router in (datasets.router, jobs.router, reports.router, models.router):
+    for router in (datasets.router, jobs.router, reports.router, models.router, labels.router):
         app.include_router(router, responses=problems(401, 503))
     app.include_router(health.router)
+    app.include_router(console.router)
     app.add_middleware(
         BodyLimitMiddleware,
         upload_limit=settings.max_upload_bytes,
