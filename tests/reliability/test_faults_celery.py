@@ -158,10 +158,9 @@ def test_a_worker_stopped_with_sigterm_requeues_its_job_which_resumes_from_its_c
         cluster.start_worker()
         done = wait_job(c, job_id, lambda j: j["status"] in FINAL, 240, "a final status", cluster.logs)
         events = all_events(c, job_id)
+    reaper = [e["message"] for e in events if e["type"] == "reaper"]
     report(
-        "worker stopped with SIGTERM in the refiner",
-        seconds_to_exit=round(exit_seconds, 1),
-        **done["metrics"],
+        "worker stopped with SIGTERM in the refiner", seconds_to_exit=round(exit_seconds, 1), reaper=reaper
     )
     assert done["status"] == "succeeded", (done, cluster.logs())
     assert proc.popen.returncode == 0
