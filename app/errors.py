@@ -96,12 +96,10 @@ _WHEN = {
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these problem+json answers, all with the one Problem schema."""
-    from app.schemas import Problem  # schemas imports nothing from here; kept lazy to stay that way
-
+    """OpenAPI `responses` for these problem+json answers, all with the one Problem schema (added to the
+    document's components by app.openapi)."""
     return {
         status: {
-            "model": Problem,
             "description": _WHEN.get(status, _TITLES.get(status, "error")),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.errors import PROBLEM_JSON, problems
+from app.schemas import Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -24,9 +25,12 @@ def install_openapi(app: FastAPI) -> None:
                 if invalid is not None:
                     invalid["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
                     invalid["description"] = problems(422)[422]["description"]
-        schemas = doc.get("components", {}).get("schemas", {})
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
         app.openapi_schema = doc
         return doc
 

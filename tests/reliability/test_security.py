@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from sidyp_core.config import Settings
+from sidyp_core.config import Settings, key_digest
 from sidyp_core.ids import ID_RE, new_id
 from tests.conftest import toy_dataset
 from tests.service.conftest import KEY_1, KEY_2, TENANT_KEYS, service_env, start_api, tiny_params
@@ -184,8 +184,9 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
             compared.clear()
             r = c.get("/v1/datasets", headers={"Authorization": f"Bearer {presented}"})
             assert r.status_code == status
-            # No early exit: every configured key is compared, whether the first one matched or none did.
-            assert sorted(compared) == sorted(k.encode() for k in keys.values())
+            # No early exit: every configured key (held as its SHA-256) is compared, whether the first one
+            # matched or none did.
+            assert sorted(compared) == sorted(key_digest(k).encode() for k in keys.values())
             assert presented not in r.text
 
 

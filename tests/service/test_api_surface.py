@@ -301,3 +301,15 @@ def test_metrics_endpoint_exposes_jobs_queue_workers_durations_predict_and_proce
     assert float(lines['sidyp_job_duration_seconds_sum{outcome="failed"}']) == 42
     assert "sidyp_predict_duration_seconds_count" in lines and "process_resident_memory_bytes" in lines
     assert 'sidyp_http_requests_total{method="POST",route="/v1/jobs",status="202"}' in lines
+
+
+def test_every_documented_problem_schema_resolves_and_none_is_plain_json(client):
+    doc = client.get("/openapi.json").json()
+    problem = doc["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail"} <= set(problem["required"])
+    assert doc["components"]["schemas"]["ProblemItem"]["properties"]["row"]
+    for item in doc["paths"].values():
+        for op in item.values():
+            for status, answer in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(answer["content"]) == ["application/problem+json"], (op["summary"], status)
