@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from typing import Any
 
 import redis
@@ -179,5 +180,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "The server failed to handle this request.", instance=request.url.path)
+        # The tenant gets a stable type and an id to quote; the log line with that id has the exception.
+        error_id = uuid.uuid4().hex[:16]
+        log.exception("unhandled error on %s %s (error id %s)", request.method, request.url.path, error_id)
+        return problem_response(
+            500,
+            f"The server failed to handle this request; quote error id {error_id} to the operator.",
+            slug="internal-error",
+            instance=request.url.path,
+            extra={"error_id": error_id},
+        )

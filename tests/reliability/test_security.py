@@ -225,6 +225,7 @@ def test_debug_is_off_by_default_and_errors_never_leak_internals(tmp_path, monke
         r = c.get("/boom")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret" not in r.text and "Traceback" not in r.text and "/srv" not in r.text
+    assert r.json()["type"] == "/problems/internal-error" and r.json()["error_id"] in r.json()["detail"]
     from sidyp_cli.main import main
 
     with pytest.raises(SystemExit) as exc:  # there is no auto-reload switch to leave on by mistake
