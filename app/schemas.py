@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-from sidyp_engine.types import CalibrationConfig
+from sidyp_engine.types import CalibrationConfig, check_noise_fraction
 
 T = TypeVar("T")
 
@@ -78,7 +78,7 @@ def _engine_field(name: str, annotation: Any = None, **overrides: Any) -> tuple[
 
 
 def _fraction(cls, v: Any) -> Any:
-    return CalibrationConfig._fraction_range(v)  # the engine's own check, not a copy of it
+    return check_noise_fraction(v)  # the engine's own check, not a copy of it
 
 
 JobParams = create_model(
