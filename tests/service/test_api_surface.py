@@ -230,8 +230,7 @@ def test_a_job_whose_memory_estimate_exceeds_the_worker_is_refused_with_both_num
     ids=["tsv", "semicolon"],
 )
 def test_tab_and_semicolon_separated_uploads_are_read(client, content):
-    # The engine's one table reader (sidyp_engine/tables.py, branch arch-engine) sniffs the separator.
-    pytest.importorskip("sidyp_engine.tables", reason="the sniffing reader lands with arch-engine")
+    # The engine's one table reader (sidyp_engine/tables.py) sniffs the separator from the header line.
     r = upload(client, content, filename="d.tsv" if b"\t" in content else "d.csv")
     assert r.status_code == 201, r.text
     assert r.json()["label_counts"] == {"food": 2, "sports": 2}
