@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from typing import Any
 
 import redis
@@ -46,8 +47,10 @@ class ProblemError(Exception):
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ):
         super().__init__(detail)
+        self.extra = extra  # further members of the body (RFC 9457 extension members)
         self.status = status
         self.detail = detail
         self.slug = slug or _TITLES.get(status, "error").lower().replace(" ", "-")
@@ -65,6 +68,7 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"/problems/{slug or _TITLES.get(status, 'error').lower().replace(' ', '-')}",
@@ -76,7 +80,32 @@ def problem_response(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = errors
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_WHEN = {
+    401: "missing or invalid bearer key",
+    404: "no such resource for this tenant",
+    409: "the resource is in a state that does not allow this",
+    410: "the outputs are no longer on disk",
+    413: "the request body is over the size limit",
+    422: "the request (body, query, header or uploaded file) is invalid; `errors` says where",
+    429: "a limit was reached; retry after the Retry-After seconds",
+    503: "the store or queue is unavailable; retry after the Retry-After seconds",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these problem+json answers, all with the one Problem schema (added to the
+    document's components by app.openapi)."""
+    return {
+        status: {
+            "description": _WHEN.get(status, _TITLES.get(status, "error")),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 def not_found(kind: str) -> ProblemError:
@@ -103,6 +132,7 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=exc.errors,
             headers=exc.headers,
             instance=request.url.path,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -150,5 +180,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "The server failed to handle this request.", instance=request.url.path)
+        # The tenant gets a stable type and an id to quote; the log line with that id has the exception.
+        error_id = uuid.uuid4().hex[:16]
+        log.exception("unhandled error on %s %s (error id %s)", request.method, request.url.path, error_id)
+        return problem_response(
+            500,
+            f"The server failed to handle this request; quote error id {error_id} to the operator.",
+            slug="internal-error",
+            instance=request.url.path,
+            extra={"error_id": error_id},
+        )

@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.routes import console, datasets, health, jobs, labels, models, reports
-from app.errors import install_error_handlers
+from app.errors import install_error_handlers, problems
 from app.limits import BodyLimitMiddleware
-from app.metrics import MetricsMiddleware, RequestMetrics
+from app.metrics import MetricsMiddleware, make_registry
+from app.openapi import install_openapi
 from sidyp_core.background import BackgroundDuties, make_worker_id
 from sidyp_core.config import Settings, get_settings
 from sidyp_core.dispatch import make_enqueuer
@@ -51,11 +52,13 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.tenant_keys = tenant_keys
-    app.state.request_metrics = RequestMetrics()
+    app.state.metrics_registry, app.state.request_metrics = make_registry(store, settings)
     install_error_handlers(app)
-    for router in (datasets.router, jobs.router, reports.router, models.router, health.router):
-        app.include_router(router)
-    app.include_router(labels.router)
+    install_openapi(app)
+    # Every /v1 operation may answer 401 (no or a wrong key) and 503 (the store is restarting).
+    for router in (datasets.router, jobs.router, reports.router, models.router, labels.router):
+        app.include_router(router, responses=problems(401, 503))
+    app.include_router(health.router)
     app.include_router(console.router)
     app.add_middleware(
         BodyLimitMiddleware,

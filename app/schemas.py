@@ -14,6 +14,28 @@ T = TypeVar("T")
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class ProblemItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    row: int | None = Field(None, description="uploads: 0-based data row; null when the file or header")
+    column: str | None = Field(None, description="uploads: the column")
+    field: str | None = Field(None, description="request bodies, queries and headers: where")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: every error answer, as application/problem+json."""
+
+    model_config = ConfigDict(extra="allow")  # extension members, e.g. estimated_peak_bytes
+
+    type: str = Field(description="a URI reference naming the kind of problem, e.g. /problems/queue-full")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="the request path")
+    errors: list[ProblemItem] | None = None
+
+
 class ListResponse(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
@@ -65,11 +87,11 @@ JobParams = create_model(
     __config__=ConfigDict(extra="forbid"),
     __validators__={"_fraction": field_validator("noise_fraction")(_fraction)},
     **{name: _engine_field(name) for name in CLIENT_PARAMS if name != "backbone"},
-    # A path the server checks against SIDYP_ALLOWED_BACKBONE_DIRS; bounded so a huge string is a 422.
+    # A name the operator registered (SIDYP_BACKBONES), never a path; bounded so a huge string is a 422.
     backbone=_engine_field(
         "backbone",
         Annotated[str, StringConstraints(max_length=4096)] | None,
-        description="None = bundled MiniLM; else a directory the server allows",
+        description="None or 'minilm' = the bundled MiniLM; else a backbone name the server registered",
     ),
 )
 
@@ -83,6 +105,20 @@ class JobCreate(BaseModel):
     params: JobParams | None = None
 
 
+JOB_CREATE_EXAMPLES = {
+    "defaults": {"summary": "Calibrate with the default parameters", "value": {"dataset_id": "ds_..."}},
+    "with_eval": {
+        "summary": "A held-out validation set and a gold-labelled evaluation set",
+        "value": {
+            "dataset_id": "ds_...",
+            "validation_dataset_id": "ds_...",
+            "eval_dataset_id": "ds_...",
+            "params": {"epochs": 4, "branches": 3, "seed": 0, "backbone": "minilm"},
+        },
+    },
+}
+
+
 class JobProgress(BaseModel):
     stage: str
     fraction: float
@@ -90,8 +126,11 @@ class JobProgress(BaseModel):
 
 
 class JobError(BaseModel):
-    code: str
+    code: str = Field(
+        description="stable: invalid_input, timeout, worker_lost, storage_error, internal_error, ..."
+    )
     message: str
+    error_id: str | None = Field(None, description="server-side failures: quote it to the operator")
 
 
 class Job(BaseModel):

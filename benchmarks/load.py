@@ -69,9 +69,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _start_stack(root: Path, args: argparse.Namespace, backbones: Path) -> Stack:
+def _start_stack(root: Path, args: argparse.Namespace, tiny: Path) -> Stack:
     env = {
-        "SIDYP_ALLOWED_BACKBONE_DIRS": str(backbones),
+        "SIDYP_BACKBONES": f"tiny={tiny}",
         "SIDYP_MAX_QUEUED_JOBS": str(args.max_queued_jobs),
         # The worker shares the cores with the API and the load generator: one torch thread keeps it from
         # busy-waiting against them (docs/method.md, "Measurements behind code constants").
@@ -109,12 +109,12 @@ def _run_phases(stack: Stack, args: argparse.Namespace, setup: dict, tiny: Path)
         print(f"  {p['requests_per_s']} req/s, p99 {p['p99_ms']} ms", flush=True)
     if "burst" in phases:
         print("burst phase ...", flush=True)
-        params = {**TINY_PARAMS, "backbone": str(tiny)}
+        params = {**TINY_PARAMS, "backbone": "tiny"}
         out["burst"] = b = burst_phase(stack.base, setup["tiny_ds"], params, args.duration, args.burst)
         print(f"  {b['accepted']} accepted, {b['lost']} lost", flush=True)
     if "status" in phases:
         print("status-read phase ...", flush=True)
-        params = {**SLOW_PARAMS, "backbone": str(tiny)}
+        params = {**SLOW_PARAMS, "backbone": "tiny"}
         out["status_reads"] = status_phase(
             stack.base, setup["slow_ds"], params, args.duration, args.read_rate
         )
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     backbones = root / "backbones"
     tiny = tiny_backbone(backbones / "tiny")
-    stack = _start_stack(root, args, backbones)
+    stack = _start_stack(root, args, tiny)
     try:
         stack.wait_ready()
         print(

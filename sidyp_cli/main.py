@@ -1,4 +1,4 @@
-"""The `sidyp` command: engine commands (calibrate, predict), service commands (serve, worker) and the
+"""The `sidyp` command: engine commands (calibrate, predict), service commands (serve, worker, healthcheck) and the
 HTTP client commands when sidyp_client provides them.
 
 Imports are deferred to each command so `sidyp predict` never loads the web stack and
@@ -26,6 +26,7 @@ def _add_client_commands(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sidyp_cli.healthcheck import add_healthcheck_command
     from sidyp_cli.serve import add_serve_command
     from sidyp_cli.worker import add_worker_command
     from sidyp_engine.cli import add_engine_commands
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_commands(sub)
     add_serve_command(sub)
     add_worker_command(sub)
+    add_healthcheck_command(sub)
     _add_client_commands(sub)
     return parser
 

@@ -13,6 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+from pydantic import SecretStr
+
 API_KEY_FILE = "api_key"
 DEFAULT_TENANT = "default"
 
@@ -63,7 +65,7 @@ def ensure_api_key(settings) -> tuple[object, bool]:
             f.write(pair + "\n")
         created = True
     pair = path.read_text().strip()
-    return settings.model_copy(update={"api_keys": pair}), created
+    return settings.model_copy(update={"api_keys": SecretStr(pair)}), created
 
 
 class EmbeddedWorkerSupervisor:
@@ -127,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings, created = ensure_api_key(settings)
     if created:
-        tenant, _, key = settings.api_keys.partition(":")
+        tenant, _, key = settings.api_keys.get_secret_value().partition(":")
         # Printed once, when it is created; afterwards it is only in the 0600 file.
         print(
             f"sidyp: created an API key for tenant '{tenant}' (stored in {settings.data_dir / API_KEY_FILE}):\n"

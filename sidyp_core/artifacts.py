@@ -29,6 +29,25 @@ def artifact_dir(data_dir: Path, tenant: str, kind: str, resource_id: str) -> Pa
     return Path(data_dir) / tenant / kind / resource_id
 
 
+def job_work_dir(data_dir: Path, tenant: str, job_id: str) -> Path:
+    """A job's checkpoint folder: beside its output folder, which is replaced atomically at the end."""
+    return artifact_dir(data_dir, tenant, "jobs", job_id).parent.parent / "work" / job_id
+
+
+def tenant_bytes(data_dir: Path, tenant: str) -> int:
+    """Bytes the tenant's files take under the data dir (datasets, job outputs, checkpoints, models)."""
+    if not TENANT_RE.fullmatch(tenant):
+        raise ValueError("invalid tenant")
+    total = 0
+    for dirpath, _dirs, files in os.walk(Path(data_dir) / tenant):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass  # removed while we walked
+    return total
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:

@@ -1,31 +1,28 @@
-"""Which model directories a job may name as its backbone: the bundled one, or one the operator allowed.
+"""Which backbone a job may use: the bundled one, or one the operator registered by name.
 
-Clients never get to point the worker at an arbitrary path: `params.backbone` must resolve (symlinks and
-`..` included) to one of SIDYP_ALLOWED_BACKBONE_DIRS or a folder inside one.
+`params.backbone` is a NAME, never a path: SIDYP_BACKBONES maps names to local model directories, and
+'minilm' (or no value) is the bundled model. Anything else gets the same answer whether or not some path
+of that spelling exists on the server, so the API reveals nothing about the server's file system.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sidyp_core.config import Settings
+from sidyp_core.config import BUNDLED_BACKBONE, Settings
+
+NOT_REGISTERED = "backbone is not a backbone name registered on this server"
 
 
-def resolve_allowed_backbone(value: str | None, settings: Settings) -> str | None:
-    """The resolved directory, None for the bundled model; ValueError when not allowed."""
-    if value is None:
+def backbone_names(settings: Settings) -> list[str]:
+    return [BUNDLED_BACKBONE, *sorted(settings.backbone_dirs())]
+
+
+def resolve_backbone_name(name: str | None, settings: Settings) -> Path | None:
+    """The registered directory for `name`, None for the bundled model; ValueError for anything else."""
+    if name is None or name == BUNDLED_BACKBONE:
         return None
-    if "\x00" in value or not value.strip():
-        raise ValueError("backbone must be a directory the server allows")
-    try:
-        path = Path(value).expanduser().resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise ValueError("backbone is not an allowed model directory on this server") from exc
-    for root in settings.allowed_backbones():
-        if path == root or root in path.parents:
-            if not path.is_dir():
-                break
-            return str(path)
-    raise ValueError(
-        "backbone is not an allowed model directory on this server (set SIDYP_ALLOWED_BACKBONE_DIRS)"
-    )
+    directory = settings.backbone_dirs().get(name)
+    if directory is None:
+        raise ValueError(NOT_REGISTERED)
+    return directory

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tenant names become folder names under the data dir, so they are restricted like ids.
 TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+HASHED_KEY_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
+BACKBONE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# The name `params.backbone` gives the bundled model (the same as leaving it out).
+BUNDLED_BACKBONE = "minilm"
+
+
+def key_digest(key: str) -> str:
+    """What the service keeps of an API key: its SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class Settings(BaseSettings):
@@ -20,12 +35,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis for job state and the Celery broker; unset = embedded"
     )
-    api_keys: str = Field("", description="'tenant:key' pairs separated by commas", repr=False)
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="'tenant:key' or 'tenant:sha256:<hex>' pairs separated by commas"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="file of 'tenant:key' or 'tenant:sha256:<hex>' lines, added to SIDYP_API_KEYS"
+    )
     data_dir: Path = Field(
         Path("data"), description="artifacts: datasets, job outputs, models, the sqlite store"
     )
-    allowed_backbone_dirs: str = Field(
-        "", description="comma-separated local model dirs a job's params.backbone may name (None = bundled)"
+    backbones: str = Field(
+        "", description="'name=directory' pairs separated by commas: the backbones params.backbone may name"
     )
     debug: bool = Field(False, description="debug error pages; never on in production")
 
@@ -37,6 +57,19 @@ class Settings(BaseSettings):
     max_classes: int = Field(100, ge=2)
     max_predict_texts: int = Field(1000, ge=1)
     max_queued_jobs: int = Field(100, ge=1, description="queued jobs over all tenants; more answer 429")
+    tenant_max_active_jobs: int = Field(
+        10, ge=1, description="queued + running jobs one tenant may have; more answer 429"
+    )
+    tenant_max_bytes: int = Field(
+        20 * 2**30,
+        ge=1,
+        description="bytes of files one tenant may store; uploads and jobs past it answer 429",
+    )
+    worker_memory_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="memory a worker may use; jobs estimated above it answer 422 (unset: this machine's)",
+    )
     max_page_size: int = Field(1000, ge=1)
 
     # --- jobs and workers ---
@@ -82,24 +115,59 @@ class Settings(BaseSettings):
         return not self.redis_url
 
     def tenant_keys(self) -> dict[str, str]:
-        """Map key -> tenant. Malformed pairs are a configuration error, not silently dropped."""
+        """Map SHA-256 hex digest of each key -> tenant, from SIDYP_API_KEYS and SIDYP_API_KEYS_FILE.
+
+        Malformed entries, and one key configured for two tenants, are configuration errors (ValueError)."""
+        entries = [("SIDYP_API_KEYS", p) for p in self.api_keys.get_secret_value().split(",")]
+        if self.api_keys_file is not None:
+            try:
+                lines = Path(self.api_keys_file).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"SIDYP_API_KEYS_FILE cannot be read: {exc.strerror}") from None
+            where = "SIDYP_API_KEYS_FILE"
+            entries += [(f"{where} line {n}", ln) for n, ln in enumerate(lines, 1) if not ln.startswith("#")]
         out: dict[str, str] = {}
-        for pair in self.api_keys.split(","):
+        for where, pair in entries:
             pair = pair.strip()
             if not pair:
                 continue
-            tenant, sep, key = pair.partition(":")
-            if not sep or not tenant.strip() or not key.strip():
-                raise ValueError("SIDYP_API_KEYS must be 'tenant:key' pairs separated by commas")
-            if not TENANT_RE.fullmatch(tenant.strip()):
-                raise ValueError("tenant names in SIDYP_API_KEYS may use letters, digits, '_' and '-' (1-64)")
-            out[key.strip()] = tenant.strip()
+            tenant, digest = _parse_key_entry(pair, where)
+            if out.get(digest, tenant) != tenant:
+                raise ValueError(
+                    f"{where}: one API key is configured for two tenants ({out[digest]}, {tenant})"
+                )
+            out[digest] = tenant
         return out
 
-    def allowed_backbones(self) -> list[Path]:
-        return [
-            Path(p.strip()).expanduser().resolve() for p in self.allowed_backbone_dirs.split(",") if p.strip()
-        ]
+    def backbone_dirs(self) -> dict[str, Path]:
+        """The operator's backbones: name -> directory (SIDYP_BACKBONES)."""
+        out: dict[str, Path] = {}
+        for pair in self.backbones.split(","):
+            if not pair.strip():
+                continue
+            name, sep, directory = (x.strip() for x in pair.partition("="))
+            if not sep or not BACKBONE_NAME_RE.fullmatch(name) or not directory or name == BUNDLED_BACKBONE:
+                raise ValueError(
+                    "SIDYP_BACKBONES must be 'name=directory' pairs separated by commas; names use letters, "
+                    f"digits, '_', '.' and '-' (1-64) and '{BUNDLED_BACKBONE}' is the bundled model's"
+                )
+            out[name] = Path(directory).expanduser().resolve()
+        return out
+
+    def worker_memory_limit(self) -> int:
+        return self.worker_memory_bytes or machine_memory_bytes()
+
+
+def _parse_key_entry(pair: str, where: str) -> tuple[str, str]:
+    tenant, sep, key = (x.strip() for x in pair.partition(":"))
+    if not sep or not tenant or not key:
+        raise ValueError(f"{where}: entries must be 'tenant:key' or 'tenant:sha256:<64 hex digits>'")
+    if not TENANT_RE.fullmatch(tenant):
+        raise ValueError(f"{where}: tenant names may use letters, digits, '_' and '-' (1-64)")
+    hashed = HASHED_KEY_RE.fullmatch(key)
+    if key.startswith("sha256:") and not hashed:
+        raise ValueError(f"{where}: a hashed key is 'sha256:' and 64 hex digits")
+    return tenant, hashed.group(1).lower() if hashed else key_digest(key)
 
 
 @functools.lru_cache

@@ -43,6 +43,7 @@ class JobProgress(BaseModel):
 class JobError(BaseModel):
     code: str
     message: str
+    error_id: str | None = None  # for server-side failures: the key to the log entry with the detail
 
 
 class JobRecord(BaseModel):

@@ -14,6 +14,15 @@ import numpy as np
 from sidyp_engine.types import InvalidInputError
 
 MISSING = -1  # label id of a row whose labeller gave no usable answer
+# Training needs MIN_TRAINABLE_CLASSES classes with MIN_ROWS_PER_CLASS labelled rows each (validate_inputs);
+# the service checks an upload's class counts against these before it accepts a job.
+MIN_ROWS_PER_CLASS = 2
+MIN_TRAINABLE_CLASSES = 2
+
+
+def trainable_classes(label_counts: dict[str, int]) -> list[str]:
+    """The classes with enough labelled rows to be trained on."""
+    return [c for c, n in label_counts.items() if n >= MIN_ROWS_PER_CLASS]
 
 
 def is_missing_label(label: object) -> bool:
@@ -90,8 +99,8 @@ def validate_inputs(
     labels: Sequence[object],
     classes: Sequence[str],
     what: str = "train",
-    min_per_class: int = 2,
-    min_trainable_classes: int = 2,
+    min_per_class: int = MIN_ROWS_PER_CLASS,
+    min_trainable_classes: int = MIN_TRAINABLE_CLASSES,
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """Check one labelled set and return (texts, label ids with -1 = missing, class names).
 

@@ -25,11 +25,12 @@ from sidyp_core.artifacts import (
     DATASET_FILE,
     LABELS_FILE,
     artifact_dir,
+    job_work_dir,
     read_json,
     write_artifact,
     write_json,
 )
-from sidyp_core.backbones import resolve_allowed_backbone
+from sidyp_core.backbones import resolve_backbone_name
 from sidyp_core.config import Settings
 from sidyp_core.jobs import JobError, JobLedger, JobProgress, JobRecord
 from sidyp_core.store import JobStore, job_lock_name, utc_now_iso
@@ -64,8 +65,7 @@ class JobRunner:
         self.jobs = JobLedger(store)
 
     def work_dir(self, tenant: str, job_id: str) -> Path:
-        # Checkpoints live beside the job's output folder: the output folder is replaced atomically at the end.
-        return artifact_dir(self.settings.data_dir, tenant, "jobs", job_id).parent.parent / "work" / job_id
+        return job_work_dir(self.settings.data_dir, tenant, job_id)
 
     # ------------------------------------------------------------------ entry point
     def run(self, job_id: str) -> str:
@@ -247,13 +247,12 @@ class _Delivery:
             self._fail("invalid_input", str(exc))
             shutil.rmtree(work_dir, ignore_errors=True)
             return "failed"
-        except OSError as exc:
+        except OSError:
             # Disk full, unwritable data dir: nothing half-written is published (atomic renames).
-            self._fail("storage_error", f"could not write the job's artifacts: {exc.strerror or exc}")
+            self._fail_internal("storage_error", "the job's artifacts could not be written")
             return "failed"
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            self._fail("internal_error", f"{type(exc).__name__}: {str(exc)[:500]}")
+        except Exception:
+            self._fail_internal("internal_error", "the job failed on the server")
             return "failed"
         shutil.rmtree(work_dir, ignore_errors=True)
         return outcome
@@ -271,7 +270,8 @@ class _Delivery:
         classes = list(dataset_record["labels"])
         params = dict(self.job.params)
         try:
-            params["backbone"] = resolve_allowed_backbone(params.get("backbone"), self.s)
+            directory = resolve_backbone_name(params.get("backbone"), self.s)
+            params["backbone"] = None if directory is None else str(directory)
         except ValueError as exc:
             raise _InputMissing(str(exc)) from None
         return train, valid, evaluation, classes, CalibrationConfig(**params)
@@ -327,10 +327,16 @@ class _Delivery:
             job_id=self.job_id,
         )
 
-    def _fail(self, code: str, message: str) -> None:
-        self.jobs.finish(
-            self.job_id, "failed", "failed", error=JobError(code=code, message=message), owner=self.owner
-        )
+    def _fail(self, code: str, message: str, error_id: str | None = None) -> None:
+        error = JobError(code=code, message=message, error_id=error_id)
+        self.jobs.finish(self.job_id, "failed", "failed", error=error, owner=self.owner)
+
+    def _fail_internal(self, code: str, message: str) -> None:
+        """A server-side failure: the log gets the exception (paths, hosts, its text); the tenant gets a
+        stable code and an id to quote, which finds that log entry."""
+        error_id = uuid.uuid4().hex[:16]
+        log.exception("job %s failed (%s, error id %s)", self.job_id, code, error_id)
+        self._fail(code, f"{message}; quote error id {error_id} to the operator", error_id)
 
     def _publish(self, result, train: dict, evaluation: dict | None) -> str:
         job_id, tenant = self.job_id, self.tenant

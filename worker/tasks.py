@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import signals
 
@@ -17,6 +18,10 @@ log = logging.getLogger("sidyp.worker")
 celery_app = get_celery()
 
 _state: dict = {}
+# Set when the worker is told to stop (SIGTERM: Celery's warm shutdown). The running job then stops at its
+# next batch and is sent to the queue again, to resume from its stage checkpoints on the next worker,
+# instead of holding this one until it finishes.
+_shutting_down = threading.Event()
 
 
 def _runtime() -> tuple[JobRunner, BackgroundDuties | None]:
@@ -26,7 +31,9 @@ def _runtime() -> tuple[JobRunner, BackgroundDuties | None]:
         worker_id = make_worker_id("celery")
         _state["store"] = store
         _state["worker_id"] = worker_id
-        _state["runner"] = JobRunner(settings, store, worker_id)
+        _state["runner"] = JobRunner(
+            settings, store, worker_id, shutdown=_shutting_down, requeue=make_enqueuer(settings, store)
+        )
     return _state["runner"], _state.get("background")
 
 
@@ -44,6 +51,12 @@ def _start_background(**_kwargs) -> None:
     background.start()
     _state["background"] = background
     log.info("sidyp worker %s ready", runner.worker_id)
+
+
+@signals.worker_shutting_down.connect
+def _stop_running_job(**_kwargs) -> None:
+    log.info("shutting down: a running job is re-queued at its next batch")
+    _shutting_down.set()
 
 
 @signals.worker_shutdown.connect

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.routes.common import check_id
 from app.errors import ProblemError, not_found
-from sidyp_core.config import Settings
+from sidyp_core.config import Settings, key_digest
 from sidyp_core.jobs import JobLedger, JobRecord
 from sidyp_core.store import JobStore
 
@@ -32,17 +33,25 @@ def _unauthorized(detail: str) -> ProblemError:
     )
 
 
-async def get_tenant(request: Request) -> str:
-    """The tenant owning the presented key. Every configured key is compared, in constant time each,
-    so the answer's timing says nothing about which key (or how much of it) matched."""
+# Declares the scheme in the OpenAPI document (the /docs page's Authorize button); get_tenant below does the
+# checking itself, so a missing or malformed header gets our 401 problem+json rather than FastAPI's 403.
+bearer_scheme = HTTPBearer(auto_error=False, description="an API key from SIDYP_API_KEYS")
+
+
+async def get_tenant(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+) -> str:
+    """The tenant owning the presented key. Keys are held as SHA-256 digests; the presented key's digest is
+    compared with every configured one, in constant time each, so the answer's timing says nothing about
+    which key matched."""
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise _unauthorized("Missing bearer key: send 'Authorization: Bearer <key>'.")
-    presented_b = presented.strip().encode("utf-8", "surrogateescape")
+    presented_digest = key_digest(presented.strip()).encode()
     tenant: str | None = None
-    for key, owner in request.app.state.tenant_keys.items():
-        if hmac.compare_digest(presented_b, key.encode("utf-8")):
+    for digest, owner in request.app.state.tenant_keys.items():
+        if hmac.compare_digest(presented_digest, digest.encode()):
             tenant = owner
     if tenant is None:
         raise _unauthorized("Invalid API key.")

@@ -8,7 +8,8 @@ from pathlib import Path
 from app.datasets import parse_upload, save_dataset_files
 from app.errors import ProblemError
 from app.schemas import Dataset
-from sidyp_core.artifacts import artifact_dir, remove_artifact, write_artifact
+from app.services import fairness
+from sidyp_core.artifacts import LABELS_FILE, artifact_dir, remove_artifact, write_artifact
 from sidyp_core.config import Settings
 from sidyp_core.ids import new_id
 from sidyp_core.store import JobStore, utc_now_iso
@@ -31,6 +32,7 @@ def create_dataset(
     label_column: str,
     labels: str | None,
 ) -> dict:
+    fairness.check_stored_bytes(settings, tenant, adding=len(raw))
     parsed = parse_upload(raw, filename, text_column, label_column, labels, settings)
     dataset_id = new_id("dataset")
     record = {
@@ -70,7 +72,36 @@ def store_dataset(
     return record
 
 
+DATASET_FIELDS = ("dataset_id", "validation_dataset_id", "eval_dataset_id")
+
+
+def _jobs_using(store: JobStore, tenant: str, dataset_id: str) -> list[dict]:
+    out, after = [], None
+    while True:
+        page, more = store.list("job", tenant, 500, after)
+        out += [j for j in page if dataset_id in (j.get(f) for f in DATASET_FIELDS)]
+        if not more or not page:
+            return out
+        after = page[-1]["id"]
+
+
 def delete_dataset(settings: Settings, store: JobStore, tenant: str, dataset_id: str) -> bool:
+    """Remove the dataset and every copy of its texts: a finished job's labels file holds them (one row per
+    uploaded row), so it goes too; the job's report, plots and model stay (they hold no text). Refused
+    while a job using it is queued or running, whose checkpoints and outputs would hold the texts later."""
+    if store.get("dataset", dataset_id, tenant) is None:
+        return False
+    users = _jobs_using(store, tenant, dataset_id)
+    active = [j["id"] for j in users if j.get("status") in ("queued", "running")]
+    if active:
+        raise ProblemError(
+            409,
+            f"The dataset is in use by {len(active)} queued or running job(s) ({', '.join(active[:5])}); "
+            "cancel them first.",
+            slug="dataset-in-use",
+        )
+    for job in users:
+        (artifact_dir(settings.data_dir, tenant, "jobs", job["id"]) / LABELS_FILE).unlink(missing_ok=True)
     if not store.delete("dataset", dataset_id, tenant):
         return False
     remove_artifact(artifact_dir(settings.data_dir, tenant, "datasets", dataset_id))

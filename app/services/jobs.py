@@ -7,7 +7,10 @@ from collections.abc import Callable
 
 from app.errors import ProblemError
 from app.schemas import Job, JobCreate, JobParams
-from sidyp_core.backbones import resolve_allowed_backbone
+from app.services import fairness, models
+from app.services.trainable import check_fits_memory, check_trainable
+from sidyp_core.artifacts import artifact_dir, job_work_dir, remove_artifact
+from sidyp_core.backbones import resolve_backbone_name
 from sidyp_core.config import Settings
 from sidyp_core.ids import is_valid_id
 from sidyp_core.jobs import JobLedger, JobRecord, new_job_record
@@ -40,9 +43,9 @@ def _check_label_subset(extra: dict | None, classes: set[str], field: str) -> No
         )
 
 
-def _check_backbone(params: JobParams, settings: Settings) -> None:
+def _check_backbone(params: JobParams, settings: Settings):
     try:
-        resolve_allowed_backbone(params.backbone, settings)
+        return resolve_backbone_name(params.backbone, settings)
     except ValueError as exc:
         raise ProblemError(
             422,
@@ -73,9 +76,13 @@ def create_job(
     classes = set(dataset["labels"])
     _check_label_subset(validation, classes, "validation_dataset_id")
     _check_label_subset(evaluation, classes, "eval_dataset_id")
+    check_trainable(dataset)
     params = body.params or JobParams()
-    _check_backbone(params, settings)
+    backbone_dir = _check_backbone(params, settings)
+    check_fits_memory(settings, params, backbone_dir, dataset, validation, evaluation)
     _check_queue_room(store, settings)
+    fairness.check_active_jobs(store, settings, tenant)
+    fairness.check_stored_bytes(settings, tenant)
     job = new_job_record(
         tenant,
         dataset["id"],
@@ -94,6 +101,29 @@ def create_job(
             503, "The job could not be queued; try again later.", slug="queue-unavailable"
         ) from exc
     return job
+
+
+def list_jobs(
+    store: JobStore, tenant: str, limit: int, after: str | None, status: str | None, dataset_id: str | None
+) -> tuple[list[JobRecord], bool]:
+    where = {k: v for k, v in (("status", status), ("dataset_id", dataset_id)) if v is not None}
+    docs, more = store.list_where("job", tenant, limit, after, where)
+    return [JobRecord.model_validate(d) for d in docs], more
+
+
+def delete_job(settings: Settings, store: JobStore, job: JobRecord) -> None:
+    """Remove a finished job: its model, outputs and checkpoints first, then the record (a failure half-way
+    leaves a record whose outputs answer 410, never files nobody can reach)."""
+    if not job.finished:
+        raise ProblemError(
+            409, f"The job is {job.status}; cancel it first, then delete it.", slug="job-not-finished"
+        )
+    for model_id in {job.model_id, job.reserved_model_id} - {None}:
+        models.delete_model(settings, store, job.tenant, model_id)
+        remove_artifact(artifact_dir(settings.data_dir, job.tenant, "models", model_id))
+    remove_artifact(artifact_dir(settings.data_dir, job.tenant, "jobs", job.id))
+    remove_artifact(job_work_dir(settings.data_dir, job.tenant, job.id))
+    store.delete("job", job.id, job.tenant)
 
 
 def cancel_job(store: JobStore, job: JobRecord) -> JobRecord:

@@ -45,6 +45,25 @@ class JobStore(ABC):
     def delete(self, kind: str, resource_id: str, tenant: str) -> bool:
         """Remove the record (and, for jobs, its events, flag and queue entry). False when not found."""
 
+    def list_where(
+        self, kind: str, tenant: str, limit: int, after: str | None, where: dict[str, Any]
+    ) -> tuple[list[Record], bool]:
+        """`list` keeping only records whose fields equal `where`'s values: pages through the tenant's
+        records, so its cost grows with how many it skips (fine for one tenant's jobs)."""
+        if not where:
+            return self.list(kind, tenant, limit, after)
+        out: list[Record] = []
+        while True:
+            page, more = self.list(kind, tenant, max(limit, 200), after)
+            for doc in page:
+                if all(doc.get(k) == v for k, v in where.items()):
+                    if len(out) == limit:
+                        return out, True
+                    out.append(doc)
+            if not more or not page:
+                return out, False
+            after = page[-1]["id"]
+
     # ---------------- job state ----------------
     @abstractmethod
     def mutate_job(self, job_id: str, fn: Mutation) -> Record | None:
@@ -121,6 +140,19 @@ class JobStore(ABC):
 
     @abstractmethod
     def live_workers(self, max_age_seconds: float) -> list[Record]: ...
+
+    # ---------------- idempotency keys ----------------
+    @abstractmethod
+    def claim_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> Record | None:
+        """Store `record` under (scope, key) unless an unexpired one is there: None when stored, else the
+        record already there. Atomic across processes: of two claims of one key, exactly one gets None."""
+
+    @abstractmethod
+    def complete_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> None:
+        """Replace the record under (scope, key) and restart its TTL."""
+
+    @abstractmethod
+    def release_idempotency(self, scope: str, key: str) -> None: ...
 
     # ---------------- label reviews ----------------
     @abstractmethod

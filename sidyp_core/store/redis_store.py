@@ -9,6 +9,7 @@ Keys (prefix `sidyp:`):
   queue                  list of job ids for embedded-style workers
   lock:<name>            lock owner, with a PX expiry
   workers                hash worker id -> JSON {last_seen, ...}
+  idem:<scope>:<key>     JSON idempotency record, with an EX expiry
   reviews:<tenant>:<job> hash row index -> JSON review decision
 Job mutations use WATCH/MULTI so concurrent writers (API cancel, worker progress, reaper) never lose updates.
 """
@@ -219,6 +220,23 @@ class RedisJobStore(JobStore):
             if now - float(doc.get("last_seen", 0)) < max_age_seconds:
                 out.append({**doc, "id": wid})
         return out
+
+    # ---------------- idempotency keys ----------------
+    def claim_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> Record | None:
+        name = self._k("idem", scope, key)
+        ttl_ms = max(int(ttl_seconds * 1000), 1)
+        while True:
+            if self.r.set(name, json.dumps(record), nx=True, px=ttl_ms):
+                return None
+            raw = self.r.get(name)
+            if raw is not None:  # else it expired between the two calls: claim again
+                return json.loads(raw)
+
+    def complete_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> None:
+        self.r.set(self._k("idem", scope, key), json.dumps(record), px=max(int(ttl_seconds * 1000), 1))
+
+    def release_idempotency(self, scope: str, key: str) -> None:
+        self.r.delete(self._k("idem", scope, key))
 
     # ---------------- label reviews ----------------
     def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:

@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS cancel_flags (job_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS queue (pos INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, last_seen REAL NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
 CREATE TABLE IF NOT EXISTS reviews (
     tenant TEXT NOT NULL,
     job_id TEXT NOT NULL,
@@ -281,6 +288,33 @@ class SqliteJobStore(JobStore):
             .fetchall()
         )
         return [{**json.loads(info), "id": wid, "last_seen": seen} for wid, seen, info in rows]
+
+    # ---------------- idempotency keys ----------------
+    def claim_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> Record | None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+            row = db.execute(
+                "SELECT doc FROM idempotency WHERE scope = ? AND key = ?", (scope, key)
+            ).fetchone()
+            if row is not None:
+                return json.loads(row[0])
+            db.execute(
+                "INSERT INTO idempotency (scope, key, doc, expires_at) VALUES (?, ?, ?, ?)",
+                (scope, key, json.dumps(record), now + ttl_seconds),
+            )
+            return None
+
+    def complete_idempotency(self, scope: str, key: str, record: Record, ttl_seconds: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO idempotency (scope, key, doc, expires_at) VALUES (?, ?, ?, ?)",
+                (scope, key, json.dumps(record), time.time() + ttl_seconds),
+            )
+
+    def release_idempotency(self, scope: str, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ?", (scope, key))
 
     # ---------------- label reviews ----------------
     _REVIEW_FIELDS = ("index", "action", "label", "reviewed_at", "key_id")

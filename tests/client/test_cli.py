@@ -40,7 +40,7 @@ def test_upload_create_wait_report_labels_predict(env, capsys, toy_csv, tiny_bac
     code, out, _ = run_cli(capsys, "jobs", "create", "--dataset", dataset["id"], *params)
     assert code == 0
     job = json.loads(out)
-    assert job["params"]["epochs"] == 1 and job["params"]["backbone"] == tiny_backbone  # typed, not strings
+    assert job["params"]["epochs"] == 1 and job["params"]["backbone"] == "tiny"  # typed, not strings
 
     code, out, err = run_cli(capsys, "jobs", "wait", job["id"], "--timeout", "180")
     assert code == 0, err

@@ -18,7 +18,7 @@ from tests.service.conftest import KEY_1, KEY_2, Service, service_env, start_api
 CORPUS = Path(__file__).resolve().parents[1] / "bad_inputs"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
 CASES = MANIFEST["cases"]
-GOOD_CSV = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\ncode server,tech\n"
+GOOD_CSV = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\ncode server,tech\nlate goal,sports\nbake,food\n"
 
 
 def _case_id(case: dict) -> str:
@@ -40,7 +40,7 @@ def server(tmp_path_factory, tiny_backbone):
             "dataset_id": ds,
             "other_dataset_id": other,
             "job_id": job,
-            "allowed_dir": env["SIDYP_ALLOWED_BACKBONE_DIRS"],
+            "allowed_dir": str(Path(tiny_backbone).parent),
         }
         yield service
     finally:

@@ -95,7 +95,7 @@ def test_serve_killed_with_its_worker_mid_job_restarts_with_everything_and_finis
 
 
 def test_disk_full_while_writing_the_model_fails_the_job_and_publishes_nothing(
-    tmp_path, tiny_backbone, monkeypatch
+    tmp_path, tiny_backbone, monkeypatch, caplog
 ):
     """The model's weights get half-written, then the disk is full (ENOSPC). The job fails with a clear
     storage error; the half-written folder never appears under its final name, no record points at it."""
@@ -114,7 +114,7 @@ def test_disk_full_while_writing_the_model_fails_the_job_and_publishes_nothing(
     settings = Settings(
         data_dir=tmp_path / "data",
         api_keys=TENANT_KEYS,
-        allowed_backbone_dirs=str(Path(tiny_backbone).parent),
+        backbones=f"tiny={tiny_backbone}",
     )
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {KEY_1}"
@@ -126,7 +126,12 @@ def test_disk_full_while_writing_the_model_fails_the_job_and_publishes_nothing(
         got = client.get(f"/v1/jobs/{job['id']}").json()
         report("disk full (ENOSPC) while writing the model", status=got["status"], error=got["error"])
         assert outcome == "failed" and got["status"] == "failed"
-        assert got["error"]["code"] == "storage_error" and "No space left" in got["error"]["message"]
+        # The tenant gets the code and an error id; the log line with that id has the OS's words.
+        error = got["error"]
+        assert error["code"] == "storage_error" and error["error_id"] in error["message"]
+        assert "No space left" not in error["message"] and str(settings.data_dir) not in error["message"]
+        logged = [r for r in caplog.records if error["error_id"] in r.getMessage()]
+        assert logged and "No space left" in str(logged[0].exc_info[1])
         assert got["model_id"] is None and client.get("/v1/models").json()["data"] == []
         assert client.get(f"/v1/jobs/{job['id']}/report").status_code == 409
         reserved = store.get("job", job["id"], None)["reserved_model_id"]

@@ -41,7 +41,7 @@ def server(request, tmp_path_factory, tiny_backbone):
     service = Service(base, root / "data", [api])
     try:
         with service.client() as c:
-            csv = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\n"
+            csv = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\nlate goal,sports\nbake,food\n"
             ds = c.post("/v1/datasets", files={"file": ("d.csv", csv, "text/csv")}).json()["id"]
             job = c.post("/v1/jobs", json={"dataset_id": ds}).json()["id"]
         service.real_ids = {"dataset_id": ds, "job_id": job}
@@ -83,7 +83,9 @@ def test_no_generated_request_gets_a_5xx(server):
     for op in operations:
         strategies = [op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE)]
         wanted = {k: v for k, v in server.real_ids.items() if f"{{{k}}}" in op.path}
-        if wanted and op.method.upper() != "DELETE":
+        # A queued job's event stream stays open until the job ends (no worker runs here): by design, so it
+        # is fuzzed with generated ids only (tests/service/test_api_surface.py reads a real stream).
+        if wanted and op.method.upper() != "DELETE" and not op.path.endswith("/events/stream"):
             strategies.append(op.as_strategy(GenerationMode.POSITIVE, path_parameters=wanted))
 
         @settings(

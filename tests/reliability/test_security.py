@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from sidyp_core.config import Settings
+from sidyp_core.config import Settings, key_digest
 from sidyp_core.ids import ID_RE, new_id
 from tests.conftest import toy_dataset
 from tests.service.conftest import KEY_1, KEY_2, TENANT_KEYS, service_env, start_api, tiny_params
@@ -58,7 +58,7 @@ def trained(request, tmp_path_factory, tiny_backbone):
     settings = Settings(
         data_dir=root / "data",
         api_keys=TENANT_KEYS,
-        allowed_backbone_dirs=str(Path(tiny_backbone).parent),
+        backbones=f"tiny={tiny_backbone}",
         **extra,
     )
     texts, noisy, _gold, _ = toy_dataset(n_per_class=20)
@@ -184,8 +184,9 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
             compared.clear()
             r = c.get("/v1/datasets", headers={"Authorization": f"Bearer {presented}"})
             assert r.status_code == status
-            # No early exit: every configured key is compared, whether the first one matched or none did.
-            assert sorted(compared) == sorted(k.encode() for k in keys.values())
+            # No early exit: every configured key (held as its SHA-256) is compared, whether the first one
+            # matched or none did.
+            assert sorted(compared) == sorted(key_digest(k).encode() for k in keys.values())
             assert presented not in r.text
 
 
@@ -224,6 +225,7 @@ def test_debug_is_off_by_default_and_errors_never_leak_internals(tmp_path, monke
         r = c.get("/boom")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "secret" not in r.text and "Traceback" not in r.text and "/srv" not in r.text
+    assert r.json()["type"] == "/problems/internal-error" and r.json()["error_id"] in r.json()["detail"]
     from sidyp_cli.main import main
 
     with pytest.raises(SystemExit) as exc:  # there is no auto-reload switch to leave on by mistake

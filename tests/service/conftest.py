@@ -21,14 +21,16 @@ from tests.conftest import free_port, toy_dataset, write_csv
 REPO = Path(__file__).resolve().parents[2]
 KEY_1, KEY_2 = "key-one-" + "a" * 24, "key-two-" + "b" * 24
 TENANT_KEYS = f"t1:{KEY_1},t2:{KEY_2}"
+TINY = "tiny"  # the name service_env registers the tiny backbone under (SIDYP_BACKBONES)
 
 
 def tiny_params(backbone: str, **overrides) -> dict:
+    """Quick job params; `backbone` (the tiny backbone's directory) is what service_env registers as TINY."""
     params = {
         "epochs": 1,
         "branches": 1,
         "diffusion_epochs": 1,
-        "backbone": backbone,
+        "backbone": TINY,
         "batch_size": 16,
         "max_length": 32,
         "seed": 0,
@@ -77,7 +79,7 @@ def service_env(data_dir: Path, backbone_dir: str, **extra: str) -> dict:
             "OMP_NUM_THREADS": "1",
             "SIDYP_DATA_DIR": str(data_dir),
             "SIDYP_API_KEYS": TENANT_KEYS,
-            "SIDYP_ALLOWED_BACKBONE_DIRS": str(Path(backbone_dir).parent),
+            "SIDYP_BACKBONES": f"{TINY}={backbone_dir}",
             "SIDYP_HEARTBEAT_INTERVAL_SECONDS": "0.5",
             "SIDYP_STALE_AFTER_SECONDS": "5",
             "SIDYP_REAPER_INTERVAL_SECONDS": "1",

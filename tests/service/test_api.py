@@ -14,6 +14,7 @@ from sidyp_core.config import Settings
 
 KEYS = {"t1": "secret-one-aaaaaaaaaaaaaaaa", "t2": "secret-two-bbbbbbbbbbbbbbbb"}
 GOOD_CSV = b"text,noisy_label\nthe goal match,sports\npizza dinner,food\ncode server,tech\nbake cheese,food\n"
+TRAINABLE_CSV = GOOD_CSV + b"late winner,sports\n"  # two classes with two labelled rows each
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def settings(tmp_path, tiny_backbone) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         api_keys=",".join(f"{t}:{k}" for t, k in KEYS.items()),
-        allowed_backbone_dirs=str(Path(tiny_backbone).parent),
+        backbones=f"tiny={tiny_backbone}",
         max_rows=50,
         max_classes=5,
         max_text_chars=300,
@@ -295,7 +296,7 @@ def test_bad_upload_is_refused_with_a_located_problem_and_nothing_stored(
 
 # ------------------------------------------------------------------ jobs
 def _dataset(client) -> dict:
-    r = upload(client, GOOD_CSV)
+    r = upload(client, TRAINABLE_CSV)
     assert r.status_code == 201
     return r.json()
 
@@ -313,12 +314,17 @@ def test_job_params_are_validated(client, tiny_backbone):
     for payload in bad:
         body = assert_problem(client.post("/v1/jobs", json=payload), 422, "validation-error")
         assert body["errors"] and all("field" in e for e in body["errors"])
-    for backbone in ("/etc", "/", str(Path(tiny_backbone).parent.parent), "../../etc", "/nonexistent/model"):
+    # Only registered names: a path gets the one answer whether or not it exists (here the registered
+    # backbone's own directory, a real model dir), so the answer says nothing about the server's disk.
+    details = set()
+    for backbone in ("/etc", "/", tiny_backbone, str(Path(tiny_backbone).parent), "../../etc", "/nope", "x"):
         r = client.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {"backbone": backbone}})
-        assert_problem(r, 422, "backbone-not-allowed")
-    r = client.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {"backbone": tiny_backbone}})
-    assert r.status_code == 202, r.text
-    assert r.json()["params"]["backbone"] == tiny_backbone
+        details.add(assert_problem(r, 422, "backbone-not-allowed")["detail"])
+    assert len(details) == 1 and tiny_backbone not in details.pop()
+    for name in ("tiny", "minilm"):
+        r = client.post("/v1/jobs", json={"dataset_id": ds["id"], "params": {"backbone": name}})
+        assert r.status_code == 202, r.text
+        assert r.json()["params"]["backbone"] == name
     assert_problem(client.post("/v1/jobs", json={"dataset_id": "ds_" + "x" * 22}), 404, "dataset-not-found")
     assert_problem(client.post("/v1/jobs", json={"dataset_id": "../../etc/passwd"}), 404, "dataset-not-found")
 

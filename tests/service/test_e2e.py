@@ -152,7 +152,7 @@ def test_metrics_and_readiness(service, finished):
         text = c.get("/metrics").text
     assert 'sidyp_jobs{status="succeeded"}' in text
     succeeded = [ln for ln in text.splitlines() if ln.startswith('sidyp_jobs{status="succeeded"}')][0]
-    assert int(succeeded.split()[-1]) >= 1
+    assert float(succeeded.split()[-1]) >= 1
     assert 'route="/v1/jobs/{job_id}"' in text  # labelled by template, not by raw path
     assert "sidyp_http_request_duration_seconds_bucket" in text and "sidyp_queue_length" in text
 

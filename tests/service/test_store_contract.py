@@ -168,3 +168,41 @@ def test_worker_liveness(store):
     time.sleep(0.3)
     assert store.live_workers(0.2) == []
     assert store.ping()
+
+
+def test_idempotency_claims_are_exclusive_scoped_and_expire(store):
+    assert store.claim_idempotency("t1:jobs", "k", {"state": "pending"}, 5) is None
+    assert store.claim_idempotency("t1:jobs", "k", {"state": "other"}, 5) == {"state": "pending"}
+    assert store.claim_idempotency("t2:jobs", "k", {"state": "t2"}, 5) is None  # another tenant's key
+    store.complete_idempotency("t1:jobs", "k", {"state": "done", "status": 202}, 5)
+    assert store.claim_idempotency("t1:jobs", "k", {}, 5) == {"state": "done", "status": 202}
+    store.release_idempotency("t1:jobs", "k")
+    assert store.claim_idempotency("t1:jobs", "k", {"state": "again"}, 0.2) is None
+    time.sleep(0.3)
+    assert store.claim_idempotency("t1:jobs", "k", {"state": "after expiry"}, 5) is None
+
+
+def test_concurrent_idempotency_claims_let_exactly_one_through(store):
+    winners = []
+
+    def claim(i: int) -> None:
+        if store.claim_idempotency("t1:datasets", "same", {"by": i}, 5) is None:
+            winners.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+
+
+def test_list_where_filters_across_pages(store):
+    for i in range(7):
+        store.put("job", {**_job(i), "status": "failed" if i % 2 else "queued", "dataset_id": f"d{i % 3}"})
+    page, more = store.list_where("job", "t1", 2, None, {"status": "failed"})
+    assert [d["id"][-1] for d in page] == ["5", "3"] and more
+    page, more = store.list_where("job", "t1", 2, page[-1]["id"], {"status": "failed"})
+    assert [d["id"][-1] for d in page] == ["1"] and not more
+    page, _ = store.list_where("job", "t1", 10, None, {"status": "queued", "dataset_id": "d0"})
+    assert [d["id"][-1] for d in page] == ["6", "0"]

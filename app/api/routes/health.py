@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-
-from app.metrics import render_gauges
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["health"])
 
@@ -39,15 +38,5 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-def metrics(request: Request) -> PlainTextResponse:
-    settings = request.app.state.settings
-    store = request.app.state.store
-    lines = request.app.state.request_metrics.render()
-    try:
-        counts = store.count_jobs_by_status()
-        workers = len(store.live_workers(settings.worker_alive_seconds))
-        store_up = True
-    except Exception:
-        counts, workers, store_up = {}, 0, False
-    lines += render_gauges(counts, counts.get("queued", 0), workers, store_up)
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
