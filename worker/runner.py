@@ -228,10 +228,10 @@ class _Delivery:
         try:
             outcome = self._calibrate_and_publish(work_dir)
         except _LostOwnership:
-            return "lost"
+            return self._stop_lost()
         except CalibrationStopped:
             if self.lost.is_set():
-                return "lost"
+                return self._stop_lost()
             if self.r.shutdown is not None and self.r.shutdown.is_set() and self.r.requeue is not None:
                 return self._requeue_for_shutdown()
             if self.timed_out:
@@ -300,6 +300,11 @@ class _Delivery:
         if self.lost.is_set():
             raise _LostOwnership()
         return self._publish(result, train, evaluation)
+
+    def _stop_lost(self) -> str:
+        # Logged here whichever check noticed first (the heartbeat or a progress write).
+        log.warning("job %s: lock lost; this delivery stops without writing", self.job_id)
+        return "lost"
 
     def _requeue_for_shutdown(self) -> str:
         if not self.jobs.requeue_after_shutdown(self.job_id, self.owner):
