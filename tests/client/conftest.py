@@ -40,7 +40,7 @@ def client_celery_service(tmp_path_factory, tiny_backbone, redis_url):
     import redis
 
     root = tmp_path_factory.mktemp("client-celery")
-    url = redis_url.rsplit("/", 1)[0] + "/9"  # its own db: its Celery worker outlives a test
+    url = redis_url.rsplit("/", 1)[0] + "/12"  # its own db: its Celery worker outlives a test
     redis.Redis.from_url(url).flushdb()
     env = service_env(root / "data", tiny_backbone, SIDYP_REDIS_URL=url)
     worker = start_worker(env, root)

@@ -327,7 +327,7 @@ def store(request, tmp_path):
         return
     from sidyp_core.store.redis_store import RedisJobStore
 
-    url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/10"
+    url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/13"
     s = RedisJobStore(url)
     s.r.flushdb()
     yield s
