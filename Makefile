@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint up bench timing clean redis-server
+.PHONY: install demo test test-fast lint up bench timing clean redis-server browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: install
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || bash scripts/ensure-redis.sh
 
+# The browser tests drive Debian's chromium (a test tool's own browser download cannot work offline).
+browser:
+	@[ -x /usr/bin/chromium ] || bash scripts/ensure-browser.sh
+
 # ruff, then the layer contracts in pyproject.toml ([tool.importlinter]): app and worker never import each other.
 lint: install
 	$(PY) -m ruff check .
@@ -38,7 +42,7 @@ FAST_TESTS := tests/engine tests/service/test_api.py tests/service/test_jobs.py 
 test-fast: install redis-server
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(FAST_TESTS)
 
-test: install redis-server lint
+test: install redis-server browser lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 up: install redis-server

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import datasets, health, jobs, models, reports
+from app.api.routes import console, datasets, health, jobs, labels, models, reports
 from app.errors import install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.metrics import MetricsMiddleware, RequestMetrics
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     install_error_handlers(app)
     for router in (datasets.router, jobs.router, reports.router, models.router, health.router):
         app.include_router(router)
+    app.include_router(labels.router)
+    app.include_router(console.router)
     app.add_middleware(
         BodyLimitMiddleware,
         upload_limit=settings.max_upload_bytes,

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-from sidyp_engine.types import CalibrationConfig
+from sidyp_engine.types import CalibrationConfig, check_noise_fraction
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def _engine_field(name: str, annotation: Any = None, **overrides: Any) -> tuple[
 
 
 def _fraction(cls, v: Any) -> Any:
-    return CalibrationConfig._fraction_range(v)  # the engine's own check, not a copy of it
+    return check_noise_fraction(v)  # the engine's own check, not a copy of it
 
 
 JobParams = create_model(
@@ -123,6 +123,19 @@ class JobEvent(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+ReviewAction = Literal["accept", "keep", "set"]
+
+
+class Review(BaseModel):
+    """A reviewer's decision on one row; `label` is the label the row has once the decision is applied."""
+
+    index: int
+    action: ReviewAction
+    label: str
+    reviewed_at: str
+    key_id: str = Field(description="a hash prefix of the API key that saved it (never the key)")
+
+
 class LabelItem(BaseModel):
     index: int
     text: str
@@ -132,6 +145,44 @@ class LabelItem(BaseModel):
     is_label_issue: bool
     probabilities: dict[str, float]
     is_validation: bool
+    is_trusted: bool = False
+    review: Review | None = None
+
+
+class LabelPage(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[LabelItem]
+    has_more: bool
+    next_cursor: int | None = Field(description="pass as `after` for the next page; null on the last page")
+    total: int = Field(description="rows matching the filters, over all pages")
+
+
+class ReviewInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(..., ge=0, le=2**31 - 1)
+    action: ReviewAction = Field(
+        description="accept: the suggested label; keep: the given label; set: `label`"
+    )
+    label: str | None = Field(None, max_length=200, description="the class, for action 'set' only")
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviews: list[ReviewInput] = Field(..., min_length=1, max_length=10_000)
+
+
+class ReviewResult(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Review]
+    n_reviewed: int = Field(description="rows of the job with a decision, after this request")
+
+
+class ReviewedDatasetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
 
 
 class ClassScores(BaseModel):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import gc
 import json
 import math
@@ -52,13 +51,13 @@ ABLATION_ROWS = ("noisy_baseline", "knn_prior", "noise_model_prior", "refiner_no
 
 # ---------------------------------------------------------------------------------------------- data
 def read_split(path: str) -> dict[str, list]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {
-        "texts": [r["text"] for r in rows],
-        "noisy": [r["noisy_label"].strip() or None for r in rows],
-        "gold": [(r.get("gold_label") or "").strip() or None for r in rows],
-    }
+    """texts, noisy labels (None = missing) and gold labels (None where absent) of one split."""
+    from sidyp_engine.tables import read_table_file
+
+    # a test row's gold class may be one the labeller never used: it stays, scored as always wrong
+    table = read_table_file(path, gold_in_labels=False, min_classes=0)
+    gold = table.gold if table.gold is not None else [None] * len(table.texts)
+    return {"texts": table.texts, "noisy": table.noisy, "gold": gold}
 
 
 def subsample(split: dict[str, list], limit: int | None, seed: int = 0) -> dict[str, list]:
@@ -123,11 +122,15 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
     """Stage 1 with one branch (co-regularisation needs two): the plain noisy-label fine-tune."""
     from sidyp_engine.classifier import train_ensemble
     from sidyp_engine.data import encode_labels
-    from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
+    from sidyp_engine.device import resolve_device
+    from sidyp_engine.model import load_tokenizer, resolve_backbone
 
     t0 = time.perf_counter()
     backbone = resolve_backbone(cfg.backbone)
+    # the baseline is what a user gets by fine-tuning on the LLM labels as they are
+    baseline = cfg.model_copy(update={"branches": 1, "class_balanced": False})
     out = train_ensemble(
+        baseline,
         backbone,
         load_tokenizer(backbone),
         train["texts"],
@@ -136,15 +139,7 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
         torch.from_numpy(encode_labels(valid["noisy"], classes)),
         test["texts"],
         len(classes),
-        branches=1,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        max_length=cfg.max_length,
-        seed=cfg.seed,
-        device=select_device(cfg.device),
-        # the baseline is what a user gets by fine-tuning on the LLM labels as they are
-        class_balanced=False,
+        resolve_device(cfg.device),
     )
     probs = out.noisy_posteriors["extra"].numpy()
     del out
@@ -155,23 +150,23 @@ def run_noisy_baseline(cfg: CalibrationConfig, train, valid, test, classes) -> t
 def dynamic_update_off():
     """Refiner with the candidate-weight update disabled (prior_update_rate = 0).
 
-    CalibrationConfig has no switch for it, so the benchmark swaps in a RefinerConfig whose rate is 0;
-    `calibrate` looks RefinerConfig up in sidyp_engine.diffusion at call time.
+    CalibrationConfig has no switch for it, so the benchmark swaps the refiner stage's `refiner_config`
+    for one whose rate is 0; the stage looks it up at call time.
     """
     import dataclasses
 
-    from sidyp_engine import diffusion
+    from sidyp_engine.stages import refine
 
-    original = diffusion.RefinerConfig
+    original = refine.refiner_config
 
-    def no_update(*args, **kwargs):
-        return dataclasses.replace(original(*args, **kwargs), prior_update_rate=0.0)
+    def no_update(cfg):
+        return dataclasses.replace(original(cfg), prior_update_rate=0.0)
 
-    diffusion.RefinerConfig = no_update
+    refine.refiner_config = no_update
     try:
         yield
     finally:
-        diffusion.RefinerConfig = original
+        refine.refiner_config = original
 
 
 def _copy_stage_checkpoints(src: str, dst: str, stages: tuple[str, ...]) -> None:
@@ -202,67 +197,18 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             config=cfg,
             progress=_progress_printer(args.verbose),
             work_dir=work_dir,
+            collect_diagnostics=args.ablation,
         )
 
     with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
         work = os.path.join(tmp, "full")
         t0 = time.perf_counter()
         result = run_calibrate(work if args.ablation else None)
-        sidyp_wall = time.perf_counter() - t0
-        out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
-        out["wall_seconds"]["sidyp_end_to_end"] = round(sidyp_wall, 2)
-        out["scores"]["sidyp"] = score(result.extra_posteriors, y_test, n_classes)
-        out["scores"]["noisy_ensemble"] = score(result.extra_noisy_posteriors, y_test, n_classes)
-        t1 = time.perf_counter()
-        served_probs = result.model.predict_proba(test["texts"])
-        out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
-        out["scores"]["served"] = score(served_probs, y_test, n_classes)
-        out["served_temperature"] = float(result.model.temperature)
-        out["noise_share_estimate"] = float(result.noise_share)
-        out["flagged_share"] = float(np.mean(result.is_label_issue))
-        diag = result.diagnostics
-        out["diagnostics"] = {
-            k: diag[k]
-            for k in (
-                "selected_epoch",
-                "noisy_fraction",
-                "clean_set_size",
-                "certain_share",
-                "prior_agrees_with_label",
-                "held_out_label_agreement",
-                "knn_space",
-                "noise_model",
-                "k",
-                "flagged_share",
-            )
-            if k in diag
-        }
+        out["wall_seconds"]["sidyp_end_to_end"] = round(time.perf_counter() - t0, 2)
+        _score_run(result, test, y_test, n_classes, out)
         if args.ablation:
-            out["scores"]["knn_prior"] = score(np.asarray(diag["extra_vote_prior"]), y_test, n_classes)
-            out["scores"]["noise_model_prior"] = score(np.asarray(diag["extra_prior"]), y_test, n_classes)
-            model_backup = result.model
-            del result
-            gc.collect()
-            ablation_dir = os.path.join(tmp, "no-dynamic-update")
-            # stage 1, embeddings and the served model are identical for this variant: reuse them
-            _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
-            t2 = time.perf_counter()
-            with dynamic_update_off():
-                variant = run_calibrate(ablation_dir)
-            out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
-            out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
-            # evidence that the switch took effect: the variant's refiner records no weight shifts
-            out["ablation_check"] = {
-                "weights_shift_full": list(diag.get("refiner_history", {}).get("weights_shift", [])),
-                "weights_shift_no_update": list(
-                    variant.diagnostics.get("refiner_history", {}).get("weights_shift", [])
-                ),
-                "note": "the dynamic update runs after each refiner epoch, so with 1 diffusion epoch the "
-                "two variants train identically",
-            }
-            del variant, model_backup
-        else:
-            del result
+            _run_ablation(result, run_calibrate, work, os.path.join(tmp, "no-dynamic-update"), y_test, out)
+        del result
     gc.collect()
     if not args.no_baseline:
         probs, seconds = run_noisy_baseline(cfg, train, valid, test, classes)
@@ -271,6 +217,60 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
     gc.collect()
     out["peak_rss_mb_so_far"] = peak_rss_mb()["total"]
     return out
+
+
+DIAGNOSTICS_KEPT = (
+    "selected_epoch",
+    "noisy_fraction",
+    "clean_set_size",
+    "certain_share",
+    "prior_agrees_with_label",
+    "held_out_label_agreement",
+    "knn_space",
+    "noise_model",
+    "k",
+    "flagged_share",
+)
+
+
+def _score_run(result, test, y_test: np.ndarray, n_classes: int, out: dict[str, Any]) -> None:
+    """Scores of the refined posteriors, the stage-1 ensemble and the served model on the test texts."""
+    out["wall_seconds"]["sidyp_stages"] = {k: round(float(v), 2) for k, v in result.timings.items()}
+    out["scores"]["sidyp"] = score(result.extra_posteriors, y_test, n_classes)
+    out["scores"]["noisy_ensemble"] = score(result.extra_noisy_posteriors, y_test, n_classes)
+    t1 = time.perf_counter()
+    served_probs = result.model.predict_proba(test["texts"])
+    out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
+    out["scores"]["served"] = score(served_probs, y_test, n_classes)
+    out["served_temperature"] = float(result.model.temperature)
+    out["noise_share_estimate"] = float(result.noise_share)
+    out["flagged_share"] = float(np.mean(result.is_label_issue))
+    out["diagnostics"] = {k: result.diagnostics[k] for k in DIAGNOSTICS_KEPT if k in result.diagnostics}
+
+
+def _run_ablation(result, run_calibrate, work: str, ablation_dir: str, y_test, out: dict[str, Any]) -> None:
+    """The priors alone, and the same run with the refiner's dynamic update off."""
+    n_classes = result.extra_posteriors.shape[1]
+    arrays = result.diagnostic_arrays
+    out["scores"]["knn_prior"] = score(arrays["extra_vote_prior"], y_test, n_classes)
+    out["scores"]["noise_model_prior"] = score(arrays["extra_prior"], y_test, n_classes)
+    shifts_full = list(result.diagnostics.get("refiner_history", {}).get("weights_shift", []))
+    # stage 1, embeddings and the served model are identical for this variant: reuse them
+    _copy_stage_checkpoints(work, ablation_dir, ("stage1", "embeddings", "served"))
+    t2 = time.perf_counter()
+    with dynamic_update_off():
+        variant = run_calibrate(ablation_dir)
+    out["wall_seconds"]["ablation_no_dynamic_update"] = round(time.perf_counter() - t2, 2)
+    out["scores"]["refiner_no_dynamic_update"] = score(variant.extra_posteriors, y_test, n_classes)
+    # evidence that the switch took effect: the variant's refiner records no weight shifts
+    out["ablation_check"] = {
+        "weights_shift_full": shifts_full,
+        "weights_shift_no_update": list(
+            variant.diagnostics.get("refiner_history", {}).get("weights_shift", [])
+        ),
+        "note": "the dynamic update runs after each refiner epoch, so with 1 diffusion epoch the "
+        "two variants train identically",
+    }
 
 
 def _progress_printer(verbose: bool):
@@ -393,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.learning_rate is not None:
         base["learning_rate"] = args.learning_rate
-    from sidyp_engine.model import select_device
+    from sidyp_engine.device import resolve_device
 
-    device = str(select_device(args.device))
+    device = str(resolve_device(args.device))
     print(
         f"{name}: {len(train['texts'])} train / {len(valid['texts'])} valid / {len(test['texts'])} test, "
         f"{len(classes)} classes, device {device}, seeds {args.seed_start}..{args.seed_start + args.seeds - 1}",

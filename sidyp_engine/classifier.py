@@ -29,7 +29,13 @@ from sidyp_engine.model import (
     length_bucketed_batches,
     move_batch,
 )
-from sidyp_engine.types import CalibrationStopped, Progress, ProgressCallback, ShouldStop
+from sidyp_engine.types import (
+    CalibrationConfig,
+    CalibrationStopped,
+    Progress,
+    ProgressCallback,
+    ShouldStop,
+)
 
 COREG_WEIGHT = 1.0  # weight of the KL-to-ensemble-mean term once it is on
 COREG_WARMUP_SHARE = 0.1  # share of all steps with the co-regularisation off
@@ -182,6 +188,7 @@ def embed_texts(
 
 
 def train_ensemble(
+    cfg: CalibrationConfig,
     backbone_path: str,
     tokenizer,
     train_texts: Sequence[str],
@@ -190,215 +197,241 @@ def train_ensemble(
     valid_labels: torch.Tensor,
     extra_texts: Sequence[str] | None,
     n_classes: int,
-    *,
-    branches: int = 3,
-    epochs: int = 4,
-    batch_size: int = 32,
-    learning_rate: float = 1e-4,
-    max_length: int = 128,
-    seed: int = 0,
-    device: torch.device | None = None,
+    device: torch.device,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
-    class_balanced: bool = True,
 ) -> EnsembleOutput:
-    """Train M branches on the noisy labels; record dynamics and noisy posteriors for every split.
+    """Train cfg.branches branches on the noisy labels; record dynamics and noisy posteriors per split.
 
     Labels are int64 ids with -1 for missing: those rows get no cross-entropy (nothing to fit) but still
     take part in the co-regularisation and are recorded like every other row. The selected epoch is the
     one with the best ensemble accuracy against the noisy validation labels (gold labels are never seen).
     """
-    device = device or torch.device("cpu")
-    train_labels = torch.as_tensor(train_labels, dtype=torch.long)
-    valid_labels = torch.as_tensor(valid_labels, dtype=torch.long)
-    extra_texts = list(extra_texts or [])
-    n_train, n_valid, n_extra = len(train_texts), len(valid_texts), len(extra_texts)
-    held_out_texts = list(valid_texts) + extra_texts  # one no-grad pass per epoch covers both
+    run = _EnsembleRun(cfg, backbone_path, tokenizer, train_texts, train_labels, n_classes, device)
+    run.set_held_out(valid_texts, valid_labels, extra_texts)
+    for epoch in range(cfg.epochs):
+        train_probs = run.train_epoch(epoch, progress, should_stop)
+        release_memory()
+        held_probs = run.record_held_out(epoch, should_stop)
+        acc = run.select_epoch(epoch, train_probs, held_probs)
+        if progress is not None:
+            done = min(0.99, run.step / run.total_steps)
+            message = f"epoch {epoch + 1}/{cfg.epochs} done"
+            progress(Progress("classifier", done, message, {"valid_noisy_accuracy": acc}))
+    return run.output()
 
-    encoded_train = encode_texts(tokenizer, train_texts, max_length)
-    encoded_held = encode_texts(tokenizer, held_out_texts, max_length) if held_out_texts else None
 
-    models: list[TextClassifier] = []
-    for b in range(branches):
-        torch.manual_seed(seed * 1000 + b)  # different head init and dropout stream per branch
-        model = TextClassifier(backbone_path, n_classes).to(device)
+class _EnsembleRun:
+    """The state of one stage-1 run: branches, optimiser, dynamics buffers and the best epoch so far."""
+
+    def __init__(self, cfg, backbone_path, tokenizer, train_texts, train_labels, n_classes, device):
+        self.cfg, self.tokenizer, self.n_classes, self.device = cfg, tokenizer, n_classes, device
+        self.train_labels = torch.as_tensor(train_labels, dtype=torch.long)
+        self.n_train = len(train_texts)
+        self.encoded_train = encode_texts(tokenizer, train_texts, cfg.max_length)
+        self.models = [self._branch(backbone_path, b) for b in range(cfg.branches)]
+        self.params = [p for m in self.models for p in m.parameters() if p.requires_grad]
+        self.frozen = {name for name, p in self.models[0].named_parameters() if not p.requires_grad}
+        decay = [p for p in self.params if p.ndim >= 2]
+        no_decay = [p for p in self.params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+        )
+        self.total_steps = math.ceil(self.n_train / cfg.batch_size) * cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.total_steps))
+        self.coreg_from_step = int(math.ceil(COREG_WARMUP_SHARE * self.total_steps))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device) == torch.float16)
+        hidden = self.models[0].hidden_size
+        self.dyn_train = torch.zeros(cfg.branches, self.n_train, cfg.epochs, hidden)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.labels_dev = self.train_labels.to(device)
+        weights = class_balance_weights(self.train_labels, n_classes) if cfg.class_balanced else None
+        self.class_weights = (weights if weights is not None else torch.ones(n_classes)).to(device)
+        self.step = 0
+        self.best_probs: dict[str, torch.Tensor] = {}
+        self.best_states: list[dict[str, torch.Tensor]] | None = None
+        self.best_branch_order = list(range(cfg.branches))
+        self.best_acc, self.best_epoch = -1.0, 0
+        self.history: list[dict[str, float]] = []
+
+    def _branch(self, backbone_path: str, b: int) -> TextClassifier:
+        torch.manual_seed(self.cfg.seed * 1000 + b)  # different head init and dropout stream per branch
+        model = TextClassifier(backbone_path, self.n_classes).to(self.device)
         model.train()
         model.backbone.eval()  # no encoder dropout: the training pass doubles as the recording pass
         # The token embedding table is half of MiniLM's weights; a few epochs on a few thousand texts
         # barely move it, and freezing it saves its gradient and Adam moments in every branch.
         model.backbone.get_input_embeddings().weight.requires_grad_(False)
-        models.append(model)
-    hidden = models[0].hidden_size
-    params = [p for m in models for p in m.parameters() if p.requires_grad]
-    frozen = {name for name, p in models[0].named_parameters() if not p.requires_grad}
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-    )
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = steps_per_epoch * epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps))
-    coreg_from_step = int(math.ceil(COREG_WARMUP_SHARE * total_steps))
-    amp_dtype = autocast_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        return model
 
-    dyn_train = torch.zeros(branches, n_train, epochs, hidden)
-    dyn_held = torch.zeros(branches, n_valid + n_extra, epochs, hidden)
-    best_probs: dict[str, torch.Tensor] = {}
-    best_states: list[dict[str, torch.Tensor]] | None = None
-    best_branch_order = list(range(branches))
-    best_acc, best_epoch = -1.0, 0
-    history: list[dict[str, float]] = []
-    generator = torch.Generator().manual_seed(seed)
-    labels_dev = train_labels.to(device)
-    class_weights = (
-        class_balance_weights(train_labels, n_classes) if class_balanced else torch.ones(n_classes)
-    ).to(device)
-    step = 0
+    def set_held_out(self, valid_texts, valid_labels, extra_texts) -> None:
+        """Validation and extra texts, not trained on: one no-grad pass per epoch covers both."""
+        self.valid_labels = torch.as_tensor(valid_labels, dtype=torch.long)
+        self.n_valid = len(valid_texts)
+        self.held_out_texts = list(valid_texts) + list(extra_texts or [])
+        held = self.held_out_texts
+        self.encoded_held = encode_texts(self.tokenizer, held, self.cfg.max_length) if held else None
+        shape = (self.cfg.branches, len(held), self.cfg.epochs, self.models[0].hidden_size)
+        self.dyn_held = torch.zeros(shape)
 
-    for epoch in range(epochs):
-        train_probs = torch.zeros(n_train, n_classes)
+    def train_epoch(self, epoch: int, progress, should_stop) -> torch.Tensor:
+        """One epoch over the training texts; returns their dropout-free ensemble probabilities."""
+        cfg = self.cfg
+        train_probs = torch.zeros(self.n_train, self.n_classes)
+        batches = length_bucketed_batches(
+            self.tokenizer,
+            self.encoded_train,
+            cfg.batch_size,
+            cfg.max_length,
+            shuffle=True,
+            generator=self.generator,
+        )
         loss_sum, loss_count = 0.0, 0
-        for idx, batch in length_bucketed_batches(
-            tokenizer, encoded_train, batch_size, max_length, shuffle=True, generator=generator
-        ):
+        for idx, batch in batches:
             _check_stop(should_stop)
-            batch = move_batch(batch, device)
-            y_batch = labels_dev[idx.to(device)]
-            n_labelled = int((y_batch >= 0).sum())
-            coreg_on = branches > 1 and step >= coreg_from_step
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss = 0.0
-            probs_no_dropout = torch.zeros(len(idx), n_classes)
-            # Micro-batches bounded in tokens: every branch's graph is alive until backward, so a batch of
-            # long texts would otherwise set the peak memory. Both loss terms are per-example sums
-            # divided by the whole batch's counts, so the accumulated gradient equals the full batch's.
-            for rows in micro_batches(batch["attention_mask"]):
-                ids_c = batch["input_ids"][rows]
-                mask_c = batch["attention_mask"][rows]
-                width = int(mask_c.sum(1).max())
-                ids_c, mask_c = ids_c[:, :width], mask_c[:, :width]
-                y = y_batch[rows]
-                labelled = y >= 0
-                with autocast_context(device):
-                    outputs = [m(ids_c, mask_c) for m in models]
-                log_p = F.log_softmax(torch.stack([o[0].float() for o in outputs]), dim=-1)  # [M, b, C]
-                loss = log_p.sum() * 0.0
-                if labelled.any():
-                    ce = F.nll_loss(
-                        log_p[:, labelled].reshape(-1, n_classes),
-                        y[labelled].repeat(branches),
-                        weight=class_weights,
-                        reduction="sum",
-                    )
-                    loss = loss + ce / (branches * n_labelled)
-                if coreg_on:
-                    mean_p = log_p.exp().mean(dim=0, keepdim=True)  # [1, b, C]
-                    kl = (mean_p * (torch.log(mean_p.clamp_min(1e-8)) - log_p)).sum(-1).sum()
-                    loss = loss + COREG_WEIGHT * kl / (branches * len(idx))
-                scaler.scale(loss).backward()
-                batch_loss += float(loss.detach())
-                with torch.no_grad():
-                    cpu_rows = idx[rows.cpu()]
-                    chunk_probs = []
-                    for b, (m, (_, pooled)) in enumerate(zip(models, outputs, strict=True)):
-                        pooled = pooled.detach().float()
-                        dyn_train[b, cpu_rows, epoch] = pooled.cpu()
-                        # the head without dropout on the recorded embedding = an eval-mode prediction
-                        chunk_probs.append(torch.softmax(m.head(pooled).float(), dim=-1))
-                    probs_no_dropout[rows.cpu()] = torch.stack(chunk_probs).mean(0).cpu()
-                del outputs, log_p, loss
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            train_probs[idx] = probs_no_dropout
+            batch_loss, train_probs[idx] = self._train_batch(idx, move_batch(batch, self.device), epoch)
             loss_sum += batch_loss * len(idx)
             loss_count += len(idx)
             if progress is not None:
-                progress(
-                    Progress(
-                        "classifier",
-                        min(0.99, step / total_steps),
-                        f"epoch {epoch + 1}/{epochs}, step {step}/{total_steps}",
-                        {"loss": batch_loss},
-                    )
-                )
+                message = f"epoch {epoch + 1}/{cfg.epochs}, step {self.step}/{self.total_steps}"
+                done = min(0.99, self.step / self.total_steps)
+                progress(Progress("classifier", done, message, {"loss": batch_loss}))
+        self.epoch_loss = loss_sum / max(1, loss_count)
+        return train_probs
 
-        release_memory()
-        held_probs = torch.zeros(branches, n_valid + n_extra, n_classes)
-        if encoded_held is not None:
-            for b, m in enumerate(models):
-                pooled, probs = encode_pooled(
-                    m,
-                    tokenizer,
-                    held_out_texts,
-                    max_length,
-                    device,
-                    should_stop=should_stop,
-                    encoded=encoded_held,
-                )
-                m.backbone.eval()
-                dyn_held[b, :, epoch] = pooled
-                held_probs[b] = probs
+    def _train_batch(self, idx: torch.Tensor, batch: dict, epoch: int) -> tuple[float, torch.Tensor]:
+        """One optimiser step; (batch loss, the batch's dropout-free ensemble probabilities)."""
+        y_batch = self.labels_dev[idx.to(self.device)]
+        n_labelled = int((y_batch >= 0).sum())
+        coreg_on = self.cfg.branches > 1 and self.step >= self.coreg_from_step
+        self.optimizer.zero_grad(set_to_none=True)
+        batch_loss = 0.0
+        probs_no_dropout = torch.zeros(len(idx), self.n_classes)
+        # Micro-batches bounded in tokens: every branch's graph is alive until backward, so a batch of
+        # long texts would otherwise set the peak memory. Both loss terms are per-example sums
+        # divided by the whole batch's counts, so the accumulated gradient equals the full batch's.
+        for rows in micro_batches(batch["attention_mask"]):
+            loss, outputs = self._micro_batch_loss(batch, rows, y_batch[rows], n_labelled, len(idx), coreg_on)
+            self.scaler.scale(loss).backward()
+            batch_loss += float(loss.detach())
+            probs_no_dropout[rows.cpu()] = self._record(outputs, idx[rows.cpu()], epoch)
+            del outputs, loss
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return batch_loss, probs_no_dropout
+
+    def _micro_batch_loss(self, batch, rows, y, n_labelled: int, n_batch: int, coreg_on: bool):
+        """Cross-entropy on the labelled rows plus the KL of each branch to the ensemble mean."""
+        branches, n_classes = self.cfg.branches, self.n_classes
+        ids_c, mask_c = batch["input_ids"][rows], batch["attention_mask"][rows]
+        width = int(mask_c.sum(1).max())
+        ids_c, mask_c = ids_c[:, :width], mask_c[:, :width]
+        labelled = y >= 0
+        with autocast_context(self.device):
+            outputs = [m(ids_c, mask_c) for m in self.models]
+        log_p = F.log_softmax(torch.stack([o[0].float() for o in outputs]), dim=-1)  # [M, b, C]
+        loss = log_p.sum() * 0.0
+        if labelled.any():
+            ce = F.nll_loss(
+                log_p[:, labelled].reshape(-1, n_classes),
+                y[labelled].repeat(branches),
+                weight=self.class_weights,
+                reduction="sum",
+            )
+            loss = loss + ce / (branches * n_labelled)
+        if coreg_on:
+            mean_p = log_p.exp().mean(dim=0, keepdim=True)  # [1, b, C]
+            kl = (mean_p * (torch.log(mean_p.clamp_min(1e-8)) - log_p)).sum(-1).sum()
+            loss = loss + COREG_WEIGHT * kl / (branches * n_batch)
+        return loss, outputs
+
+    @torch.no_grad()
+    def _record(self, outputs, cpu_rows: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Store the pooled embeddings as dynamics; return the dropout-free ensemble probabilities."""
+        chunk_probs = []
+        for b, (m, (_, pooled)) in enumerate(zip(self.models, outputs, strict=True)):
+            pooled = pooled.detach().float()
+            self.dyn_train[b, cpu_rows, epoch] = pooled.cpu()
+            # the head without dropout on the recorded embedding = an eval-mode prediction
+            chunk_probs.append(torch.softmax(m.head(pooled).float(), dim=-1))
+        return torch.stack(chunk_probs).mean(0).cpu()
+
+    def record_held_out(self, epoch: int, should_stop) -> torch.Tensor:
+        """Eval-mode pass of every branch over validation + extra texts: [M, N_held, C] probabilities."""
+        held_probs = torch.zeros(self.cfg.branches, len(self.held_out_texts), self.n_classes)
+        if self.encoded_held is None:
+            return held_probs
+        for b, m in enumerate(self.models):
+            pooled, probs = encode_pooled(
+                m,
+                self.tokenizer,
+                self.held_out_texts,
+                self.cfg.max_length,
+                self.device,
+                should_stop=should_stop,
+                encoded=self.encoded_held,
+            )
+            m.backbone.eval()
+            self.dyn_held[b, :, epoch] = pooled
+            held_probs[b] = probs
+        return held_probs
+
+    def select_epoch(self, epoch: int, train_probs: torch.Tensor, held_probs: torch.Tensor) -> float:
+        """Score the epoch on the noisy validation labels; keep its outputs and weights when it is best."""
+        cfg, n_valid, balanced = self.cfg, self.n_valid, self.cfg.class_balanced
         valid_probs_branch = held_probs[:, :n_valid]
         valid_probs = valid_probs_branch.mean(0)
-        acc = noisy_accuracy(valid_probs, valid_labels, class_balanced) if n_valid else float("nan")
-        branch_acc = [
-            noisy_accuracy(valid_probs_branch[b], valid_labels, class_balanced) for b in range(branches)
-        ]
-        history.append(
-            {"epoch": epoch + 1, "train_loss": loss_sum / max(1, loss_count), "valid_noisy_accuracy": acc}
+        acc = noisy_accuracy(valid_probs, self.valid_labels, balanced) if n_valid else float("nan")
+        branch_acc = [noisy_accuracy(p, self.valid_labels, balanced) for p in valid_probs_branch]
+        self.history.append(
+            {"epoch": epoch + 1, "train_loss": self.epoch_loss, "valid_noisy_accuracy": acc}
             | {f"valid_noisy_accuracy_branch{b}": a for b, a in enumerate(branch_acc)}
         )
         # `>=`: on ties the later epoch wins, it has seen the data more often with a lower learning rate
-        if math.isnan(acc) or acc >= best_acc:
-            best_acc = -1.0 if math.isnan(acc) else acc
-            best_epoch = epoch
-            best_probs = {
-                "train": train_probs,
-                "valid": valid_probs,
-                "extra": held_probs[:, n_valid:].mean(0),
-            }
-            best_branch_order = sorted(range(branches), key=lambda b: -np.nan_to_num(branch_acc[b], nan=-1.0))
-            if epoch < epochs - 1:
-                best_states = [
-                    {k: v.detach().cpu().clone() for k, v in m.state_dict().items() if k not in frozen}
-                    for m in models
-                ]
-            else:
-                best_states = None  # the live weights are the selected ones
-        if progress is not None:
-            progress(
-                Progress(
-                    "classifier",
-                    min(0.99, step / total_steps),
-                    f"epoch {epoch + 1}/{epochs} done",
-                    {"valid_noisy_accuracy": acc},
-                )
-            )
+        if not (math.isnan(acc) or acc >= self.best_acc):
+            return acc
+        self.best_acc = -1.0 if math.isnan(acc) else acc
+        self.best_epoch = epoch
+        self.best_probs = {
+            "train": train_probs,
+            "valid": valid_probs,
+            "extra": held_probs[:, n_valid:].mean(0),
+        }
+        order = sorted(range(cfg.branches), key=lambda b: -np.nan_to_num(branch_acc[b], nan=-1.0))
+        self.best_branch_order = order
+        if epoch < cfg.epochs - 1:
+            frozen = self.frozen
+            self.best_states = [
+                {k: v.detach().cpu().clone() for k, v in m.state_dict().items() if k not in frozen}
+                for m in self.models
+            ]
+        else:
+            self.best_states = None  # the live weights are the selected ones
+        return acc
 
-    del optimizer, scheduler
-    release_memory()
-    if best_states is not None:
-        for m, state in zip(models, best_states, strict=True):
-            m.load_state_dict(state, strict=False)  # frozen weights are unchanged, not snapshotted
-    for m in models:
-        m.eval()
-    ordered = [models[b] for b in best_branch_order]
-    dynamics = {
-        "train": dyn_train,
-        "valid": dyn_held[:, :n_valid],
-        "extra": dyn_held[:, n_valid:],
-    }
-    return EnsembleOutput(
-        models=ordered,
-        dynamics=dynamics,
-        noisy_posteriors=best_probs,
-        selected_epoch=best_epoch,
-        history=history,
-    )
+    def output(self) -> EnsembleOutput:
+        del self.optimizer, self.scheduler
+        release_memory()
+        if self.best_states is not None:
+            for m, state in zip(self.models, self.best_states, strict=True):
+                m.load_state_dict(state, strict=False)  # frozen weights are unchanged, not snapshotted
+        for m in self.models:
+            m.eval()
+        n_valid = self.n_valid
+        dynamics = {
+            "train": self.dyn_train,
+            "valid": self.dyn_held[:, :n_valid],
+            "extra": self.dyn_held[:, n_valid:],
+        }
+        return EnsembleOutput(
+            models=[self.models[b] for b in self.best_branch_order],
+            dynamics=dynamics,
+            noisy_posteriors=self.best_probs,
+            selected_epoch=self.best_epoch,
+            history=self.history,
+        )

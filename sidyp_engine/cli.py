@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import signal
 import sys
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from sidyp_engine.cli_options import add_config_options, config_from_args
+from sidyp_engine.tables import read_table_file
 from sidyp_engine.types import CalibrationStopped, InvalidInputError, Progress
 
 EXIT_INVALID_INPUT = 2
@@ -28,77 +29,18 @@ ROW_HINT = "rows count data records from 0 (in a CSV file, row r is on line r + 
 
 
 # ---------------------------------------------------------------------------------------------- input
-def _is_jsonl(path: str) -> bool:
-    return path.lower().endswith((".jsonl", ".ndjson", ".json"))
-
-
-def read_records(path: str) -> list[dict[str, Any]]:
-    """Records of a CSV (header row) or JSONL file, as dicts; empty CSV cells become ''."""
-    if not os.path.isfile(path):
-        raise InvalidInputError(f"{path}: file not found")
-    records: list[dict[str, Any]] = []
-    if _is_jsonl(path):
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InvalidInputError(
-                        f"{path}: line {line_no + 1} is not valid JSON ({e.msg})"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise InvalidInputError(f"{path}: line {line_no + 1} is not a JSON object")
-                records.append(obj)
-    else:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None:
-                raise InvalidInputError(f"{path}: empty file (no header row)")
-            records = [dict(r) for r in reader]
-    if not records:
-        raise InvalidInputError(f"{path}: no records")
-    return records
-
-
-def _column(records: list[dict[str, Any]], name: str, path: str, required: bool) -> list[Any] | None:
-    present = any(name in r for r in records)
-    if not present:
-        if required:
-            keys = sorted({k for r in records[:50] for k in r if k is not None})
-            raise InvalidInputError(f"{path}: no column {name!r} (columns: {keys})", column=name)
-        return None
-    return [r.get(name) for r in records]
-
-
-def _clean_label(value: Any) -> str | None:
-    """None for a missing label (empty cell, null, NaN); otherwise the label as a stripped string."""
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def read_table(
-    path: str, text_column: str, label_column: str, gold_column: str, need_labels: bool
-) -> dict[str, Any]:
-    """texts, labels (None = missing) and gold (or None) of one file; empty texts are an error naming rows."""
-    records = read_records(path)
-    texts = _column(records, text_column, path, required=True)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise InvalidInputError(f"{path}: empty text in column {text_column!r}", rows=bad, column=text_column)
-    labels = _column(records, label_column, path, required=need_labels)
-    gold = _column(records, gold_column, path, required=False)
-    return {
-        "path": path,
-        "texts": texts,
-        "labels": None if labels is None else [_clean_label(v) for v in labels],
-        "gold": None if gold is None else [_clean_label(v) for v in gold],
-    }
+def read_table(path: str, args, need_labels: bool) -> dict[str, Any]:
+    """texts, labels (None = missing) and gold (or None) of one file, through the engine's one reader."""
+    table = read_table_file(
+        path,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        gold_column=args.gold_column,
+        require_labels=need_labels,
+        gold_in_labels=False,  # an eval file's gold class may be one the labeller never used
+        min_classes=0,  # the class list is checked over all files together (and by calibrate)
+    )
+    return {"path": path, "texts": table.texts, "labels": table.noisy, "gold": table.gold}
 
 
 def _classes_from(args, tables: Sequence[dict[str, Any]]) -> list[str]:
@@ -225,55 +167,13 @@ def run_report(args, config, train, valid, evaluation, result) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def _config_from_args(args):
-    from pydantic import ValidationError
-
-    from sidyp_engine.types import CalibrationConfig
-
-    fields = [
-        "epochs",
-        "branches",
-        "diffusion_epochs",
-        "k",
-        "seed",
-        "max_length",
-        "backbone",
-        "encoder",
-        "knn_space",
-        "noise_model",
-        "batch_size",
-        "learning_rate",
-        "device",
-    ]
-    values = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
-    if args.noise_fraction is not None:
-        values["noise_fraction"] = (
-            "auto" if args.noise_fraction == "auto" else _float_arg(args.noise_fraction)
-        )
-    try:
-        return CalibrationConfig(**values)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}" for err in e.errors()
-        )
-        raise InvalidInputError(f"invalid option: {problems}") from None
-
-
-def _float_arg(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidInputError(f"--noise-fraction must be 'auto' or a number, got {text!r}") from None
-
-
 def cmd_calibrate(args) -> int:
     from sidyp_engine.data import encode_labels, validate_classes
 
-    config = _config_from_args(args)
-    cols = (args.text_column, args.label_column, args.gold_column)
-    train = read_table(args.train, *cols, need_labels=True)
-    valid = read_table(args.valid, *cols, need_labels=True) if args.valid else None
-    evaluation = read_table(args.eval, *cols, need_labels=False) if args.eval else None
+    config = config_from_args(args)
+    train = read_table(args.train, args, need_labels=True)
+    valid = read_table(args.valid, args, need_labels=True) if args.valid else None
+    evaluation = read_table(args.eval, args, need_labels=False) if args.eval else None
     classes = validate_classes(_classes_from(args, [t for t in (train, valid) if t is not None]))
     # Check labels per file here so the message names the file the bad rows are in.
     for table in (train, valid):
@@ -365,7 +265,7 @@ def _read_predict_inputs(args) -> list[str]:
         if args.input == "-":
             texts += [line.rstrip("\n") for line in sys.stdin if line.strip()]
         elif args.input.lower().endswith((".csv", ".jsonl", ".ndjson", ".json")):
-            texts += read_table(args.input, args.text_column, "", "", need_labels=False)["texts"]
+            texts += read_table_file(args.input, text_column=args.text_column, require_labels=False).texts
         else:
             if not os.path.isfile(args.input):
                 raise InvalidInputError(f"{args.input}: file not found")
@@ -444,35 +344,7 @@ def add_engine_commands(subparsers) -> None:
     cal.add_argument(
         "--labels", help="comma-separated class list (default: the distinct labels of train + valid)"
     )
-    cal.add_argument("--epochs", type=int, help="classifier epochs (default 4)")
-    cal.add_argument("--branches", type=int, help="ensemble branches (default 3)")
-    cal.add_argument("--diffusion-epochs", type=int, help="refiner epochs (default 4)")
-    cal.add_argument(
-        "--k",
-        type=int,
-        help="neighbours of the k-NN prior (default 10 in the stage-1 space, 50 in the encoder's)",
-    )
-    cal.add_argument(
-        "--noise-fraction", help="'auto' (default) or the share of labels treated as likely wrong"
-    )
-    cal.add_argument("--seed", type=int)
-    cal.add_argument("--max-length", type=int, help="token cap per text (default 128)")
-    cal.add_argument("--backbone", help="local Hugging Face model dir (default: bundled all-MiniLM-L6-v2)")
-    cal.add_argument("--encoder", help="frozen sentence encoder dir (default: the backbone as downloaded)")
-    cal.add_argument(
-        "--knn-space",
-        choices=["auto", "stage1", "encoder"],
-        help="k-NN prior space: auto (default), the stage-1 classifiers' or the frozen encoder's",
-    )
-    cal.add_argument(
-        "--noise-model",
-        choices=["auto", "on", "off"],
-        help="refine the k-NN prior with a class-conditional noise matrix fitted by EM: auto (default: "
-        "on unless the labels are a rule the classifiers reproduce), on, off",
-    )
-    cal.add_argument("--batch-size", type=int)
-    cal.add_argument("--learning-rate", type=float)
-    cal.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    add_config_options(cal)
     cal.add_argument("--work-dir", help="checkpoint stages here; a repeated run reuses finished stages")
     cal.add_argument("--quiet", action="store_true", help="no progress bars")
     cal.set_defaults(func=_guard(cmd_calibrate))

@@ -212,19 +212,6 @@ def length_bucketed_batches(
         yield torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)), _pad_batch(encoded, idx)
 
 
-def select_device(pref: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; asking for 'cuda' without one is an input error, not a silent CPU run."""
-    if pref not in ("auto", "cpu", "cuda"):
-        raise InvalidInputError(f"device must be auto, cpu or cuda, got {pref!r}")
-    if pref == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if pref == "cuda":
-        raise InvalidInputError("device 'cuda' was requested but CUDA is not available")
-    return torch.device("cpu")
-
-
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 where the GPU supports it (no loss scaling needed), else fp16; None on CPU (full precision)."""
     if device.type != "cuda":

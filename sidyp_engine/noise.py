@@ -79,10 +79,9 @@ def estimate_noisy_fraction(scores: torch.Tensor, noisy: torch.Tensor) -> float:
     """The 'auto' noisy share: weight of the high-score component of a two-Gaussian mixture on the scores.
 
     The mixture is fitted to the scores of all labelled rows together: they are distances between unit
-    vectors, so every class's scores share one scale. (Standardising per class first was tried and
-    over-estimated the share: 0.76 on semeval-mixtral-fewshot, whose true share is 0.555; the pooled fit
-    gave 0.535.) The detector is weak on LLM noise, so treat this as a rough estimate; a known share can
-    be passed as a number instead.
+    vectors, so every class's scores share one scale (standardising per class over-estimated the share:
+    docs/method.md). The detector is weak on LLM noise, so treat this as a rough estimate; a known share
+    can be passed as a number instead.
     """
     noisy = torch.as_tensor(noisy, dtype=torch.long)
     values = scores[noisy >= 0].double().numpy()

@@ -68,8 +68,8 @@ def knn_votes(
     """Distance-weighted k-NN vote shares [Q, C]; `exclude[q]` is an index row query q must not use (-1: none).
 
     `balanced`: each vote is divided by its class's frequency in the index. The labeller over-uses some
-    classes, so raw votes drown the rare ones and the prior collapses onto the labeller's bias (measured:
-    -6 / -22 points of prior accuracy on semeval / trec without it, benchmarks/research/FINDINGS.md).
+    classes, so raw votes drown the rare ones and the prior collapses onto the labeller's bias
+    (docs/method.md, "Class-balanced k-NN votes").
 
     Cosine geometry (Euclidean distance between L2-normalised vectors), exact search with faiss.
     """
@@ -227,12 +227,36 @@ def noise_model_prior(
     rows per class are added to T's diagonal, a Dirichlet prior that the labeller is right more often
     than not, which decides between solutions that only permute classes.
     """
-    emb = _normalise(torch.as_tensor(embeddings).float().numpy())
     y = torch.as_tensor(noisy, dtype=torch.long).numpy()
     labelled = y >= 0
-    rows = np.flatnonzero(labelled)
-    if len(rows) == 0:
+    if not labelled.any():
         raise ValueError("no labelled rows: nothing to fit the noise model on")
+    votes, query_votes = _labelled_neighbour_votes(embeddings, y, n_classes, k, queries or [])
+    probs = torch.as_tensor(init_probs, dtype=torch.float64).numpy().copy()
+    pi = probs[labelled].mean(axis=0) + 1e-6
+    log_pi = np.log(pi / pi.sum())
+    for _ in range(max(1, max_iterations)):
+        t = noise_matrix(probs, y, n_classes, diagonal_pseudocount, floor=1e-2)
+        updated = _noise_model_e_step(log_pi, votes, y, np.log(t))
+        change = float(np.abs(updated - probs).max())
+        probs = updated
+        if change < tolerance:
+            break
+    return NoiseModelPrior(
+        train=torch.from_numpy(probs).float(),
+        queries=[
+            torch.from_numpy(_noise_model_e_step(log_pi, v, None, np.log(t))).float() for v in query_votes
+        ],
+        noise_matrix=torch.from_numpy(t).float(),
+        class_prior=torch.from_numpy(np.exp(log_pi)).float(),
+    )
+
+
+def _labelled_neighbour_votes(embeddings, y: np.ndarray, n_classes: int, k: int, queries: list):
+    """Unbalanced vote shares of the k nearest labelled rows: for every row (itself left out) and per
+    query set."""
+    emb = _normalise(torch.as_tensor(embeddings).float().numpy())
+    rows = np.flatnonzero(y >= 0)
     position = np.full(len(emb), -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
     votes = knn_votes(emb[rows], y[rows], emb, n_classes, k, exclude=position, balanced=False)
@@ -240,31 +264,17 @@ def noise_model_prior(
         knn_votes(emb[rows], y[rows], torch.as_tensor(q).float().numpy(), n_classes, k, balanced=False)
         if len(q)
         else np.zeros((0, n_classes), dtype=np.float32)
-        for q in (queries or [])
+        for q in queries
     ]
-    probs = torch.as_tensor(init_probs, dtype=torch.float64).numpy().copy()
-    pi = probs[labelled].mean(axis=0) + 1e-6
-    log_pi = np.log(pi / pi.sum())
+    return votes, query_votes
 
-    def e_step(v: np.ndarray, own: np.ndarray | None, log_t: np.ndarray) -> np.ndarray:
-        logits = log_pi[None, :] + v.astype(np.float64) @ log_t.T
-        if own is not None:
-            has = own >= 0
-            logits[has] += log_t[:, own[has]].T
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
 
-    for _ in range(max(1, max_iterations)):
-        t = noise_matrix(probs, y, n_classes, diagonal_pseudocount, floor=1e-2)
-        updated = e_step(votes, y, np.log(t))
-        change = float(np.abs(updated - probs).max())
-        probs = updated
-        if change < tolerance:
-            break
-    return NoiseModelPrior(
-        train=torch.from_numpy(probs).float(),
-        queries=[torch.from_numpy(e_step(v, None, np.log(t))).float() for v in query_votes],
-        noise_matrix=torch.from_numpy(t).float(),
-        class_prior=torch.from_numpy(np.exp(log_pi)).float(),
-    )
+def _noise_model_e_step(log_pi: np.ndarray, v: np.ndarray, own: np.ndarray | None, log_t: np.ndarray):
+    """P(y | votes v, own label) under the noise matrix exp(log_t) and the class prior exp(log_pi)."""
+    logits = log_pi[None, :] + v.astype(np.float64) @ log_t.T
+    if own is not None:
+        has = own >= 0
+        logits[has] += log_t[:, own[has]].T
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from sidyp_engine.bert_inference import BertEncoder, FastTokenizer
 from sidyp_engine.classifier import micro_batches
+from sidyp_engine.device import resolve_device
 from sidyp_engine.model import (
     TextClassifier,
     autocast_context,
@@ -36,7 +37,6 @@ from sidyp_engine.model import (
     load_tokenizer,
     move_batch,
     resolve_backbone,
-    select_device,
 )
 from sidyp_engine.temperature import fit_temperature
 from sidyp_engine.types import (
@@ -139,6 +139,7 @@ class ServedClassifier:
         progress: ProgressCallback | None = None,
         should_stop: ShouldStop | None = None,
         epochs: int = 2,
+        device: torch.device | None = None,
     ) -> ServedClassifier:
         """Train on soft targets from `init_model` (copied, never modified), then fit the temperature.
 
@@ -148,17 +149,9 @@ class ServedClassifier:
         """
         config = config or CalibrationConfig()
         backbone_path = resolve_backbone(backbone_path if backbone_path is not None else config.backbone)
-        device = select_device(config.device)
+        device = resolve_device(device if device is not None else config.device)
         n_classes = len(classes)
-        targets = _as_float_tensor(soft_targets)
-        if targets.shape != (len(texts), n_classes):
-            raise InvalidInputError(
-                f"soft_targets must be [{len(texts)}, {n_classes}], got {tuple(targets.shape)}"
-            )
-        if not torch.isfinite(targets).all() or (targets < 0).any():
-            raise InvalidInputError("soft_targets must be finite and non-negative")
-        targets = targets / targets.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
+        targets = _probability_rows(soft_targets, len(texts), n_classes, "soft_targets")
         if init_model is not None:
             if init_model.n_classes != n_classes:
                 raise InvalidInputError(
@@ -169,71 +162,14 @@ class ServedClassifier:
             model = TextClassifier(backbone_path, n_classes)
         model.to(device)
         tokenizer = load_tokenizer(backbone_path)
-        encoded = encode_texts(tokenizer, texts, config.max_length)
-
-        generator = torch.Generator().manual_seed(config.seed + 7919)  # distinct stream from stage 1
-        steps_per_epoch = math.ceil(len(texts) / config.batch_size)
-        total_steps = max(1, steps_per_epoch * epochs)
-        # a stage-1 model arrives with its token embedding table frozen (deepcopy keeps requires_grad):
-        # only what stage 1 trained is trained here, which keeps Adam's moments off half of the weights
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.01)
-        warmup = max(1, int(0.06 * total_steps))
-
-        def lr_factor(step: int) -> float:  # linear warm-up then linear decay to 0, over the whole run
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        step = 0
         t0 = time.perf_counter()
-        for epoch in range(epochs):
-            model.train()
-            running = 0.0
-            for idx, batch in length_bucketed_batches(
-                tokenizer, encoded, config.batch_size, config.max_length, True, generator
-            ):
-                if should_stop is not None and should_stop():
-                    raise CalibrationStopped("stopped while training the served model")
-                batch = move_batch(batch, device)
-                target = targets[idx].to(device)
-                optimizer.zero_grad(set_to_none=True)
-                batch_loss = 0.0
-                # micro-batches bounded in tokens keep the activation peak flat on long texts; per-row
-                # sums over the whole batch's size give exactly the full batch's gradient
-                for rows in micro_batches(batch["attention_mask"]):
-                    mask_c = batch["attention_mask"][rows]
-                    width = int(mask_c.sum(1).max())
-                    with autocast_context(device):
-                        logits, _ = model(batch["input_ids"][rows][:, :width], mask_c[:, :width])
-                    loss_c = -(target[rows] * F.log_softmax(logits.float(), dim=-1)).sum() / len(idx)
-                    loss_c.backward()
-                    batch_loss += float(loss_c.detach())
-                loss = torch.tensor(batch_loss)
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                running += float(loss.detach())
-                if progress is not None:
-                    progress(
-                        Progress(
-                            "served",
-                            0.95 * step / total_steps,
-                            f"distilling epoch {epoch + 1}/{epochs}",
-                            {"loss": running / (step - epoch * steps_per_epoch)},
-                        )
-                    )
+        _train_on_soft_targets(
+            model, tokenizer, texts, targets, config, epochs, device, progress, should_stop
+        )
         served = cls(model, tokenizer, classes, 1.0, config.max_length, device)
         temperature = 1.0
         if valid_texts is not None and len(valid_texts) > 0:
-            vt = _as_float_tensor(valid_targets)
-            if vt.shape != (len(valid_texts), n_classes):
-                raise InvalidInputError(
-                    f"valid_targets must be [{len(valid_texts)}, {n_classes}], got {tuple(vt.shape)}"
-                )
-            vt = vt / vt.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            vt = _probability_rows(valid_targets, len(valid_texts), n_classes, "valid_targets", check=False)
             temperature = fit_temperature(torch.from_numpy(served.logits(valid_texts, 64)), vt)
         served.temperature = temperature
         served.meta = {
@@ -272,7 +208,7 @@ class ServedClassifier:
             json.dump(meta, f, indent=2)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> ServedClassifier:
+    def load(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> ServedClassifier:
         """Load a dir written by `save`. Refuses anything without safetensors weights (no pickle fallback)."""
         from safetensors.torch import load_file
 
@@ -301,6 +237,79 @@ class ServedClassifier:
             meta["classes"],
             float(meta["temperature"]),
             int(meta.get("max_length", 128)),
-            select_device(device),
+            resolve_device(device),
             meta.get("training"),
         )
+
+
+def _probability_rows(values, n: int, n_classes: int, name: str, check: bool = True) -> torch.Tensor:
+    """[n, C] rows normalised to sum to 1; `check` also refuses non-finite or negative entries."""
+    rows = _as_float_tensor(values)
+    if rows.shape != (n, n_classes):
+        raise InvalidInputError(f"{name} must be [{n}, {n_classes}], got {tuple(rows.shape)}")
+    if check and (not torch.isfinite(rows).all() or (rows < 0).any()):
+        raise InvalidInputError(f"{name} must be finite and non-negative")
+    return rows / rows.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _lr_schedule(optimizer, total_steps: int):
+    warmup = max(1, int(0.06 * total_steps))
+
+    def lr_factor(step: int) -> float:  # linear warm-up then linear decay to 0, over the whole run
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def _train_on_soft_targets(model, tokenizer, texts, targets, config, epochs, device, progress, should_stop):
+    """Cross-entropy to the soft targets for `epochs` epochs (the served model's distillation)."""
+    encoded = encode_texts(tokenizer, texts, config.max_length)
+    generator = torch.Generator().manual_seed(config.seed + 7919)  # distinct stream from stage 1
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+    total_steps = max(1, steps_per_epoch * epochs)
+    # a stage-1 model arrives with its token embedding table frozen (deepcopy keeps requires_grad):
+    # only what stage 1 trained is trained here, which keeps Adam's moments off half of the weights
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.01)
+    scheduler = _lr_schedule(optimizer, total_steps)
+    step = 0
+    for epoch in range(epochs):
+        model.train()
+        running = 0.0
+        for idx, batch in length_bucketed_batches(
+            tokenizer, encoded, config.batch_size, config.max_length, True, generator
+        ):
+            if should_stop is not None and should_stop():
+                raise CalibrationStopped("stopped while training the served model")
+            optimizer.zero_grad(set_to_none=True)
+            running += _soft_target_backward(
+                model, move_batch(batch, device), targets[idx].to(device), device
+            )
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if progress is not None:
+                message = f"distilling epoch {epoch + 1}/{epochs}"
+                metrics = {"loss": running / (step - epoch * steps_per_epoch)}
+                progress(Progress("served", 0.95 * step / total_steps, message, metrics))
+
+
+def _soft_target_backward(model, batch, target, device) -> float:
+    """Gradients of the batch's mean soft-target cross-entropy; returns the loss.
+
+    Micro-batches bounded in tokens keep the activation peak flat on long texts; per-row sums over the
+    whole batch's size give exactly the full batch's gradient.
+    """
+    batch_loss = 0.0
+    for rows in micro_batches(batch["attention_mask"]):
+        mask_c = batch["attention_mask"][rows]
+        width = int(mask_c.sum(1).max())
+        with autocast_context(device):
+            logits, _ = model(batch["input_ids"][rows][:, :width], mask_c[:, :width])
+        loss_c = -(target[rows] * F.log_softmax(logits.float(), dim=-1)).sum() / len(target)
+        loss_c.backward()
+        batch_loss += float(loss_c.detach())
+    return float(torch.tensor(batch_loss))

@@ -11,9 +11,8 @@ Top-label confidence is what a user reads and what expected calibration error sc
 probability of the model's prediction is its estimate of how often that prediction is right. The previous
 rule, minimising the cross-entropy to the reference, matches the *whole* distribution, so a reference
 that spreads its remaining mass differently from the model (a noise-model prior does: it keeps the
-labeller's habitual confusions) pulls T away from the top-label fit. Measured on semeval-mixtral-fewshot
-(stage-1 seeds 0 / 1 / 2, one refiner seed, test ECE with gold used to score only): cross-entropy fit
-0.072 / 0.049 / 0.166, confidence matching 0.068 / 0.039 / 0.147 (benchmarks/research/FINDINGS.md).
+labeller's habitual confusions) pulls T away from the top-label fit (docs/method.md, "The temperature
+rule").
 
 The mean top-label confidence decreases monotonically in T, so T is found by bisection on log T.
 """

@@ -50,7 +50,7 @@ class CalibrationConfig(BaseModel):
     noise_fraction: Literal["auto"] | float = Field(
         "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed of every stage")
     max_length: int = Field(
         128, ge=8, le=512, description="token cap per text (batches pad to their longest)"
     )
@@ -74,22 +74,31 @@ class CalibrationConfig(BaseModel):
         "neighbours' noisy labels; 'auto' = on unless the labels are a learnable rule of the text (the "
         "same held-out agreement test as knn_space), where noise is not a habit per true class",
     )
-    batch_size: int = Field(32, ge=1, le=1024)
-    learning_rate: float = Field(1e-4, gt=0, le=1e-2)
+    batch_size: int = Field(32, ge=1, le=1024, description="texts per training batch")
+    learning_rate: float = Field(
+        1e-4, gt=0, le=1e-2, description="peak learning rate of the classifiers and the served model"
+    )
     class_balanced: bool = Field(
         False,
         description="stage-1 classifiers: class-balanced loss and epoch selection (k-NN votes are always "
         "balanced)",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="'auto' = CUDA when present; 'cuda' without one is an error"
+    )
 
     @field_validator("noise_fraction")
     @classmethod
     def _fraction_range(cls, v: Any) -> Any:
-        if v != "auto" and not (0.0 < float(v) < 1.0):
-            raise ValueError("noise_fraction must be 'auto' or a number in (0, 1)")
-        return v
+        return check_noise_fraction(v)
+
+
+def check_noise_fraction(v: Any) -> Any:
+    """config.noise_fraction's rule, for other models of the same field (the API's job params)."""
+    if v != "auto" and not (0.0 < float(v) < 1.0):
+        raise ValueError("noise_fraction must be 'auto' or a number in (0, 1)")
+    return v
 
 
 @dataclass(frozen=True)
@@ -125,4 +134,6 @@ class CalibrationResult:
     extra_noisy_posteriors: np.ndarray | None  # [E, C] the noisy-label classifier's P(ỹ | x) for extra texts
     model: Any  # ServedClassifier
     timings: dict[str, float]  # seconds per stage, plus "total"
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # JSON-safe figures, no server paths
+    # per-row arrays of the intermediate stages, only with calibrate(..., collect_diagnostics=True)
+    diagnostic_arrays: dict[str, np.ndarray] = field(default_factory=dict)

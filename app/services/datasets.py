@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from app.datasets import parse_upload, save_dataset_files
 from app.errors import ProblemError
 from app.schemas import Dataset
@@ -45,9 +48,16 @@ def create_dataset(
         "text_column": text_column,
         "label_column": label_column,
     }
-    folder = artifact_dir(settings.data_dir, tenant, "datasets", dataset_id)
+    return store_dataset(settings, store, record, lambda tmp: save_dataset_files(tmp, parsed))
+
+
+def store_dataset(
+    settings: Settings, store: JobStore, record: dict, write_files: Callable[[Path], None]
+) -> dict:
+    """The files first (atomically), then the record; nothing stays behind when either fails."""
+    folder = artifact_dir(settings.data_dir, record["tenant"], "datasets", record["id"])
     try:
-        write_artifact(folder, lambda tmp: save_dataset_files(tmp, parsed))
+        write_artifact(folder, write_files)
     except OSError as exc:
         raise ProblemError(
             503, "The dataset could not be stored; try again later.", slug="storage-error"
@@ -55,7 +65,7 @@ def create_dataset(
     try:
         store.put("dataset", record)
     except Exception:
-        remove_artifact(folder)  # nothing stays behind when the record cannot be written
+        remove_artifact(folder)
         raise
     return record
 

@@ -4,13 +4,14 @@ Output: /tmp/sidyp-research/<dataset>.npz with X_<split>, noisy_<split> (int, -1
 gold_<split> (int) and the class names. Cached outside the repo on purpose (data must not be copied in).
 """
 
-import csv
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks import quality
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA_DIR = Path("/work/shared/data")
@@ -19,10 +20,9 @@ DATASETS = ("semeval-mixtral-fewshot", "trec-weak-vote")
 SPLITS = ("train", "valid", "test")
 
 
-def read_split(dataset: str, split: str) -> tuple[list[str], list[str], list[str]]:
-    with open(DATA_DIR / dataset / f"{split}.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [r["text"] for r in rows], [r["noisy_label"] for r in rows], [r["gold_label"] for r in rows]
+def read_split(dataset: str, split: str) -> tuple[list[str], list[str | None], list[str | None]]:
+    table = quality.read_split(str(DATA_DIR / dataset / f"{split}.csv"))
+    return table["texts"], table["noisy"], table["gold"]
 
 
 @torch.no_grad()

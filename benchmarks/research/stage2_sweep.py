@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.quality import read_split
-from sidyp_engine import pipeline
-from sidyp_engine.classifier import embed_texts
+from sidyp_engine.classifier import embed_texts, train_ensemble
+from sidyp_engine.device import resolve_device
 from sidyp_engine.diffusion import DiffusionRefiner, RefinerConfig, refiner_conditioning
-from sidyp_engine.model import load_tokenizer, resolve_backbone, select_device
+from sidyp_engine.model import load_tokenizer, resolve_backbone
 from sidyp_engine.noise import noise_scores, select_likely_noisy
 from sidyp_engine.prior import (
     NoiseModelPrior,
@@ -35,6 +35,8 @@ from sidyp_engine.prior import (
     noise_matrix,
     noise_model_prior,
 )
+from sidyp_engine.stages.posterior import refined_posterior
+from sidyp_engine.stages.prior import knn_epoch
 from sidyp_engine.temperature import apply_temperature, expected_accuracy, fit_temperature, probs_to_logits
 from sidyp_engine.types import CalibrationConfig
 
@@ -75,16 +77,19 @@ def build_cache(data: dict, seed: int, overrides: dict) -> None:
     cfg = CalibrationConfig(seed=seed, **overrides)
     backbone = resolve_backbone(cfg.backbone)
     tokenizer = load_tokenizer(backbone)
-    device = select_device(cfg.device)
-    t = data["texts"]
-    ens = pipeline.train_stage1(
+    device = resolve_device(cfg.device)
+    t, y = data["texts"], data["noisy"]
+    n_classes = len(data["classes"])
+    ens = train_ensemble(
         cfg,
         backbone,
         tokenizer,
-        (t["train"], data["noisy"]["train"]),
-        (t["valid"], data["noisy"]["valid"]),
+        t["train"],
+        y["train"],
+        t["valid"],
+        y["valid"],
         t["extra"],
-        len(data["classes"]),
+        n_classes,
         device,
     )
     frozen = embed_texts(backbone, tokenizer, t["train"] + t["valid"] + t["extra"], cfg.max_length, device)
@@ -214,8 +219,8 @@ def calibration_diagnostics(
         return round(t, 2), round(ece(apply_temperature(probs_to_logits(p), t).numpy(), gold.numpy()), 3)
 
     transition = refiner.transition(cond["valid"])
-    p_val = pipeline.refined_posterior(transition, post["valid"], y_va)
-    p_val_unseen = pipeline.refined_posterior(transition, post["valid"], torch.full_like(y_va, -1))
+    p_val = refined_posterior(transition, post["valid"], y_va)
+    p_val_unseen = refined_posterior(transition, post["valid"], torch.full_like(y_va, -1))
     eps = fit_vote_smoothing(pv.probs, y_va, nm.noise_matrix)
     target = (1 - eps) * pv.probs + eps / c
     conf = p.max(1).values
@@ -247,7 +252,7 @@ def noise_likelihood_product(
     form: str = "ce",
     smooth: float = 0.01,
 ) -> torch.Tensor:
-    pt = pipeline.refined_posterior(refiner.transition(cond_train), post["train"], y_tr)
+    pt = refined_posterior(refiner.transition(cond_train), post["train"], y_tr)
     t = torch.from_numpy(noise_matrix(pt.numpy(), y_tr.numpy(), c)).float()
     t = (t + smooth) / (1 + c * smooth)
     q = post["extra"]
@@ -301,7 +306,7 @@ def run_variant(
     scores = noise_scores(dyn["train"], y_tr) if score == "dist" else margin_scores(dyn["train"], y_tr)
     likely_noisy, share = select_likely_noisy(scores, y_tr, fraction)
     clean = (~likely_noisy) & (y_tr >= 0)
-    ep = pipeline.knn_epoch(dyn["train"].shape[2]) if epoch is None else epoch
+    ep = knn_epoch(dyn["train"].shape[2]) if epoch is None else epoch
     space = {s: dyn[s][:, :, ep].mean(0) for s in SPLITS}
     if spread is None:
         pt = knn_prior(space["train"], y_tr, clean, c, k)
@@ -339,10 +344,10 @@ def run_variant(
     averaged, members, calib = torch.zeros(len(gold), c), [], []
     for rs in refiner_seeds or [seed]:
         refiner = DiffusionRefiner(
-            RefinerConfig(**({"epochs": 4, "branches": 3, "seed": rs, "device": "cpu"} | (refiner or {})))
+            RefinerConfig(**({"epochs": 4, "branches": 3, "seed": rs} | (refiner or {}))), device="cpu"
         )
         refiner.fit(*fit_args, valid=(cond["valid"], y_va, pv.probs))
-        p = pipeline.refined_posterior(refiner.transition(cond["extra"]), p_noisy, no_label)
+        p = refined_posterior(refiner.transition(cond["extra"]), p_noisy, no_label)
         if likelihood is not None:
             p = noise_likelihood_product(p, refiner, cond["train"], post, y_tr, c, **likelihood)
         members.append(float((p.argmax(1) == gold).float().mean()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,6 +121,21 @@ class JobStore(ABC):
 
     @abstractmethod
     def live_workers(self, max_age_seconds: float) -> list[Record]: ...
+
+    # ---------------- label reviews ----------------
+    @abstractmethod
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        """Store review decisions ({index, action, label, reviewed_at, key_id}), one per row `index`: a row
+        reviewed again replaces its earlier decision."""
+
+    @abstractmethod
+    def list_reviews(self, tenant: str, job_id: str, rows: Sequence[int] | None = None) -> list[Record]:
+        """The tenant's decisions for the job (only those of `rows` when given), ordered by row index; none
+        for another tenant's job."""
+
+    @abstractmethod
+    def reviewed_rows(self, tenant: str, job_id: str) -> set[int]:
+        """The indices of the rows with a decision: cheaper than `list_reviews` when only they are needed."""
 
     # ---------------- lifecycle ----------------
     @abstractmethod

@@ -9,6 +9,7 @@ Keys (prefix `sidyp:`):
   queue                  list of job ids for embedded-style workers
   lock:<name>            lock owner, with a PX expiry
   workers                hash worker id -> JSON {last_seen, ...}
+  reviews:<tenant>:<job> hash row index -> JSON review decision
 Job mutations use WATCH/MULTI so concurrent writers (API cancel, worker progress, reaper) never lose updates.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -101,6 +103,7 @@ class RedisJobStore(JobStore):
             pipe.delete(self._k("events", resource_id), self._k("cancel", resource_id))
             pipe.lrem(self._k("queue"), 0, resource_id)
             pipe.srem(self._k("queued-set"), resource_id)
+            pipe.delete(self._k("reviews", tenant, resource_id))
         pipe.execute()
         return True
 
@@ -216,6 +219,24 @@ class RedisJobStore(JobStore):
             if now - float(doc.get("last_seen", 0)) < max_age_seconds:
                 out.append({**doc, "id": wid})
         return out
+
+    # ---------------- label reviews ----------------
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        if reviews:
+            self.r.hset(
+                self._k("reviews", tenant, job_id), mapping={str(r["index"]): json.dumps(r) for r in reviews}
+            )
+
+    def list_reviews(self, tenant: str, job_id: str, rows: Sequence[int] | None = None) -> list[Record]:
+        key = self._k("reviews", tenant, job_id)
+        if rows is None:
+            raws = self.r.hvals(key)
+        else:
+            raws = [x for x in self.r.hmget(key, [str(i) for i in rows]) if x is not None] if rows else []
+        return sorted((json.loads(x) for x in raws), key=lambda d: d["index"])
+
+    def reviewed_rows(self, tenant: str, job_id: str) -> set[int]:
+        return {int(i) for i in self.r.hkeys(self._k("reviews", tenant, job_id))}
 
     # ---------------- lifecycle ----------------
     def ping(self) -> bool:

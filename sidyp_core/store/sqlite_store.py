@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from sidyp_core.store.base import RESOURCE_KINDS, JobStore, Mutation, Record
@@ -35,6 +36,16 @@ CREATE TABLE IF NOT EXISTS cancel_flags (job_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS queue (pos INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, last_seen REAL NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+    tenant TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    row_index INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    label TEXT NOT NULL,
+    reviewed_at TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, job_id, row_index)
+);
 """
 
 
@@ -121,6 +132,7 @@ class SqliteJobStore(JobStore):
                 db.execute("DELETE FROM events WHERE job_id = ?", (resource_id,))
                 db.execute("DELETE FROM cancel_flags WHERE job_id = ?", (resource_id,))
                 db.execute("DELETE FROM queue WHERE job_id = ?", (resource_id,))
+                db.execute("DELETE FROM reviews WHERE job_id = ? AND tenant = ?", (resource_id, tenant))
             return bool(cur.rowcount)
 
     # ---------------- jobs ----------------
@@ -269,6 +281,36 @@ class SqliteJobStore(JobStore):
             .fetchall()
         )
         return [{**json.loads(info), "id": wid, "last_seen": seen} for wid, seen, info in rows]
+
+    # ---------------- label reviews ----------------
+    _REVIEW_FIELDS = ("index", "action", "label", "reviewed_at", "key_id")
+
+    def put_reviews(self, tenant: str, job_id: str, reviews: list[Record]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO reviews (tenant, job_id, row_index, action, label, reviewed_at, key_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(tenant, job_id, *(r[f] for f in self._REVIEW_FIELDS)) for r in reviews],
+            )
+
+    def list_reviews(self, tenant: str, job_id: str, rows: Sequence[int] | None = None) -> list[Record]:
+        query = "SELECT row_index, action, label, reviewed_at, key_id FROM reviews WHERE tenant = ? AND job_id = ?"
+        if rows is None:
+            found = self._db().execute(query + " ORDER BY row_index", (tenant, job_id)).fetchall()
+        else:
+            found = []
+            for start in range(0, len(rows), 500):  # bounded by SQLite's limit on bound parameters
+                chunk = [int(i) for i in rows[start : start + 500]]
+                marks = ",".join("?" * len(chunk))
+                found += self._db().execute(query + f" AND row_index IN ({marks})", (tenant, job_id, *chunk))
+            found.sort()
+        return [dict(zip(self._REVIEW_FIELDS, row, strict=True)) for row in found]
+
+    def reviewed_rows(self, tenant: str, job_id: str) -> set[int]:
+        found = self._db().execute(
+            "SELECT row_index FROM reviews WHERE tenant = ? AND job_id = ?", (tenant, job_id)
+        )
+        return {row[0] for row in found}
 
     # ---------------- lifecycle ----------------
     def ping(self) -> bool:

@@ -7,8 +7,14 @@ import torch
 
 from sidyp_engine.classifier import encode_pooled, train_ensemble
 from sidyp_engine.model import load_tokenizer
-from sidyp_engine.types import CalibrationStopped
+from sidyp_engine.types import CalibrationConfig, CalibrationStopped
 from tests.conftest import toy_dataset
+
+CPU = torch.device("cpu")
+
+
+def _config(**fields) -> CalibrationConfig:
+    return CalibrationConfig(**fields)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,6 +38,7 @@ def test_dynamics_and_posteriors_have_the_agreed_shapes(tiny_backbone):
     valid_texts, valid_ids = texts[:6], ids[:6]
     extra = ["the pizza and the laptop", "a football player"]
     out = train_ensemble(
+        _config(branches=2, epochs=2, batch_size=8, learning_rate=1e-3),
         tiny_backbone,
         load_tokenizer(tiny_backbone),
         texts,
@@ -40,10 +47,7 @@ def test_dynamics_and_posteriors_have_the_agreed_shapes(tiny_backbone):
         valid_ids,
         extra,
         len(classes),
-        branches=2,
-        epochs=2,
-        batch_size=8,
-        learning_rate=1e-3,
+        CPU,
     )
     assert out.dynamics["train"].shape == (2, len(texts), 2, 32)
     assert out.dynamics["valid"].shape == (2, 6, 2, 32)
@@ -63,9 +67,8 @@ def test_training_pass_embeddings_equal_an_eval_pass(tiny_backbone):
     what an eval-mode pass of the final weights gives, so no re-inference pass is needed."""
     texts, ids, classes = _split(6)
     tok = load_tokenizer(tiny_backbone)
-    out = train_ensemble(
-        tiny_backbone, tok, texts, ids, texts[:3], ids[:3], None, 3, branches=1, epochs=1, learning_rate=1e-12
-    )
+    cfg = _config(branches=1, epochs=1, learning_rate=1e-12)
+    out = train_ensemble(cfg, tiny_backbone, tok, texts, ids, texts[:3], ids[:3], None, 3, CPU)
     pooled, _ = encode_pooled(out.models[0], tok, texts, 128, torch.device("cpu"))
     assert torch.allclose(out.dynamics["train"][0, :, 0], pooled, atol=1e-4)
     assert torch.allclose(out.dynamics["valid"][0, :, 0], pooled[:3], atol=1e-4)
@@ -74,6 +77,7 @@ def test_training_pass_embeddings_equal_an_eval_pass(tiny_backbone):
 def test_training_fits_the_labels(tiny_backbone):
     texts, ids, classes = _split(12)
     out = train_ensemble(
+        _config(branches=2, epochs=4, batch_size=8, learning_rate=2e-3),
         tiny_backbone,
         load_tokenizer(tiny_backbone),
         texts,
@@ -82,10 +86,7 @@ def test_training_fits_the_labels(tiny_backbone):
         ids[::4],
         None,
         3,
-        branches=2,
-        epochs=4,
-        batch_size=8,
-        learning_rate=2e-3,
+        CPU,
     )
     losses = [h["train_loss"] for h in out.history]
     assert losses[-1] < losses[0]
@@ -104,6 +105,7 @@ def test_should_stop_is_checked_every_batch(tiny_backbone):
 
     with pytest.raises(CalibrationStopped):
         train_ensemble(
+            _config(branches=1, epochs=3, batch_size=4),
             tiny_backbone,
             load_tokenizer(tiny_backbone),
             texts,
@@ -112,9 +114,7 @@ def test_should_stop_is_checked_every_batch(tiny_backbone):
             ids[:3],
             None,
             3,
-            branches=1,
-            epochs=3,
-            batch_size=4,
+            CPU,
             should_stop=stop_on_third_check,
         )
     assert len(calls) == 3

@@ -134,7 +134,7 @@ def test_invalid_inputs_exit_2_naming_the_row(tmp_path, tiny_backbone, capsys):
     assert code == 2 and "not in the class list" in err and "tech" in err
 
     code = main(["calibrate", "--train", str(ok), "--out", str(tmp_path / "o"), "--label-column", "llm"])
-    assert code == 2 and "no column 'llm'" in capsys.readouterr().err
+    assert code == 2 and "missing column 'llm'" in capsys.readouterr().err
 
     code = main(["calibrate", "--train", str(ok), "--out", str(tmp_path / "o"), "--epochs", "0"])
     assert code == 2 and "--epochs" in capsys.readouterr().err

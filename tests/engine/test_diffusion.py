@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from sidyp_engine.denoiser import LabelDenoiser, SimplexNoiseScheduler
 from sidyp_engine.diffusion import (
     DiffusionRefiner,
-    LabelDenoiser,
     RefinerConfig,
-    SimplexNoiseScheduler,
     compose_posterior,
     dynamics_features,
     refiner_conditioning,
@@ -72,8 +71,8 @@ def split(problem: dict, k: int) -> tuple[dict, dict]:
 
 
 def fit(train: dict, valid: dict | None = None, **overrides) -> tuple[DiffusionRefiner, dict]:
-    cfg = RefinerConfig(**{"epochs": 3, "branches": 2, "batch_size": 64, "device": "cpu", **overrides})
-    refiner = DiffusionRefiner(cfg)
+    cfg = RefinerConfig(**{"epochs": 3, "branches": 2, "batch_size": 64, **overrides})
+    refiner = DiffusionRefiner(cfg, device="cpu")
     history = refiner.fit(
         train["cond"],
         train["noisy"],
@@ -277,7 +276,7 @@ def test_fit_honours_should_stop():
         calls.append(1)
         return len(calls) >= 3
 
-    refiner = DiffusionRefiner(RefinerConfig(epochs=2, branches=2, batch_size=64, device="cpu"))
+    refiner = DiffusionRefiner(RefinerConfig(epochs=2, branches=2, batch_size=64), device="cpu")
     with pytest.raises(CalibrationStopped):
         refiner.fit(
             train["cond"],
@@ -304,7 +303,9 @@ def test_checkpoint_round_trip_through_safetensors(tmp_path, trained):
     save_file(refiner.state_dict(), tmp_path / "refiner.safetensors")
     (tmp_path / "refiner.json").write_text(json.dumps(refiner.metadata()))
     restored = DiffusionRefiner.from_state_dict(
-        load_file(tmp_path / "refiner.safetensors"), json.loads((tmp_path / "refiner.json").read_text())
+        load_file(tmp_path / "refiner.safetensors"),
+        json.loads((tmp_path / "refiner.json").read_text()),
+        device="cpu",
     )
     cond = train["cond"][:, :25]
     assert torch.equal(restored.transition(cond), refiner.transition(cond))
@@ -333,7 +334,7 @@ def test_chain_readout_runs_the_full_reverse_pass(trained):
     train, _, refiner, _ = trained
     meta = refiner.metadata()
     meta["config"] = {**meta["config"], "readout": "chain", "samples": 2}
-    chained = DiffusionRefiner.from_state_dict(refiner.state_dict(), meta)
+    chained = DiffusionRefiner.from_state_dict(refiner.state_dict(), meta, device="cpu")
     cond = train["cond"][:, :200]
     trans = chained.transition(cond)
     assert trans.shape == (200, 4, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sidyp_engine.device import resolve_device
 from sidyp_engine.model import (
     TextClassifier,
     autocast_context,
@@ -12,7 +13,6 @@ from sidyp_engine.model import (
     length_bucketed_batches,
     load_tokenizer,
     resolve_backbone,
-    select_device,
 )
 from sidyp_engine.types import InvalidInputError
 
@@ -96,10 +96,10 @@ def test_resolve_backbone_and_device(tmp_path, tiny_backbone):
         resolve_backbone(str(tmp_path / "missing"))
     with pytest.raises(InvalidInputError, match="config.json"):
         resolve_backbone(str(tmp_path))
-    assert select_device("cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
-        assert select_device("auto").type == "cpu"
+        assert resolve_device("auto").type == "cpu"
         with pytest.raises(InvalidInputError):
-            select_device("cuda")
+            resolve_device("cuda")
     with autocast_context(torch.device("cpu")):
         assert torch.ones(2).dtype == torch.float32

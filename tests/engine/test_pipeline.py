@@ -46,6 +46,7 @@ def toy_run(tiny_backbone, tmp_path_factory):
         config=_config(tiny_backbone),
         progress=seen.append,
         work_dir=work_dir,
+        collect_diagnostics=True,
     )
     return dict(
         result=result, seen=seen, texts=texts, noisy=noisy, classes=classes + ["unused"], work_dir=work_dir
@@ -133,6 +134,7 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
         valid_labels=toy_run["noisy"][:6],
         config=_config(tiny_backbone, seed=5, epochs=1, encoder=tiny_backbone, knn_space="encoder", k=3),
         work_dir=toy_run["work_dir"],
+        collect_diagnostics=True,
     )
     assert changed.diagnostics["reused_stage1"] is False
     assert changed.diagnostics["knn_space"].startswith("encoder:")
@@ -140,7 +142,7 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
     assert first.diagnostics["knn_space"] == "stage1-epoch-1"
     # with an explicit validation set no training row is held out
     assert not changed.is_validation.any()
-    assert changed.diagnostics["valid_posteriors"].shape == (6, 4)
+    assert changed.diagnostic_arrays["valid_posteriors"].shape == (6, 4)
 
 
 def test_should_stop_raises_within_one_batch(tiny_backbone):
@@ -189,7 +191,7 @@ def test_holdout_that_leaves_too_few_examples_names_the_callers_rows(tiny_backbo
 
 
 def test_held_out_agreement_counts_labelled_rows_only():
-    from sidyp_engine.pipeline import held_out_agreement
+    from sidyp_engine.stages.prior import held_out_agreement
 
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
     noisy = torch.tensor([0, 1, 1, -1])  # the last row has no label: it does not count
@@ -210,7 +212,7 @@ def test_held_out_agreement_counts_labelled_rows_only():
     ],
 )
 def test_knn_space_choice(setting, agreement, expected):
-    from sidyp_engine.pipeline import choose_knn_space
+    from sidyp_engine.stages.prior import choose_knn_space
 
     assert choose_knn_space(setting, agreement) == expected
 
@@ -232,17 +234,40 @@ def test_default_k_follows_the_knn_space(toy_run):
     ],
 )
 def test_noise_model_switch(setting, agreement, expected):
-    from sidyp_engine.pipeline import use_noise_model
+    from sidyp_engine.stages.prior import use_noise_model
 
     assert use_noise_model(setting, agreement) is expected
 
 
 def test_toy_run_reports_both_priors(toy_run):
-    diag = toy_run["result"].diagnostics
-    vote, used = np.asarray(diag["extra_vote_prior"]), np.asarray(diag["extra_prior"])
+    diag, arrays = toy_run["result"].diagnostics, toy_run["result"].diagnostic_arrays
+    vote, used = arrays["extra_vote_prior"], arrays["extra_prior"]
     assert vote.shape == used.shape
     np.testing.assert_allclose(used.sum(1), 1.0, atol=1e-4)
     if diag["noise_model"]:
         assert not np.allclose(vote, used)  # EM moved the prior
     else:
         np.testing.assert_array_equal(vote, used)
+
+
+def test_diagnostics_are_json_safe_and_name_no_paths(toy_run, tiny_backbone):
+    import json
+
+    diag = toy_run["result"].diagnostics
+    text = json.dumps(diag)  # raises on numpy arrays or tensors
+    assert tiny_backbone not in text
+    assert diag["max_length"] == 128
+    # the toy texts are a few words: none reaches the 128-token cap
+    assert diag["texts_truncated"] == 0
+    n_fit = int((~toy_run["result"].is_validation).sum())
+    assert toy_run["result"].diagnostic_arrays["noise_scores"].shape == (n_fit,)
+
+
+def test_texts_truncated_counts_texts_over_max_length(tiny_backbone):
+    from sidyp_engine.model import load_tokenizer
+    from sidyp_engine.stages.inputs import count_truncated
+
+    tok = load_tokenizer(tiny_backbone)
+    texts = ["short text", " ".join(["pizza"] * 40), "the coach"]
+    assert count_truncated(tok, texts, 8) == 1
+    assert count_truncated(tok, texts, 512) == 0

@@ -3,8 +3,6 @@ limits, job validation, queue limit, queued cancel, paging, problem+json everywh
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -400,21 +398,3 @@ def test_oversized_json_body_is_413_and_predict_limits(client):
         client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422
     )
     assert_problem(client.get("/v1/nothing-here"), 404)
-
-
-def test_labels_csv_export_neutralises_formulas():
-    from app.api.routes.jobs import _csv_lines
-
-    rows = {
-        "text": ["=1+1", "+cmd", "-2", "@SUM(A1)", "plain"],
-        "given_label": ["a", None, "=x", "a", "a"],
-        "suggested_label": ["a", "a", "a", "a", "a"],
-        "label_quality": [0.5] * 5,
-        "is_label_issue": [False] * 5,
-        "probabilities": [[0.5, 0.5]] * 5,
-        "is_validation": [False] * 5,
-    }
-    parsed = list(csv.reader(io.StringIO("".join(_csv_lines(rows, ["a", "b"], 5)))))
-    assert parsed[0][:4] == ["index", "text", "given_label", "suggested_label"]
-    assert [r[1] for r in parsed[1:]] == ["'=1+1", "'+cmd", "'-2", "'@SUM(A1)", "plain"]
-    assert parsed[3][2] == "'=x" and parsed[2][2] == ""

@@ -1,0 +1,78 @@
+"""Stage "classifier" (stage 1): the M-branch ensemble on the noisy labels, and its checkpoint codec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sidyp_engine.classifier import EnsembleOutput, release_memory, train_ensemble
+from sidyp_engine.model import TextClassifier
+from sidyp_engine.stages.inputs import Inputs
+from sidyp_engine.types import CalibrationConfig, ProgressCallback, ShouldStop
+
+
+def train_classifiers(
+    cfg: CalibrationConfig,
+    inputs: Inputs,
+    backbone: str,
+    tokenizer,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> EnsembleOutput:
+    """Stage 1 for the validated inputs: dynamics and noisy posteriors for train, validation and extra."""
+    return train_ensemble(
+        cfg,
+        backbone,
+        tokenizer,
+        inputs.train_texts,
+        inputs.y_train,
+        inputs.valid_texts,
+        inputs.y_valid,
+        inputs.extra_texts,
+        inputs.n_classes,
+        device,
+        progress,
+        should_stop,
+    )
+
+
+def keep_best_branch(ens: EnsembleOutput) -> EnsembleOutput:
+    """Only the best branch is used from here on (it seeds the served model); the dynamics and noisy
+    posteriors carry the rest. Freeing the others keeps them out of the frozen-embedding pass."""
+    ens.models = ens.models[:1]
+    release_memory()
+    return ens
+
+
+def encode_stage1(ens: EnsembleOutput) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {f"dynamics.{k}": v for k, v in ens.dynamics.items()}
+    tensors |= {f"noisy_posteriors.{k}": v for k, v in ens.noisy_posteriors.items()}
+    # only the best branch is kept: it is what the served model starts from; the dynamics carry the rest
+    tensors |= {f"model.{k}": v for k, v in ens.models[0].state_dict().items()}
+    return tensors, {"selected_epoch": ens.selected_epoch, "history": ens.history}
+
+
+def stage1_decoder(backbone: str, n_classes: int, device: torch.device):
+    """The inverse of `encode_stage1` for this backbone, class count and device."""
+
+    def decode(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> EnsembleOutput:
+        model = TextClassifier(backbone, n_classes, pretrained=False)
+        model.load_state_dict(_with_prefix(tensors, "model."))
+        # as in a fresh stage 1 (see classifier.py): the served model then trains the same parameters
+        model.backbone.get_input_embeddings().weight.requires_grad_(False)
+        model.to(device).eval()
+        return EnsembleOutput(
+            models=[model],
+            dynamics=_with_prefix(tensors, "dynamics."),
+            noisy_posteriors=_with_prefix(tensors, "noisy_posteriors."),
+            selected_epoch=int(data["selected_epoch"]),
+            history=list(data.get("history", [])),
+        )
+
+    return decode
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -1,0 +1,78 @@
+"""The review table over a large job, in a real browser: it pages through the API (a few requests, never the
+whole table), the keyboard crosses page boundaries both ways, and a class picked with a digit is saved.
+The job's outputs are written directly (no training) and the real app is served by uvicorn in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from app.main import create_app
+from sidyp_core.config import Settings
+from sidyp_core.store.sqlite_store import SqliteJobStore
+from tests.conftest import free_port
+from tests.service.test_labels_review import CLASSES, KEY_1, KEY_2, finished_job, labels_table
+
+N_ROWS = 3000
+
+
+@pytest.fixture
+def big_job(tmp_path):
+    settings = Settings(api_keys=f"t1:{KEY_1},t2:{KEY_2}", data_dir=tmp_path / "data")
+    store = SqliteJobStore(tmp_path / "store.sqlite3")
+    table = labels_table(N_ROWS)
+    job_id = finished_job(store, settings.data_dir, "t1", table)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, store), port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", job_id, table
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_keyboard_pages_through_a_large_table(open_page, big_job):
+    base, job_id, table = big_job
+    watched = open_page(base)
+    page = watched.page
+    quality = table["rows"]["label_quality"]
+    worst_first = sorted(range(N_ROWS), key=lambda i: (quality[i], i))
+    page.goto(base + "/")
+    page.fill("#api-key", KEY_1)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#drop")
+    page.goto(base + f"/#/jobs/{job_id}")
+    page.wait_for_selector("#review-rows tr[data-index]")
+    assert page.inner_text("#review-count") == f"rows 1–50 of {N_ROWS}"
+    shown = page.locator("#review-rows tr[data-index]").evaluate_all(
+        "rows => rows.map(r => +r.dataset.index)"
+    )
+    assert shown == worst_first[:50]
+
+    page.locator("table.review").focus()
+    for _ in range(50):
+        page.keyboard.press("j")
+    page.wait_for_selector(f"#review-count:has-text('rows 51–100 of {N_ROWS}')")
+    assert page.get_attribute("#review-rows tr.sel", "data-index") == str(worst_first[50])
+    page.keyboard.press("k")
+    page.wait_for_selector(f"#review-count:has-text('rows 1–50 of {N_ROWS}')")
+    assert page.get_attribute("#review-rows tr.sel", "data-index") == str(worst_first[49])
+
+    page.keyboard.press("2")
+    page.wait_for_selector(f"#review-status:has-text('Row {worst_first[49]}: set to {CLASSES[1]}')")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY_1}"}) as api:
+        reviews = api.get(f"/v1/jobs/{job_id}/reviews").json()["data"]
+    assert [(r["index"], r["action"], r["label"]) for r in reviews] == [(worst_first[49], "set", CLASSES[1])]
+
+    label_calls = [u for u in watched.urls if f"/v1/jobs/{job_id}/labels" in u]
+    assert len(label_calls) <= 5 and all("limit=50" in u or "limit=1" in u for u in label_calls)
+    assert watched.errors == [] and watched.dialogs == []
