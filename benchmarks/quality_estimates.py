@@ -66,13 +66,13 @@ def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_vali
         return {"not_available": "the run made no selection"}
     y_valid = gold_ids(valid["gold"], classes)
     noisy_valid = np.array([classes.index(n) if n in classes else -1 for n in valid["noisy"]])
-    valid_preds = dict(result.diagnostic_arrays.get("selection_valid_predictions", {}))
+    arrays = result.diagnostic_arrays
+    valid_preds = {k[len("valid_pred_") :]: v for k, v in arrays.items() if k.startswith("valid_pred_")}
     found = dict(chosen["estimates"])
     if logreg_valid is not None:
         valid_preds["logreg"] = logreg_valid.argmax(1)
-        found["logreg"] = estimates.predictor_accuracy(
-            valid_preds["logreg"], noisy_valid, result.noise_matrix
-        ).as_dict()
+        t_run = arrays["selection_noise_matrix"]
+        found["logreg"] = estimates.predictor_accuracy(valid_preds["logreg"], noisy_valid, t_run).as_dict()
     table = {}
     for name, est in found.items():
         row = {"estimated": est, "measured_test": None, "measured_valid": None}
@@ -90,6 +90,7 @@ def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_vali
     }
     return {
         "rows": table,
+        "anchor_t": _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid),
         "kept": chosen["kept"],
         "kept_model": chosen["kept_model"],
         "reason": chosen["reason"],
@@ -102,7 +103,24 @@ def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_vali
     }
 
 
-def test_prediction_rows(result, test_texts, arrays) -> dict[str, np.ndarray]:
+def _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid) -> dict[str, Any]:
+    """The same estimates with T from anchor points of the plain classifier (design data for the T choice)."""
+    t = estimates.anchor_noise_matrix(arrays["valid_noisy_posteriors"])
+    rows = {
+        name: {
+            "estimated": estimates.predictor_accuracy(np.asarray(p), noisy_valid, t).as_dict(),
+            "measured_valid": _accuracy(np.asarray(p), y_valid),
+        }
+        for name, p in valid_preds.items()
+    }
+    rows["llm_labels"] = {
+        "estimated": estimates.label_accuracy(noisy_valid, t).as_dict(),
+        "measured_valid": _accuracy(noisy_valid, y_valid),
+    }
+    return {"noise_matrix_diagonal": [round(float(x), 3) for x in np.diag(t)], "rows": rows}
+
+
+def candidate_test_probs(result, arrays) -> dict[str, np.ndarray]:
     """Test-text probabilities of every candidate (the distilled and plain models from the run's arrays)."""
     rows = {
         selection.PLAIN: result.extra_noisy_posteriors,
@@ -123,8 +141,19 @@ def format_estimates(table: dict[str, Any]) -> str:
     for name, row in table["rows"].items():
         e = row["estimated"]
         est = f"{e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}] {e['method']}"
-        cells = "".join(f"{v:>9.3f}" if v is not None else f"{'-':>9}" for v in (row["measured_valid"], row["measured_test"]))
+        cells = "".join(
+            f"{v:>9.3f}" if v is not None else f"{'-':>9}"
+            for v in (row["measured_valid"], row["measured_test"])
+        )
         lines.append(f"  {name:<14}{est:>30}{cells}")
+    anchor = table["anchor_t"]["rows"]
+    lines.append(
+        "  anchor-T estimates: "
+        + ", ".join(
+            f"{n} {r['estimated']['accuracy']:.3f} (valid {r['measured_valid']:.3f})"
+            for n, r in anchor.items()
+        )
+    )
     w = table["wrong_label_share"]
     lines.append(
         f"  wrong LLM labels: estimated {w['estimated']['accuracy']:.3f} "

@@ -66,24 +66,46 @@ def joint(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def solve_nonnegative(a: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """M >= 0 minimising ||M T - A||_F: the inverse when it is non-negative, else multiplicative updates.
-
-    The updates (Lee and Seung) keep M >= 0 and never increase the residual, since A and T are >= 0.
-    """
-    m = np.linalg.lstsq(t.T, a.T, rcond=None)[0].T
-    if m.min() >= -1e-12:
+    """M >= 0 minimising ||M T - A||_F (A [C, C] or a batch [B, C, C]): the inverse where it is
+    non-negative, else multiplicative updates (Lee and Seung: they keep M >= 0 and never increase the
+    residual, since A and T are >= 0)."""
+    m = a @ np.linalg.pinv(t)
+    negative = m.min(axis=(-2, -1)) < -1e-12
+    if not np.any(negative):
         return np.clip(m, 0.0, None)
     m = np.clip(m, 1e-6, None)
-    numerator = a @ t.T
-    gram = t @ t.T
+    numerator, gram = a @ t.T, t @ t.T
     for _ in range(_NNLS_ITERATIONS):
-        m *= numerator / np.maximum(m @ gram, 1e-15)
-    return m
+        m = np.where(negative[..., None, None], m * numerator / np.maximum(m @ gram, 1e-15), m)
+    return np.clip(m, 0.0, None)
+
+
+def moment_accuracies(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """trace(M) / sum(M) per joint in the batch `a` [B, C, C]."""
+    m = solve_nonnegative(a, t)
+    return np.trace(m, axis1=-2, axis2=-1) / np.maximum(m.sum(axis=(-2, -1)), 1e-12)
 
 
 def _moment_accuracy(a: np.ndarray, t: np.ndarray) -> float:
-    m = solve_nonnegative(a, t)
-    return float(np.trace(m) / max(m.sum(), 1e-12))
+    return float(moment_accuracies(a[None], t)[0])
+
+
+def resampled_joints(pred: np.ndarray, noisy: np.ndarray, idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """joint() of every resample: `idx` [B, n] row numbers -> [B, C, C]."""
+    cells = pred[idx] * n_classes + noisy[idx] + (np.arange(len(idx)) * n_classes * n_classes)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=len(idx) * n_classes * n_classes)
+    return counts.reshape(len(idx), n_classes, n_classes) / idx.shape[1]
+
+
+def resamples(n_rows: int, seed: int) -> np.ndarray:
+    """[BOOTSTRAP_SAMPLES, n_rows] row numbers drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n_rows, (BOOTSTRAP_SAMPLES, n_rows))
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _class_prior(noisy: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -99,11 +121,7 @@ def _label_accuracy_point(noisy: np.ndarray, t: np.ndarray) -> float:
 
 
 def _bootstrap(statistic, n_rows: int, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    values = [statistic(rng.integers(0, n_rows, n_rows)) for _ in range(BOOTSTRAP_SAMPLES)]
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return _interval(np.array([statistic(idx) for idx in resamples(n_rows, seed)]))
 
 
 def label_accuracy(noisy: np.ndarray, noise_matrix: np.ndarray, seed: int = 0) -> Estimate:
@@ -136,8 +154,8 @@ def predictor_accuracy(
     if not well_conditioned(t):
         return _bound(pred, noisy, t, seed)
     point = _moment_accuracy(joint(pred, noisy, n_classes), t)
-    low, high = _bootstrap(
-        lambda idx: _moment_accuracy(joint(pred[idx], noisy[idx], n_classes), t), len(noisy), seed
+    low, high = _interval(
+        moment_accuracies(resampled_joints(pred, noisy, resamples(len(noisy), seed), n_classes), t)
     )
     return Estimate(point, min(low, point), max(high, point), "moments", len(noisy))
 
@@ -183,3 +201,24 @@ def accuracy_estimate(
     if trusted is not None and (np.asarray(trusted) >= 0).any():
         return trusted_accuracy(pred, trusted)
     return predictor_accuracy(pred, noisy, noise_matrix, seed)
+
+
+ANCHOR_QUANTILE = 0.97
+
+
+def anchor_noise_matrix(noisy_probs: np.ndarray, quantile: float = ANCHOR_QUANTILE) -> np.ndarray:
+    """T from a noisy-label classifier's held-out P(ỹ | x) at its most confident rows per class.
+
+    Anchor points (Patrini et al., 2017): a text that is surely class i has P(ỹ | x) = T[i, :]. Row i is
+    the mean P(ỹ | x) of the rows in the top (1 - quantile) of P(ỹ = i | x) (at least 3 rows). It does
+    not depend on the refined posteriors; an over-confident classifier pulls it towards the identity.
+    """
+    probs = np.asarray(noisy_probs, dtype=np.float64)
+    n_rows, n_classes = probs.shape
+    t = np.eye(n_classes)
+    take = max(3, int(round((1 - quantile) * n_rows)))
+    for i in range(n_classes):
+        if n_rows:
+            top = np.argsort(-probs[:, i])[:take]
+            t[i] = probs[top].mean(axis=0)
+    return t / t.sum(axis=1, keepdims=True)

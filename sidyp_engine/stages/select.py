@@ -32,6 +32,8 @@ class Kept:
     valid_posteriors: torch.Tensor
     extra_posteriors: torch.Tensor | None
     valid_predictions: dict[str, np.ndarray]  # candidate -> class ids on the validation rows
+    noise_matrix: np.ndarray  # the T the gold-free estimates used
+    valid_noisy_posteriors: np.ndarray  # the stage-1 ensemble's P(ỹ | x) on the validation rows
 
 
 def unlabelled_valid_posterior(ens: EnsembleOutput, refiner: Refiner, cond: Conditioning) -> torch.Tensor:
@@ -72,8 +74,7 @@ def select_outputs(
     if (train_trusted >= 0).any() or (valid_trusted >= 0).any():
         preds, noisy, trusted = _trusted_rows(inputs, ens, post, served, plain, valid_preds, trusted_ids)
     chosen = selection.select(preds, noisy, noise_matrix, trusted, seed)
-    if chosen.kept_model == selection.PLAIN_MODEL:
-        plain.temperature = _temperature_for(plain_logits, chosen.estimates[selection.PLAIN_MODEL].accuracy)
+    plain.temperature = _temperature_for(plain_logits, chosen.estimates[selection.PLAIN_MODEL].accuracy)
     use_plain = chosen.kept_labels == selection.PLAIN
     extra = ens.noisy_posteriors.get("extra") if use_plain else post.extra
     return Kept(
@@ -83,6 +84,8 @@ def select_outputs(
         valid_posteriors=ens.noisy_posteriors["valid"] if use_plain else post.valid,
         extra_posteriors=extra if inputs.extra_texts else None,
         valid_predictions=valid_preds,
+        noise_matrix=noise_matrix,
+        valid_noisy_posteriors=ens.noisy_posteriors["valid"].numpy(),
     )
 
 

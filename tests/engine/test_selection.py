@@ -69,3 +69,17 @@ def test_trusted_rows_decide_and_are_never_flagged(planted):
     assert issue[300:].mean() > 0.5
     _, suggested, issue = selection.apply_to_rows(post, np.eye(C)[noisy], noisy, None, "plain")
     assert (suggested == noisy).all() and not issue.any()
+
+
+def test_near_singular_noise_matrix_never_overturns_the_method():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 2000)
+    t = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.05, 3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.6, 3)),
+    }
+    chosen = selection.select(preds, _draw(rng, y, t), t)
+    assert chosen.margins["labels"] > 0  # the moments alone would have switched
+    assert chosen.kept_labels == selection.REFINED
+    assert "near-singular" in chosen.reason
