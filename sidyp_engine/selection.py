@@ -94,11 +94,15 @@ def select(
     t = np.asarray(noise_matrix, dtype=np.float64)
     has_trusted = trusted is not None and bool((np.asarray(trusted) >= 0).any())
     trusted = np.asarray(trusted) if has_trusted else None
+    if not has_trusted:  # the gold-free estimate reads rows with a noisy label only
+        keep = noisy >= 0
+        predictions = {name: np.asarray(pred)[keep] for name, pred in predictions.items()}
+        noisy = noisy[keep]
     found = {
         name: estimates.accuracy_estimate(pred, noisy, t, trusted, seed) for name, pred in predictions.items()
     }
     if has_trusted:
-        labels = estimates.trusted_accuracy(noisy, trusted)
+        labels = estimates.trusted_accuracy(noisy, np.where(noisy >= 0, trusted, -1))
     else:
         labels = estimates.label_accuracy(noisy, t, seed)
     # without trusted rows, a near-singular T leaves the accuracies unidentified (estimates.py): no switch

@@ -83,3 +83,15 @@ def test_near_singular_noise_matrix_never_overturns_the_method():
     assert chosen.margins["labels"] > 0  # the moments alone would have switched
     assert chosen.kept_labels == selection.REFINED
     assert "near-singular" in chosen.reason
+
+
+def test_rows_without_a_noisy_label_are_left_out(planted):
+    rng, y, t, noisy = planted
+    noisy = noisy.copy()
+    noisy[::7] = -1
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.1)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    }
+    chosen = selection.select(preds, noisy, t)
+    assert chosen.estimates[selection.PLAIN].rows == int((noisy >= 0).sum())
