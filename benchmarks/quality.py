@@ -45,7 +45,11 @@ from sidyp_engine.metrics import score_all
 from sidyp_engine.types import CalibrationConfig
 
 METRICS = ("accuracy", "macro_f1", "ece")
-MAIN_ROWS = ("noisy_baseline", "noisy_ensemble", "sidyp", "served")
+# sidyp / served: what the run delivers (after the do-no-harm selection); refined / distilled: the method's
+# own outputs whether kept or not; plain_model: the best stage-1 branch served as it is.
+MAIN_ROWS = (
+    "noisy_baseline", "logreg", "noisy_ensemble", "sidyp", "served", "refined", "distilled", "plain_model",
+)  # fmt: skip
 ABLATION_ROWS = ("noisy_baseline", "knn_prior", "noise_model_prior", "refiner_no_dynamic_update", "sidyp")
 
 
@@ -181,10 +185,13 @@ def _copy_stage_checkpoints(src: str, dst: str, stages: tuple[str, ...]) -> None
 
 
 def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) -> dict[str, Any]:
+    from benchmarks import quality_estimates as qe
     from sidyp_engine.pipeline import calibrate
 
     n_classes = len(classes)
     out: dict[str, Any] = {"seed": cfg.seed, "scores": {}, "wall_seconds": {}}
+    trusted = qe.draw_trusted(train, args.trusted, cfg.seed) if args.trusted else None
+    out["trusted_rows"] = sum(t is not None for t in trusted) if trusted else 0
 
     def run_calibrate(work_dir: str | None):
         return calibrate(
@@ -197,7 +204,8 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
             config=cfg,
             progress=_progress_printer(args.verbose),
             work_dir=work_dir,
-            collect_diagnostics=args.ablation,
+            collect_diagnostics=True,
+            trusted_labels=trusted,
         )
 
     with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
@@ -206,6 +214,16 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         result = run_calibrate(work if args.ablation else None)
         out["wall_seconds"]["sidyp_end_to_end"] = round(time.perf_counter() - t0, 2)
         _score_run(result, test, y_test, n_classes, out)
+        logreg_valid = None
+        if not args.no_logreg:
+            logreg_valid, logreg_test, seconds = qe.logreg_probs(cfg, train, valid, test, classes)
+            out["scores"]["logreg"] = score(logreg_test, y_test, n_classes)
+            out["wall_seconds"]["logreg"] = round(seconds, 2)
+        test_probs = qe.candidate_test_probs(result, result.diagnostic_arrays)
+        out["estimates"] = qe.estimate_table(result, valid, test, classes, y_test, test_probs, logreg_valid)
+        if not args.no_logreg:
+            out["estimates"]["rows"]["logreg"]["measured_test"] = out["scores"]["logreg"]["accuracy"]
+        print(qe.format_estimates(out["estimates"]), file=sys.stderr, flush=True)
         if args.ablation:
             _run_ablation(result, run_calibrate, work, os.path.join(tmp, "no-dynamic-update"), y_test, out)
         del result
@@ -242,6 +260,10 @@ def _score_run(result, test, y_test: np.ndarray, n_classes: int, out: dict[str, 
     served_probs = result.model.predict_proba(test["texts"])
     out["wall_seconds"]["served_predict_test"] = round(time.perf_counter() - t1, 2)
     out["scores"]["served"] = score(served_probs, y_test, n_classes)
+    arrays = result.diagnostic_arrays
+    for row, key in (("refined", "extra_refined_posteriors"), ("distilled", "extra_served")):
+        out["scores"][row] = score(arrays[key], y_test, n_classes)
+    out["scores"]["plain_model"] = score(arrays["extra_plain_model"], y_test, n_classes)
     out["served_temperature"] = float(result.model.temperature)
     out["noise_share_estimate"] = float(result.noise_share)
     out["flagged_share"] = float(np.mean(result.is_label_issue))
@@ -348,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--ablation", action="store_true", help="add k-NN prior and no-dynamic-update rows")
     p.add_argument("--no-baseline", action="store_true", help="skip the separate noisy-label baseline")
+    p.add_argument("--no-logreg", action="store_true", help="skip the logistic-regression row")
+    p.add_argument(
+        "--trusted", type=int, default=0, help="N random training rows get their gold label as trusted_label"
+    )
     p.add_argument(
         "--limit-train", type=int, default=None, help="random subset of N training rows (smoke runs)"
     )
@@ -402,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
+    from benchmarks import quality_estimates as qe
+
     def write_report(runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Write the JSON for the seeds finished so far: a long run that is cut short keeps its results."""
         results = aggregate(runs, MAIN_ROWS)
@@ -430,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": peak_rss_mb(),
             "machine": machine_info(device),
             "runs": runs,
+            "estimate_mean_absolute_error": qe.mean_absolute_errors(runs),
         }
         if args.ablation:
             report["ablation"] = aggregate(runs, ABLATION_ROWS)

@@ -34,6 +34,7 @@ from sidyp_engine.stages.inputs import Inputs, count_truncated, validate
 from sidyp_engine.stages.posterior import Posteriors, compose_posteriors
 from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, knn_epoch, split_rows
 from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
+from sidyp_engine.stages.select import Kept, plain_model, select_outputs, unlabelled_valid_posterior
 from sidyp_engine.stages.serve import distill_served, served_codec
 from sidyp_engine.types import (
     CalibrationConfig,
@@ -75,6 +76,7 @@ def calibrate(
     should_stop: ShouldStop | None = None,
     work_dir: str | os.PathLike | None = None,
     collect_diagnostics: bool = False,
+    trusted_labels: Sequence[str | None] | None = None,
 ) -> CalibrationResult:
     """Run SiDyP end to end; see the module docstring for the stages and `CalibrationResult` for outputs.
 
@@ -82,6 +84,8 @@ def calibrate(
     `should_stop` is polled at least once per batch; when it returns True, `CalibrationStopped` is raised.
     Model selection only ever sees the noisy validation labels. `collect_diagnostics` adds the per-row
     arrays of the intermediate stages to `result.diagnostic_arrays` (for benchmarks and ablations).
+    `trusted_labels` (per training row, None = not trusted): labels the user checked; those rows are never
+    flagged, their trusted label is the suggestion, and they score the candidates of the "select" stage.
     """
     started = time.perf_counter()
     cfg = config if config is not None else CalibrationConfig()
@@ -92,6 +96,7 @@ def calibrate(
     with report.timed("validate"):
         report("validate", 0.0, "checking inputs")
         inputs = validate(cfg, train_texts, train_labels, classes, valid_texts, valid_labels, extra_texts)
+        trusted_ids = trusted_label_ids(trusted_labels, inputs)
         setup = _setup(cfg, inputs, work_dir)
     backbone, encoder, device, ckpt = setup.backbone, setup.encoder, setup.device, setup.checkpoints
     tokenizer = setup.tokenizer
@@ -137,6 +142,7 @@ def calibrate(
     with report.timed("posterior"):
         report("posterior", 0.0, "composing P(y | x)")
         post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
+        refined_valid_unlabelled = unlabelled_valid_posterior(ens, refiner, cond)
     metrics = {"posterior_temperature": post.temperature, "vote_smoothing": post.vote_smoothing}
     report("posterior", 1.0, "posteriors ready", metrics)
 
@@ -151,6 +157,31 @@ def calibrate(
         )
     report("served", 1.0, "served model ready", {"temperature": float(served.temperature)})
 
+    with report.timed("select"):
+        report("select", 0.0, "estimating the accuracy of each candidate")
+        plain = plain_model(ens, tokenizer, inputs, cfg.max_length, device)
+        t_matrix = estimate_noise_matrix(post.train.numpy(), inputs.train_ids, inputs.n_classes)
+        kept = select_outputs(
+            inputs,
+            ens,
+            post,
+            refined_valid_unlabelled,
+            served,
+            plain,
+            t_matrix,
+            trusted_ids,
+            cfg.seed,
+            gold_free_may_switch=cfg.selection == "auto",
+        )
+    report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
+    delivered = Posteriors(
+        kept.train_posteriors,
+        kept.valid_posteriors,
+        kept.extra_posteriors,
+        post.temperature,
+        post.vote_smoothing,
+    )
+
     report.timings["total"] = time.perf_counter() - started
     diagnostics = {
         "selected_epoch": ens.selected_epoch + 1,
@@ -164,10 +195,20 @@ def calibrate(
         "texts_truncated": setup.texts_truncated,
         "max_length": cfg.max_length,
         **prior.metrics,
+        "selection": kept.selection.as_dict(),
     }
-    result = _assemble(inputs, post, served, report.timings, diagnostics, ens.noisy_posteriors.get("extra"))
+    result = _assemble(
+        inputs,
+        delivered,
+        kept.model,
+        report.timings,
+        diagnostics,
+        ens.noisy_posteriors.get("extra"),
+        trusted_ids,
+    )
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
+        result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, inputs)
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
@@ -229,6 +270,7 @@ def _assemble(
     timings: dict[str, float],
     diagnostics: dict[str, Any],
     extra_noisy: torch.Tensor | None,
+    trusted_ids: np.ndarray | None = None,
 ) -> CalibrationResult:
     """The result, in the caller's training row order (held-out rows get their validation outputs)."""
     ids, names = inputs.ids, inputs.classes
@@ -241,6 +283,9 @@ def _assemble(
     quality[labelled] = posteriors[labelled, ids[labelled]]
     suggested = posteriors.argmax(axis=1)
     is_issue = labelled & (suggested != ids)
+    if trusted_ids is not None:  # the user checked these rows: never flagged, their label is the answer
+        known = trusted_ids >= 0
+        suggested, is_issue = np.where(known, trusted_ids, suggested), is_issue & ~known
     # noise_share: expected share of wrong labels, mean over labelled rows of 1 - P(y = given | x). The
     # expectation rather than the flagged share, because flags only count rows where another class wins.
     noise_share = float((1.0 - quality[labelled]).mean()) if labelled.any() else 0.0
@@ -261,6 +306,33 @@ def _assemble(
         timings=timings,
         diagnostics=diagnostics,
     )
+
+
+def trusted_label_ids(trusted_labels: Sequence[str | None] | None, inputs: Inputs) -> np.ndarray | None:
+    """Trusted label ids per caller's training row (-1 = not trusted); a name outside the classes is an error."""
+    if trusted_labels is None:
+        return None
+    if len(trusted_labels) != len(inputs.texts):
+        raise InvalidInputError(
+            f"trusted_labels has {len(trusted_labels)} entries for {len(inputs.texts)} training rows"
+        )
+    index = {c: i for i, c in enumerate(inputs.classes)}
+    bad = [i for i, t in enumerate(trusted_labels) if t is not None and t not in index]
+    if bad:
+        raise InvalidInputError("trusted label is not one of the classes", rows=bad, column="trusted_label")
+    return np.array([index[t] if t is not None else -1 for t in trusted_labels], dtype=np.int64)
+
+
+def _candidate_arrays(kept: Kept, post: Posteriors, served, plain, inputs: Inputs) -> dict[str, np.ndarray]:
+    """Every candidate's validation predictions and extra-text probabilities (benchmarks score them all)."""
+    arrays = {f"valid_pred_{name}": pred for name, pred in kept.valid_predictions.items()}
+    arrays["selection_noise_matrix"] = kept.noise_matrix
+    arrays["valid_noisy_posteriors"] = kept.valid_noisy_posteriors
+    if inputs.extra_texts:
+        arrays["extra_refined_posteriors"] = post.extra.numpy()
+        arrays["extra_served"] = served.predict_proba(inputs.extra_texts)
+        arrays["extra_plain_model"] = plain.predict_proba(inputs.extra_texts)
+    return arrays
 
 
 def _diagnostic_arrays(flags, prior, post: Posteriors) -> dict[str, np.ndarray]:

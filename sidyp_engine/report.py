@@ -204,6 +204,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
                 "threshold": FEW_ROWS,
             }
         )
+    disagreement = _flagged_vs_noise(result)
+    if disagreement is not None:
+        out.append(disagreement)
     if evaluation is not None and evaluation["n_scored"] == 0:
         out.append(
             {
@@ -213,6 +216,51 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
             }
         )
     return out
+
+
+FLAGGED_NOISE_GAP = 0.10  # flagged share and estimated share of wrong labels further apart: say why
+
+
+def _flagged_vs_noise(result: Any) -> dict | None:
+    selection = result.diagnostics.get("selection") or {}
+    share = (selection.get("noise_share") or {}).get("accuracy")
+    flagged = result.diagnostics.get("flagged_share")
+    if (
+        share is None
+        or flagged is None
+        or not math.isfinite(share)
+        or abs(flagged - share) <= FLAGGED_NOISE_GAP
+    ):
+        return None
+    if flagged < share:
+        why = (
+            "the plain classifier was kept, and it agrees with the labels it was trained on"
+            if selection.get("kept") == "plain"
+            else "on many likely-wrong rows no other class is more probable than the given one"
+        )
+    else:
+        why = "the suggested labels also move rows the estimate counts as right: check a sample of the flags"
+    return {
+        "code": "flagged_vs_noise_share",
+        "message": f"{flagged:.0%} of the labelled rows are flagged but about {share:.0%} of the labels are "
+        f"estimated wrong; {why}.",
+        "flagged_share": round(float(flagged), 4),
+        "estimated_noise_share": round(float(share), 4),
+    }
+
+
+def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
+    """Estimated accuracies (with intervals) of the LLM labels, the plain classifier and what was kept."""
+    if not selection:
+        return None
+    found = selection.get("estimates", {})
+    return {
+        "llm_labels": selection.get("llm_label_accuracy"),
+        "wrong_label_share": selection.get("noise_share"),
+        "noisy_classifier": found.get("plain"),
+        "delivered_labels": found.get(selection.get("kept")),
+        "delivered_model": found.get(selection.get("kept_model")),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- JSON safety
@@ -308,6 +356,8 @@ def build_report(
         "served": {"temperature": float(result.model.temperature) if result.model is not None else None},
         "eval": evaluation,
         "reliability": reliability,
+        "selection": clean_diagnostics(result.diagnostics.get("selection")),
+        "estimates": clean_diagnostics(_estimates_section(result.diagnostics.get("selection"))),
         "warnings": _warnings(result, given_counts, evaluation),
         "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
         "diagnostics": clean_diagnostics(result.diagnostics),

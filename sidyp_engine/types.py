@@ -83,6 +83,12 @@ class CalibrationConfig(BaseModel):
         description="stage-1 classifiers: class-balanced loss and epoch selection (k-NN votes are always "
         "balanced)",
     )
+    selection: Literal["trusted", "auto"] = Field(
+        "trusted",
+        description="do no harm: which evidence may replace the refined labels and the served model by the "
+        "plain noisy-label classifier. 'trusted' = only trusted rows (trusted_label); the gold-free estimates "
+        "are reported. 'auto' = the gold-free estimates may too (not yet validated across data sets)",
+    )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="'auto' = CUDA when present; 'cuda' without one is an error"

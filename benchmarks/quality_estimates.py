@@ -1,0 +1,179 @@
+"""What `benchmarks.quality` adds for issue 13: the logreg row, trusted rows, estimated vs measured accuracy.
+
+Gold labels read here: test (scoring, as everywhere) and train / valid for the *measured* side of the
+estimate comparison and for `--trusted N` (N training rows whose gold label is revealed as trusted_label).
+Nothing here feeds gold into a decision of the run other than those trusted labels.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from sidyp_engine import estimates, selection
+
+
+def draw_trusted(train: dict[str, list], n: int, seed: int) -> list[str | None]:
+    """trusted_label per training row: the gold label on n rows drawn at random (seed-dependent), else None."""
+    trusted: list[str | None] = [None] * len(train["texts"])
+    if n <= 0:
+        return trusted
+    rng = np.random.default_rng(10_000 + seed)
+    for i in rng.choice(len(trusted), size=min(n, len(trusted)), replace=False):
+        trusted[int(i)] = train["gold"][int(i)]
+    return trusted
+
+
+def logreg_probs(cfg, train, valid, test, classes) -> tuple[np.ndarray, np.ndarray, float]:
+    """Logistic regression on the frozen encoder's mean-pooled embeddings, fitted on the noisy labels.
+
+    Returns (valid probs, test probs, seconds). sklearn's defaults (L2, C = 1) on the raw embeddings: the
+    cheapest thing a user would try; nothing is tuned.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from sidyp_engine.classifier import embed_texts
+    from sidyp_engine.data import encode_labels
+    from sidyp_engine.device import resolve_device
+    from sidyp_engine.model import load_tokenizer, resolve_backbone
+
+    t0 = time.perf_counter()
+    encoder = resolve_backbone(cfg.encoder if cfg.encoder is not None else cfg.backbone)
+    texts = train["texts"] + valid["texts"] + test["texts"]
+    emb = embed_texts(encoder, load_tokenizer(encoder), texts, cfg.max_length, resolve_device(cfg.device))
+    emb = emb.numpy()
+    n_tr, n_v = len(train["texts"]), len(valid["texts"])
+    y = encode_labels(train["noisy"], classes)
+    keep = y >= 0
+    model = LogisticRegression(max_iter=2000).fit(emb[:n_tr][keep], y[keep])
+    probs = np.zeros((len(texts), len(classes)))
+    probs[:, model.classes_] = model.predict_proba(emb)
+    return probs[n_tr : n_tr + n_v], probs[n_tr + n_v :], time.perf_counter() - t0
+
+
+def _accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    return float((pred == gold).mean()) if len(gold) else float("nan")
+
+
+def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_valid) -> dict[str, Any]:
+    """Per row: the run's estimate (validation rows) beside the measured accuracy on valid and on test."""
+    from benchmarks.quality import gold_ids
+
+    chosen = result.diagnostics.get("selection")
+    if not chosen:
+        return {"not_available": "the run made no selection"}
+    y_valid = gold_ids(valid["gold"], classes)
+    noisy_valid = np.array([classes.index(n) if n in classes else -1 for n in valid["noisy"]])
+    arrays = result.diagnostic_arrays
+    valid_preds = {k[len("valid_pred_") :]: v for k, v in arrays.items() if k.startswith("valid_pred_")}
+    found = dict(chosen["estimates"])
+    if logreg_valid is not None:
+        valid_preds["logreg"] = logreg_valid.argmax(1)
+        t_run = arrays["selection_noise_matrix"]
+        found["logreg"] = estimates.predictor_accuracy(valid_preds["logreg"], noisy_valid, t_run).as_dict()
+    table = {}
+    for name, est in found.items():
+        row = {"estimated": est, "measured_test": None, "measured_valid": None}
+        if name in valid_preds:
+            row["measured_valid"] = _accuracy(np.asarray(valid_preds[name]), y_valid)
+        if name in test_preds:
+            row["measured_test"] = _accuracy(test_preds[name].argmax(1), y_test)
+        table[name] = row
+    llm_valid = _accuracy(noisy_valid, y_valid)
+    llm_test = float(np.mean([n == g for n, g in zip(test["noisy"], test["gold"], strict=True)]))
+    table["llm_labels"] = {
+        "estimated": chosen["llm_label_accuracy"],
+        "measured_valid": llm_valid,
+        "measured_test": llm_test,
+    }
+    return {
+        "rows": table,
+        "anchor_t": _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid),
+        "kept": chosen["kept"],
+        "kept_model": chosen["kept_model"],
+        "reason": chosen["reason"],
+        "margins": chosen.get("margins", {}),
+        "wrong_label_share": {
+            "estimated": chosen["noise_share"],
+            "measured_valid": 1 - llm_valid,
+            "flagged_share_train": float(result.diagnostics.get("flagged_share", float("nan"))),
+        },
+    }
+
+
+def _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid) -> dict[str, Any]:
+    """The same estimates with T from anchor points of the plain classifier (design data for the T choice)."""
+    t = estimates.anchor_noise_matrix(arrays["valid_noisy_posteriors"])
+    rows = {
+        name: {
+            "estimated": estimates.predictor_accuracy(np.asarray(p), noisy_valid, t).as_dict(),
+            "measured_valid": _accuracy(np.asarray(p), y_valid),
+        }
+        for name, p in valid_preds.items()
+    }
+    rows["llm_labels"] = {
+        "estimated": estimates.label_accuracy(noisy_valid, t).as_dict(),
+        "measured_valid": _accuracy(noisy_valid, y_valid),
+    }
+    return {"noise_matrix_diagonal": [round(float(x), 3) for x in np.diag(t)], "rows": rows}
+
+
+def candidate_test_probs(result, arrays) -> dict[str, np.ndarray]:
+    """Test-text probabilities of every candidate (the distilled and plain models from the run's arrays)."""
+    rows = {
+        selection.PLAIN: result.extra_noisy_posteriors,
+        selection.REFINED: arrays.get("extra_refined_posteriors", result.extra_posteriors),
+    }
+    for name in (selection.SERVED, selection.PLAIN_MODEL):
+        key = f"extra_{name}"
+        if key in arrays:
+            rows[name] = arrays[key]
+    return rows
+
+
+def format_estimates(table: dict[str, Any]) -> str:
+    if "rows" not in table:
+        return f"  estimates: {table.get('not_available')}"
+    lines = [f"  kept: labels {table['kept']}, model {table['kept_model']}; {table['reason']}"]
+    lines.append(f"  {'row':<14}{'estimated [interval]':>30}{'valid':>9}{'test':>9}")
+    for name, row in table["rows"].items():
+        e = row["estimated"]
+        est = f"{e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}] {e['method']}"
+        cells = "".join(
+            f"{v:>9.3f}" if v is not None else f"{'-':>9}"
+            for v in (row["measured_valid"], row["measured_test"])
+        )
+        lines.append(f"  {name:<14}{est:>30}{cells}")
+    anchor = table["anchor_t"]["rows"]
+    lines.append(
+        "  anchor-T estimates: "
+        + ", ".join(
+            f"{n} {r['estimated']['accuracy']:.3f} (valid {r['measured_valid']:.3f})"
+            for n, r in anchor.items()
+        )
+    )
+    w = table["wrong_label_share"]
+    lines.append(
+        f"  wrong LLM labels: estimated {w['estimated']['accuracy']:.3f} "
+        f"[{w['estimated']['low']:.3f}, {w['estimated']['high']:.3f}], measured (valid) {w['measured_valid']:.3f}, "
+        f"flagged (train) {w['flagged_share_train']:.3f}"
+    )
+    return "\n".join(lines)
+
+
+def mean_absolute_errors(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean |estimated - measured test accuracy| per row over seeds, and of the wrong-label share (valid)."""
+    errors: dict[str, list[float]] = {}
+    for run in runs:
+        table = run.get("estimates", {})
+        for name, row in table.get("rows", {}).items():
+            if row["measured_test"] is not None and row["estimated"]["accuracy"] is not None:
+                errors.setdefault(name, []).append(abs(row["estimated"]["accuracy"] - row["measured_test"]))
+        if "wrong_label_share" in table:
+            w = table["wrong_label_share"]
+            errors.setdefault("wrong_label_share_valid", []).append(
+                abs(w["estimated"]["accuracy"] - w["measured_valid"])
+            )
+    return {k: round(float(np.mean(v)), 4) for k, v in errors.items()}

@@ -1,0 +1,224 @@
+"""Accuracy estimates without gold labels, from noisy labels and an estimated noise matrix.
+
+Method of moments. On rows the predictor never trained on, with class-conditional noise (the labeller's
+answer depends on the true class only, so a prediction made from the text and the noisy label are
+independent given the true class), the observed joint A[c, j] = P(pred = c, noisy = j) factors as
+
+    A = M T,   M[c, y] = P(pred = c, true = y),   T[y, j] = P(noisy = j | true = y),
+
+so M = A T^-1 and the predictor's accuracy is trace(M). M is solved as a non-negative least-squares
+problem (M >= 0; the unconstrained inverse goes negative on small samples) and the interval is a
+percentile bootstrap over rows with T held fixed: the uncertainty of T itself is not in it.
+When T is near-singular (two true classes the labeller treats alike), M is not identified; the estimate
+then falls back to a bound that needs only the noise share rho: |accuracy - agreement with the noisy
+labels| <= rho, and says so (`method="bound"`).
+
+With trusted rows (gold known to the user) the plain accuracy on them with a Wilson interval replaces
+the guess. Pure numpy; nothing here trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# T's smallest singular value below this: its inverse amplifies sampling noise more than 20-fold and
+# the moment estimate is not trusted (symmetric binary noise at 47.5 % reaches it).
+SINGULAR_FLOOR = 0.05
+BOOTSTRAP_SAMPLES = 200
+LEVEL = 0.95
+_NNLS_ITERATIONS = 500
+
+
+@dataclass(frozen=True)
+class Estimate:
+    accuracy: float
+    low: float
+    high: float
+    method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "none" (no rows)
+    rows: int
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    def complement(self) -> Estimate:
+        """1 - this estimate (e.g. the share of wrong labels from the labels' accuracy)."""
+        return Estimate(1 - self.accuracy, 1 - self.high, 1 - self.low, self.method, self.rows)
+
+
+def _none(rows: int = 0) -> Estimate:
+    return Estimate(float("nan"), 0.0, 1.0, "none", rows)
+
+
+def well_conditioned(noise_matrix: np.ndarray) -> bool:
+    return float(np.linalg.svd(np.asarray(noise_matrix, dtype=np.float64), compute_uv=False).min()) >= (
+        SINGULAR_FLOOR
+    )
+
+
+def joint(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
+    """A[c, j] = share of rows predicted c with noisy label j (rows with noisy < 0 left out)."""
+    keep = noisy >= 0
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (pred[keep], noisy[keep]), 1.0)
+    return counts / max(1, int(keep.sum()))
+
+
+def solve_nonnegative(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """M >= 0 minimising ||M T - A||_F (A [C, C] or a batch [B, C, C]): the inverse where it is
+    non-negative, else multiplicative updates (Lee and Seung: they keep M >= 0 and never increase the
+    residual, since A and T are >= 0)."""
+    m = a @ np.linalg.pinv(t)
+    negative = m.min(axis=(-2, -1)) < -1e-12
+    if not np.any(negative):
+        return np.clip(m, 0.0, None)
+    m = np.clip(m, 1e-6, None)
+    numerator, gram = a @ t.T, t @ t.T
+    for _ in range(_NNLS_ITERATIONS):
+        m = np.where(negative[..., None, None], m * numerator / np.maximum(m @ gram, 1e-15), m)
+    return np.clip(m, 0.0, None)
+
+
+def moment_accuracies(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """trace(M) / sum(M) per joint in the batch `a` [B, C, C]."""
+    m = solve_nonnegative(a, t)
+    return np.trace(m, axis1=-2, axis2=-1) / np.maximum(m.sum(axis=(-2, -1)), 1e-12)
+
+
+def _moment_accuracy(a: np.ndarray, t: np.ndarray) -> float:
+    return float(moment_accuracies(a[None], t)[0])
+
+
+def resampled_joints(pred: np.ndarray, noisy: np.ndarray, idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """joint() of every resample: `idx` [B, n] row numbers -> [B, C, C]."""
+    cells = pred[idx] * n_classes + noisy[idx] + (np.arange(len(idx)) * n_classes * n_classes)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=len(idx) * n_classes * n_classes)
+    return counts.reshape(len(idx), n_classes, n_classes) / idx.shape[1]
+
+
+def resamples(n_rows: int, seed: int) -> np.ndarray:
+    """[BOOTSTRAP_SAMPLES, n_rows] row numbers drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n_rows, (BOOTSTRAP_SAMPLES, n_rows))
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _class_prior(noisy: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """pi >= 0 with pi T = the noisy-label marginal q (one row of the same problem as M)."""
+    n_classes = t.shape[0]
+    q = np.bincount(noisy[noisy >= 0], minlength=n_classes).astype(np.float64)
+    pi = solve_nonnegative(q[None, :] / max(q.sum(), 1.0), t)[0]
+    return pi / max(pi.sum(), 1e-12)
+
+
+def _label_accuracy_point(noisy: np.ndarray, t: np.ndarray) -> float:
+    return float(_class_prior(noisy, t) @ np.diag(t))
+
+
+def _bootstrap(statistic, n_rows: int, seed: int) -> tuple[float, float]:
+    return _interval(np.array([statistic(idx) for idx in resamples(n_rows, seed)]))
+
+
+def label_accuracy(noisy: np.ndarray, noise_matrix: np.ndarray, seed: int = 0) -> Estimate:
+    """Estimated share of right noisy labels: sum_i pi_i T[i, i], pi the true-class prior from pi T = q."""
+    noisy = np.asarray(noisy)[np.asarray(noisy) >= 0]
+    t = np.asarray(noise_matrix, dtype=np.float64)
+    if not len(noisy):
+        return _none()
+    point = _label_accuracy_point(noisy, t)
+    low, high = _bootstrap(lambda idx: _label_accuracy_point(noisy[idx], t), len(noisy), seed)
+    method = "moments" if well_conditioned(t) else "bound"
+    if method == "bound":  # pi is not identified either: only T's diagonal range is known
+        low, high = min(low, float(np.diag(t).min())), max(high, float(np.diag(t).max()))
+    return Estimate(point, min(low, point), max(high, point), method, len(noisy))
+
+
+def predictor_accuracy(
+    pred: np.ndarray, noisy: np.ndarray, noise_matrix: np.ndarray, seed: int = 0
+) -> Estimate:
+    """Estimated accuracy of predictions `pred` (class ids) on rows with noisy labels `noisy` (-1 = none).
+
+    The predictions must not have seen these rows' noisy labels (validation rows, predicted from the text).
+    """
+    t = np.asarray(noise_matrix, dtype=np.float64)
+    keep = np.asarray(noisy) >= 0
+    pred, noisy = np.asarray(pred)[keep], np.asarray(noisy)[keep]
+    n_classes = t.shape[0]
+    if not len(noisy):
+        return _none()
+    if not well_conditioned(t):
+        return _bound(pred, noisy, t, seed)
+    point = _moment_accuracy(joint(pred, noisy, n_classes), t)
+    low, high = _interval(
+        moment_accuracies(resampled_joints(pred, noisy, resamples(len(noisy), seed), n_classes), t)
+    )
+    return Estimate(point, min(low, point), max(high, point), "moments", len(noisy))
+
+
+def _bound(pred: np.ndarray, noisy: np.ndarray, t: np.ndarray, seed: int) -> Estimate:
+    """Near-singular T: accuracy within agreement +- rho (the share of wrong labels, its upper end)."""
+    agreement = float((pred == noisy).mean())
+    rho = label_accuracy(noisy, t, seed).complement().high
+    low, high = max(0.0, agreement - rho), min(1.0, agreement + rho)
+    point = float(np.clip(_moment_accuracy(joint(pred, noisy, t.shape[0]), t), low, high))
+    return Estimate(point, low, high, "bound", len(noisy))
+
+
+def wilson_interval(successes: int, n: int, level_z: float = 1.959964) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + level_z**2 / n
+    centre = (p + level_z**2 / (2 * n)) / denom
+    half = level_z * np.sqrt(p * (1 - p) / n + level_z**2 / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def trusted_accuracy(pred: np.ndarray, trusted: np.ndarray) -> Estimate:
+    """Plain accuracy on the rows whose true label is known (`trusted` >= 0), with a Wilson interval."""
+    keep = np.asarray(trusted) >= 0
+    n = int(keep.sum())
+    if not n:
+        return _none()
+    right = int((np.asarray(pred)[keep] == np.asarray(trusted)[keep]).sum())
+    low, high = wilson_interval(right, n)
+    return Estimate(right / n, low, high, "trusted", n)
+
+
+def accuracy_estimate(
+    pred: np.ndarray,
+    noisy: np.ndarray,
+    noise_matrix: np.ndarray,
+    trusted: np.ndarray | None = None,
+    seed: int = 0,
+) -> Estimate:
+    """The trusted-row accuracy when any trusted row is among these rows, else the gold-free estimate."""
+    if trusted is not None and (np.asarray(trusted) >= 0).any():
+        return trusted_accuracy(pred, trusted)
+    return predictor_accuracy(pred, noisy, noise_matrix, seed)
+
+
+ANCHOR_QUANTILE = 0.97
+
+
+def anchor_noise_matrix(noisy_probs: np.ndarray, quantile: float = ANCHOR_QUANTILE) -> np.ndarray:
+    """T from a noisy-label classifier's held-out P(ỹ | x) at its most confident rows per class.
+
+    Anchor points (Patrini et al., 2017): a text that is surely class i has P(ỹ | x) = T[i, :]. Row i is
+    the mean P(ỹ | x) of the rows in the top (1 - quantile) of P(ỹ = i | x) (at least 3 rows). It does
+    not depend on the refined posteriors; an over-confident classifier pulls it towards the identity.
+    """
+    probs = np.asarray(noisy_probs, dtype=np.float64)
+    n_rows, n_classes = probs.shape
+    t = np.eye(n_classes)
+    take = max(3, int(round((1 - quantile) * n_rows)))
+    for i in range(n_classes):
+        if n_rows:
+            top = np.argsort(-probs[:, i])[:take]
+            t[i] = probs[top].mean(axis=0)
+    return t / t.sum(axis=1, keepdims=True)

@@ -1,0 +1,170 @@
+"""Do no harm: keep the plain noisy-label classifier when it is estimated clearly better than the method.
+
+Two decisions, on the validation rows (never trained on), with the accuracy estimates of
+`sidyp_engine.estimates` (gold-free, or plain accuracy on the trusted rows when there are any):
+  labels: the refined posterior ("refined") or the stage-1 ensemble's P(ỹ | x) ("plain");
+  model:  the distilled served model ("served") or the best stage-1 branch as it is ("plain_model").
+The rule (the same for both): the method's output is kept unless the plain one is better in at least
+95 % of paired bootstrap resamples of the rows (the 5th percentile of plain minus method > 0). Ties and
+differences inside the noise of the estimate keep the method's output: the estimate of a single run is
+too wide to overturn it on a coin flip.
+
+The refined candidate is scored by its posterior *without* the row's own label (marginal over the
+classifier's P(ỹ | x), as for an unseen text): the moment estimator needs predictions that did not read
+the noisy label they are compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sidyp_engine import estimates
+from sidyp_engine.estimates import Estimate
+
+PLAIN, REFINED, SERVED, PLAIN_MODEL = "plain", "refined", "served", "plain_model"
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Selection:
+    kept_labels: str  # REFINED or PLAIN
+    kept_model: str  # SERVED or PLAIN_MODEL
+    reason: str
+    estimates: dict[str, Estimate]
+    llm_label_accuracy: Estimate
+    noise_share: Estimate
+    margins: dict[str, float]  # 5th percentile of plain minus method, per decision
+
+    def as_dict(self) -> dict:
+        return {
+            "kept": self.kept_labels,
+            "kept_model": self.kept_model,
+            "reason": self.reason,
+            "rule": f"plain kept only when better in >= {CONFIDENCE:.0%} of paired bootstrap resamples",
+            "estimates": {name: e.as_dict() for name, e in self.estimates.items()},
+            "llm_label_accuracy": self.llm_label_accuracy.as_dict(),
+            "noise_share": self.noise_share.as_dict(),
+            "margins": {k: round(v, 4) for k, v in self.margins.items()},
+        }
+
+
+def _accuracies(pred, noisy, trusted, noise_matrix, idx) -> np.ndarray:
+    """The estimate's point value on every resample `idx` [B, n] of the rows."""
+    if trusted is not None:
+        known = trusted[idx] >= 0
+        right = (pred[idx] == trusted[idx]) & known
+        return right.sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+    joints = estimates.resampled_joints(pred, noisy, idx, noise_matrix.shape[0])
+    return estimates.moment_accuracies(joints, noise_matrix)
+
+
+def plain_margin(
+    plain: np.ndarray,
+    method: np.ndarray,
+    noisy: np.ndarray,
+    noise_matrix: np.ndarray,
+    trusted: np.ndarray | None = None,
+    seed: int = 0,
+) -> float:
+    """The (1 - CONFIDENCE) quantile of acc(plain) - acc(method) over paired bootstrap resamples."""
+    if trusted is not None and not (trusted >= 0).any():
+        trusted = None
+    idx = estimates.resamples(len(noisy), seed)
+    diffs = _accuracies(plain, noisy, trusted, noise_matrix, idx) - _accuracies(
+        method, noisy, trusted, noise_matrix, idx
+    )
+    return float(np.percentile(diffs, 100 * (1 - CONFIDENCE)))
+
+
+def select(
+    predictions: dict[str, np.ndarray],
+    noisy: np.ndarray,
+    noise_matrix: np.ndarray,
+    trusted: np.ndarray | None = None,
+    seed: int = 0,
+    gold_free_may_switch: bool = False,
+) -> Selection:
+    """Decide labels and model from validation-row predictions (class ids) of every candidate.
+
+    `predictions` holds PLAIN and REFINED, and SERVED / PLAIN_MODEL when there is a model to choose;
+    `noisy` the rows' noisy label ids (-1 = none), `trusted` their trusted label ids (-1 = not trusted).
+    Without trusted rows the estimates overturn the method only when `gold_free_may_switch` (config
+    `selection="auto"`): the gold-free estimate is not yet validated across data sets (docs/method.md).
+    """
+    noisy = np.asarray(noisy)
+    t = np.asarray(noise_matrix, dtype=np.float64)
+    has_trusted = trusted is not None and bool((np.asarray(trusted) >= 0).any())
+    trusted = np.asarray(trusted) if has_trusted else None
+    if not has_trusted:  # the gold-free estimate reads rows with a noisy label only
+        keep = noisy >= 0
+        predictions = {name: np.asarray(pred)[keep] for name, pred in predictions.items()}
+        noisy = noisy[keep]
+    found = {
+        name: estimates.accuracy_estimate(pred, noisy, t, trusted, seed) for name, pred in predictions.items()
+    }
+    if has_trusted:
+        labels = estimates.trusted_accuracy(noisy, np.where(noisy >= 0, trusted, -1))
+    else:
+        labels = estimates.label_accuracy(noisy, t, seed)
+    # without trusted rows, a near-singular T leaves the accuracies unidentified (estimates.py): no switch
+    identified = has_trusted or (gold_free_may_switch and estimates.well_conditioned(t))
+    margins: dict[str, float] = {}
+    kept = {}
+    for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
+        if plain not in predictions or method not in predictions or not (noisy >= 0).any():
+            kept[decision] = method
+            continue
+        margins[decision] = plain_margin(predictions[plain], predictions[method], noisy, t, trusted, seed)
+        kept[decision] = plain if margins[decision] > 0 and identified else method
+    reason = _reason(kept, found, has_trusted)
+    if not has_trusted and not gold_free_may_switch:
+        reason += (
+            "; without trusted rows the gold-free estimates are reported, not acted on (selection='trusted')"
+        )
+    elif not identified:
+        reason += "; the noise matrix is near-singular, so the estimates cannot overturn the method"
+    return Selection(kept["labels"], kept["model"], reason, found, labels, labels.complement(), margins)
+
+
+def _reason(kept: dict[str, str], found: dict[str, Estimate], has_trusted: bool) -> str:
+    source = "the trusted rows" if has_trusted else "the noisy validation labels and the noise matrix"
+    parts = []
+    for decision, name in kept.items():
+        method = REFINED if decision == "labels" else SERVED
+        plain = PLAIN if decision == "labels" else PLAIN_MODEL
+        if name in (PLAIN, PLAIN_MODEL):
+            parts.append(
+                f"{decision}: the plain classifier, estimated clearly better "
+                f"({found[plain].accuracy:.3f} vs {found[method].accuracy:.3f})"
+            )
+        elif plain in found and method in found:
+            parts.append(
+                f"{decision}: {method} ({found[method].accuracy:.3f}; plain {found[plain].accuracy:.3f}, "
+                "not clearly better)"
+            )
+        else:
+            parts.append(f"{decision}: {method} (no plain candidate to compare)")
+    return f"estimated from {source}; " + "; ".join(parts)
+
+
+def apply_to_rows(
+    posteriors: np.ndarray,
+    plain_posteriors: np.ndarray,
+    given: np.ndarray,
+    trusted: np.ndarray | None,
+    kept_labels: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(posteriors, suggested ids, is_label_issue) per training row after the labels decision.
+
+    Rows with a trusted label are never flagged and their suggestion is the trusted label.
+    """
+    rows = plain_posteriors if kept_labels == PLAIN else posteriors
+    suggested = rows.argmax(axis=1)
+    is_issue = (given >= 0) & (suggested != given)
+    if trusted is not None:
+        known = trusted >= 0
+        suggested = np.where(known, trusted, suggested)
+        is_issue &= ~known
+    return rows, suggested, is_issue

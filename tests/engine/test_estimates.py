@@ -1,0 +1,120 @@
+"""Gold-free accuracy estimates on planted data: the truth is known, the estimator only sees noisy labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sidyp_engine import estimates
+
+N, C = 4000, 4
+
+
+def _draw(rng: np.random.Generator, y: np.ndarray, confusion: np.ndarray) -> np.ndarray:
+    """Per row, a class drawn from confusion[y]: labels or predictions independent of each other given y."""
+    cum = confusion.cumsum(axis=1)[y]
+    return (rng.random(len(y))[:, None] > cum).sum(axis=1).clip(0, confusion.shape[1] - 1)
+
+
+def _symmetric(rho: float, n_classes: int = C) -> np.ndarray:
+    return np.full((n_classes, n_classes), rho / (n_classes - 1)) + np.eye(n_classes) * (
+        1 - rho - rho / (n_classes - 1)
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_random_noise_good_predictor_estimated_close_to_truth(rng):
+    y = rng.integers(0, C, N)
+    t = _symmetric(0.3)
+    noisy = _draw(rng, y, t)
+    pred = _draw(rng, y, _symmetric(0.1))  # a classifier that averaged the noise out: 90 % right
+    est = estimates.predictor_accuracy(pred, noisy, t)
+    truth = float((pred == y).mean())
+    assert est.method == "moments"
+    assert abs(est.accuracy - truth) < 0.03
+    assert est.low <= truth <= est.high
+    # the naive reading (agreement with the noisy labels) is far off: the estimator is doing the work
+    assert abs(float((pred == noisy).mean()) - truth) > 0.2
+
+
+def test_systematic_confusion_undoing_predictor_beats_copying_one(rng):
+    y = rng.integers(0, C, N)
+    t = np.eye(C)
+    t[0] = [0.6, 0.4, 0.0, 0.0]  # class 0 labelled 1 40 % of the time
+    noisy = _draw(rng, y, t)
+    undo = _draw(rng, y, _symmetric(0.05))
+    copy = _draw(rng, y, t)  # makes the labeller's mistake at the labeller's rate
+    est_undo = estimates.predictor_accuracy(undo, noisy, t)
+    est_copy = estimates.predictor_accuracy(copy, noisy, t)
+    assert est_undo.accuracy > est_copy.high
+    assert abs(est_undo.accuracy - float((undo == y).mean())) < 0.03
+    assert abs(est_copy.accuracy - float((copy == y).mean())) < 0.03
+    # agreement with the noisy labels ranks them the other way round
+    assert (copy == noisy).mean() > (undo == noisy).mean() - 0.05
+
+
+def test_clean_labels_estimate_is_agreement(rng):
+    y = rng.integers(0, C, 500)
+    pred = _draw(rng, y, _symmetric(0.2))
+    est = estimates.predictor_accuracy(pred, y, np.eye(C))
+    assert est.accuracy == pytest.approx(float((pred == y).mean()), abs=1e-9)
+    labels = estimates.label_accuracy(y, np.eye(C))
+    assert labels.accuracy == pytest.approx(1.0)
+    assert labels.complement().accuracy == pytest.approx(0.0)
+
+
+def test_label_accuracy_and_noise_share(rng):
+    y = rng.choice(C, N, p=[0.4, 0.3, 0.2, 0.1])
+    t = _symmetric(0.25)
+    t[2] = [0.3, 0.0, 0.7, 0.0]
+    noisy = _draw(rng, y, t)
+    est = estimates.label_accuracy(noisy, t)
+    truth = float((noisy == y).mean())
+    assert abs(est.accuracy - truth) < 0.03
+    assert est.low <= truth <= est.high
+    share = est.complement()
+    assert share.accuracy == pytest.approx(1 - est.accuracy)
+    assert share.low == pytest.approx(1 - est.high)
+
+
+def test_near_singular_noise_matrix_falls_back_with_a_wide_interval(rng):
+    y = rng.integers(0, 3, 2000)
+    t = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])  # classes 0 and 1 look alike
+    noisy = _draw(rng, y, t)
+    pred = _draw(rng, y, _symmetric(0.1, 3))
+    est = estimates.predictor_accuracy(pred, noisy, t)
+    assert est.method == "bound"
+    assert est.high - est.low > 0.3
+    assert est.low <= float((pred == y).mean()) <= est.high
+    assert estimates.label_accuracy(noisy, t).method == "bound"
+
+
+def test_nonnegative_solve_never_goes_negative(rng):
+    t = _symmetric(0.4)
+    a = rng.random((C, C))
+    a /= a.sum()
+    m = estimates.solve_nonnegative(a, t)
+    assert m.min() >= 0
+    # the unconstrained inverse of this A is negative somewhere: the constraint was active
+    assert (a @ np.linalg.inv(t)).min() < 0
+
+
+def test_trusted_rows_give_plain_accuracy_with_wilson_interval(rng):
+    y = rng.integers(0, C, 1000)
+    pred = np.where(rng.random(1000) < 0.8, y, (y + 1) % C)
+    trusted = np.full(1000, -1)
+    trusted[:100] = y[:100]
+    est = estimates.accuracy_estimate(pred, _draw(rng, y, _symmetric(0.3)), _symmetric(0.3), trusted)
+    assert est.method == "trusted" and est.rows == 100
+    assert est.accuracy == pytest.approx(float((pred[:100] == y[:100]).mean()))
+    assert est.low < est.accuracy < est.high
+    assert estimates.wilson_interval(80, 100) == pytest.approx((0.711, 0.867), abs=1e-3)
+
+
+def test_no_rows_is_unknown():
+    est = estimates.predictor_accuracy(np.array([0, 1]), np.array([-1, -1]), np.eye(2))
+    assert est.method == "none" and np.isnan(est.accuracy)

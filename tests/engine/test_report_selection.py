@@ -1,0 +1,46 @@
+"""The report's selection and estimates sections, and the flagged-vs-estimated-noise warning."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidyp_engine import selection
+from sidyp_engine.report import build_report
+from tests.engine.report_fixtures import fake_result
+from tests.engine.test_estimates import _draw, _symmetric
+
+
+def _selection_dict(noise: float) -> dict:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 2000)
+    t = _symmetric(noise)
+    preds = {name: _draw(rng, y, _symmetric(0.1)) for name in ("plain", "refined", "plain_model", "served")}
+    return selection.select(preds, _draw(rng, y, t), t).as_dict()
+
+
+def _codes(report: dict) -> list[str]:
+    return [w["code"] for w in report["warnings"]]
+
+
+def test_sections_and_a_warning_when_flags_disagree_with_the_estimate():
+    chosen = _selection_dict(0.3)
+    result = fake_result(diagnostics={"selection": chosen, "flagged_share": 0.05})
+    report = build_report(result)
+    assert report["selection"]["kept"] == "refined"
+    assert set(report["selection"]["estimates"]) == {"plain", "refined", "plain_model", "served"}
+    est = report["estimates"]
+    assert est["delivered_labels"] == chosen["estimates"]["refined"]
+    assert est["delivered_model"] == chosen["estimates"]["served"]
+    assert abs(est["wrong_label_share"]["accuracy"] - 0.3) < 0.05
+    warning = next(w for w in report["warnings"] if w["code"] == "flagged_vs_noise_share")
+    assert warning["flagged_share"] == 0.05 and "no other class is more probable" in warning["message"]
+
+
+def test_no_warning_when_flags_match_and_no_sections_without_selection():
+    chosen = _selection_dict(0.3)
+    share = chosen["noise_share"]["accuracy"]
+    report = build_report(fake_result(diagnostics={"selection": chosen, "flagged_share": share + 0.05}))
+    assert "flagged_vs_noise_share" not in _codes(report)
+    plain = build_report(fake_result())
+    assert plain["selection"] is None and plain["estimates"] is None
+    assert "flagged_vs_noise_share" not in _codes(plain)

@@ -1,0 +1,83 @@
+"""The "select" stage inside calibrate(): trusted rows, the selection diagnostics, and a kept plain model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sidyp_engine import calibrate, selection
+from sidyp_engine.stages import select as select_stage
+from sidyp_engine.types import CalibrationConfig, InvalidInputError
+from tests.conftest import toy_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(backbone: str) -> CalibrationConfig:
+    return CalibrationConfig(
+        backbone=backbone, epochs=2, branches=2, diffusion_epochs=2, batch_size=16, learning_rate=1e-3
+    )
+
+
+@pytest.fixture(scope="module")
+def toy():
+    texts, noisy, gold, classes = toy_dataset(n_per_class=14, noise=0.3, seed=2)
+    trusted = [g if i % 4 == 0 else None for i, g in enumerate(gold)]
+    return texts, noisy, gold, classes, trusted
+
+
+def test_trusted_rows_are_never_flagged_and_decide_the_selection(toy, tiny_backbone):
+    texts, noisy, gold, classes, trusted = toy
+    result = calibrate(texts, noisy, classes, config=_config(tiny_backbone), trusted_labels=trusted)
+    known = np.array([t is not None for t in trusted])
+    assert not result.is_label_issue[known].any()
+    assert [s for s, k in zip(result.suggested_labels, known, strict=True) if k] == [t for t in trusted if t]
+    chosen = result.diagnostics["selection"]
+    assert chosen["kept"] in ("refined", "plain") and chosen["kept_model"] in ("served", "plain_model")
+    assert set(chosen["estimates"]) == {"plain", "refined", "served", "plain_model"}
+    assert all(e["method"] == "trusted" for e in chosen["estimates"].values())
+    # the rows that decide are the trusted ones, validation and training rows alike
+    assert chosen["estimates"]["plain"]["rows"] == int(known.sum())
+    assert chosen["llm_label_accuracy"]["method"] == "trusted"
+    flipped = [n != g for n, g, k in zip(noisy, gold, known, strict=True) if k]
+    assert chosen["llm_label_accuracy"]["accuracy"] == pytest.approx(1 - np.mean(flipped), abs=1e-4)
+
+
+def test_a_trusted_label_outside_the_classes_names_the_row(toy, tiny_backbone):
+    texts, noisy, _, classes, _ = toy
+    trusted = [None] * len(texts)
+    trusted[5] = "weather"
+    with pytest.raises(InvalidInputError) as err:
+        calibrate(texts, noisy, classes, config=_config(tiny_backbone), trusted_labels=trusted)
+    assert err.value.rows == [5] and err.value.column == "trusted_label"
+
+
+def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
+    texts, noisy, _, classes, _ = toy
+    real_select = selection.select
+
+    def plain_wins(*args, **kwargs):
+        chosen = real_select(*args, **kwargs)
+        chosen.kept_labels, chosen.kept_model = selection.PLAIN, selection.PLAIN_MODEL
+        return chosen
+
+    monkeypatch.setattr(select_stage.selection, "select", plain_wins)
+    extra = ["the pizza recipe with cheese", "the laptop server code"]
+    result = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=_config(tiny_backbone), collect_diagnostics=True
+    )
+    assert np.allclose(result.extra_posteriors, result.extra_noisy_posteriors)
+    assert result.diagnostics["selection"]["kept"] == "plain"
+    # the served model is the stage-1 branch, not the distilled one
+    served = result.model.predict_proba(extra)
+    assert np.allclose(served, result.diagnostic_arrays["extra_plain_model"], atol=1e-5)
+    assert not np.allclose(served, result.diagnostic_arrays["extra_served"], atol=1e-3)
+    flagged = np.array(result.suggested_labels) != np.array(noisy, dtype=object)
+    assert (flagged == result.is_label_issue).all()

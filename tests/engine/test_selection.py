@@ -1,0 +1,111 @@
+"""The do-no-harm decision on planted validation rows: which candidate is kept, and why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sidyp_engine import selection
+from tests.engine.test_estimates import _draw, _symmetric
+
+N, C = 3000, 4
+
+
+@pytest.fixture
+def planted():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, C, N)
+    t = _symmetric(0.3)
+    return rng, y, t, _draw(rng, y, t)
+
+
+def test_plain_kept_when_the_method_made_it_worse(planted):
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.05)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.35)),
+        selection.PLAIN_MODEL: _draw(rng, y, _symmetric(0.05)),
+        selection.SERVED: _draw(rng, y, _symmetric(0.3)),
+    }
+    chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
+    assert chosen.kept_labels == selection.PLAIN and chosen.kept_model == selection.PLAIN_MODEL
+    assert chosen.margins["labels"] > 0
+    assert "plain classifier" in chosen.reason
+    out = chosen.as_dict()
+    assert out["kept"] == "plain" and out["estimates"]["refined"]["method"] == "moments"
+    assert abs(out["noise_share"]["accuracy"] - 0.3) < 0.04
+
+
+def test_by_default_only_trusted_rows_may_overturn_the_method(planted):
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.05)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.35)),
+    }
+    chosen = selection.select(preds, noisy, t)  # same evidence as above, default rule
+    assert chosen.kept_labels == selection.REFINED
+    assert chosen.estimates[selection.PLAIN].accuracy > chosen.estimates[selection.REFINED].accuracy
+    assert "reported, not acted on" in chosen.reason
+    trusted = np.where(np.arange(len(y)) % 4 == 0, y, -1)
+    assert selection.select(preds, noisy, t, trusted).kept_labels == selection.PLAIN
+
+
+def test_method_kept_when_better_or_level(planted):
+    rng, y, t, noisy = planted
+    same = _draw(rng, y, _symmetric(0.2))
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+        selection.PLAIN_MODEL: same,
+        selection.SERVED: same.copy(),  # a tie: the method's output stays
+    }
+    chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
+    assert chosen.kept_labels == selection.REFINED and chosen.kept_model == selection.SERVED
+    assert chosen.margins["model"] <= 0
+
+
+def test_trusted_rows_decide_and_are_never_flagged(planted):
+    rng, y, t, noisy = planted
+    trusted = np.full(N, -1)
+    trusted[:300] = y[:300]
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.05)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.5)),
+    }
+    # a wrong noise matrix (identity): the gold-free estimate would be misled, the trusted rows are not
+    chosen = selection.select(preds, noisy, np.eye(C), trusted)
+    assert chosen.estimates[selection.PLAIN].method == "trusted"
+    assert chosen.llm_label_accuracy.method == "trusted"
+    assert chosen.kept_labels == selection.PLAIN
+    post = np.eye(C)[(y + 1) % C]  # the method says every row is the next class
+    rows, suggested, issue = selection.apply_to_rows(post, np.eye(C)[noisy], noisy, trusted, "refined")
+    assert (suggested[:300] == y[:300]).all() and not issue[:300].any()
+    assert issue[300:].mean() > 0.5
+    _, suggested, issue = selection.apply_to_rows(post, np.eye(C)[noisy], noisy, None, "plain")
+    assert (suggested == noisy).all() and not issue.any()
+
+
+def test_near_singular_noise_matrix_never_overturns_the_method():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 2000)
+    t = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.05, 3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.6, 3)),
+    }
+    chosen = selection.select(preds, _draw(rng, y, t), t, gold_free_may_switch=True)
+    assert chosen.margins["labels"] > 0  # the moments alone would have switched
+    assert chosen.kept_labels == selection.REFINED
+    assert "near-singular" in chosen.reason
+
+
+def test_rows_without_a_noisy_label_are_left_out(planted):
+    rng, y, t, noisy = planted
+    noisy = noisy.copy()
+    noisy[::7] = -1
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.1)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    }
+    chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
+    assert chosen.estimates[selection.PLAIN].rows == int((noisy >= 0).sum())
