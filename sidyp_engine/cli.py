@@ -40,7 +40,13 @@ def read_table(path: str, args, need_labels: bool) -> dict[str, Any]:
         gold_in_labels=False,  # an eval file's gold class may be one the labeller never used
         min_classes=0,  # the class list is checked over all files together (and by calibrate)
     )
-    return {"path": path, "texts": table.texts, "labels": table.noisy, "gold": table.gold}
+    return {
+        "path": path,
+        "texts": table.texts,
+        "labels": table.noisy,
+        "gold": table.gold,
+        "trusted": table.trusted,
+    }
 
 
 def _classes_from(args, tables: Sequence[dict[str, Any]]) -> list[str]:
@@ -198,6 +204,7 @@ def cmd_calibrate(args) -> int:
                 valid_labels=None if valid is None else valid["labels"],
                 extra_texts=None if evaluation is None else evaluation["texts"],
                 config=config,
+                trusted_labels=train["trusted"],
                 progress=bar,
                 should_stop=stop,
                 work_dir=args.work_dir,

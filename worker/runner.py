@@ -293,6 +293,7 @@ class _Delivery:
             valid_labels=valid["noisy_label"] if valid else None,
             extra_texts=evaluation["text"] if evaluation else None,
             config=config,
+            trusted_labels=train.get("trusted_label"),  # reviewed rows of a "save as dataset"
             progress=self.on_progress,
             should_stop=self.should_stop,
             work_dir=str(work_dir),
