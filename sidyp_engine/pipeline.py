@@ -63,6 +63,13 @@ class _Reporter:
         yield
         self.timings[stage] = time.perf_counter() - started
 
+    @contextlib.contextmanager
+    def stage(self, stage: str, message: str):
+        """Time the stage and say it started."""
+        with self.timed(stage):
+            self(stage, 0.0, message)
+            yield
+
 
 def calibrate(
     train_texts: Sequence[str],
@@ -93,8 +100,7 @@ def calibrate(
         raise InvalidInputError("config must be a CalibrationConfig")
     report = _Reporter(progress)
     stop = should_stop
-    with report.timed("validate"):
-        report("validate", 0.0, "checking inputs")
+    with report.stage("validate", "checking inputs"):
         inputs = validate(cfg, train_texts, train_labels, classes, valid_texts, valid_labels, extra_texts)
         trusted_ids = trusted_label_ids(trusted_labels, inputs)
         setup = _setup(cfg, inputs, work_dir)
@@ -102,8 +108,7 @@ def calibrate(
     tokenizer = setup.tokenizer
     _report_inputs(report, inputs)
 
-    with report.timed("classifier"):
-        report("classifier", 0.0, "training the classifier ensemble")
+    with report.stage("classifier", "training the classifier ensemble"):
         ens, reused = ckpt.run(
             "stage1",
             lambda: train_classifiers(cfg, inputs, backbone, tokenizer, device, progress, stop),
@@ -114,8 +119,7 @@ def calibrate(
     message = "reused checkpoint" if reused else f"selected epoch {ens.selected_epoch + 1}"
     report("classifier", 1.0, message, {"selected_epoch": ens.selected_epoch + 1, "reused": float(reused)})
 
-    with report.timed("prior"):
-        report("prior", 0.0, "scoring label noise")
+    with report.stage("prior", "scoring label noise"):
         flags = flag_noise(cfg, inputs, ens)
         report("prior", 0.1, "frozen sentence embeddings")
         frozen_rows, _ = ckpt.run(
@@ -128,8 +132,7 @@ def calibrate(
         prior = dynamic_prior(cfg, inputs, ens, flags, frozen, report)
     report("prior", 1.0, f"likely-noisy share {flags.noisy_fraction:.2f}", prior.metrics)
 
-    with report.timed("refiner"):
-        report("refiner", 0.0, "training the label diffusion refiner")
+    with report.stage("refiner", "training the label diffusion refiner"):
         cond = conditioning(inputs, ens, frozen)
         refiner, _ = ckpt.run(
             "refiner",
@@ -139,17 +142,15 @@ def calibrate(
         )
     report("refiner", 1.0, "refiner ready")
 
-    with report.timed("posterior"):
-        report("posterior", 0.0, "composing P(y | x)")
+    with report.stage("posterior", "composing P(y | x)"):
         post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
         refined_valid_unlabelled = unlabelled_valid_posterior(ens, refiner, cond)
     metrics = {"posterior_temperature": post.temperature, "vote_smoothing": post.vote_smoothing}
     report("posterior", 1.0, "posteriors ready", metrics)
 
-    with report.timed("served"):
-        ens.dynamics, cond = {}, None  # no longer needed: free them before the served model trains
-        release_memory()
-        report("served", 0.0, "distilling the served model")
+    ens.dynamics, cond = {}, None  # no longer needed: free them before the served model trains
+    release_memory()
+    with report.stage("served", "distilling the served model"):
         served, _ = ckpt.run(
             "served",
             lambda: distill_served(cfg, inputs, ens, backbone, post, device, progress, stop),
@@ -157,23 +158,13 @@ def calibrate(
         )
     report("served", 1.0, "served model ready", {"temperature": float(served.temperature)})
 
-    with report.timed("select"):
-        report("select", 0.0, "estimating the accuracy of each candidate")
+    with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(ens, tokenizer, inputs, cfg.max_length, device)
-        t_matrix = estimate_noise_matrix(post.train.numpy(), inputs.train_ids, inputs.n_classes)
-        kept = select_outputs(
-            inputs,
-            ens,
-            post,
-            refined_valid_unlabelled,
-            served,
-            plain,
-            t_matrix,
-            trusted_ids,
-            cfg.seed,
-            gold_free_may_switch=cfg.selection == "auto",
-        )
+        kept = _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, trusted_ids)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
+
+    report.timings["total"] = time.perf_counter() - started
+    diagnostics = _run_facts(cfg, setup, ens, reused, refiner, prior, post, kept)
     delivered = Posteriors(
         kept.train_posteriors,
         kept.valid_posteriors,
@@ -181,14 +172,43 @@ def calibrate(
         post.temperature,
         post.vote_smoothing,
     )
+    noisy_extra = ens.noisy_posteriors.get("extra")
+    result = _assemble(inputs, delivered, kept.model, report.timings, diagnostics, noisy_extra, trusted_ids)
+    if collect_diagnostics:
+        result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
+        result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, inputs)
+    total = report.timings["total"]
+    report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
+    return result
 
-    report.timings["total"] = time.perf_counter() - started
-    diagnostics = {
+
+def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, trusted_ids):
+    """The do-no-harm choice between the method's outputs and the plain classifier's."""
+    t_matrix = estimate_noise_matrix(post.train.numpy(), inputs.train_ids, inputs.n_classes)
+    return select_outputs(
+        inputs,
+        ens,
+        post,
+        refined_valid_unlabelled,
+        served,
+        plain,
+        t_matrix,
+        trusted_ids,
+        cfg.seed,
+        gold_free_may_switch=cfg.selection == "auto",
+    )
+
+
+def _run_facts(
+    cfg: CalibrationConfig, setup: _Setup, ens, reused, refiner, prior, post, kept
+) -> dict[str, Any]:
+    """What the run chose and found, for the report (JSON-safe, no paths)."""
+    return {
         "selected_epoch": ens.selected_epoch + 1,
         "classifier_history": ens.history,
         "reused_stage1": reused,
         "refiner_history": refiner.history,
-        "device": str(device),
+        "device": str(setup.device),
         "posterior_temperature": post.temperature,
         "vote_smoothing": post.vote_smoothing,
         "knn_space": _space_name(cfg, prior.space),
@@ -197,21 +217,6 @@ def calibrate(
         **prior.metrics,
         "selection": kept.selection.as_dict(),
     }
-    result = _assemble(
-        inputs,
-        delivered,
-        kept.model,
-        report.timings,
-        diagnostics,
-        ens.noisy_posteriors.get("extra"),
-        trusted_ids,
-    )
-    if collect_diagnostics:
-        result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
-        result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, inputs)
-    total = report.timings["total"]
-    report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
-    return result
 
 
 @dataclass
