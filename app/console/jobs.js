@@ -2,7 +2,7 @@
 // list), a job's page (progress by stage, events, cancel, the report with its plots). Uses console.js.
 'use strict';
 
-const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'succeeded'];
+const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'select', 'succeeded'];
 const PLOTS = [
   ['reliability', 'Reliability: confidence vs accuracy, before and after'],
   ['noise_matrix', 'Estimated noise matrix'],
