@@ -224,6 +224,10 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         if not args.no_logreg:
             out["estimates"]["rows"]["logreg"]["measured_test"] = out["scores"]["logreg"]["accuracy"]
         print(qe.format_estimates(out["estimates"]), file=sys.stderr, flush=True)
+        if args.dump_arrays:
+            qe.dump_arrays(
+                args.dump_arrays, cfg.seed, result, valid, classes, y_test, test_probs, logreg_valid
+            )
         if args.ablation:
             _run_ablation(result, run_calibrate, work, os.path.join(tmp, "no-dynamic-update"), y_test, out)
         del result
@@ -376,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--limit-train", type=int, default=None, help="random subset of N training rows (smoke runs)"
+    )
+    p.add_argument(
+        "--dump-arrays",
+        default=None,
+        help="dir for one .npz per seed: every candidate's validation predictions and test probabilities, "
+        "the noisy and gold validation labels (design data for the selection rule; not committed)",
     )
     p.add_argument("--limit-test", type=int, default=None, help="random subset of N test rows (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

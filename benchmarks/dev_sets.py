@@ -1,0 +1,72 @@
+"""Development sets at chosen noise levels: the shared texts with the labeller's real errors partly corrected.
+
+    python -m benchmarks.dev_sets --source ../shared/data/semeval-mixtral-fewshot --out /tmp/sidyp-dev \
+        --noise 0.40 0.20 0.05
+
+For each level, in train and valid, a random subset of the wrong (or missing) noisy labels is replaced by
+the gold label until the share of rows whose noisy label differs from gold is the level (a level above the
+source's own noise leaves the split unchanged). The errors that remain are the labeller's own, so the noise
+keeps its shape (which classes it confuses, which texts it gets wrong); only its amount changes. test.csv is
+copied as it is: test gold only scores. Written outside the repository (the data must not be copied in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+
+import numpy as np
+
+
+def corrected(rows: list[dict[str, str]], level: float, seed: int) -> tuple[list[dict[str, str]], float]:
+    """Rows with wrong labels corrected from gold until the wrong share is `level`; (rows, new share)."""
+    wrong = [i for i, r in enumerate(rows) if r["noisy_label"] != r["gold_label"]]
+    keep_wrong = int(round(level * len(rows)))
+    rng = np.random.default_rng(seed)
+    fix = rng.permutation(wrong)[: max(0, len(wrong) - keep_wrong)]
+    out = [dict(r) for r in rows]
+    for i in fix:
+        out[int(i)]["noisy_label"] = out[int(i)]["gold_label"]
+    share = sum(r["noisy_label"] != r["gold_label"] for r in out) / max(1, len(out))
+    return out, share
+
+
+def read_rows(path: str) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: str, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "noisy_label", "gold_label"])
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in ("text", "noisy_label", "gold_label")} for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="dir with train.csv, valid.csv, test.csv")
+    parser.add_argument("--out", required=True, help="parent dir of the sets written (outside the repo)")
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.40, 0.20, 0.05])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    name = os.path.basename(os.path.normpath(args.source))
+    for level in args.noise:
+        target = os.path.join(args.out, f"{name}-noise{round(level * 100):02d}")
+        os.makedirs(target, exist_ok=True)
+        shares = {}
+        for offset, split in enumerate(("train", "valid")):
+            rows, shares[split] = corrected(
+                read_rows(os.path.join(args.source, f"{split}.csv")), level, args.seed + offset
+            )
+            write_rows(os.path.join(target, f"{split}.csv"), rows)
+        shutil.copyfile(os.path.join(args.source, "test.csv"), os.path.join(target, "test.csv"))
+        print(f"{target}: wrong share train {shares['train']:.3f}, valid {shares['valid']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
