@@ -82,7 +82,8 @@ def test_nll_fit_flattens_over_confident_logits_and_reads_only_labelled_rows():
     unlabelled = labels.clone()
     unlabelled[::2] = -1
     kept = unlabelled >= 0
-    assert fit_temperature_nll(true_logits, unlabelled) == fit_temperature_nll(true_logits[kept], labels[kept])
+    only_labelled = fit_temperature_nll(true_logits[kept], labels[kept])
+    assert fit_temperature_nll(true_logits, unlabelled) == only_labelled
 
 
 def test_nll_fit_range_ends_and_degenerate_input():
