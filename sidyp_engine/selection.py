@@ -36,6 +36,7 @@ class Selection:
     llm_label_accuracy: Estimate
     noise_share: Estimate
     margins: dict[str, float]  # 5th percentile of plain minus method, per decision
+    temperature_source: str = "gold-free reference"  # what the models' temperatures were fitted against
 
     def as_dict(self) -> dict:
         return {
@@ -47,6 +48,7 @@ class Selection:
             "llm_label_accuracy": self.llm_label_accuracy.as_dict(),
             "noise_share": self.noise_share.as_dict(),
             "margins": {k: round(v, 4) for k, v in self.margins.items()},
+            "temperature_source": self.temperature_source,
         }
 
 

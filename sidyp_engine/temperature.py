@@ -15,6 +15,9 @@ labeller's habitual confusions) pulls T away from the top-label fit (docs/method
 rule").
 
 The mean top-label confidence decreases monotonically in T, so T is found by bisection on log T.
+
+With labels known to be true (the user's trusted rows) no reference is needed: `fit_temperature_nll` takes
+the T that minimises their negative log-likelihood, the usual temperature scaling (Guo et al., 2017).
 """
 
 from __future__ import annotations
@@ -71,6 +74,45 @@ def fit_temperature(logits: torch.Tensor, reference: torch.Tensor, iterations: i
         mid = 0.5 * (lo + hi)
         if confidence(mid) > target:
             lo = mid  # still too confident: flatten more
+        else:
+            hi = mid
+    return math.exp(0.5 * (lo + hi))
+
+
+def _nll_slope(logits: torch.Tensor, labels: torch.Tensor, log_t: float) -> float:
+    """d NLL / d(1/T) at T = exp(log_t): mean over rows of E_softmax(z / T)[z] - z_label.
+
+    NLL is convex in 1/T, so this slope increases with 1/T (decreases with T): one sign change at most.
+    """
+    probs = torch.softmax(logits / math.exp(log_t), dim=1)
+    return float(((probs * logits).sum(dim=1) - logits[torch.arange(len(labels)), labels]).mean())
+
+
+def fit_temperature_nll(logits: torch.Tensor, labels, iterations: int = 60) -> float:
+    """T in [0.05, 20] minimising the mean -log softmax(logits / T)[label] of rows with a label (>= 0).
+
+    Bisection on log T for the zero of the slope; clamped at the range ends when the minimum lies beyond
+    them (every row right and separable: as sharp as allowed). No labelled rows: T = 1.
+    """
+    logits = torch.as_tensor(logits).double()
+    labels = torch.as_tensor(labels).long()
+    if logits.ndim != 2 or labels.shape != (len(logits),):
+        raise ValueError(
+            f"logits must be [N, C] and labels [N], got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    known = labels >= 0
+    logits, labels = logits[known], labels[known]
+    if len(logits) == 0:
+        return 1.0
+    lo, hi = LOG_TEMPERATURE_RANGE
+    if _nll_slope(logits, labels, lo) <= 0:
+        return math.exp(lo)
+    if _nll_slope(logits, labels, hi) >= 0:
+        return math.exp(hi)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if _nll_slope(logits, labels, mid) > 0:
+            lo = mid  # the likelihood still gains from flattening
         else:
             hi = mid
     return math.exp(0.5 * (lo + hi))

@@ -2,7 +2,8 @@
 
 Runs after the served model. The candidates are scored on the validation rows (never trained on), each by
 predictions that did not read the row's own noisy label (`sidyp_engine.selection`); with trusted rows the
-candidates are scored on those instead (their suggested label / their prediction on those texts). The
+candidates are scored on those instead (their suggested label / their prediction on those texts), and
+with enough of them both models' temperatures are fitted to their labels (NLL) instead of a reference. The
 noise matrix of the gold-free estimate is the run's own (`CalibrationResult.noise_matrix`: the refined
 posteriors of the training rows against their labels).
 """
@@ -21,7 +22,13 @@ from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs
 from sidyp_engine.stages.posterior import Posteriors
 from sidyp_engine.stages.refine import Conditioning, Refiner
-from sidyp_engine.temperature import fit_temperature
+from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
+
+# Fewest trusted rows that set the models' temperatures (NLL fit) in place of the gold-free rule. Planted
+# (docs/method.md, defaults of the select stage): 30 rows put the held-out ECE at a median 0.043, 20 rows
+# at 0.053; below that one scalar fitted to a handful of rows swings more than the reference it replaces.
+MIN_TRUSTED_FOR_TEMPERATURE = 30
+GOLD_FREE_TEMPERATURE = "gold-free reference"
 
 
 @dataclass
@@ -60,22 +67,25 @@ def select_outputs(
     seed: int,
     gold_free_may_switch: bool = False,
 ) -> Kept:
-    """Estimate every candidate, decide labels and model, and return what is kept."""
-    valid_texts = inputs.valid_texts
-    served_logits = served.logits(valid_texts) if valid_texts else np.zeros((0, inputs.n_classes))
-    plain_logits = plain.logits(valid_texts) if valid_texts else np.zeros((0, inputs.n_classes))
+    """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept."""
+    models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
+    valid_logits = {
+        name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
+    }
     valid_preds = {
         selection.PLAIN: ens.noisy_posteriors["valid"].argmax(1).numpy(),
         selection.REFINED: refined_valid_unlabelled.argmax(1).numpy(),
-        selection.SERVED: served_logits.argmax(1),
-        selection.PLAIN_MODEL: plain_logits.argmax(1),
+        **{name: logits.argmax(1) for name, logits in valid_logits.items()},
     }
-    preds, noisy, trusted = valid_preds, inputs.valid_ids, None
-    train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
-    if (train_trusted >= 0).any() or (valid_trusted >= 0).any():
-        preds, noisy, trusted = _trusted_rows(inputs, ens, post, served, plain, valid_preds, trusted_ids)
+    rows = _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids)
+    if rows is None:
+        preds, noisy, trusted = valid_preds, inputs.valid_ids, None
+    else:
+        preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
     chosen = selection.select(preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch)
-    plain.temperature = _temperature_for(plain_logits, chosen.estimates[selection.PLAIN_MODEL].accuracy)
+    chosen.temperature_source = _set_temperatures(
+        served, plain, valid_logits[selection.PLAIN_MODEL], chosen, rows
+    )
     use_plain = chosen.kept_labels == selection.PLAIN
     extra = ens.noisy_posteriors.get("extra") if use_plain else post.extra
     return Kept(
@@ -90,6 +100,10 @@ def select_outputs(
     )
 
 
+def _logits(model: ServedClassifier, texts: list[str], n_classes: int) -> np.ndarray:
+    return model.logits(texts) if texts else np.zeros((0, n_classes), dtype=np.float32)
+
+
 def _split_trusted(inputs: Inputs, trusted_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Trusted label ids of the training rows stage 1 fitted and of the validation rows (-1 = none)."""
     if trusted_ids is None:
@@ -100,23 +114,72 @@ def _split_trusted(inputs: Inputs, trusted_ids: np.ndarray | None) -> tuple[np.n
     return train, valid
 
 
-def _trusted_rows(inputs, ens, post, served, plain, valid_preds, trusted_ids):
-    """Every candidate's prediction on the trusted rows: validation rows as above, training rows by the
-    suggested label (labels candidates) and the prediction on the text (models)."""
+@dataclass
+class TrustedRows:
+    """The rows with a trusted label, validation rows first: every candidate's prediction on them."""
+
+    predictions: dict[str, np.ndarray]  # candidate -> class ids
+    noisy: np.ndarray  # the rows' noisy label ids (-1 = none)
+    trusted: np.ndarray  # their trusted label ids
+    logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits [n, C]
+    n_valid: int  # the first n_valid rows are validation rows (never trained on)
+
+
+def _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids) -> TrustedRows | None:
+    """Every candidate on the trusted rows (None without any): validation rows as above, training rows by
+    the suggested label (labels candidates) and the prediction on the text (models)."""
     train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
-    rows = np.flatnonzero(train_trusted >= 0)
+    keep, rows = valid_trusted >= 0, np.flatnonzero(train_trusted >= 0)
+    if not keep.any() and not len(rows):
+        return None
     texts = [inputs.train_texts[i] for i in rows]
+    logits = {
+        name: np.concatenate([valid_logits[name][keep], _logits(model, texts, inputs.n_classes)])
+        for name, model in models.items()
+    }
     on_train = {
         selection.PLAIN: ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
         selection.REFINED: post.train[rows].argmax(1).numpy(),
-        selection.SERVED: served.logits(texts).argmax(1) if texts else np.zeros(0, dtype=np.int64),
-        selection.PLAIN_MODEL: plain.logits(texts).argmax(1) if texts else np.zeros(0, dtype=np.int64),
     }
-    keep = valid_trusted >= 0
-    preds = {name: np.concatenate([valid_preds[name][keep], on_train[name]]) for name in valid_preds}
+    preds = {name: np.concatenate([valid_preds[name][keep], on_train[name]]) for name in on_train}
+    preds |= {name: rows_logits.argmax(1) for name, rows_logits in logits.items()}
     noisy = np.concatenate([inputs.valid_ids[keep], inputs.train_ids[rows]])
     trusted = np.concatenate([valid_trusted[keep], train_trusted[rows]])
-    return preds, noisy, trusted
+    return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()))
+
+
+def _set_temperatures(served, plain, plain_valid_logits, chosen: selection.Selection, rows) -> str:
+    """Both models' temperatures, fitted to the trusted labels when there are enough; returns the source."""
+    fit_rows = _temperature_rows(rows)
+    if fit_rows is None:  # the served model keeps the temperature its distillation fitted
+        plain.temperature = _temperature_for(
+            plain_valid_logits, chosen.estimates[selection.PLAIN_MODEL].accuracy
+        )
+        return GOLD_FREE_TEMPERATURE
+    take, source = fit_rows
+    labels = torch.from_numpy(rows.trusted[take])
+    for name, model in {selection.SERVED: served, selection.PLAIN_MODEL: plain}.items():
+        model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name][take]), labels)
+    return source
+
+
+def _temperature_rows(rows: TrustedRows | None) -> tuple[slice, str] | None:
+    """Which trusted rows the temperatures are fitted on, and how the report names them (None: too few).
+
+    Validation rows were never trained on: their logits are what an unseen text gets. Trusted training
+    rows were trained on (the served model distilled on their refined posteriors, the plain branch fitted
+    their noisy labels), so their logits are not an unseen text's and the T they give is biased; they
+    join only when the validation rows alone are too few, a fit against truth on biased rows being
+    preferred to one against a reference that is itself a guess.
+    """
+    if rows is None:
+        return None
+    n_rows, n_valid = len(rows.trusted), rows.n_valid
+    if n_valid >= MIN_TRUSTED_FOR_TEMPERATURE:
+        return slice(0, n_valid), f"trusted rows (n={n_valid}, validation)"
+    if n_rows >= MIN_TRUSTED_FOR_TEMPERATURE:
+        return slice(None), f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
+    return None
 
 
 def _temperature_for(logits: np.ndarray, accuracy: float) -> float:

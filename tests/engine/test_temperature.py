@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sidyp_engine.temperature import apply_temperature, expected_accuracy, fit_temperature, probs_to_logits
+from sidyp_engine.temperature import (
+    apply_temperature,
+    expected_accuracy,
+    fit_temperature,
+    fit_temperature_nll,
+    probs_to_logits,
+)
 
 
 def test_recovers_a_known_sharpening_in_both_directions():
@@ -52,3 +58,41 @@ def test_range_ends_and_degenerate_input():
     assert fit_temperature(torch.zeros(0, 4), torch.zeros(0, 4)) == 1.0
     with pytest.raises(ValueError, match="both be"):
         fit_temperature(base, torch.full((50, 3), 1 / 3))
+
+
+def _planted(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits whose softmax is the true P(y | x), and labels drawn from it."""
+    gen = torch.Generator().manual_seed(seed)
+    true_logits = torch.randn(n, 4, generator=gen) * 2
+    labels = torch.multinomial(torch.softmax(true_logits, dim=1), 1, generator=gen).squeeze(1)
+    return true_logits, labels
+
+
+@pytest.mark.parametrize("planted_t", [2.0, 0.5])
+def test_nll_fit_recovers_a_planted_temperature(planted_t):
+    true_logits, labels = _planted(5000, 3)
+    # softmax(logits / planted_t) is the truth: over-confident logits for planted_t > 1, timid below 1
+    logits = true_logits * planted_t
+    assert fit_temperature_nll(logits, labels) == pytest.approx(planted_t, rel=0.10)
+
+
+def test_nll_fit_flattens_over_confident_logits_and_reads_only_labelled_rows():
+    true_logits, labels = _planted(2000, 4)
+    assert fit_temperature_nll(true_logits * 3, labels) > 1.0
+    unlabelled = labels.clone()
+    unlabelled[::2] = -1
+    kept = unlabelled >= 0
+    only_labelled = fit_temperature_nll(true_logits[kept], labels[kept])
+    assert fit_temperature_nll(true_logits, unlabelled) == only_labelled
+
+
+def test_nll_fit_range_ends_and_degenerate_input():
+    true_logits, labels = _planted(50, 5)
+    # every row right with a margin: the likelihood keeps growing as T shrinks, so as sharp as allowed
+    assert fit_temperature_nll(true_logits, true_logits.argmax(1)) == pytest.approx(0.05, rel=1e-6)
+    # every row wrong: as flat as allowed
+    assert fit_temperature_nll(true_logits, true_logits.argmin(1)) == pytest.approx(20.0, rel=1e-6)
+    assert fit_temperature_nll(true_logits, torch.full((50,), -1)) == 1.0
+    assert fit_temperature_nll(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)) == 1.0
+    with pytest.raises(ValueError, match="labels"):
+        fit_temperature_nll(true_logits, labels[:10])

@@ -1,0 +1,125 @@
+"""select_outputs with trusted rows: temperatures fitted to their labels, every estimate from them.
+
+No model is trained: the two models are lookup tables of planted logits per text.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from sidyp_engine import selection
+from sidyp_engine.stages import select as select_stage
+from sidyp_engine.stages.inputs import Inputs
+from sidyp_engine.temperature import fit_temperature_nll
+
+N_ROWS, N_VALID, C = 2400, 1200, 3
+SERVED_T, PLAIN_T = 2.0, 3.0  # how over-confident the planted models are
+
+
+class _LookupModel:
+    """Stands in for a ServedClassifier: fixed logits per text."""
+
+    def __init__(self, texts: list[str], logits: np.ndarray):
+        self.table = dict(zip(texts, logits.astype(np.float32), strict=True))
+        self.temperature = 1.0
+
+    def logits(self, texts):
+        return np.stack([self.table[t] for t in texts])
+
+
+@pytest.fixture
+def planted():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(size=(N_ROWS, C)) * 2
+    probs = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    gold = np.array([rng.choice(C, p=p) for p in probs])
+    flip = rng.random(N_ROWS) < 0.3
+    noisy = np.where(flip, (gold + rng.integers(1, C, N_ROWS)) % C, gold)
+    texts = [f"text {i}" for i in range(N_ROWS)]
+    is_validation = np.arange(N_ROWS) < N_VALID
+    fit_rows, held = np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
+    inputs = Inputs(
+        texts, noisy, ["a", "b", "c"], [texts[i] for i in fit_rows], noisy[fit_rows],
+        [texts[i] for i in held], noisy[held], [], is_validation, fit_rows,
+    )  # fmt: skip
+    noisy_probs = torch.from_numpy(np.eye(C)[noisy] * 0.7 + 0.1).float()
+    ens = SimpleNamespace(noisy_posteriors={"train": noisy_probs[fit_rows], "valid": noisy_probs[held]})
+    refined = torch.from_numpy(probs).float()
+    post = SimpleNamespace(train=refined[fit_rows], valid=refined[held], extra=None)
+    served = _LookupModel(texts, true_logits * SERVED_T)
+    plain = _LookupModel(texts, true_logits * PLAIN_T)
+    return SimpleNamespace(inputs=inputs, ens=ens, post=post, refined_valid=refined[held], served=served,
+                           plain=plain, gold=gold, true_logits=true_logits)  # fmt: skip
+
+
+def _select(p, trusted_ids):
+    t_matrix = np.full((C, C), 0.15) + np.eye(C) * 0.55
+    return select_stage.select_outputs(
+        p.inputs, p.ens, p.post, p.refined_valid, p.served, p.plain, t_matrix, trusted_ids, seed=0
+    )
+
+
+def _trusted(p, n_valid: int, n_train: int) -> np.ndarray:
+    """Trusted ids (the gold label) on the first n_valid validation and the first n_train training rows."""
+    ids = np.full(N_ROWS, -1)
+    rows = np.r_[np.arange(n_valid), N_VALID + np.arange(n_train)]
+    ids[rows] = p.gold[rows]
+    return ids
+
+
+def test_enough_trusted_validation_rows_set_both_temperatures(planted):
+    kept = _select(planted, _trusted(planted, N_VALID, 100))
+    # fitted on the validation rows alone (never trained on), which recovers the planted temperatures
+    valid = slice(0, N_VALID)
+    gold = torch.from_numpy(planted.gold[valid])
+    logits = torch.from_numpy(planted.true_logits[valid])
+    assert planted.served.temperature == pytest.approx(fit_temperature_nll(logits * SERVED_T, gold), rel=1e-4)
+    assert planted.served.temperature == pytest.approx(SERVED_T, rel=0.10)
+    assert planted.plain.temperature == pytest.approx(PLAIN_T, rel=0.10)
+    chosen = kept.selection.as_dict()
+    assert chosen["temperature_source"] == f"trusted rows (n={N_VALID}, validation)"
+    # every estimate the report shows comes from the trusted rows, with an interval around it
+    found = [*chosen["estimates"].values(), chosen["llm_label_accuracy"], chosen["noise_share"]]
+    assert all(e["method"] == "trusted" and e["low"] <= e["accuracy"] <= e["high"] for e in found)
+    assert chosen["estimates"]["served"]["rows"] == N_VALID + 100
+    assert chosen["llm_label_accuracy"]["accuracy"] == pytest.approx(
+        float((planted.inputs.ids == planted.gold)[_trusted(planted, N_VALID, 100) >= 0].mean()), abs=1e-4
+    )
+
+
+def test_few_trusted_validation_rows_fit_on_all_trusted_rows(planted):
+    kept = _select(planted, _trusted(planted, 10, 40))
+    assert kept.selection.temperature_source == "trusted rows (n=50: 10 validation, 40 training)"
+    rows = np.r_[np.arange(10), N_VALID + np.arange(40)]
+    expected = fit_temperature_nll(torch.from_numpy(planted.true_logits[rows] * SERVED_T), planted.gold[rows])
+    assert planted.served.temperature == pytest.approx(expected, rel=1e-4)
+
+
+def test_too_few_trusted_rows_keep_the_gold_free_temperatures(planted):
+    planted.served.temperature = 1.7  # as distillation left it
+    kept = _select(planted, _trusted(planted, 10, 19))
+    assert kept.selection.temperature_source == "gold-free reference"
+    assert planted.served.temperature == 1.7
+    plain_accuracy = kept.selection.estimates[selection.PLAIN_MODEL]
+    assert plain_accuracy.method == "trusted"  # the estimates still come from the trusted rows
+    valid_logits = planted.plain.logits(planted.inputs.valid_texts)
+    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, plain_accuracy.accuracy)
+
+
+def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
+    planted.served.temperature = 1.7
+    kept = _select(planted, None)
+    assert planted.served.temperature == 1.7
+    valid_preds = kept.valid_predictions
+    t_matrix = kept.noise_matrix
+    expected = selection.select(valid_preds, planted.inputs.valid_ids, t_matrix, None, 0)
+    assert kept.selection.as_dict() == expected.as_dict()
+    assert expected.temperature_source == "gold-free reference"
+    assert all(e.method in ("moments", "bound") for e in expected.estimates.values())
+    valid_logits = planted.plain.logits(planted.inputs.valid_texts)
+    accuracy = expected.estimates[selection.PLAIN_MODEL].accuracy
+    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
