@@ -129,7 +129,7 @@ def calibrate(
             lambda tensors, data: tensors["embeddings"],
         )
         frozen = split_rows(inputs, frozen_rows)
-        prior = dynamic_prior(cfg, inputs, ens, flags, frozen, report)
+        prior = dynamic_prior(cfg, inputs, ens, flags, frozen, report, trusted_ids)
     report("prior", 1.0, f"likely-noisy share {flags.noisy_fraction:.2f}", prior.metrics)
 
     with report.stage("refiner", "training the label diffusion refiner"):

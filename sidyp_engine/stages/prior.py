@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidyp_engine.classifier import EnsembleOutput, embed_texts, noisy_accuracy
 from sidyp_engine.model import load_tokenizer
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_model_prior
+from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_model_prior, text_groups
 from sidyp_engine.stages.inputs import Inputs
 from sidyp_engine.types import CalibrationConfig, ShouldStop
 
@@ -115,7 +116,9 @@ def dynamic_prior(
     flags: NoiseFlags,
     frozen: dict[str, torch.Tensor],
     report: Report,
+    trusted_ids: np.ndarray | None = None,
 ) -> Prior:
+    """`trusted_ids`: trusted class id per caller's training row (-1 = none), from `trusted_label_ids`."""
     agreement = held_out_agreement(ens.noisy_posteriors.get("valid"), inputs.y_valid)
     space = choose_knn_space(cfg.knn_space, agreement)
     k = cfg.k if cfg.k is not None else DEFAULT_K[space]
@@ -128,29 +131,57 @@ def dynamic_prior(
         emb = frozen
     report("prior", 0.3, f"k-NN prior (k = {k}) in the {space} space")
     y_tr, y_v, n_c, has_extra = inputs.y_train, inputs.y_valid, inputs.n_classes, bool(inputs.extra_texts)
-    train = knn_prior(emb["train"], y_tr, flags.clean, n_c, k)
-    valid = knn_prior(emb["train"], y_tr, flags.clean, n_c, k, queries=emb["valid"], query_noisy=y_v)
-    extra = knn_prior(emb["train"], y_tr, flags.clean, n_c, k, queries=emb["extra"]) if has_extra else None
+    rows = vote_rows(inputs, flags, trusted_ids)
+    vote = {"groups": rows.groups, "trusted": rows.trusted}
+    train = knn_prior(emb["train"], y_tr, rows.clean, n_c, k, **vote)
+    valid = knn_prior(emb["train"], y_tr, rows.clean, n_c, k, queries=emb["valid"], query_noisy=y_v, **vote)
+    extra = (
+        knn_prior(emb["train"], y_tr, rows.clean, n_c, k, queries=emb["extra"], **vote) if has_extra else None
+    )
     prior = Prior(train, valid, extra, extra, space, k, use_noise_model(cfg.noise_model, agreement), None, {})
     if prior.noise_model_on:
         report("prior", 0.6, "noise-model EM over the neighbours' labels")
-        _apply_noise_model(prior, emb, inputs)
-    prior.metrics = _prior_metrics(prior, flags, agreement, y_tr)
+        _apply_noise_model(prior, emb, inputs, rows)
+    prior.metrics = _prior_metrics(prior, flags, agreement, y_tr, rows)
     return prior
 
 
-def _apply_noise_model(prior: Prior, emb: dict[str, torch.Tensor], inputs: Inputs) -> None:
+@dataclass
+class VoteRows:
+    """What the vote knows about the training rows besides their embeddings and noisy labels."""
+
+    groups: np.ndarray  # [N_train] text-group id: copies of a text never vote for each other
+    trusted: np.ndarray | None  # [N_train] trusted class id (-1 = none), None without trusted labels
+    clean: torch.Tensor  # [N_train] bool: likely clean, or trusted
+    labelled: torch.Tensor  # [N_train] bool: a noisy or a trusted label
+
+
+def vote_rows(inputs: Inputs, flags: NoiseFlags, trusted_ids: np.ndarray | None) -> VoteRows:
+    """Text groups of the training rows and their trusted labels (the caller's rows -> `train_texts`)."""
+    trusted = None if trusted_ids is None else np.asarray(trusted_ids)[inputs.fit_rows]
+    clean, labelled = flags.clean, inputs.y_train >= 0
+    if trusted is not None:  # a checked row is clean whatever its noise score says
+        clean, labelled = clean | torch.from_numpy(trusted >= 0), labelled | torch.from_numpy(trusted >= 0)
+    return VoteRows(text_groups(inputs.train_texts), trusted, clean, labelled)
+
+
+def _apply_noise_model(prior: Prior, emb: dict[str, torch.Tensor], inputs: Inputs, rows: VoteRows) -> None:
     y_tr, y_v, has_extra = inputs.y_train, inputs.y_valid, bool(inputs.extra_texts)
     queries = [emb["valid"]] + ([emb["extra"]] if has_extra else [])
-    fitted = noise_model_prior(emb["train"], y_tr, prior.train.probs, inputs.n_classes, prior.k, queries)
-    prior.train = PriorOutput(fitted.train, *candidate_sets(fitted.train, y_tr >= 0))
+    fitted = noise_model_prior(
+        emb["train"], y_tr, prior.train.probs, inputs.n_classes, prior.k, queries,
+        groups=rows.groups, trusted=rows.trusted,
+    )  # fmt: skip
+    prior.train = PriorOutput(fitted.train, *candidate_sets(fitted.train, rows.labelled))
     prior.valid = PriorOutput(fitted.queries[0], *candidate_sets(fitted.queries[0], y_v >= 0))
     if has_extra:
         prior.extra = PriorOutput(fitted.queries[1], *candidate_sets(fitted.queries[1]))
     prior.channel = fitted.noise_matrix
 
 
-def _prior_metrics(prior: Prior, flags: NoiseFlags, agreement: float, y: torch.Tensor) -> dict[str, Any]:
+def _prior_metrics(
+    prior: Prior, flags: NoiseFlags, agreement: float, y: torch.Tensor, rows: VoteRows
+) -> dict[str, Any]:
     labelled = y >= 0
     agrees = (prior.train.probs.argmax(1)[labelled] == y[labelled]).float().mean() if labelled.any() else None
     return {
@@ -158,7 +189,7 @@ def _prior_metrics(prior: Prior, flags: NoiseFlags, agreement: float, y: torch.T
         "noisy_fraction": flags.noisy_fraction,
         "k": float(prior.k),
         "held_out_label_agreement": agreement,
-        "clean_set_size": float(flags.clean.sum()),
+        "clean_set_size": float(rows.clean.sum()),
         "certain_share": float(prior.train.certain.float().mean()),
         "prior_agrees_with_label": float("nan") if agrees is None else float(agrees),
     }

@@ -272,3 +272,18 @@ def test_texts_truncated_counts_texts_over_max_length(tiny_backbone):
     texts = ["short text", " ".join(["pizza"] * 40), "the coach"]
     assert count_truncated(tok, texts, 8) == 1
     assert count_truncated(tok, texts, 512) == 0
+
+
+def test_setup_counts_every_training_text_over_max_length(tiny_backbone):
+    # what `texts_truncated` in the diagnostics (and the report's warning) is made of: all the caller's
+    # training rows, the held-out validation share included
+    from sidyp_engine.pipeline import _setup
+    from sidyp_engine.stages.inputs import validate
+
+    texts, noisy, _, classes = toy_dataset(n_per_class=6, noise=0.0, seed=0)
+    texts = list(texts)
+    texts[0] = texts[3] = " ".join(["pizza"] * 40)
+    cfg = _config(tiny_backbone, max_length=16, device="cpu")
+    inputs = validate(cfg, texts, noisy, classes, None, None, None)
+    assert _setup(cfg, inputs, None).texts_truncated == 2
+    assert _setup(_config(tiny_backbone, device="cpu"), inputs, None).texts_truncated == 0
