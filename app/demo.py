@@ -3,7 +3,9 @@
 Starts `sidyp serve` in its embedded default (SQLite store + worker process) in a temporary data dir on a
 free loopback port, uploads a toy dataset labelled with systematic LLM-like noise through the REST API,
 creates a calibration job with small parameters on the bundled MiniLM, polls it with a one-line progress
-display, prints the report and three predictions, and stops the service.
+display, prints the report, three flagged rows and three predictions, then what the run kept and why (the
+report's `selection`) beside the accuracies measured on the toy gold, and stops the service. When the
+delivered output is worse than the plain noisy-label classifier on the toy gold, the summary says so.
 """
 
 from __future__ import annotations
@@ -115,16 +117,30 @@ def _upload(client: httpx.Client, filename: str, name: str, content: bytes) -> d
     return _check(client.post("/v1/datasets", files=files, data={"name": name}), 201)
 
 
+def _truth(data: dict) -> str:
+    """How wrong the toy LLM labels really are, overall and by kind of text (from the toy gold)."""
+    labelled = [(n, g, k) for n, g, k in zip(data["noisy"], data["gold"], data["kinds"], strict=True) if n]
+    wrong = sum(n != g for n, g, _ in labelled)
+    parts = []
+    for kind, words in (
+        ("cue", "with a cue of another topic"),
+        ("ambiguous", "ambiguous"),
+        ("plain", "plain"),
+    ):
+        rows = [n != g for n, g, k in labelled if k == kind]
+        if rows:
+            parts.append(f"{sum(rows) / len(rows):.0%} of {len(rows)} {words}")
+    return f"truly wrong: {wrong}/{len(labelled)} = {wrong / len(labelled):.0%}; " + ", ".join(parts)
+
+
 def _upload_datasets(client: httpx.Client, train: dict, held_out: dict) -> tuple[dict, dict]:
     """The LLM-labelled training set and a held-out set with gold labels, as the service records them."""
     ds = _upload(client, "toy-train.csv", "toy (LLM-labelled)", _csv_bytes(train["texts"], train["noisy"]))
     ev_csv = _csv_bytes(held_out["texts"], held_out["noisy"], held_out["gold"])
     ev = _upload(client, "toy-eval.csv", "toy eval (with gold)", ev_csv)
-    wrong = sum(1 for y, g in zip(train["noisy"], train["gold"], strict=True) if y is not None and y != g)
-    labelled = sum(1 for y in train["noisy"] if y is not None)
     print(
         f"uploaded {ds['id']}: {ds['n_rows']} rows, classes {ds['labels']}, {ds['n_missing_labels']} missing labels"
-        f" (truly wrong: {wrong}/{labelled} = {wrong / labelled:.0%}; the service does not see this)"
+        f"\n  ({_truth(train)}; the service does not see this)"
     )
     return ds, ev
 
@@ -147,18 +163,6 @@ def _follow(client: httpx.Client, job_id: str) -> dict:
         time.sleep(0.5)
 
 
-def _print_eval(e: dict) -> None:
-    print(f"held-out eval ({e['n_scored']} rows with gold labels):")
-    for name, key in (
-        ("noisy-label classifier", "noisy_classifier"),
-        ("sidyp refined posterior", "refined_posterior"),
-        ("served model", "served"),
-    ):
-        if not (s := e[key]):
-            continue
-        print(f"  {name:<23} accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}")
-
-
 def _print_report(report: dict) -> None:
     print("\n=== report ===")
     print(f"estimated noise share: {report['noise_share']:.1%} of {report['n_labelled']} labelled rows")
@@ -167,21 +171,134 @@ def _print_report(report: dict) -> None:
     width = max(len(c) for c in report["labels"])
     for c, row in zip(report["labels"], report["noise_matrix"], strict=True):
         print(f"  {c:>{width}}  " + "  ".join(f"{x:5.2f}" for x in row))
-    if report.get("eval"):
-        _print_eval(report["eval"])
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
     print(f"timings: {timings}")
 
 
-def _print_flagged(client: httpx.Client, job_id: str) -> None:
+_CANDIDATES = {
+    "refined": "the method's refined labels",
+    "plain": "the noisy-label classifier's own predictions",
+    "served": "the distilled served model",
+    "plain_model": "the best stage-1 classifier, as trained on the LLM labels",
+}
+_SHORT = {
+    "refined": "refined (method's labels)",
+    "plain": "plain (noisy-label clf)",
+    "served": "served (distilled model)",
+    "plain_model": "plain_model (stage-1 clf)",
+}
+
+
+def _interval(e: dict | None) -> str:
+    if not e or e.get("accuracy") is None:
+        return "not estimated"
+    return f"{e['accuracy']:.3f}  [{e['low']:.3f}, {e['high']:.3f}]  ({e['method']}, {e['rows']} rows)"
+
+
+def _score(s: dict | None) -> str:
+    if not s:
+        return "not scored"
+    return f"accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ECE {s['ece']:.3f}"
+
+
+def _comparison(name: str, delivered: float, plain: float) -> str:
+    """One verdict line: `name` ("the delivered labels") against the plain noisy-label classifier."""
+    if delivered < plain:
+        return (
+            f"{name}: WORSE than the plain noisy-label classifier on the toy gold "
+            f"({delivered:.3f} vs {plain:.3f}); on this set the method did harm."
+        )
+    if delivered > plain:
+        return f"{name}: better than the plain noisy-label classifier on the toy gold ({delivered:.3f} vs {plain:.3f})."
+    return f"{name}: the same accuracy as the plain noisy-label classifier on the toy gold ({delivered:.3f})."
+
+
+def _why_not_caught(sel: dict, measured: dict[str, float | None]) -> list[str]:
+    """When the kept method output is worse on the gold than the plain one: what the selection saw instead."""
+    found = sel.get("estimates") or {}
+    lines = []
+    for method, plain in (("refined", "plain"), ("served", "plain_model")):
+        est_m, est_p = (found.get(method) or {}).get("accuracy"), (found.get(plain) or {}).get("accuracy")
+        if measured.get(method) is None or measured.get(plain) is None or measured[method] >= measured[plain]:
+            continue
+        if method not in (sel.get("kept"), sel.get("kept_model")) or est_m is None or est_p is None:
+            continue
+        if est_m >= est_p:
+            lines.append(
+                f"  {method}: the gold-free estimates put it ahead of {plain} ({est_m:.3f} vs {est_p:.3f}), the "
+                "opposite of the toy gold: they assume the LLM's errors depend on the true class only, and this "
+                "toy set's depend on the text."
+            )
+        else:
+            lines.append(
+                f"  {method}: the gold-free estimates put {plain} ahead ({est_p:.3f} vs {est_m:.3f}) but not "
+                "clearly enough to switch, or the selection was not allowed to act on them (see why)."
+            )
+    return ["why the selection kept it anyway:"] + lines if lines else []
+
+
+def format_summary(report: dict) -> list[str]:
+    """What the run kept and why (the report's `selection`), beside the figures measured on the toy gold."""
+    # the report file's top-level `selection`; the API's Report schema carries it under `diagnostics` only
+    sel = report.get("selection") or (report.get("diagnostics") or {}).get("selection") or {}
+    lines = ["", "=== what the run kept, and why ==="]
+    if not sel:
+        return lines + ["the report holds no selection: this service did not choose between candidates"]
+    kept, kept_model = sel.get("kept"), sel.get("kept_model")
+    lines += [
+        f"labels delivered: {kept} ({_CANDIDATES.get(kept, '?')})",
+        f"model served:     {kept_model} ({_CANDIDATES.get(kept_model, '?')})",
+        f"why: {sel.get('reason', '?')}",
+        f"rule: {sel.get('rule', '?')}",
+        "gold-free estimates, 95% intervals (they assume the LLM's errors depend on the true class only):",
+        f"  {'LLM labels':<28} {_interval(sel.get('llm_label_accuracy'))}",
+        f"  {'share of wrong LLM labels':<28} {_interval(sel.get('noise_share'))}",
+    ]
+    for name, e in (sel.get("estimates") or {}).items():
+        mark = " <- kept" if name in (kept, kept_model) else ""
+        lines.append(f"  {_SHORT.get(name, name):<28} {_interval(e)}{mark}")
+    ev = report.get("eval")
+    if not ev or not ev.get("n_scored"):
+        return lines + ["no evaluation rows with gold labels: nothing measured"]
+    llm = ev.get("llm_label_accuracy")
+    plain, labels, model = ev.get("noisy_classifier"), ev.get("refined_posterior"), ev.get("served")
+    lines += [
+        f"measured on the toy gold ({ev['n_scored']} evaluation rows; the service never saw these labels):",
+        f"  {'LLM labels':<28} " + (f"accuracy {llm:.3f}" if llm is not None else "not scored"),
+        f"  {'noisy-label classifier':<28} {_score(plain)}",
+        f"  {'delivered labels (' + str(kept) + ')':<28} {_score(labels)}",
+        f"  {'delivered model (' + str(kept_model) + ')':<28} {_score(model)}",
+    ]
+    if plain:
+        verdicts = [("the delivered labels", labels), ("the served model", model)]
+        lines += [f"verdict, {_comparison(n, s['accuracy'], plain['accuracy'])}" for n, s in verdicts if s]
+        # eval has no plain_model score: the served plain_model is the noisy-label classifier's best branch
+        measured = {"plain": plain["accuracy"], "plain_model": plain["accuracy"]}
+        measured |= {kept: (labels or {}).get("accuracy"), kept_model: (model or {}).get("accuracy")}
+        lines += _why_not_caught(sel, measured)
+    return lines
+
+
+def _print_flagged(client: httpx.Client, job_id: str, gold: list[str]) -> None:
+    """Three flagged rows, and how many flags are right on the toy gold."""
     labels = _check(client.get(f"/v1/jobs/{job_id}/labels", params={"limit": 1000}), 200)["data"]
-    issues = [it for it in labels if it["is_label_issue"]][:3]
+    issues = [it for it in labels if it["is_label_issue"]]
     if issues:
-        print("\nsome rows the service flags (given -> suggested):")
-        for it in issues:
+        print("\nsome rows the service flags (given -> suggested; gold from the toy set):")
+        for it in issues[:3]:
             print(
                 f"  #{it['index']:<4} {it['text'][:50]!r:<54} {it['given_label']} -> {it['suggested_label']}"
+                f" (gold {gold[it['index']]})"
             )
+    really = sum(1 for it in issues if it["given_label"] != gold[it["index"]])
+    fixed = sum(1 for it in issues if it["suggested_label"] == gold[it["index"]] != it["given_label"])
+    wrong = sum(
+        1 for it in labels if it["given_label"] is not None and it["given_label"] != gold[it["index"]]
+    )
+    print(
+        f"of {len(issues)} flagged rows {really} really have a wrong LLM label and {fixed} get the right one"
+        f" suggested; {wrong} labelled rows are wrong in all"
+    )
 
 
 def _print_predictions(client: httpx.Client, model_id: str, held_out: dict) -> None:
@@ -207,9 +324,11 @@ def _walk_through(client: httpx.Client, n_per_class: int) -> int:
     if job["status"] != "succeeded":
         print(f"job ended {job['status']}: {job['error']}")
         return 1
-    _print_report(_check(client.get(f"/v1/jobs/{job['id']}/report"), 200))
-    _print_flagged(client, job["id"])
+    report = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+    _print_report(report)
+    _print_flagged(client, job["id"], train["gold"])
     _print_predictions(client, job["model_id"], held_out)
+    print("\n".join(format_summary(report)))
     return 0
 
 
