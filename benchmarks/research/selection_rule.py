@@ -21,6 +21,9 @@ def noise_matrices(d) -> dict[str, np.ndarray]:
     return {
         "run_T": d["selection_noise_matrix"],
         "anchor_T": estimates.anchor_noise_matrix(d["valid_noisy_posteriors"]),
+        "anchor_T_valid+extra": estimates.anchor_noise_matrix(
+            np.concatenate([d["valid_noisy_posteriors"], d["test_probs_plain"]])
+        ),
     }
 
 
@@ -41,12 +44,25 @@ def main(paths: list[str]) -> int:
                 measured = float(np.mean(pred == gold))
                 errors.setdefault(t_name, []).append(abs(est.accuracy - measured))
                 cells.append(f"{name} {est.accuracy:.3f}[{est.low:.2f},{est.high:.2f}]/{measured:.3f}")
+            if t_name == "run_T":
+                agree = {
+                    n: float(np.mean(d[f"valid_pred_{n}"] == noisy))
+                    for n in CANDIDATES
+                    if f"valid_pred_{n}" in d
+                }
+                for n, a in agree.items():
+                    errors.setdefault("agreement", []).append(
+                        abs(a - float(np.mean(d[f"valid_pred_{n}"] == gold)))
+                    )
+                print("  agreement with noisy: " + ", ".join(f"{n} {a:.3f}" for n, a in agree.items()))
             labels = estimates.label_accuracy(noisy, t)
             errors.setdefault(f"{t_name}_labels", []).append(abs(labels.accuracy - np.mean(noisy == gold)))
             preds = {k: d[f"valid_pred_{k}"] for k in ("plain", "refined", "served", "plain_model")}
             chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
             print(f"  {t_name}: labels est {labels.accuracy:.3f}; " + "; ".join(cells))
-            print(f"    -> kept labels {chosen.kept_labels}, model {chosen.kept_model}; margins {chosen.margins}")
+            print(
+                f"    -> kept labels {chosen.kept_labels}, model {chosen.kept_model}; margins {chosen.margins}"
+            )
     print("\nmean |estimate - measured valid accuracy|:")
     for name, values in errors.items():
         print(f"  {name}: {np.mean(values):.4f} over {len(values)}")
