@@ -34,7 +34,13 @@ from sidyp_engine.stages.inputs import Inputs, count_truncated, validate
 from sidyp_engine.stages.posterior import Posteriors, compose_posteriors
 from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, knn_epoch, split_rows
 from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
-from sidyp_engine.stages.select import Kept, plain_model, select_outputs, unlabelled_valid_posterior
+from sidyp_engine.stages.select import (
+    Kept,
+    plain_model,
+    select_outputs,
+    selection_noise_matrix,
+    unlabelled_valid_posterior,
+)
 from sidyp_engine.stages.serve import distill_served, served_codec
 from sidyp_engine.types import (
     CalibrationConfig,
@@ -103,7 +109,7 @@ def calibrate(
     with report.stage("validate", "checking inputs"):
         inputs = validate(cfg, train_texts, train_labels, classes, valid_texts, valid_labels, extra_texts)
         trusted_ids = trusted_label_ids(trusted_labels, inputs)
-        setup = _setup(cfg, inputs, work_dir)
+        setup = _setup(cfg, inputs, work_dir, trusted_ids)
     backbone, encoder, device, ckpt = setup.backbone, setup.encoder, setup.device, setup.checkpoints
     tokenizer = setup.tokenizer
     _report_inputs(report, inputs)
@@ -153,7 +159,7 @@ def calibrate(
     with report.stage("served", "distilling the served model"):
         served, _ = ckpt.run(
             "served",
-            lambda: distill_served(cfg, inputs, ens, backbone, post, device, progress, stop),
+            lambda: distill_served(cfg, inputs, ens, backbone, post, device, progress, stop, trusted_ids),
             *served_codec(ckpt.served_dir(), device),
         )
     report("served", 1.0, "served model ready", {"temperature": float(served.temperature)})
@@ -184,7 +190,7 @@ def calibrate(
 
 def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, trusted_ids):
     """The do-no-harm choice between the method's outputs and the plain classifier's."""
-    t_matrix = estimate_noise_matrix(post.train.numpy(), inputs.train_ids, inputs.n_classes)
+    t_matrix = selection_noise_matrix(ens)
     return select_outputs(
         inputs,
         ens,
@@ -229,19 +235,26 @@ class _Setup:
     texts_truncated: int
 
 
-def _setup(cfg: CalibrationConfig, inputs: Inputs, work_dir: str | os.PathLike | None) -> _Setup:
+def _setup(
+    cfg: CalibrationConfig,
+    inputs: Inputs,
+    work_dir: str | os.PathLike | None,
+    trusted_ids: np.ndarray | None = None,
+) -> _Setup:
     """What every stage shares: model dirs, the device, the call's checkpoints and the tokenizer."""
     backbone = resolve_backbone(cfg.backbone)
     encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else backbone
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder))
+    checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids))
     tokenizer = load_tokenizer(backbone)
     truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)
     return _Setup(backbone, encoder, device, checkpoints, tokenizer, truncated)
 
 
-def _call_key(inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: str) -> str:
+def _call_key(
+    inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: str, trusted_ids: np.ndarray | None = None
+) -> str:
     # the same parts as checkpoint format 1 has always hashed: existing work dirs stay resumable
     parts = {
         "train": [inputs.texts, inputs.ids.tolist()],
@@ -252,6 +265,8 @@ def _call_key(inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: st
         "backbone": backbone,
         "encoder": encoder,
     }
+    if trusted_ids is not None and (trusted_ids >= 0).any():  # they change the prior and the served model
+        parts["trusted"] = trusted_ids.tolist()
     return call_key(parts)
 
 

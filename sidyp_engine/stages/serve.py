@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidyp_engine.classifier import EnsembleOutput
@@ -23,14 +24,24 @@ def distill_served(
     device: torch.device,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
+    trusted_ids: np.ndarray | None = None,
 ) -> ServedClassifier:
+    """Distil the refined posteriors of the training rows, trusted rows left out.
+
+    Trusted rows stay unseen by the distillation so that the temperature fitted to their labels in the
+    select stage is measured on texts the model did not just learn (a fit on them would reward the
+    over-confidence distillation teaches).
+    """
     has_valid = len(inputs.valid_texts) > 0
+    rows = np.arange(len(inputs.train_texts))
+    if trusted_ids is not None:
+        rows = rows[trusted_ids[inputs.fit_rows] < 0]
     return ServedClassifier.distill(
         ens.models[0],
         backbone,
         inputs.classes,
-        inputs.train_texts,
-        post.train,
+        [inputs.train_texts[i] for i in rows],
+        post.train[torch.from_numpy(rows)],
         inputs.valid_texts if has_valid else None,
         post.valid if has_valid else None,
         config=cfg,
