@@ -48,7 +48,10 @@ class Selection:
             "kept": self.kept_labels,
             "kept_model": self.kept_model,
             "reason": self.reason,
-            "rule": f"plain kept only when better in >= {CONFIDENCE:.0%} of paired bootstrap resamples",
+            "rule": (
+                f"without trusted rows: plain unless the run finds >= {METHOD_MIN_NOISE:.0%} of the labels "
+                f"wrong; plain also when better in >= {CONFIDENCE:.0%} of paired bootstrap resamples"
+            ),
             "estimates": {name: e.as_dict() for name, e in self.estimates.items()},
             "llm_label_accuracy": self.llm_label_accuracy.as_dict(),
             "noise_share": self.noise_share.as_dict(),
@@ -155,7 +158,7 @@ def _reason(
         method = REFINED if decision == "labels" else SERVED
         plain = PLAIN if decision == "labels" else PLAIN_MODEL
         if name in (PLAIN, PLAIN_MODEL):
-            how = "estimated clearly better" if margins.get(decision, 0.0) > 0 else "not clearly worse"
+            how = "estimated clearly better" if margins.get(decision, 0.0) > 0 else "estimated"
             parts.append(
                 f"{decision}: the plain classifier, {how} "
                 f"({found[plain].accuracy:.3f} vs {found[method].accuracy:.3f})"
