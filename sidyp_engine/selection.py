@@ -101,10 +101,10 @@ def select(
 
     `predictions` holds PLAIN and REFINED, and SERVED / PLAIN_MODEL when there is a model to choose;
     `noisy` the rows' noisy label ids (-1 = none), `trusted` their trusted label ids (-1 = not trusted).
-    With trusted rows they decide (plain kept when clearly better on them). Without, and with
-    `gold_free_may_switch` (config `selection="auto"`, the default), plain is kept when the run's own
-    estimate of the wrong-label share `method_noise_share` is below METHOD_MIN_NOISE, or when the
-    moment estimates find plain clearly better; `selection="trusted"` only reports the gold-free estimates.
+    Plain is kept when it is clearly better on the scored rows (trusted rows when there are any, else
+    the moment estimates) and, with `gold_free_may_switch` (config `selection="auto"`, the default), when
+    the wrong-label share is below METHOD_MIN_NOISE: measured on the trusted rows, else the run's own
+    estimate `method_noise_share`. `selection="trusted"` acts on trusted rows only, without the gate.
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -122,12 +122,9 @@ def select(
     else:
         labels = estimates.label_accuracy(noisy, t, seed)
     may_switch = has_trusted or gold_free_may_switch
-    gated = (
-        not has_trusted
-        and gold_free_may_switch
-        and method_noise_share is not None
-        and method_noise_share < METHOD_MIN_NOISE
-    )
+    # the gate's wrong-label share: measured on the trusted rows when there are any, else the run's own
+    gate_share = labels.complement().accuracy if has_trusted else method_noise_share
+    gated = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
     margins: dict[str, float] = {}
     kept = {}
     for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
@@ -138,8 +135,9 @@ def select(
         kept[decision] = plain if may_switch and (gated or margins[decision] > 0) else method
     reason = _reason(kept, found, has_trusted, margins)
     if gated:
+        who = "the trusted rows show" if has_trusted else "the run estimates"
         reason = (
-            f"the run estimates {method_noise_share:.0%} of the labels wrong, below the "
+            f"{who} {gate_share:.0%} of the labels wrong, below the "
             f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept; " + reason
         )
     if not has_trusted and not gold_free_may_switch:

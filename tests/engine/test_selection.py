@@ -116,16 +116,22 @@ def test_noise_gate_keeps_plain_when_the_run_finds_few_wrong_labels(planted):
     assert reported.kept_labels == selection.REFINED  # selection="trusted": estimates reported only
 
 
-def test_trusted_rows_override_the_noise_gate(planted):
-    rng, y, t, noisy = planted
+def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
+    rng, y, t, noisy = planted  # 30 % of the noisy labels wrong
     preds = {
         selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
         selection.REFINED: _draw(rng, y, _symmetric(0.1)),
     }
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
-    chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=True, method_noise_share=0.1)
+    # the run's own estimate (60 %) is replaced by the trusted rows' measured share (about 30 %): gated
+    chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=True, method_noise_share=0.6)
+    assert chosen.kept_labels == selection.PLAIN and "the trusted rows show" in chosen.reason
+    heavy = _draw(rng, y, _symmetric(0.6))  # 60 % wrong: the gate lets the method through
+    chosen = selection.select(preds, heavy, t, trusted, gold_free_may_switch=True, method_noise_share=0.1)
     assert chosen.kept_labels == selection.REFINED
+    only = selection.select(preds, noisy, t, trusted, gold_free_may_switch=False, method_noise_share=0.1)
+    assert only.kept_labels == selection.REFINED  # selection="trusted": no gate
 
 
 def test_rows_without_a_noisy_label_are_left_out(planted):
