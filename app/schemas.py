@@ -312,6 +312,14 @@ class Report(BaseModel):
     reliability: Reliability | None = Field(description="reliability-diagram bins on the same rows")
     warnings: list[ReportWarning]
     timings: dict[str, float]
+    selection: dict[str, Any] | None = Field(
+        None, description="do no harm: what was kept (refined / plain labels, served / plain model) and why"
+    )
+    estimates: dict[str, Any] | None = Field(
+        None,
+        description="estimated accuracy with 95 % intervals of the LLM labels, the plain classifier and "
+        "what is delivered (gold-free, or from trusted rows)",
+    )
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -56,6 +56,10 @@ def test_report_v2_scores_the_served_model(embedded_service, jobs):
         assert set(ev[key]["per_class"]) == set(report["labels"])
         assert sum(m["support"] for m in ev[key]["per_class"].values()) == jobs["n_eval"]
         assert sum(b["count"] for b in rel[key]) == jobs["n_eval"] and len(rel[key]) == 15
+    # what was kept and why reaches API clients at the top level, not only under diagnostics
+    assert report["selection"]["kept"] in ("refined", "plain") and report["selection"]["reason"]
+    assert report["selection"] == report["diagnostics"]["selection"]
+    assert {"llm_labels", "wrong_label_share"} <= set(report["estimates"])
     # the job's summary metrics carry the served model's scores too
     with embedded_service.client() as c:
         metrics = c.get(f"/v1/jobs/{jobs['gold']}").json()["metrics"]
