@@ -27,13 +27,19 @@ def test_plain_kept_when_the_method_made_it_worse(planted):
         selection.PLAIN_MODEL: _draw(rng, y, _symmetric(0.05)),
         selection.SERVED: _draw(rng, y, _symmetric(0.3)),
     }
-    chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
-    assert chosen.kept_labels == selection.PLAIN and chosen.kept_model == selection.PLAIN_MODEL
-    assert chosen.margins["labels"] > 0
-    assert "plain classifier" in chosen.reason
-    out = chosen.as_dict()
-    assert out["kept"] == "plain" and out["estimates"]["refined"]["method"] == "moments"
+    # gold-free, the moments see it (and report it) but do not act: the gate does, on the wrong share
+    reported = selection.select(preds, noisy, t, gold_free_may_switch=True, method_noise_share=0.45)
+    assert reported.margins["labels"] > 0 and reported.kept_labels == selection.REFINED
+    assert "gold-free estimates are not acted on" in reported.reason
+    out = reported.as_dict()
+    assert out["estimates"]["refined"]["method"] == "moments"
     assert abs(out["noise_share"]["accuracy"] - 0.3) < 0.04
+    # trusted rows measure it: plain kept for both decisions
+    trusted = np.full(N, -1)
+    trusted[:500] = y[:500]
+    chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=False)
+    assert chosen.kept_labels == selection.PLAIN and chosen.kept_model == selection.PLAIN_MODEL
+    assert "clearly better on the trusted rows" in chosen.reason
 
 
 def test_by_default_only_trusted_rows_may_overturn_the_method(planted):
@@ -85,9 +91,7 @@ def test_trusted_rows_decide_and_are_never_flagged(planted):
     assert (suggested == noisy).all() and not issue.any()
 
 
-def test_near_singular_noise_matrix_still_lets_plain_back():
-    # switching to plain is the safe direction: an unidentified T marks the estimates "bound" but does not
-    # protect a method that is far behind the plain classifier
+def test_near_singular_noise_matrix_marks_the_estimates_bound():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 2000)
     t = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
@@ -96,9 +100,8 @@ def test_near_singular_noise_matrix_still_lets_plain_back():
         selection.REFINED: _draw(rng, y, _symmetric(0.6, 3)),
     }
     chosen = selection.select(preds, _draw(rng, y, t), t, gold_free_may_switch=True, method_noise_share=0.5)
-    assert chosen.margins["labels"] > 0
-    assert chosen.kept_labels == selection.PLAIN
     assert chosen.estimates[selection.REFINED].method == "bound"
+    assert chosen.kept_labels == selection.REFINED  # the wrong share passes the gate; moments do not act
 
 
 def test_noise_gate_keeps_plain_when_the_run_finds_few_wrong_labels(planted):
