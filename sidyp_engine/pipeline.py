@@ -6,7 +6,9 @@ Stages (progress stage names in quotes), each a function in `sidyp_engine.stages
   "prior"      stage 2, dynamics noise score -> likely-clean set per class -> k-NN dynamic prior;
   "refiner"    stage 3, the simplex diffusion refiner learns P(y | ỹ, x) from the dynamic prior;
   "posterior"  stage 4, P(y | x) = sum_ỹ P(y | ỹ, x) P(ỹ | x);
-  "served"     one classifier distilled from the refined posteriors, temperature-scaled on validation.
+  "served"     one classifier distilled from the refined posteriors, temperature-scaled on validation;
+  "select"     do no harm: the plain noisy-label classifier is delivered instead when the labels are mostly
+               right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures.
 
 With `work_dir`, the costly stages are checkpointed there (`sidyp_engine.checkpoints`, keyed by a hash of
 the inputs and config) and reused when the same call is repeated, so a re-delivered job resumes.
@@ -98,7 +100,8 @@ def calibrate(
     Model selection only ever sees the noisy validation labels. `collect_diagnostics` adds the per-row
     arrays of the intermediate stages to `result.diagnostic_arrays` (for benchmarks and ablations).
     `trusted_labels` (per training row, None = not trusted): labels the user checked; those rows are never
-    flagged, their trusted label is the suggestion, and they score the candidates of the "select" stage.
+    flagged, their trusted label is the suggestion, they anchor the k-NN prior, stay out of the distillation,
+    measure the wrong-label share and the candidates of the "select" stage, and refit the temperatures.
     """
     started = time.perf_counter()
     cfg = config if config is not None else CalibrationConfig()

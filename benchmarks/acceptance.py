@@ -1,0 +1,96 @@
+"""Issue 13's acceptance table from the benchmark JSON files: every set and seed, delivered vs baseline.
+
+    python -m benchmarks.acceptance benchmarks/results/issue13/*.json [--out benchmarks/results/issue13/summary.json]
+
+Per run: test accuracy / macro-F1 / ECE of the noisy baseline, the run's delivered labels (`sidyp`) and
+served model (`served`), what the select stage kept, the run's wrong-label estimate beside the measured
+valid share, and the estimated vs measured test accuracy of the delivered outputs. Nothing is recomputed:
+the figures are the JSON's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def run_rows(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    rows = []
+    for run in doc["runs"]:
+        scores, est = run["scores"], run.get("estimates", {})
+        base = scores.get("noisy_baseline", {})
+        row = {"set": os.path.basename(path)[:-5], "seed": run["seed"], "trusted": run.get("trusted_rows", 0)}
+        for name in ("noisy_baseline", "sidyp", "served", "refined", "distilled", "plain_model", "logreg"):
+            if name in scores:
+                row[name] = {m: round(scores[name][m], 4) for m in ("accuracy", "macro_f1", "ece")}
+        if base:
+            for name in ("sidyp", "served"):
+                row[f"{name}_minus_baseline"] = {
+                    m: round(scores[name][m] - base[m], 4) for m in ("accuracy", "macro_f1")
+                }
+        row["kept"] = f"{est.get('kept')}/{est.get('kept_model')}"
+        wrong = est.get("wrong_label_share", {})
+        row["wrong_share"] = {
+            "run_estimate": round(run["noise_share_estimate"], 4),
+            "moments_estimate": (wrong.get("estimated") or {}).get("accuracy"),
+            "measured_valid": round(wrong.get("measured_valid", float("nan")), 4),
+            "flagged_train": round(run["flagged_share"], 4),
+        }
+        table = est.get("rows", {})
+        row["estimated_vs_measured_test"] = {
+            name: [r["estimated"]["accuracy"], r["measured_test"]]
+            for name, r in table.items()
+            if r.get("measured_test") is not None
+        }
+        rows.append(row)
+    return rows
+
+
+def mean_abs(pairs: list[list[float]]) -> float:
+    return round(float(np.mean([abs(a - b) for a, b in pairs])), 4) if pairs else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    rows = [row for path in sorted(args.paths) if not path.endswith("summary.json") for row in run_rows(path)]
+    head = f"{'set':<38}{'seed':>4}  {'kept':<20}{'baseline':>16}{'sidyp':>16}{'served':>16}  wrong share est/valid"
+    print(head)
+    for r in rows:
+        cells = "".join(
+            f"{r[n]['accuracy']:>8.3f}/{r[n]['macro_f1']:.3f}" if n in r else f"{'-':>16}"
+            for n in ("noisy_baseline", "sidyp", "served")
+        )
+        w = r["wrong_share"]
+        print(
+            f"{r['set']:<38}{r['seed']:>4}  {r['kept']:<20}{cells}  {w['run_estimate']:.3f}/{w['measured_valid']:.3f}"
+        )
+    pairs = [p for r in rows for p in r["estimated_vs_measured_test"].values()]
+    run_wrong = [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_valid"]] for r in rows]
+    mom_wrong = [
+        [r["wrong_share"]["moments_estimate"], r["wrong_share"]["measured_valid"]]
+        for r in rows
+        if r["wrong_share"]["moments_estimate"] is not None
+    ]
+    errors = {
+        "accuracy_estimates_vs_test": mean_abs(pairs),
+        "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
+        "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
+    }
+    print("mean absolute errors:", errors)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"runs": rows, "mean_absolute_errors": errors}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
