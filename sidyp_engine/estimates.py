@@ -36,7 +36,8 @@ class Estimate:
     accuracy: float
     low: float
     high: float
-    method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "none" (no rows)
+    method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "posterior" (the
+    # refined posteriors' expected wrong-label share), "none" (no rows)
     rows: int
 
     def as_dict(self) -> dict:
@@ -167,6 +168,16 @@ def _bound(pred: np.ndarray, noisy: np.ndarray, t: np.ndarray, seed: int) -> Est
     low, high = max(0.0, agreement - rho), min(1.0, agreement + rho)
     point = float(np.clip(_moment_accuracy(joint(pred, noisy, t.shape[0]), t), low, high))
     return Estimate(point, low, high, "bound", len(noisy))
+
+
+def mean_estimate(values: np.ndarray, method: str, seed: int = 0) -> Estimate:
+    """The mean of per-row values with a percentile bootstrap interval over the rows."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return _none()
+    low, high = _interval(values[resamples(len(values), seed)].mean(axis=1))
+    point = float(values.mean())
+    return Estimate(point, min(low, point), max(high, point), method, len(values))
 
 
 def wilson_interval(successes: int, n: int, level_z: float = 1.959964) -> tuple[float, float]:

@@ -42,6 +42,7 @@ class Selection:
     noise_share: Estimate
     margins: dict[str, float]  # 5th percentile of plain minus method, per decision
     temperature_source: str = "gold-free reference"  # what the models' temperatures were fitted against
+    method_noise_share: float | None = None  # the run's own wrong-label estimate the gate read
 
     def as_dict(self) -> dict:
         return {
@@ -58,6 +59,7 @@ class Selection:
             "noise_share": self.noise_share.as_dict(),
             "margins": {k: round(v, 4) for k, v in self.margins.items()},
             "temperature_source": self.temperature_source,
+            "method_noise_share": self.method_noise_share,  # unrounded: it is the report's noise_share
         }
 
 
@@ -96,7 +98,7 @@ def select(
     trusted: np.ndarray | None = None,
     seed: int = 0,
     gold_free_may_switch: bool = False,
-    method_noise_share: float | None = None,
+    method_wrong_share: Estimate | None = None,
 ) -> Selection:
     """Decide labels and model from validation-row predictions (class ids) of every candidate.
 
@@ -104,7 +106,8 @@ def select(
     `noisy` the rows' noisy label ids (-1 = none), `trusted` their trusted label ids (-1 = not trusted).
     Plain is kept when it is clearly better on the trusted rows (when there are any) and, with
     `gold_free_may_switch` (config `selection="auto"`, the default), when the wrong-label share is below
-    METHOD_MIN_NOISE: measured on the trusted rows, else the run's own estimate `method_noise_share`.
+    METHOD_MIN_NOISE: measured on the trusted rows, else the run's own estimate `method_wrong_share`
+    (which is then also the reported wrong-label share, and its complement the LLM labels' accuracy).
     The gold-free moment estimates are computed and reported, never acted on. `selection="trusted"`
     acts on trusted rows only, without the gate.
     """
@@ -121,11 +124,13 @@ def select(
     }
     if has_trusted:
         labels = estimates.trusted_accuracy(noisy, np.where(noisy >= 0, trusted, -1))
+    elif method_wrong_share is not None:  # closer than the moments on every design run (docs/method.md)
+        labels = method_wrong_share.complement()
     else:
         labels = estimates.label_accuracy(noisy, t, seed)
     may_switch = has_trusted or gold_free_may_switch
     # the gate's wrong-label share: measured on the trusted rows when there are any, else the run's own
-    gate_share = labels.complement().accuracy if has_trusted else method_noise_share
+    gate_share = labels.complement().accuracy if has_trusted or method_wrong_share is not None else None
     gated = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
     margins: dict[str, float] = {}
     kept = {}
@@ -149,7 +154,16 @@ def select(
         reason += (
             "; without trusted rows the gold-free estimates are reported, not acted on (selection='trusted')"
         )
-    return Selection(kept["labels"], kept["model"], reason, found, labels, labels.complement(), margins)
+    return Selection(
+        kept["labels"],
+        kept["model"],
+        reason,
+        found,
+        labels,
+        labels.complement(),
+        margins,
+        method_noise_share=None if method_wrong_share is None else method_wrong_share.accuracy,
+    )
 
 
 def _reason(

@@ -64,17 +64,18 @@ def selection_noise_matrix(ens: EnsembleOutput) -> np.ndarray:
     return estimates.anchor_noise_matrix(rows.numpy())
 
 
-def method_noise_share(post: Posteriors, inputs: Inputs) -> float | None:
-    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x, given) over training rows.
-
-    The same expectation as `CalibrationResult.noise_share` of the method's refined posteriors.
-    """
-    labelled = inputs.train_ids >= 0
-    if not labelled.any():
-        return None
-    rows = np.flatnonzero(labelled)
-    given = post.train[torch.from_numpy(rows), torch.from_numpy(inputs.train_ids[rows])]
-    return float((1.0 - given).mean())
+def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates.Estimate | None:
+    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x, given) of the refined
+    posteriors over the caller's labelled rows (training rows and the validation rows held out of them),
+    with a bootstrap interval over the rows (the posteriors' own error is not in it)."""
+    given = [(post.train, inputs.train_ids)]
+    if inputs.is_validation.any():
+        given.append((post.valid, inputs.valid_ids))
+    right = [
+        p[torch.from_numpy(np.flatnonzero(ids >= 0)), torch.from_numpy(ids[ids >= 0])] for p, ids in given
+    ]
+    wrong = (1.0 - torch.cat(right)).numpy()
+    return estimates.mean_estimate(wrong, "posterior", seed) if len(wrong) else None
 
 
 def plain_model(ens: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device) -> ServedClassifier:
@@ -109,8 +110,8 @@ def select_outputs(
         preds, noisy, trusted = valid_preds, inputs.valid_ids, None
     else:
         preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
-    share = method_noise_share(post, inputs)
-    chosen = selection.select(preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, share)
+    wrong = method_wrong_share(post, inputs, seed)
+    chosen = selection.select(preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong)
     chosen.temperature_source = _set_temperatures(
         served, plain, valid_logits[selection.PLAIN_MODEL], chosen, rows
     )

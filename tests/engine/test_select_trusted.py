@@ -116,7 +116,8 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert planted.served.temperature == 1.7
     valid_preds = kept.valid_predictions
     t_matrix = kept.noise_matrix
-    expected = selection.select(valid_preds, planted.inputs.valid_ids, t_matrix, None, 0)
+    wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
+    expected = selection.select(valid_preds, planted.inputs.valid_ids, t_matrix, None, 0, False, wrong)
     assert kept.selection.as_dict() == expected.as_dict()
     assert expected.temperature_source == "gold-free reference"
     assert all(e.method in ("moments", "bound") for e in expected.estimates.values())

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sidyp_engine import selection
+from sidyp_engine import estimates, selection
 from tests.engine.test_estimates import _draw, _symmetric
 
 N, C = 3000, 4
+
+
+def _share(x: float) -> estimates.Estimate:
+    """The run's own wrong-label estimate as calibrate passes it (an interval of +-0.02)."""
+    return estimates.Estimate(x, x - 0.02, x + 0.02, "posterior", N)
 
 
 @pytest.fixture
@@ -28,12 +33,14 @@ def test_plain_kept_when_the_method_made_it_worse(planted):
         selection.SERVED: _draw(rng, y, _symmetric(0.3)),
     }
     # gold-free, the moments see it (and report it) but do not act: the gate does, on the wrong share
-    reported = selection.select(preds, noisy, t, gold_free_may_switch=True, method_noise_share=0.45)
+    reported = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.45))
     assert reported.margins["labels"] > 0 and reported.kept_labels == selection.REFINED
     assert "gold-free estimates are not acted on" in reported.reason
     out = reported.as_dict()
     assert out["estimates"]["refined"]["method"] == "moments"
-    assert abs(out["noise_share"]["accuracy"] - 0.3) < 0.04
+    assert out["noise_share"]["accuracy"] == 0.45 and out["noise_share"]["method"] == "posterior"
+    assert abs(out["llm_label_accuracy"]["accuracy"] - 0.55) < 1e-9
+    assert abs(selection.select(preds, noisy, t).as_dict()["noise_share"]["accuracy"] - 0.3) < 0.04  # moments
     # trusted rows measure it: plain kept for both decisions
     trusted = np.full(N, -1)
     trusted[:500] = y[:500]
@@ -99,7 +106,9 @@ def test_near_singular_noise_matrix_marks_the_estimates_bound():
         selection.PLAIN: _draw(rng, y, _symmetric(0.05, 3)),
         selection.REFINED: _draw(rng, y, _symmetric(0.6, 3)),
     }
-    chosen = selection.select(preds, _draw(rng, y, t), t, gold_free_may_switch=True, method_noise_share=0.5)
+    chosen = selection.select(
+        preds, _draw(rng, y, t), t, gold_free_may_switch=True, method_wrong_share=_share(0.5)
+    )
     assert chosen.estimates[selection.REFINED].method == "bound"
     assert chosen.kept_labels == selection.REFINED  # the wrong share passes the gate; moments do not act
 
@@ -110,12 +119,12 @@ def test_noise_gate_keeps_plain_when_the_run_finds_few_wrong_labels(planted):
         selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
         selection.REFINED: _draw(rng, y, _symmetric(0.1)),
     }
-    low = selection.select(preds, noisy, t, gold_free_may_switch=True, method_noise_share=0.2)
+    low = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2))
     assert low.kept_labels == selection.PLAIN
     assert "below the 40%" in low.reason and "plain classifier, estimated (" in low.reason
-    high = selection.select(preds, noisy, t, gold_free_may_switch=True, method_noise_share=0.45)
+    high = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.45))
     assert high.kept_labels == selection.REFINED
-    reported = selection.select(preds, noisy, t, gold_free_may_switch=False, method_noise_share=0.2)
+    reported = selection.select(preds, noisy, t, gold_free_may_switch=False, method_wrong_share=_share(0.2))
     assert reported.kept_labels == selection.REFINED  # selection="trusted": estimates reported only
 
 
@@ -128,12 +137,18 @@ def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
     # the run's own estimate (60 %) is replaced by the trusted rows' measured share (about 30 %): gated
-    chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=True, method_noise_share=0.6)
+    chosen = selection.select(
+        preds, noisy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.6)
+    )
     assert chosen.kept_labels == selection.PLAIN and "the trusted rows show" in chosen.reason
     heavy = _draw(rng, y, _symmetric(0.6))  # 60 % wrong: the gate lets the method through
-    chosen = selection.select(preds, heavy, t, trusted, gold_free_may_switch=True, method_noise_share=0.1)
+    chosen = selection.select(
+        preds, heavy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.1)
+    )
     assert chosen.kept_labels == selection.REFINED
-    only = selection.select(preds, noisy, t, trusted, gold_free_may_switch=False, method_noise_share=0.1)
+    only = selection.select(
+        preds, noisy, t, trusted, gold_free_may_switch=False, method_wrong_share=_share(0.1)
+    )
     assert only.kept_labels == selection.REFINED  # selection="trusted": no gate
 
 
