@@ -32,5 +32,4 @@ def test_binary_accurate_labeller_gets_the_plain_classifier_back(tiny_backbone):
         assert abs(result.noise_share - chosen["noise_share"]["accuracy"]) < 1e-4
     else:  # the tiny backbone can make the method claim many wrong labels; then it must say so
         assert chosen["kept"] == "refined"
-    assert result.is_label_issue.mean() <= max(0.5, result.noise_share + 0.1)
     assert np.isfinite(result.posteriors).all()
