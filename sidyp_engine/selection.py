@@ -144,8 +144,13 @@ def select(
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
     reason = _reason(kept, found, has_trusted, margins)
+    who = "the trusted rows show" if has_trusted else "the run estimates"
+    if gold_free_may_switch and gate_share is not None and not gated:
+        reason = (
+            f"{who} {gate_share:.0%} of the labels wrong, at least the {METHOD_MIN_NOISE:.0%} where "
+            "refinement has helped; " + reason
+        )
     if gated:
-        who = "the trusted rows show" if has_trusted else "the run estimates"
         reason = (
             f"{who} {gate_share:.0%} of the labels wrong, below the "
             f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept; " + reason

@@ -262,6 +262,18 @@ function figure(label, value) {
   return h('div', { class: 'figure' }, h('div', { class: 'value' }, value), h('div', { class: 'muted' }, label));
 }
 
+const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifier's labels",
+  served: 'the distilled served model', plain_model: 'the plain classifier (one stage-1 branch)' };
+
+// What the do-no-harm stage delivered, and why, in the report's own words.
+function keptSummary(sel) {
+  if (!sel || !sel.kept) return null;
+  return h('div', { class: 'kept', 'data-kept': sel.kept },
+    h('h3', {}, 'What was delivered'),
+    h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
+    h('p', { class: 'muted' }, sel.reason || ''));
+}
+
 function reportSummary(r) {
   const served = r.served || {};
   const ev = r.eval || {};
@@ -273,7 +285,7 @@ function reportSummary(r) {
   const warnings = (r.warnings || []).map((w) => h('li', {}, typeof w === 'string' ? w : w.message || w.code));
   const scores = scoresTable(ev);
   const best = (ev.served && ev.served.per_class) || (ev.refined_posterior && ev.refined_posterior.per_class);
-  return h('div', {}, figures,
+  return h('div', {}, figures, keptSummary(r.selection),
     warnings.length ? h('div', { class: 'warnings' }, h('h3', {}, 'Warnings'), h('ul', {}, warnings)) : null,
     scores ? h('div', {}, h('h3', {}, `Scores on ${ev.n_scored || ev.n_rows} gold-labelled rows`), scores) : null,
     best ? h('div', {}, h('h3', {}, `Per class (${ev.served ? 'served model' : 'refined labels'})`), perClassTable(best)) : null);

@@ -90,6 +90,9 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     assert page.locator(".stages li.done").count() >= 6
     page.wait_for_selector("#report .figures")
     assert "gold-labelled rows" in page.inner_text("#report")
+    # what the select stage delivered, and its reason, from the report
+    assert page.locator("#report .kept[data-kept]").count() == 1
+    assert "Labels: the " in page.inner_text("#report .kept")
     page.wait_for_selector("#plots > *")
     # gold rows: reliability and confusion too
     assert page.locator("#plots img[src^='blob:']").count() == 5
