@@ -184,6 +184,64 @@ def _copy_stage_checkpoints(src: str, dst: str, stages: tuple[str, ...]) -> None
         shutil.copytree(os.path.join(src, "served"), os.path.join(dst, "served"), dirs_exist_ok=True)
 
 
+# What --cache-dir keeps between benchmark runs: stage 1 and the frozen embeddings, whose engine keys cover
+# every setting they read. Later stages are always recomputed, so a change to them is measured as it is.
+CACHED_STAGES = ("stage1", "embeddings")
+
+
+def _seed_dir(args, seed: int) -> str:
+    name = os.path.basename(os.path.normpath(args.data))
+    work = os.path.join(args.cache_dir, f"{name}-seed{seed}")
+    os.makedirs(work, exist_ok=True)
+    return work
+
+
+def _seed_cache(args, seed: int) -> str:
+    """The seed's work dir under --cache-dir, emptied of everything but CACHED_STAGES and the baseline."""
+    work = _seed_dir(args, seed)
+    for entry in os.listdir(work):
+        if entry.split(".")[0] in CACHED_STAGES or entry.startswith("baseline."):
+            continue
+        path = os.path.join(work, entry)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return work
+
+
+def cached_noisy_baseline(
+    cfg: CalibrationConfig, train, valid, test, classes, args
+) -> tuple[np.ndarray, float]:
+    """run_noisy_baseline, its test probabilities kept under --cache-dir (the baseline reads no engine stage
+    after stage 1's trainer, so its result depends only on the data and these settings)."""
+    if not args.cache_dir:
+        return (*run_noisy_baseline(cfg, train, valid, test, classes), False)
+    from safetensors.numpy import load_file, save_file
+
+    from sidyp_engine.checkpoints import call_key
+
+    fields = ("epochs", "batch_size", "learning_rate", "max_length", "backbone", "seed")
+    key = call_key(
+        {
+            "train": [train["texts"], train["noisy"]],
+            "valid": [valid["texts"], valid["noisy"]],
+            "test": test["texts"],
+            "classes": classes,
+            "config": {f: getattr(cfg, f) for f in fields},
+        }
+    )
+    work = _seed_dir(args, cfg.seed)
+    meta_path, tensor_path = os.path.join(work, "baseline.json"), os.path.join(work, "baseline.safetensors")
+    if os.path.isfile(meta_path) and os.path.isfile(tensor_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("key") == key:
+            return load_file(tensor_path)["probs"], float(meta["seconds"]), True
+    probs, seconds = run_noisy_baseline(cfg, train, valid, test, classes)
+    save_file({"probs": np.ascontiguousarray(probs, dtype=np.float32)}, tensor_path)
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump({"key": key, "seconds": seconds}, f)
+    return probs, seconds, False
+
+
 def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) -> dict[str, Any]:
     from benchmarks import quality_estimates as qe
     from sidyp_engine.pipeline import calibrate
@@ -210,9 +268,13 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
 
     with tempfile.TemporaryDirectory(prefix="sidyp-bench-") as tmp:
         work = os.path.join(tmp, "full")
+        if args.cache_dir:
+            work = _seed_cache(args, cfg.seed)
         t0 = time.perf_counter()
-        result = run_calibrate(work if args.ablation else None)
+        result = run_calibrate(work if args.ablation or args.cache_dir else None)
         out["wall_seconds"]["sidyp_end_to_end"] = round(time.perf_counter() - t0, 2)
+        # with --cache-dir a reused stage 1 leaves the end-to-end time short of a real run's
+        out["reused"] = {"stage1": bool(result.diagnostics.get("reused_stage1"))}
         _score_run(result, test, y_test, n_classes, out)
         logreg_valid = None
         if not args.no_logreg:
@@ -226,14 +288,23 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         print(qe.format_estimates(out["estimates"]), file=sys.stderr, flush=True)
         if args.dump_arrays:
             qe.dump_arrays(
-                args.dump_arrays, cfg.seed, result, valid, classes, y_test, test_probs, logreg_valid
+                args.dump_arrays,
+                cfg.seed,
+                result,
+                valid,
+                classes,
+                y_test,
+                test_probs,
+                logreg_valid,
+                train["gold"],
             )
         if args.ablation:
             _run_ablation(result, run_calibrate, work, os.path.join(tmp, "no-dynamic-update"), y_test, out)
         del result
     gc.collect()
     if not args.no_baseline:
-        probs, seconds = run_noisy_baseline(cfg, train, valid, test, classes)
+        probs, seconds, cached = cached_noisy_baseline(cfg, train, valid, test, classes, args)
+        out["reused"]["noisy_baseline"] = cached
         out["scores"]["noisy_baseline"] = score(probs, y_test, n_classes)
         out["wall_seconds"]["noisy_baseline"] = round(seconds, 2)
     gc.collect()
@@ -386,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dir for one .npz per seed: every candidate's validation predictions and test probabilities, "
         "the noisy and gold validation labels (design data for the selection rule; not committed)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep each seed's stage 1, frozen embeddings and noisy baseline here and reuse them in a later "
+        "run of the same data and settings (everything after stage 1 is recomputed); clear it when stage-1 "
+        "code changes",
     )
     p.add_argument("--limit-test", type=int, default=None, help="random subset of N test rows (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

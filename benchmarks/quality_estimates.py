@@ -179,20 +179,25 @@ def mean_absolute_errors(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in errors.items()}
 
 
-def dump_arrays(directory, seed, result, valid, classes, y_test, test_probs, logreg_valid) -> None:
+def dump_arrays(
+    directory, seed, result, valid, classes, y_test, test_probs, logreg_valid, train_gold=None
+) -> None:
     """One .npz per seed with what a selection rule reads, and the gold it is judged by (design only)."""
     import os
 
     from benchmarks.quality import gold_ids
 
-    arrays = {k: v for k, v in result.diagnostic_arrays.items() if k.startswith("valid_pred_")}
-    arrays["valid_noisy_posteriors"] = result.diagnostic_arrays["valid_noisy_posteriors"]
+    arrays = {k: v for k, v in result.diagnostic_arrays.items() if k.startswith(("valid_", "train_refined"))}
     arrays["selection_noise_matrix"] = result.diagnostic_arrays["selection_noise_matrix"]
     arrays["valid_noisy"] = np.array([classes.index(n) if n in classes else -1 for n in valid["noisy"]])
     arrays["valid_gold"] = gold_ids(valid["gold"], classes)
     arrays["test_gold"] = y_test
     arrays["train_posteriors"] = result.posteriors
     arrays["train_noisy"] = np.array([classes.index(n) if n in classes else -1 for n in result.given_labels])
+    arrays["train_gold"] = gold_ids(train_gold, classes) if train_gold is not None else arrays["train_noisy"]
+    arrays["fit_rows"] = np.flatnonzero(~result.is_validation)
+    if logreg_valid is not None:
+        arrays["valid_probs_logreg"] = logreg_valid
     for name, probs in test_probs.items():
         arrays[f"test_probs_{name}"] = probs
     if logreg_valid is not None:

@@ -30,11 +30,18 @@ def call_key(parts: dict[str, Any]) -> str:
 
 
 class Checkpoints:
-    """Stage results in `work_dir` (None: nothing is stored), valid only for the call hashing to `key`."""
+    """Stage results in `work_dir` (None: nothing is stored), valid only for the call hashing to `key`.
 
-    def __init__(self, work_dir: str | os.PathLike | None, key: str):
+    `stage_keys` gives a stage its own key when it depends on less than the whole call (stage 1 does not
+    read the refiner's settings): a call that changes only later settings then reuses it.
+    """
+
+    def __init__(
+        self, work_dir: str | os.PathLike | None, key: str, stage_keys: dict[str, str] | None = None
+    ):
         self.dir = Path(work_dir) if work_dir is not None else None
         self.key = key
+        self.stage_keys = dict(stage_keys or {})
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -70,7 +77,7 @@ class Checkpoints:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        if meta.get("key") != self.key or meta.get("format") != CHECKPOINT_FORMAT:
+        if meta.get("key") != self.key_of(stage) or meta.get("format") != CHECKPOINT_FORMAT:
             return None
         from safetensors.torch import load_file
 
@@ -88,8 +95,13 @@ class Checkpoints:
         # the JSON is written last: a stage counts as done only once its metadata names the key
         meta_path = self.dir / f"{stage}.json"
         meta_tmp = meta_path.with_suffix(".json.tmp")
-        meta_tmp.write_text(json.dumps({"key": self.key, "format": CHECKPOINT_FORMAT, "data": data}))
+        meta_tmp.write_text(
+            json.dumps({"key": self.key_of(stage), "format": CHECKPOINT_FORMAT, "data": data})
+        )
         os.replace(meta_tmp, meta_path)
+
+    def key_of(self, stage: str) -> str:
+        return self.stage_keys.get(stage, self.key)
 
     def served_dir(self) -> Path | None:
         return None if self.dir is None else self.dir / "served"

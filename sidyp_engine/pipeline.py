@@ -186,6 +186,7 @@ def calibrate(
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
         result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, inputs)
+        result.diagnostic_arrays["valid_refined_unlabelled"] = refined_valid_unlabelled.numpy()
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
@@ -249,14 +250,28 @@ def _setup(
     encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else backbone
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids))
+    early = _call_key(inputs, cfg, backbone, encoder, exclude=LATER_STAGE_FIELDS)
+    stage_keys = {"stage1": early, "embeddings": early}
+    checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids), stage_keys)
     tokenizer = load_tokenizer(backbone)
     truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)
     return _Setup(backbone, encoder, device, checkpoints, tokenizer, truncated)
 
 
+# Settings read only after stage 1 and the frozen embeddings (trusted rows too): changing them reuses both.
+# A field not listed counts as early, so a new setting can only cost a recomputation, never a stale reuse.
+LATER_STAGE_FIELDS = frozenset(
+    {"k", "noise_fraction", "knn_space", "noise_model", "diffusion_epochs", "selection"}
+)
+
+
 def _call_key(
-    inputs: Inputs, cfg: CalibrationConfig, backbone: str, encoder: str, trusted_ids: np.ndarray | None = None
+    inputs: Inputs,
+    cfg: CalibrationConfig,
+    backbone: str,
+    encoder: str,
+    trusted_ids: np.ndarray | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> str:
     # the same parts as checkpoint format 1 has always hashed: existing work dirs stay resumable
     parts = {
@@ -264,7 +279,7 @@ def _call_key(
         "valid": [inputs.valid_texts, inputs.valid_ids.tolist()],
         "extra": inputs.extra_texts,
         "classes": inputs.classes,
-        "config": cfg.model_dump(mode="json", exclude={"device"}),
+        "config": cfg.model_dump(mode="json", exclude={"device"} | exclude),
         "backbone": backbone,
         "encoder": encoder,
     }
@@ -355,6 +370,8 @@ def _candidate_arrays(kept: Kept, post: Posteriors, served, plain, inputs: Input
     arrays = {f"valid_pred_{name}": pred for name, pred in kept.valid_predictions.items()}
     arrays["selection_noise_matrix"] = kept.noise_matrix
     arrays["valid_noisy_posteriors"] = kept.valid_noisy_posteriors
+    arrays |= {f"valid_logits_{name}": logits for name, logits in kept.valid_logits.items()}
+    arrays["train_refined_posteriors"] = post.train.numpy()
     if inputs.extra_texts:
         arrays["extra_refined_posteriors"] = post.extra.numpy()
         arrays["extra_served"] = served.predict_proba(inputs.extra_texts)

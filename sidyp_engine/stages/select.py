@@ -41,6 +41,7 @@ class Kept:
     valid_predictions: dict[str, np.ndarray]  # candidate -> class ids on the validation rows
     noise_matrix: np.ndarray  # the T the gold-free estimates used
     valid_noisy_posteriors: np.ndarray  # the stage-1 ensemble's P(ỹ | x) on the validation rows
+    valid_logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits on the validation rows
 
 
 def unlabelled_valid_posterior(ens: EnsembleOutput, refiner: Refiner, cond: Conditioning) -> torch.Tensor:
@@ -126,6 +127,7 @@ def select_outputs(
         valid_predictions=valid_preds,
         noise_matrix=noise_matrix,
         valid_noisy_posteriors=ens.noisy_posteriors["valid"].numpy(),
+        valid_logits=valid_logits,
     )
 
 

@@ -129,6 +129,20 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
     assert again.timings["classifier"] < first.timings["classifier"] / 3
     assert np.allclose(again.posteriors, first.posteriors, atol=1e-5)
 
+    # a call that changes only a later stage's setting reuses stage 1 and recomputes the rest
+    seen_k = []
+    other_k = calibrate(
+        toy_run["texts"],
+        toy_run["noisy"],
+        toy_run["classes"],
+        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
+        config=_config(tiny_backbone, k=2),
+        progress=seen_k.append,
+        work_dir=toy_run["work_dir"],
+    )
+    assert other_k.diagnostics["reused_stage1"] is True and other_k.diagnostics["k"] == 2.0
+    assert any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen_k)  # distilled again
+
     # a different call never reuses another's stages; this one also takes the frozen-encoder k-NN path
     changed = calibrate(
         toy_run["texts"],

@@ -1,0 +1,51 @@
+"""benchmarks.quality --cache-dir: a second run reuses stage 1 and the baseline and recomputes the rest."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from tests.conftest import toy_dataset
+
+
+def _write_split(path, texts, noisy, gold):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "noisy_label", "gold_label"])
+        w.writerows(zip(texts, noisy, gold, strict=True))
+
+
+@pytest.mark.slow  # two small benchmark runs (~10 s)
+def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
+    from benchmarks import quality
+
+    texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
+    data = tmp_path / "toy"
+    data.mkdir()
+    _write_split(data / "train.csv", texts[:24], noisy[:24], gold[:24])
+    _write_split(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
+    _write_split(data / "test.csv", texts, gold, gold)
+    common = ["--data", str(data), "--seeds", "1", "--epochs", "1", "--branches", "2", "--diffusion-epochs", "1"]
+    common += ["--backbone", tiny_backbone, "--no-logreg", "--cache-dir", str(tmp_path / "cache"), "--k", "3"]
+    before = torch.get_num_threads()
+    try:
+        assert quality.main([*common, "--out", str(tmp_path / "first.json")]) == 0
+        # a later-stage setting changed: stage 1 and the baseline come from the cache, the rest is new
+        assert quality.main([*common[:-1], "4", "--out", str(tmp_path / "second.json")]) == 0
+    finally:
+        torch.set_num_threads(before)
+    first = json.loads((tmp_path / "first.json").read_text())["runs"][0]
+    second = json.loads((tmp_path / "second.json").read_text())["runs"][0]
+    assert first["reused"] == {"stage1": False, "noisy_baseline": False}
+    assert second["reused"] == {"stage1": True, "noisy_baseline": True}
+    assert second["diagnostics"]["k"] == 4.0 and first["diagnostics"]["k"] == 3.0
+    assert second["scores"]["noisy_baseline"] == first["scores"]["noisy_baseline"]
+    assert second["scores"]["noisy_ensemble"] == first["scores"]["noisy_ensemble"]
+    # only the cached stages survive between runs: nothing later is read back stale
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == ["toy-seed0"]
+    kept = sorted(p.name for p in (tmp_path / "cache" / "toy-seed0").iterdir())
+    assert "served" in kept  # the second run's own, written after the clean-up
