@@ -153,7 +153,7 @@ def calibrate(
 
     with report.stage("posterior", "composing P(y | x)"):
         post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
-        refined_valid_unlabelled = unlabelled_valid_posterior(ens, refiner, cond)
+        refined_valid_unlabelled = unlabelled_valid_posterior(ens, refiner, cond, post.class_weights)
     metrics = {"posterior_temperature": post.temperature, "vote_smoothing": post.vote_smoothing}
     report("posterior", 1.0, "posteriors ready", metrics)
 

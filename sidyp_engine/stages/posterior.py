@@ -22,6 +22,13 @@ from sidyp_engine.stages.prior import Prior, Report
 from sidyp_engine.stages.refine import Conditioning, Refiner
 from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
 
+# The read-out's class floor: no class is predicted (argmax) for fewer than this share of the training rows
+# the posteriors themselves expect of it (their mean). Argmax starves a class the labeller misuses (the
+# noise model learns that its labels mostly mean other classes), and a class never predicted scores 0 in
+# macro-F1 (docs/method.md, "The class floor").
+CLASS_FLOOR = 0.5
+MAX_CLASS_WEIGHT = 100.0
+
 
 @dataclass
 class Posteriors:
@@ -30,6 +37,40 @@ class Posteriors:
     extra: torch.Tensor | None  # [E, C]
     temperature: float
     vote_smoothing: float
+    class_weights: torch.Tensor | None = None  # [C] the class floor's weights (None: all 1)
+
+
+def class_floor_weights(
+    probs: torch.Tensor, floor: float = CLASS_FLOOR, iterations: int = 300
+) -> torch.Tensor:
+    """Weights w [C] (geometric mean 1) with which argmax(p * w) predicts every class for at least `floor`
+    times its expected share mean(p) of the rows; a class already there keeps its share (w = 1 when none
+    is starved). Multiplicative updates towards those shares (a label-shift correction: p * w renormalised
+    is the posterior under another class prior)."""
+    n, c = probs.shape
+    p = probs.double()
+    if n == 0:
+        return None
+    expected = p.mean(0)
+    share = torch.bincount(p.argmax(1), minlength=c).double() / n
+    target = torch.maximum(share, floor * expected)
+    if torch.equal(target, share):
+        return None
+    target = target / target.sum()
+    w = torch.ones(c, dtype=torch.float64)
+    for _ in range(iterations):
+        share = torch.bincount((p * w).argmax(1), minlength=c).double() / n
+        w = w * ((target + 1e-3) / (share + 1e-3)) ** 0.3
+        w = (w / torch.exp(torch.log(w).mean())).clamp(1 / MAX_CLASS_WEIGHT, MAX_CLASS_WEIGHT)
+    return w.float()
+
+
+def reweighted(probs: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """p * w, rows renormalised (p unchanged without weights)."""
+    if weights is None or not len(probs):
+        return probs
+    out = probs * weights.to(probs.dtype)
+    return out / out.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def refined_posterior(
@@ -66,15 +107,32 @@ def compose_posteriors(
         # extra texts have no label: marginalise over the classifier's P(ỹ | x)
         no_label = torch.full((len(inputs.extra_texts),), MISSING, dtype=torch.long)
         extra = refined_posterior(transition(cond.extra), noisy_post["extra"], no_label)
-    if not (len(y_valid) and (y_valid >= 0).any()):
-        return Posteriors(train, valid, extra, 1.0, 0.0)
-    smoothing = fit_vote_smoothing(prior.valid.probs, y_valid, prior.channel)
-    target = (1 - smoothing) * prior.valid.probs + smoothing / inputs.n_classes
-    temperature = fit_temperature(probs_to_logits(valid), target)
+    temperature, smoothing = 1.0, 0.0
+    if len(y_valid) and (y_valid >= 0).any():
+        smoothing = fit_vote_smoothing(prior.valid.probs, y_valid, prior.channel)
+        target = (1 - smoothing) * prior.valid.probs + smoothing / inputs.n_classes
+        temperature = fit_temperature(probs_to_logits(valid), target)
 
     def scaled(p: torch.Tensor) -> torch.Tensor:
         return apply_temperature(probs_to_logits(p), temperature).float()
 
+    train, valid = scaled(train), scaled(valid)
+    weights = class_floor_weights(train)
+    report(
+        "posterior",
+        0.9,
+        "class floor",
+        {"max_class_weight": 1.0 if weights is None else float(weights.max())},
+    )
+
+    def read(p: torch.Tensor) -> torch.Tensor:
+        return reweighted(p, weights)
+
     return Posteriors(
-        scaled(train), scaled(valid), None if extra is None else scaled(extra), temperature, smoothing
+        read(train),
+        read(valid),
+        None if extra is None else read(scaled(extra)),
+        temperature,
+        smoothing,
+        weights,
     )

@@ -20,7 +20,7 @@ from sidyp_engine.classifier import EnsembleOutput
 from sidyp_engine.diffusion import compose_posterior
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs
-from sidyp_engine.stages.posterior import Posteriors
+from sidyp_engine.stages.posterior import Posteriors, reweighted
 from sidyp_engine.stages.refine import Conditioning, Refiner
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
@@ -44,11 +44,15 @@ class Kept:
     valid_logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits on the validation rows
 
 
-def unlabelled_valid_posterior(ens: EnsembleOutput, refiner: Refiner, cond: Conditioning) -> torch.Tensor:
-    """The refined P(y | x) of the validation texts as if their labels were unknown (see selection.py)."""
+def unlabelled_valid_posterior(
+    ens: EnsembleOutput, refiner: Refiner, cond: Conditioning, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The refined P(y | x) of the validation texts as if their labels were unknown (see selection.py),
+    read with the posteriors' class floor."""
     if cond.valid is None or not len(cond.valid):
         return torch.zeros(0, ens.noisy_posteriors["valid"].shape[1])
-    return compose_posterior(ens.noisy_posteriors["valid"], refiner.model.transition(cond.valid))
+    composed = compose_posterior(ens.noisy_posteriors["valid"], refiner.model.transition(cond.valid))
+    return reweighted(composed, class_weights)
 
 
 def selection_noise_matrix(ens: EnsembleOutput) -> np.ndarray:

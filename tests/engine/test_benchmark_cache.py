@@ -28,7 +28,18 @@ def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
     _write_split(data / "train.csv", texts[:24], noisy[:24], gold[:24])
     _write_split(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
     _write_split(data / "test.csv", texts, gold, gold)
-    common = ["--data", str(data), "--seeds", "1", "--epochs", "1", "--branches", "2", "--diffusion-epochs", "1"]
+    common = [
+        "--data",
+        str(data),
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--branches",
+        "2",
+        "--diffusion-epochs",
+        "1",
+    ]
     common += ["--backbone", tiny_backbone, "--no-logreg", "--cache-dir", str(tmp_path / "cache"), "--k", "3"]
     before = torch.get_num_threads()
     try:
