@@ -313,7 +313,8 @@ class Report(BaseModel):
     warnings: list[ReportWarning]
     timings: dict[str, float]
     selection: dict[str, Any] | None = Field(
-        None, description="do no harm: what was kept (refined / plain labels, served / plain model) and why"
+        None,
+        description="do no harm: what was kept (refined / plain / probe labels, served / plain / probe model) and why",
     )
     estimates: dict[str, Any] | None = Field(
         None,

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidyp_engine import selection
 from sidyp_engine.metrics import score_all
 from sidyp_engine.types import CalibrationConfig
 
@@ -276,15 +277,10 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         # with --cache-dir a reused stage 1 leaves the end-to-end time short of a real run's
         out["reused"] = {"stage1": bool(result.diagnostics.get("reused_stage1"))}
         _score_run(result, test, y_test, n_classes, out)
-        logreg_valid = None
-        if not args.no_logreg:
-            logreg_valid, logreg_test, seconds = qe.logreg_probs(cfg, train, valid, test, classes)
-            out["scores"]["logreg"] = score(logreg_test, y_test, n_classes)
-            out["wall_seconds"]["logreg"] = round(seconds, 2)
         test_probs = qe.candidate_test_probs(result, result.diagnostic_arrays)
-        out["estimates"] = qe.estimate_table(result, valid, test, classes, y_test, test_probs, logreg_valid)
-        if not args.no_logreg:
-            out["estimates"]["rows"]["logreg"]["measured_test"] = out["scores"]["logreg"]["accuracy"]
+        # the logreg row: the engine's linear probe (scikit-learn's default logistic regression)
+        out["scores"]["logreg"] = score(test_probs[selection.PROBE], y_test, n_classes)
+        out["estimates"] = qe.estimate_table(result, valid, test, classes, y_test, test_probs)
         print(qe.format_estimates(out["estimates"]), file=sys.stderr, flush=True)
         if args.dump_arrays:
             qe.dump_arrays(
@@ -295,7 +291,6 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
                 classes,
                 y_test,
                 test_probs,
-                logreg_valid,
                 train["gold"],
             )
         if args.ablation:
@@ -445,7 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--ablation", action="store_true", help="add k-NN prior and no-dynamic-update rows")
     p.add_argument("--no-baseline", action="store_true", help="skip the separate noisy-label baseline")
-    p.add_argument("--no-logreg", action="store_true", help="skip the logistic-regression row")
     p.add_argument(
         "--trusted", type=int, default=0, help="N random training rows get their gold label as trusted_label"
     )

@@ -1,4 +1,4 @@
-"""What `benchmarks.quality` adds for issue 13: the logreg row, trusted rows, estimated vs measured accuracy.
+"""What `benchmarks.quality` adds for issue 13: trusted rows, estimated vs measured accuracy, design arrays.
 
 Gold labels read here: test (scoring, as everywhere) and train / valid for the *measured* side of the
 estimate comparison and for `--trusted N` (N training rows whose gold label is revealed as trusted_label).
@@ -7,7 +7,6 @@ Nothing here feeds gold into a decision of the run other than those trusted labe
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -26,38 +25,11 @@ def draw_trusted(train: dict[str, list], n: int, seed: int) -> list[str | None]:
     return trusted
 
 
-def logreg_probs(cfg, train, valid, test, classes) -> tuple[np.ndarray, np.ndarray, float]:
-    """Logistic regression on the frozen encoder's mean-pooled embeddings, fitted on the noisy labels.
-
-    Returns (valid probs, test probs, seconds). sklearn's defaults (L2, C = 1) on the raw embeddings: the
-    cheapest thing a user would try; nothing is tuned.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    from sidyp_engine.classifier import embed_texts
-    from sidyp_engine.data import encode_labels
-    from sidyp_engine.device import resolve_device
-    from sidyp_engine.model import load_tokenizer, resolve_backbone
-
-    t0 = time.perf_counter()
-    encoder = resolve_backbone(cfg.encoder if cfg.encoder is not None else cfg.backbone)
-    texts = train["texts"] + valid["texts"] + test["texts"]
-    emb = embed_texts(encoder, load_tokenizer(encoder), texts, cfg.max_length, resolve_device(cfg.device))
-    emb = emb.numpy()
-    n_tr, n_v = len(train["texts"]), len(valid["texts"])
-    y = encode_labels(train["noisy"], classes)
-    keep = y >= 0
-    model = LogisticRegression(max_iter=2000).fit(emb[:n_tr][keep], y[keep])
-    probs = np.zeros((len(texts), len(classes)))
-    probs[:, model.classes_] = model.predict_proba(emb)
-    return probs[n_tr : n_tr + n_v], probs[n_tr + n_v :], time.perf_counter() - t0
-
-
 def _accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((pred == gold).mean()) if len(gold) else float("nan")
 
 
-def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_valid) -> dict[str, Any]:
+def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str, Any]:
     """Per row: the run's estimate (validation rows) beside the measured accuracy on valid and on test."""
     from benchmarks.quality import gold_ids
 
@@ -69,10 +41,6 @@ def estimate_table(result, valid, test, classes, y_test, test_preds, logreg_vali
     arrays = result.diagnostic_arrays
     valid_preds = {k[len("valid_pred_") :]: v for k, v in arrays.items() if k.startswith("valid_pred_")}
     found = dict(chosen["estimates"])
-    if logreg_valid is not None:
-        valid_preds["logreg"] = logreg_valid.argmax(1)
-        t_run = arrays["selection_noise_matrix"]
-        found["logreg"] = estimates.predictor_accuracy(valid_preds["logreg"], noisy_valid, t_run).as_dict()
     table = {}
     for name, est in found.items():
         row = {"estimated": est, "measured_test": None, "measured_valid": None}
@@ -126,7 +94,7 @@ def candidate_test_probs(result, arrays) -> dict[str, np.ndarray]:
         selection.PLAIN: result.extra_noisy_posteriors,
         selection.REFINED: arrays.get("extra_refined_posteriors", result.extra_posteriors),
     }
-    for name in (selection.SERVED, selection.PLAIN_MODEL):
+    for name in (selection.SERVED, selection.PLAIN_MODEL, selection.PROBE):
         key = f"extra_{name}"
         if key in arrays:
             rows[name] = arrays[key]
@@ -179,9 +147,7 @@ def mean_absolute_errors(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(float(np.mean(v)), 4) for k, v in errors.items()}
 
 
-def dump_arrays(
-    directory, seed, result, valid, classes, y_test, test_probs, logreg_valid, train_gold=None
-) -> None:
+def dump_arrays(directory, seed, result, valid, classes, y_test, test_probs, train_gold=None) -> None:
     """One .npz per seed with what a selection rule reads, and the gold it is judged by (design only)."""
     import os
 
@@ -196,11 +162,7 @@ def dump_arrays(
     arrays["train_noisy"] = np.array([classes.index(n) if n in classes else -1 for n in result.given_labels])
     arrays["train_gold"] = gold_ids(train_gold, classes) if train_gold is not None else arrays["train_noisy"]
     arrays["fit_rows"] = np.flatnonzero(~result.is_validation)
-    if logreg_valid is not None:
-        arrays["valid_probs_logreg"] = logreg_valid
     for name, probs in test_probs.items():
         arrays[f"test_probs_{name}"] = probs
-    if logreg_valid is not None:
-        arrays["valid_pred_logreg"] = logreg_valid.argmax(1)
     os.makedirs(directory, exist_ok=True)
     np.savez_compressed(os.path.join(directory, f"seed{seed}.npz"), **arrays)

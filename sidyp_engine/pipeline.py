@@ -38,6 +38,7 @@ from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddin
 from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
 from sidyp_engine.stages.select import (
     Kept,
+    linear_probe,
     plain_model,
     select_outputs,
     selection_noise_matrix,
@@ -169,7 +170,8 @@ def calibrate(
 
     with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(ens, tokenizer, inputs, cfg.max_length, device)
-        kept = _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, trusted_ids)
+        probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed)
+        kept = _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
     report.timings["total"] = time.perf_counter() - started
@@ -185,15 +187,15 @@ def calibrate(
     result = _assemble(inputs, delivered, kept.model, report.timings, diagnostics, noisy_extra, trusted_ids)
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
-        result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, inputs)
+        result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, probe, inputs)
         result.diagnostic_arrays["valid_refined_unlabelled"] = refined_valid_unlabelled.numpy()
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
 
 
-def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, trusted_ids):
-    """The do-no-harm choice between the method's outputs and the plain classifier's."""
+def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):
+    """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's."""
     t_matrix = selection_noise_matrix(ens)
     return select_outputs(
         inputs,
@@ -206,6 +208,7 @@ def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, tru
         trusted_ids,
         cfg.seed,
         gold_free_may_switch=cfg.selection == "auto",
+        probe_candidate=probe,
     )
 
 
@@ -365,7 +368,9 @@ def trusted_label_ids(trusted_labels: Sequence[str | None] | None, inputs: Input
     return np.array([index[t] if t is not None else -1 for t in trusted_labels], dtype=np.int64)
 
 
-def _candidate_arrays(kept: Kept, post: Posteriors, served, plain, inputs: Inputs) -> dict[str, np.ndarray]:
+def _candidate_arrays(
+    kept: Kept, post: Posteriors, served, plain, probe, inputs: Inputs
+) -> dict[str, np.ndarray]:
     """Every candidate's validation predictions and extra-text probabilities (benchmarks score them all)."""
     arrays = {f"valid_pred_{name}": pred for name, pred in kept.valid_predictions.items()}
     arrays["selection_noise_matrix"] = kept.noise_matrix
@@ -376,6 +381,9 @@ def _candidate_arrays(kept: Kept, post: Posteriors, served, plain, inputs: Input
         arrays["extra_refined_posteriors"] = post.extra.numpy()
         arrays["extra_served"] = served.predict_proba(inputs.extra_texts)
         arrays["extra_plain_model"] = plain.predict_proba(inputs.extra_texts)
+        # the probe's own embeddings of the extra texts, at the temperature the select stage set
+        logits = torch.log(probe.extra.clamp_min(1e-12))
+        arrays["extra_probe"] = torch.softmax(logits / probe.model.temperature, dim=-1).numpy()
     return arrays
 
 

@@ -7,7 +7,10 @@ The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE o
 (measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
 on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`
 (gold-free moments, or plain accuracy on trusted rows) are computed for every candidate and reported; the
-gold-free ones never decide (docs/method.md, "Do no harm").
+gold-free ones never decide (docs/method.md, "Do no harm"). A third candidate for both, the linear probe
+("probe": a logistic regression on the frozen embeddings), replaces the choice where it is clearly better:
+on the trusted rows, or gold-free against the plain classifier by agreement with the noisy validation
+labels (`_probe_choice`).
 
 The refined candidate is scored by its posterior *without* the row's own label (marginal over the
 classifier's P(ỹ | x), as for an unseen text): the moment estimator needs predictions that did not read
@@ -23,7 +26,7 @@ import numpy as np
 from sidyp_engine import estimates
 from sidyp_engine.estimates import Estimate
 
-PLAIN, REFINED, SERVED, PLAIN_MODEL = "plain", "refined", "served", "plain_model"
+PLAIN, REFINED, SERVED, PLAIN_MODEL, PROBE = "plain", "refined", "served", "plain_model", "probe"
 CONFIDENCE = 0.95
 # Gold-free gate: the method's outputs are delivered only when the run itself finds at least this share of
 # the labels wrong. On the development sets the method lost to the plain classifier wherever the run
@@ -143,7 +146,8 @@ def select(
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
-    reason = _reason(kept, found, has_trusted, margins)
+    probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
+    reason = _reason(kept, found, has_trusted, margins) + probe_note
     who = "the trusted rows show" if has_trusted else "the run estimates"
     if gold_free_may_switch and gate_share is not None and not gated:
         reason = (
@@ -171,6 +175,48 @@ def select(
     )
 
 
+def agreement_margin(a: np.ndarray, b: np.ndarray, noisy: np.ndarray, seed: int = 0) -> float:
+    """The (1 - CONFIDENCE) quantile of agreement(a) - agreement(b) with the noisy labels, paired bootstrap."""
+    labelled = noisy >= 0
+    a, b, noisy = np.asarray(a)[labelled], np.asarray(b)[labelled], noisy[labelled]
+    if not len(noisy):
+        return float("-inf")
+    idx = estimates.resamples(len(noisy), seed)
+    diffs = (a[idx] == noisy[idx]).mean(axis=1) - (b[idx] == noisy[idx]).mean(axis=1)
+    return float(np.percentile(diffs, 100 * (1 - CONFIDENCE)))
+
+
+def _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins) -> str:
+    """Replace a decision's choice by the linear probe where it is clearly better; returns the reason's note.
+
+    With trusted rows: against whatever was kept, on them. Gold-free: only against the plain classifier
+    (the gate's choice), by agreement with the noisy validation labels. The probe cannot bend to the
+    labeller's habits the way a fine-tuned encoder can, so where it still agrees more with the held-out
+    noisy labels it is the better classifier; against the refined output that argument does not hold
+    (refinement disagrees with the labels on purpose), so there it never switches without trusted rows.
+    """
+    if PROBE not in predictions or not may_switch:
+        return ""
+    notes = []
+    for decision, plain in (("labels", PLAIN), ("model", PLAIN_MODEL)):
+        current = kept.get(decision)
+        if current is None or current not in predictions:
+            continue
+        if trusted is not None:
+            margin = plain_margin(predictions[PROBE], predictions[current], noisy, t, trusted, seed)
+            evidence = "on the trusted rows"
+        elif current == plain:
+            margin = agreement_margin(predictions[PROBE], predictions[current], noisy, seed)
+            evidence = "in agreement with the held-out noisy labels"
+        else:
+            continue
+        margins[f"probe_{decision}"] = margin
+        if margin > 0:
+            kept[decision] = PROBE
+            notes.append(f"{decision}: the linear probe, clearly better than {current} {evidence}")
+    return "".join(f"; {n}" for n in notes)
+
+
 def _reason(
     kept: dict[str, str], found: dict[str, Estimate], has_trusted: bool, margins: dict[str, float]
 ) -> str:
@@ -179,6 +225,8 @@ def _reason(
     for decision, name in kept.items():
         method = REFINED if decision == "labels" else SERVED
         plain = PLAIN if decision == "labels" else PLAIN_MODEL
+        if name == PROBE:  # the probe's own note follows
+            continue
         if name in (PLAIN, PLAIN_MODEL):
             clearly = has_trusted and margins.get(decision, 0.0) > 0
             how = "clearly better on the trusted rows" if clearly else "estimated"

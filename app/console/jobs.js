@@ -263,7 +263,8 @@ function figure(label, value) {
 }
 
 const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifier's labels",
-  served: 'the distilled served model', plain_model: 'the plain classifier (one stage-1 branch)' };
+  served: 'the distilled served model', plain_model: 'the plain classifier (one stage-1 branch)',
+  probe: 'the linear probe (a logistic regression on the frozen sentence embeddings)' };
 
 // What the do-no-harm stage delivered, and why, in the report's own words.
 function keptSummary(sel) {

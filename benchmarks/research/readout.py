@@ -53,14 +53,20 @@ def main(paths: list[str]) -> int:
         c = train_post.shape[1]
         valid_gold = d["valid_gold"]
         print(f"\n{path}  (acc/macro-F1; train n={len(train_gold)}, valid n={len(valid_gold)})")
-        print(f"  noisy labels: train {scores(np.maximum(d['train_noisy'][d['fit_rows']], 0), train_gold, c)}")
+        print(
+            f"  noisy labels: train {scores(np.maximum(d['train_noisy'][d['fit_rows']], 0), train_gold, c)}"
+        )
         print(f"  plain model valid {scores(d['valid_logits_plain_model'].argmax(1), valid_gold, c)}")
-        if "valid_probs_logreg" in d:
-            print(f"  logreg valid {scores(d['valid_probs_logreg'].argmax(1), valid_gold, c)}")
-        gold_share = np.bincount(train_gold[train_gold >= 0], minlength=c)[:c] / max(1, (train_gold >= 0).sum())
+        if "valid_logits_probe" in d:
+            print(f"  probe valid {scores(d['valid_logits_probe'].argmax(1), valid_gold, c)}")
+        gold_share = np.bincount(train_gold[train_gold >= 0], minlength=c)[:c] / max(
+            1, (train_gold >= 0).sum()
+        )
         print(f"  train gold share   {np.round(gold_share, 3).tolist()}")
         print(f"  soft marginal      {np.round(train_post.mean(0), 3).tolist()}")
-        print(f"  argmax share       {np.round(np.bincount(train_post.argmax(1), minlength=c) / len(train_post), 3).tolist()}")
+        print(
+            f"  argmax share       {np.round(np.bincount(train_post.argmax(1), minlength=c) / len(train_post), 3).tolist()}"
+        )
         for name, w in rules(train_post).items():
             labels = (train_post * w).argmax(1)
             refined = (d["valid_refined_unlabelled"] * w).argmax(1)

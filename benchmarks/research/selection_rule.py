@@ -14,7 +14,7 @@ import numpy as np
 
 from sidyp_engine import estimates, selection
 
-CANDIDATES = ("plain", "refined", "served", "plain_model", "logreg")
+CANDIDATES = ("plain", "refined", "served", "plain_model", "probe")
 
 
 def noise_matrices(d) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sidyp_engine import estimates, selection
+from sidyp_engine import estimates, probe, selection
 from sidyp_engine.classifier import EnsembleOutput
 from sidyp_engine.diffusion import compose_posterior
 from sidyp_engine.served import ServedClassifier
@@ -29,6 +29,35 @@ from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 # at 0.053; below that one scalar fitted to a handful of rows swings more than the reference it replaces.
 MIN_TRUSTED_FOR_TEMPERATURE = 30
 GOLD_FREE_TEMPERATURE = "gold-free reference"
+
+
+@dataclass
+class Probe:
+    """The linear probe candidate: its served form and P(ỹ | x) per split (training rows out of fold)."""
+
+    model: ServedClassifier
+    train: torch.Tensor  # [N_train, C] out-of-fold: each row from a probe that never saw its label
+    valid: torch.Tensor
+    extra: torch.Tensor | None
+    valid_logits: np.ndarray  # untempered, for the temperature fits
+
+
+def linear_probe(
+    inputs: Inputs, frozen: dict[str, torch.Tensor], encoder: str, max_length: int, device, seed: int
+) -> Probe:
+    """The probe fitted on every training row's frozen embedding and noisy label (sidyp_engine.probe)."""
+    y = torch.from_numpy(inputs.train_ids)
+    weight, bias = probe.fit_probe(frozen["train"], y, inputs.n_classes)
+    model = probe.probe_classifier(encoder, weight, bias, inputs.classes, max_length, device)
+    valid_logits = probe.probe_logits(frozen["valid"], weight, bias)
+    extra = probe.probe_logits(frozen["extra"], weight, bias) if inputs.extra_texts else None
+    return Probe(
+        model,
+        probe.out_of_fold_probs(frozen["train"], y, inputs.n_classes, seed),
+        torch.softmax(valid_logits, dim=-1),
+        None if extra is None else torch.softmax(extra, dim=-1),
+        valid_logits.numpy(),
+    )
 
 
 @dataclass
@@ -99,35 +128,42 @@ def select_outputs(
     trusted_ids: np.ndarray | None,
     seed: int,
     gold_free_may_switch: bool = False,
+    probe_candidate: Probe | None = None,
 ) -> Kept:
     """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept."""
     models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
     valid_logits = {
         name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
     }
+    if probe_candidate is not None:  # its logits come from the embeddings the prior stage already has
+        models[selection.PROBE] = probe_candidate.model
+        valid_logits[selection.PROBE] = probe_candidate.valid_logits
     valid_preds = {
         selection.PLAIN: ens.noisy_posteriors["valid"].argmax(1).numpy(),
         selection.REFINED: refined_valid_unlabelled.argmax(1).numpy(),
         **{name: logits.argmax(1) for name, logits in valid_logits.items()},
     }
-    rows = _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids)
+    rows = _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate)
     if rows is None:
         preds, noisy, trusted = valid_preds, inputs.valid_ids, None
     else:
         preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
     wrong = method_wrong_share(post, inputs, seed)
     chosen = selection.select(preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong)
-    chosen.temperature_source = _set_temperatures(
-        served, plain, valid_logits[selection.PLAIN_MODEL], chosen, rows
-    )
-    use_plain = chosen.kept_labels == selection.PLAIN
-    extra = ens.noisy_posteriors.get("extra") if use_plain else post.extra
+    chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows)
+    labels = {
+        selection.REFINED: (post.train, post.valid, post.extra),
+        selection.PLAIN: tuple(ens.noisy_posteriors.get(k) for k in ("train", "valid", "extra")),
+    }
+    if probe_candidate is not None:
+        labels[selection.PROBE] = (probe_candidate.train, probe_candidate.valid, probe_candidate.extra)
+    train_rows, valid_rows, extra_rows = labels[chosen.kept_labels]
     return Kept(
         selection=chosen,
-        model=plain if chosen.kept_model == selection.PLAIN_MODEL else served,
-        train_posteriors=ens.noisy_posteriors["train"] if use_plain else post.train,
-        valid_posteriors=ens.noisy_posteriors["valid"] if use_plain else post.valid,
-        extra_posteriors=extra if inputs.extra_texts else None,
+        model=models[chosen.kept_model],
+        train_posteriors=train_rows,
+        valid_posteriors=valid_rows,
+        extra_posteriors=extra_rows if inputs.extra_texts else None,
         valid_predictions=valid_preds,
         noise_matrix=noise_matrix,
         valid_noisy_posteriors=ens.noisy_posteriors["valid"].numpy(),
@@ -160,7 +196,9 @@ class TrustedRows:
     n_valid: int  # the first n_valid rows are validation rows (never trained on)
 
 
-def _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids) -> TrustedRows | None:
+def _trusted_rows(
+    inputs, ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate=None
+) -> TrustedRows | None:
     """Every candidate on the trusted rows (None without any): validation rows as above, training rows by
     the suggested label (labels candidates) and the prediction on the text (models)."""
     train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
@@ -176,6 +214,8 @@ def _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_
         selection.PLAIN: ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
         selection.REFINED: post.train[rows].argmax(1).numpy(),
     }
+    if probe_candidate is not None:
+        on_train[selection.PROBE] = probe_candidate.train[rows].argmax(1).numpy()
     preds = {name: np.concatenate([valid_preds[name][keep], on_train[name]]) for name in on_train}
     preds |= {name: rows_logits.argmax(1) for name, rows_logits in logits.items()}
     noisy = np.concatenate([inputs.valid_ids[keep], inputs.train_ids[rows]])
@@ -183,17 +223,17 @@ def _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_
     return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()))
 
 
-def _set_temperatures(served, plain, plain_valid_logits, chosen: selection.Selection, rows) -> str:
-    """Both models' temperatures, fitted to the trusted labels when there are enough; returns the source."""
+def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -> str:
+    """Every model's temperature, fitted to the trusted labels when there are enough; returns the source."""
     fit_rows = _temperature_rows(rows)
     if fit_rows is None:  # the served model keeps the temperature its distillation fitted
-        plain.temperature = _temperature_for(
-            plain_valid_logits, chosen.estimates[selection.PLAIN_MODEL].accuracy
-        )
+        for name, model in models.items():
+            if name != selection.SERVED:
+                model.temperature = _temperature_for(valid_logits[name], chosen.estimates[name].accuracy)
         return GOLD_FREE_TEMPERATURE
     take, source = fit_rows
     labels = torch.from_numpy(rows.trusted[take])
-    for name, model in {selection.SERVED: served, selection.PLAIN_MODEL: plain}.items():
+    for name, model in models.items():
         model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name][take]), labels)
     return source
 

@@ -40,7 +40,7 @@ def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
         "--diffusion-epochs",
         "1",
     ]
-    common += ["--backbone", tiny_backbone, "--no-logreg", "--cache-dir", str(tmp_path / "cache"), "--k", "3"]
+    common += ["--backbone", tiny_backbone, "--cache-dir", str(tmp_path / "cache"), "--k", "3"]
     before = torch.get_num_threads()
     try:
         assert quality.main([*common, "--out", str(tmp_path / "first.json")]) == 0

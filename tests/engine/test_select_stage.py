@@ -40,8 +40,9 @@ def test_trusted_rows_are_never_flagged_and_decide_the_selection(toy, tiny_backb
     assert not result.is_label_issue[known].any()
     assert [s for s, k in zip(result.suggested_labels, known, strict=True) if k] == [t for t in trusted if t]
     chosen = result.diagnostics["selection"]
-    assert chosen["kept"] in ("refined", "plain") and chosen["kept_model"] in ("served", "plain_model")
-    assert set(chosen["estimates"]) == {"plain", "refined", "served", "plain_model"}
+    assert chosen["kept"] in ("refined", "plain", "probe")
+    assert chosen["kept_model"] in ("served", "plain_model", "probe")
+    assert set(chosen["estimates"]) == {"plain", "refined", "served", "plain_model", "probe"}
     assert all(e["method"] == "trusted" for e in chosen["estimates"].values())
     # the rows that decide are the trusted ones, validation and training rows alike
     assert chosen["estimates"]["plain"]["rows"] == int(known.sum())
@@ -81,3 +82,27 @@ def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monk
     assert not np.allclose(served, result.diagnostic_arrays["extra_served"], atol=1e-3)
     flagged = np.array(result.suggested_labels) != np.array(noisy, dtype=object)
     assert (flagged == result.is_label_issue).all()
+
+
+def test_a_kept_probe_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
+    texts, noisy, _, classes, _ = toy
+    real_select = selection.select
+
+    def probe_wins(*args, **kwargs):
+        chosen = real_select(*args, **kwargs)
+        chosen.kept_labels, chosen.kept_model = selection.PROBE, selection.PROBE
+        return chosen
+
+    monkeypatch.setattr(select_stage.selection, "select", probe_wins)
+    extra = ["the pizza recipe with cheese", "the laptop server code"]
+    result = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=_config(tiny_backbone), collect_diagnostics=True
+    )
+    assert result.diagnostics["selection"]["kept"] == "probe"
+    # the served model is the probe: the frozen encoder with the logistic regression as its head
+    served = result.model.predict_proba(extra)
+    assert np.allclose(served, result.diagnostic_arrays["extra_probe"], atol=1e-4)
+    assert np.allclose(result.extra_posteriors.argmax(1), served.argmax(1))
+    # the training rows' suggestions are out of fold: a row's own noisy label did not fit its prediction
+    assert result.posteriors.shape == (len(texts), len(classes))
+    assert np.allclose(result.posteriors.sum(1), 1.0, atol=1e-4)

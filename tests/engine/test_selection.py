@@ -162,3 +162,42 @@ def test_rows_without_a_noisy_label_are_left_out(planted):
     }
     chosen = selection.select(preds, noisy, t, gold_free_may_switch=True)
     assert chosen.estimates[selection.PLAIN].rows == int((noisy >= 0).sum())
+
+
+def test_the_probe_replaces_the_plain_classifier_only_when_it_agrees_clearly_more(planted):
+    rng, y, t, noisy = planted  # 30 % of the noisy labels wrong, at random
+    plain = _draw(rng, y, _symmetric(0.3))
+    preds = {selection.PLAIN: plain, selection.REFINED: _draw(rng, y, _symmetric(0.1))}
+    better = dict(preds, **{selection.PROBE: _draw(rng, y, _symmetric(0.1))})
+    chosen = selection.select(better, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2))
+    assert chosen.kept_labels == selection.PROBE and chosen.margins["probe_labels"] > 0
+    assert "labels: the linear probe, clearly better than plain in agreement" in chosen.reason
+    # level with plain (its own predictions on a few rows changed): the plain classifier stays
+    level = plain.copy()
+    level[:30] = rng.integers(0, C, 30)
+    same = dict(preds, **{selection.PROBE: level})
+    chosen = selection.select(same, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2))
+    assert chosen.kept_labels == selection.PLAIN and chosen.margins["probe_labels"] <= 0
+    # where the gate lets the method through, the probe never overturns it without trusted rows
+    chosen = selection.select(better, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.5))
+    assert chosen.kept_labels == selection.REFINED and "probe_labels" not in chosen.margins
+    # selection="trusted" without trusted rows: nothing is switched
+    chosen = selection.select(better, noisy, t, gold_free_may_switch=False, method_wrong_share=_share(0.2))
+    assert chosen.kept_labels == selection.REFINED
+
+
+def test_trusted_rows_may_put_the_probe_above_the_method(planted):
+    rng, y, t, noisy = planted
+    heavy = _draw(rng, y, _symmetric(0.6))  # the gate lets the method through
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.5)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.3)),
+        selection.PROBE: _draw(rng, y, _symmetric(0.05)),
+    }
+    trusted = np.full(N, -1)
+    trusted[:400] = y[:400]
+    chosen = selection.select(preds, heavy, t, trusted, gold_free_may_switch=True)
+    assert chosen.kept_labels == selection.PROBE and "on the trusted rows" in chosen.reason
+    worse = dict(preds, **{selection.PROBE: _draw(rng, y, _symmetric(0.5))})
+    chosen = selection.select(worse, heavy, t, trusted, gold_free_may_switch=True)
+    assert chosen.kept_labels == selection.REFINED
