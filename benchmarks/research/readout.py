@@ -14,8 +14,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from sidyp_engine.metrics import accuracy, macro_f1
+from sidyp_engine.stages.posterior import class_floor_weights
 
 
 def match_marginal(probs: np.ndarray, target: np.ndarray, iterations: int = 300) -> np.ndarray:
@@ -29,14 +31,17 @@ def match_marginal(probs: np.ndarray, target: np.ndarray, iterations: int = 300)
     return w
 
 
-def rules(train_post: np.ndarray) -> dict[str, np.ndarray]:
+def rules(train_post: np.ndarray, noisy: np.ndarray) -> dict[str, np.ndarray]:
     c = train_post.shape[1]
     soft = train_post.mean(0)
     full = match_marginal(train_post, soft)
     out = {"argmax": np.ones(c), "match_soft_marginal": full, "match_soft_marginal^0.5": full**0.5}
     share = np.bincount(train_post.argmax(1), minlength=c) / len(train_post)
     floor = np.maximum(share, 0.5 * soft)  # raise only the classes argmax starves, to half their soft share
-    out["floor_half_soft"] = match_marginal(train_post, floor / floor.sum())
+    out["floor_half_soft (marginal matching)"] = match_marginal(train_post, floor / floor.sum())
+    # the engine's rule: half the lesser of the soft share and the labeller's use, starved classes only
+    w = class_floor_weights(torch.from_numpy(train_post), torch.from_numpy(noisy))
+    out["engine class floor"] = np.ones(c) if w is None else w.numpy()
     for alpha in (0.25, 0.5, 1.0):
         out[f"divide_marginal^{alpha}"] = 1.0 / np.maximum(soft, 1e-4) ** alpha
     return out
@@ -67,7 +72,7 @@ def main(paths: list[str]) -> int:
         print(
             f"  argmax share       {np.round(np.bincount(train_post.argmax(1), minlength=c) / len(train_post), 3).tolist()}"
         )
-        for name, w in rules(train_post).items():
+        for name, w in rules(train_post, d["train_noisy"][d["fit_rows"]]).items():
             labels = (train_post * w).argmax(1)
             refined = (d["valid_refined_unlabelled"] * w).argmax(1)
             served = (d["valid_logits_served"] + np.log(w)).argmax(1)

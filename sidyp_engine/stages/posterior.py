@@ -23,9 +23,10 @@ from sidyp_engine.stages.refine import Conditioning, Refiner
 from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
 
 # The read-out's class floor: no class is predicted (argmax) for fewer than this share of the training rows
-# the posteriors themselves expect of it (their mean). Argmax starves a class the labeller misuses (the
-# noise model learns that its labels mostly mean other classes), and a class never predicted scores 0 in
-# macro-F1 (docs/method.md, "The class floor").
+# of the lesser of what the posteriors expect of it (their mean) and what the labeller used it for. Argmax
+# starves a class the labeller misuses (the noise model learns that its labels mostly mean other classes),
+# and a class never predicted scores 0 in macro-F1; the labeller's own use caps it, as diffuse posteriors
+# spread mass onto classes the data hardly has (docs/method.md, "The class floor").
 CLASS_FLOOR = 0.5
 MAX_CLASS_WEIGHT = 100.0
 
@@ -41,27 +42,36 @@ class Posteriors:
 
 
 def class_floor_weights(
-    probs: torch.Tensor, floor: float = CLASS_FLOOR, iterations: int = 300
-) -> torch.Tensor:
-    """Weights w [C] (geometric mean 1) with which argmax(p * w) predicts every class for at least `floor`
-    times its expected share mean(p) of the rows; a class already there keeps its share (w = 1 when none
-    is starved). Multiplicative updates towards those shares (a label-shift correction: p * w renormalised
-    is the posterior under another class prior)."""
+    probs: torch.Tensor, given: torch.Tensor, floor: float = CLASS_FLOOR, rounds: int = 3
+) -> torch.Tensor | None:
+    """Weights w [C] with which argmax(p * w) predicts every class for at least `floor` times the lesser of
+    its expected share mean(p) and its share of the given labels (`given`, -1 = none), or None when no
+    class falls short (the posteriors are read as they are).
+
+    Only a starved class's weight moves, to the smallest value that makes its quota of rows prefer it:
+    the rows where it was closest to winning (a label-shift correction, p * w renormalised being the
+    posterior under another class prior). Weights are capped at MAX_CLASS_WEIGHT; a few rounds settle
+    the interaction of several starved classes.
+    """
     n, c = probs.shape
+    labelled = given[given >= 0]
+    if n == 0 or not len(labelled):
+        return None
     p = probs.double()
-    if n == 0:
+    used = torch.bincount(labelled, minlength=c)[:c].double() / len(labelled)
+    quota = torch.ceil(floor * torch.minimum(p.mean(0), used) * n).long()
+    predicted = torch.bincount(p.argmax(1), minlength=c)
+    starved = torch.nonzero(predicted < quota).flatten().tolist()
+    if not starved:
         return None
-    expected = p.mean(0)
-    share = torch.bincount(p.argmax(1), minlength=c).double() / n
-    target = torch.maximum(share, floor * expected)
-    if torch.equal(target, share):
-        return None
-    target = target / target.sum()
     w = torch.ones(c, dtype=torch.float64)
-    for _ in range(iterations):
-        share = torch.bincount((p * w).argmax(1), minlength=c).double() / n
-        w = w * ((target + 1e-3) / (share + 1e-3)) ** 0.3
-        w = (w / torch.exp(torch.log(w).mean())).clamp(1 / MAX_CLASS_WEIGHT, MAX_CLASS_WEIGHT)
+    for _ in range(rounds):
+        for k in starved:
+            scored = p * w
+            others = torch.cat([scored[:, :k], scored[:, k + 1 :]], dim=1).max(dim=1).values
+            needed = others / p[:, k].clamp_min(1e-12)  # the weight at which row i would prefer class k
+            m = int(quota[k])
+            w[k] = min(MAX_CLASS_WEIGHT, max(1.0, float(needed.kthvalue(m).values) * (1 + 1e-6)))
     return w.float()
 
 
@@ -117,7 +127,7 @@ def compose_posteriors(
         return apply_temperature(probs_to_logits(p), temperature).float()
 
     train, valid = scaled(train), scaled(valid)
-    weights = class_floor_weights(train)
+    weights = class_floor_weights(train, inputs.y_train)
     report(
         "posterior",
         0.9,
