@@ -201,6 +201,18 @@ def trusted_accuracy(pred: np.ndarray, trusted: np.ndarray) -> Estimate:
     return Estimate(right / n, low, high, "trusted", n)
 
 
+def reference_accuracy(pred: np.ndarray, reference: np.ndarray, seed: int = 0) -> Estimate:
+    """A predictor's accuracy as a reference distribution over the true classes expects it: the mean over
+    rows of reference[i, pred_i], with a bootstrap interval over the rows (the reference's own error is not
+    in it). The run's refined posteriors are the reference (`method = "posterior"`)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.int64)
+    if not len(pred):
+        return _none()
+    ref = ref / np.clip(ref.sum(axis=1, keepdims=True), 1e-12, None)
+    return mean_estimate(ref[np.arange(len(pred)), pred], "posterior", seed)
+
+
 def accuracy_estimate(
     pred: np.ndarray,
     noisy: np.ndarray,

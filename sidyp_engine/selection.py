@@ -6,8 +6,9 @@ Two decisions, each between the method's output and the plain one:
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
 on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`
-(gold-free moments, or plain accuracy on trusted rows) are computed for every candidate and reported; the
-gold-free ones never decide (docs/method.md, "Do no harm"). A third candidate for both, the linear probe
+(gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
+rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
+"Do no harm"). A third candidate for both, the linear probe
 ("probe": a logistic regression on the frozen embeddings), replaces the choice where it is clearly better:
 on the trusted rows, or gold-free against the plain classifier by agreement with the noisy validation
 labels (`_probe_choice`).
@@ -46,6 +47,7 @@ class Selection:
     margins: dict[str, float]  # 5th percentile of plain minus method, per decision
     temperature_source: str = "gold-free reference"  # what the models' temperatures were fitted against
     method_noise_share: float | None = None  # the run's own wrong-label estimate the gate read
+    moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +65,7 @@ class Selection:
             "margins": {k: round(v, 4) for k, v in self.margins.items()},
             "temperature_source": self.temperature_source,
             "method_noise_share": self.method_noise_share,  # unrounded: it is the report's noise_share
+            "moment_estimates": {name: e.as_dict() for name, e in (self.moment_estimates or {}).items()},
         }
 
 
@@ -102,6 +105,7 @@ def select(
     seed: int = 0,
     gold_free_may_switch: bool = False,
     method_wrong_share: Estimate | None = None,
+    reference: np.ndarray | None = None,
 ) -> Selection:
     """Decide labels and model from validation-row predictions (class ids) of every candidate.
 
@@ -111,8 +115,9 @@ def select(
     `gold_free_may_switch` (config `selection="auto"`, the default), when the wrong-label share is below
     METHOD_MIN_NOISE: measured on the trusted rows, else the run's own estimate `method_wrong_share`
     (which is then also the reported wrong-label share, and its complement the LLM labels' accuracy).
-    The gold-free moment estimates are computed and reported, never acted on. `selection="trusted"`
-    acts on trusted rows only, without the gate.
+    The gold-free estimates are computed and reported, never acted on: with `reference` (the rows'
+    refined posteriors) each candidate's expected accuracy under it, else the method of moments (always
+    kept as `moment_estimates`). `selection="trusted"` acts on trusted rows only, without the gate.
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -122,9 +127,16 @@ def select(
         keep = noisy >= 0
         predictions = {name: np.asarray(pred)[keep] for name, pred in predictions.items()}
         noisy = noisy[keep]
+        reference = None if reference is None else np.asarray(reference)[keep]
     found = {
         name: estimates.accuracy_estimate(pred, noisy, t, trusted, seed) for name, pred in predictions.items()
     }
+    moments = found
+    if not has_trusted and reference is not None and len(reference):
+        # closer to the measured accuracy than the moments on every development run (docs/method.md)
+        found = {
+            name: estimates.reference_accuracy(pred, reference, seed) for name, pred in predictions.items()
+        }
     if has_trusted:
         labels = estimates.trusted_accuracy(noisy, np.where(noisy >= 0, trusted, -1))
     elif method_wrong_share is not None:  # closer than the moments on every design run (docs/method.md)
@@ -147,7 +159,8 @@ def select(
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
-    reason = _reason(kept, found, has_trusted, margins) + probe_note
+    basis = "trusted" if has_trusted else ("posterior" if found is not moments else "moments")
+    reason = _reason(kept, found, basis, margins) + probe_note
     who = "the trusted rows show" if has_trusted else "the run estimates"
     if gold_free_may_switch and gate_share is not None and not gated:
         reason = (
@@ -172,6 +185,7 @@ def select(
         labels.complement(),
         margins,
         method_noise_share=None if method_wrong_share is None else method_wrong_share.accuracy,
+        moment_estimates=None if has_trusted else moments,
     )
 
 
@@ -217,10 +231,15 @@ def _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margin
     return "".join(f"; {n}" for n in notes)
 
 
-def _reason(
-    kept: dict[str, str], found: dict[str, Estimate], has_trusted: bool, margins: dict[str, float]
-) -> str:
-    source = "the trusted rows" if has_trusted else "the noisy validation labels and the noise matrix"
+_SOURCES = {
+    "trusted": "the trusted rows",
+    "posterior": "the refined posteriors of the validation rows",
+    "moments": "the noisy validation labels and the noise matrix",
+}
+
+
+def _reason(kept: dict[str, str], found: dict[str, Estimate], basis: str, margins: dict[str, float]) -> str:
+    source, has_trusted = _SOURCES[basis], basis == "trusted"
     parts = []
     for decision, name in kept.items():
         method = REFINED if decision == "labels" else SERVED

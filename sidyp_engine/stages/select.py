@@ -3,9 +3,10 @@
 Runs after the served model. The candidates are scored on the validation rows (never trained on), each by
 predictions that did not read the row's own noisy label (`sidyp_engine.selection`); with trusted rows the
 candidates are scored on those instead (their suggested label / their prediction on those texts), and
-with enough of them both models' temperatures are fitted to their labels (NLL) instead of a reference. The
-noise matrix of the gold-free estimate comes from anchor points of the stage-1 ensemble on the held-out
-texts (`selection_noise_matrix`), not from the method's own refined posteriors.
+with enough of them the models' temperatures are fitted to their labels (NLL) instead of a reference.
+Gold-free, each candidate's accuracy is the one the validation rows' refined posteriors expect of it; the
+method-of-moments estimates (noise matrix from anchor points of the stage-1 ensemble on the held-out texts,
+`selection_noise_matrix`) are kept beside them for comparison. Neither decides (the noise gate does).
 """
 
 from __future__ import annotations
@@ -149,7 +150,11 @@ def select_outputs(
     else:
         preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
     wrong = method_wrong_share(post, inputs, seed)
-    chosen = selection.select(preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong)
+    # the reference for the gold-free estimates: the validation rows' refined posteriors (with their label)
+    reference = post.valid.numpy() if rows is None and len(post.valid) else None
+    chosen = selection.select(
+        preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
+    )
     chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows)
     labels = {
         selection.REFINED: (post.train, post.valid, post.extra),

@@ -201,3 +201,27 @@ def test_trusted_rows_may_put_the_probe_above_the_method(planted):
     worse = dict(preds, **{selection.PROBE: _draw(rng, y, _symmetric(0.5))})
     chosen = selection.select(worse, heavy, t, trusted, gold_free_may_switch=True)
     assert chosen.kept_labels == selection.REFINED
+
+
+def test_gold_free_estimates_read_the_refined_posteriors_when_given(planted):
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    }
+    # a calibrated reference: 80 % on the true class, the rest spread
+    reference = np.full((N, C), 0.2 / (C - 1))
+    reference[np.arange(N), y] = 0.8
+    chosen = selection.select(preds, noisy, t, reference=reference)
+    for name, pred in preds.items():
+        expected = 0.8 * np.mean(pred == y) + 0.2 / (C - 1) * np.mean(pred != y)
+        assert chosen.estimates[name].method == "posterior"
+        assert chosen.estimates[name].accuracy == pytest.approx(expected, abs=1e-9)
+        assert chosen.moment_estimates[name].method in ("moments", "bound")
+    assert "the refined posteriors of the validation rows" in chosen.reason
+    assert set(chosen.as_dict()["moment_estimates"]) == set(preds)
+    # trusted rows replace both
+    trusted = np.full(N, -1)
+    trusted[:300] = y[:300]
+    chosen = selection.select(preds, noisy, t, trusted, reference=reference)
+    assert chosen.estimates[selection.PLAIN].method == "trusted" and not chosen.moment_estimates
