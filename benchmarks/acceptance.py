@@ -53,6 +53,11 @@ def run_rows(path: str) -> list[dict]:
             for name, r in table.items()
             if r.get("measured_test") is not None
         }
+        row["moments_vs_measured_test"] = {
+            name: [r["estimated"]["accuracy"], r["measured_test"]]
+            for name, r in est.get("moment_rows", {}).items()
+            if r.get("measured_test") is not None and r["estimated"].get("accuracy") is not None
+        }
         rows.append(row)
     return rows
 
@@ -67,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     rows = [row for path in sorted(args.paths) if not path.endswith("summary.json") for row in run_rows(path)]
-    head = f"{'set':<38}{'seed':>4}  {'kept':<20}{'baseline':>16}{'sidyp':>16}{'served':>16}  wrong share est/valid"
+    head = f"{'set':<38}{'seed':>4}  {'kept':<20}{'baseline':>22}{'sidyp':>22}{'served':>22}  wrong share est/valid"
     print(head)
     for r in rows:
         cells = "".join(
-            f"{r[n]['accuracy']:>8.3f}/{r[n]['macro_f1']:.3f}" if n in r else f"{'-':>16}"
+            f"{r[n]['accuracy']:>8.3f}/{r[n]['macro_f1']:.3f}/{r[n]['ece']:.3f}" if n in r else f"{'-':>22}"
             for n in ("noisy_baseline", "sidyp", "served")
         )
         w = r["wrong_share"]
@@ -85,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows
         if r["wrong_share"]["moments_estimate"] is not None
     ]
+    moment_pairs = [p for r in rows for p in r["moments_vs_measured_test"].values()]
     errors = {
         "accuracy_estimates_vs_test": mean_abs(pairs),
+        "accuracy_moment_estimates_vs_test": mean_abs(moment_pairs),
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
     }

@@ -56,8 +56,13 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
         "measured_valid": llm_valid,
         "measured_test": llm_test,
     }
+    moments = {  # the method-of-moments estimates the run keeps beside its reported ones
+        name: {"estimated": est, "measured_test": table.get(name, {}).get("measured_test")}
+        for name, est in (chosen.get("moment_estimates") or {}).items()
+    }
     return {
         "rows": table,
+        "moment_rows": moments,
         "anchor_t": _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid),
         "kept": chosen["kept"],
         "kept_model": chosen["kept_model"],
