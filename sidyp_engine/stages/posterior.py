@@ -71,7 +71,9 @@ def class_floor_weights(
             others = torch.cat([scored[:, :k], scored[:, k + 1 :]], dim=1).max(dim=1).values
             needed = others / p[:, k].clamp_min(1e-12)  # the weight at which row i would prefer class k
             m = int(quota[k])
-            w[k] = min(MAX_CLASS_WEIGHT, max(1.0, float(needed.kthvalue(m).values) * (1 + 1e-6)))
+            # 0.1 % above the quota row's threshold: it wins clearly (not a tie that rounding the stored
+            # probabilities could turn), at the price of the few rows within that margin joining it
+            w[k] = min(MAX_CLASS_WEIGHT, max(1.0, float(needed.kthvalue(m).values) * (1 + 1e-3)))
     return w.float()
 
 

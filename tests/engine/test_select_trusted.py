@@ -117,10 +117,14 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     valid_preds = kept.valid_predictions
     t_matrix = kept.noise_matrix
     wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
-    expected = selection.select(valid_preds, planted.inputs.valid_ids, t_matrix, None, 0, False, wrong)
+    reference = planted.post.valid.numpy()  # the gold-free estimates read the refined posteriors
+    expected = selection.select(
+        valid_preds, planted.inputs.valid_ids, t_matrix, None, 0, False, wrong, reference=reference
+    )
     assert kept.selection.as_dict() == expected.as_dict()
     assert expected.temperature_source == "gold-free reference"
-    assert all(e.method in ("moments", "bound") for e in expected.estimates.values())
+    assert all(e.method == "posterior" for e in expected.estimates.values())
+    assert all(e.method in ("moments", "bound") for e in expected.moment_estimates.values())
     valid_logits = planted.plain.logits(planted.inputs.valid_texts)
     accuracy = expected.estimates[selection.PLAIN_MODEL].accuracy
     assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
