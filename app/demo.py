@@ -233,8 +233,8 @@ def _why_not_caught(sel: dict, measured: dict[str, float | None]) -> list[str]:
         if est_m >= est_p:
             lines.append(
                 f"  {method}: the gold-free estimates put it ahead of {plain} ({est_m:.3f} vs {est_p:.3f}), the "
-                "opposite of the toy gold: they assume the LLM's errors depend on the true class only, and this "
-                "toy set's depend on the text."
+                "opposite of the toy gold: they are the refined posteriors' view of every candidate, including "
+                "their own, and the selection never acts on them."
             )
         else:
             lines.append(
@@ -257,7 +257,7 @@ def format_summary(report: dict) -> list[str]:
         f"model served:     {kept_model} ({_CANDIDATES.get(kept_model, '?')})",
         f"why: {sel.get('reason', '?')}",
         f"rule: {sel.get('rule', '?')}",
-        "gold-free estimates, 95% intervals (they assume the LLM's errors depend on the true class only):",
+        "gold-free estimates, 95% intervals (what the refined posteriors expect: the method's own view):",
         f"  {'LLM labels':<28} {_interval(sel.get('llm_label_accuracy'))}",
         f"  {'share of wrong LLM labels':<28} {_interval(sel.get('noise_share'))}",
     ]

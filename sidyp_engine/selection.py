@@ -248,10 +248,10 @@ def _reason(kept: dict[str, str], found: dict[str, Estimate], basis: str, margin
             continue
         if name in (PLAIN, PLAIN_MODEL):
             clearly = has_trusted and margins.get(decision, 0.0) > 0
-            how = "clearly better on the trusted rows" if clearly else "estimated"
+            how = "clearly better on the trusted rows" if clearly else "kept by the gate"
             parts.append(
                 f"{decision}: the plain classifier, {how} "
-                f"({found[plain].accuracy:.3f} vs {found[method].accuracy:.3f})"
+                f"(estimated {found[plain].accuracy:.3f}; {method} {found[method].accuracy:.3f})"
             )
         elif plain in found and method in found:
             why = "not clearly better" if has_trusted else "gold-free estimates are not acted on"

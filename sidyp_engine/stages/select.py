@@ -232,9 +232,12 @@ def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -
     """Every model's temperature, fitted to the trusted labels when there are enough; returns the source."""
     fit_rows = _temperature_rows(rows)
     if fit_rows is None:  # the served model keeps the temperature its distillation fitted
+        # the others' confidence follows their moment estimates, not the refined posteriors' view of them:
+        # where a plain model is kept the gate has just judged those posteriors not to be trusted
+        found = chosen.moment_estimates or chosen.estimates
         for name, model in models.items():
             if name != selection.SERVED:
-                model.temperature = _temperature_for(valid_logits[name], chosen.estimates[name].accuracy)
+                model.temperature = _temperature_for(valid_logits[name], found[name].accuracy)
         return GOLD_FREE_TEMPERATURE
     take, source = fit_rows
     labels = torch.from_numpy(rows.trusted[take])

@@ -121,7 +121,7 @@ def test_noise_gate_keeps_plain_when_the_run_finds_few_wrong_labels(planted):
     }
     low = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2))
     assert low.kept_labels == selection.PLAIN
-    assert "below the 40%" in low.reason and "plain classifier, estimated (" in low.reason
+    assert "below the 40%" in low.reason and "plain classifier, kept by the gate (estimated " in low.reason
     high = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.45))
     assert high.kept_labels == selection.REFINED
     reported = selection.select(preds, noisy, t, gold_free_may_switch=False, method_wrong_share=_share(0.2))
