@@ -99,13 +99,22 @@ def selection_noise_matrix(ens: EnsembleOutput) -> np.ndarray:
     return estimates.anchor_noise_matrix(rows.numpy())
 
 
+def calibrated(probs: torch.Tensor, post: Posteriors) -> torch.Tensor:
+    """`probs` (delivered refined posteriors) without the class floor's weights: the calibrated P(y | x)
+    the estimates read. The floor reweights classes for the argmax (docs/method.md, "The class floor");
+    an expected share of wrong labels or of right predictions is a property of the calibrated ones."""
+    if post.class_weights is None:
+        return probs
+    return reweighted(probs, 1.0 / post.class_weights)
+
+
 def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates.Estimate | None:
-    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x, given) of the refined
-    posteriors over the caller's labelled rows (training rows and the validation rows held out of them),
-    with a bootstrap interval over the rows (the posteriors' own error is not in it)."""
-    given = [(post.train, inputs.train_ids)]
+    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x, given) of the calibrated
+    refined posteriors over the caller's labelled rows (training rows and the validation rows held out of
+    them), with a bootstrap interval over the rows (the posteriors' own error is not in it)."""
+    given = [(calibrated(post.train, post), inputs.train_ids)]
     if inputs.is_validation.any():
-        given.append((post.valid, inputs.valid_ids))
+        given.append((calibrated(post.valid, post), inputs.valid_ids))
     right = [
         p[torch.from_numpy(np.flatnonzero(ids >= 0)), torch.from_numpy(ids[ids >= 0])] for p, ids in given
     ]
@@ -151,7 +160,7 @@ def select_outputs(
         preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
     wrong = method_wrong_share(post, inputs, seed)
     # the reference for the gold-free estimates: the validation rows' refined posteriors (with their label)
-    reference = post.valid.numpy() if rows is None and len(post.valid) else None
+    reference = calibrated(post.valid, post).numpy() if rows is None and len(post.valid) else None
     chosen = selection.select(
         preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
     )

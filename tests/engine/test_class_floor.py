@@ -63,3 +63,14 @@ def test_weights_stay_bounded():
     probs = probs / probs.sum(1, keepdim=True)
     weights = class_floor_weights(probs, given)
     assert weights is None or float(weights.max()) <= MAX_CLASS_WEIGHT
+
+
+def test_the_estimates_read_the_posteriors_without_the_floor():
+    from sidyp_engine.stages.posterior import Posteriors
+    from sidyp_engine.stages.select import calibrated
+
+    probs, given, _ = _starved()
+    weights = class_floor_weights(probs, given)
+    post = Posteriors(reweighted(probs, weights), probs[:0], None, 1.0, 0.0, weights)
+    assert torch.allclose(calibrated(post.train, post), probs, atol=1e-6)
+    assert torch.equal(calibrated(probs, Posteriors(probs, probs[:0], None, 1.0, 0.0)), probs)

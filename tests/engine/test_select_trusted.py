@@ -49,7 +49,7 @@ def planted():
     noisy_probs = torch.from_numpy(np.eye(C)[noisy] * 0.7 + 0.1).float()
     ens = SimpleNamespace(noisy_posteriors={"train": noisy_probs[fit_rows], "valid": noisy_probs[held]})
     refined = torch.from_numpy(probs).float()
-    post = SimpleNamespace(train=refined[fit_rows], valid=refined[held], extra=None)
+    post = SimpleNamespace(train=refined[fit_rows], valid=refined[held], extra=None, class_weights=None)
     served = _LookupModel(texts, true_logits * SERVED_T)
     plain = _LookupModel(texts, true_logits * PLAIN_T)
     return SimpleNamespace(inputs=inputs, ens=ens, post=post, refined_valid=refined[held], served=served,
@@ -117,7 +117,8 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     valid_preds = kept.valid_predictions
     t_matrix = kept.noise_matrix
     wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
-    reference = planted.post.valid.numpy()  # the gold-free estimates read the refined posteriors
+    # the gold-free estimates read the refined posteriors (without the class floor's weights)
+    reference = select_stage.calibrated(planted.post.valid, planted.post).numpy()
     expected = selection.select(
         valid_preds, planted.inputs.valid_ids, t_matrix, None, 0, False, wrong, reference=reference
     )
