@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 import torch
 
-from tests.conftest import toy_dataset
-
-
-def _write_split(path, texts, noisy, gold):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "noisy_label", "gold_label"])
-        w.writerows(zip(texts, noisy, gold, strict=True))
+from tests.conftest import toy_dataset, write_csv
 
 
 @pytest.mark.slow  # two small benchmark runs (~10 s)
@@ -25,9 +17,9 @@ def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
     texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
     data = tmp_path / "toy"
     data.mkdir()
-    _write_split(data / "train.csv", texts[:24], noisy[:24], gold[:24])
-    _write_split(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
-    _write_split(data / "test.csv", texts, gold, gold)
+    write_csv(data / "train.csv", texts[:24], noisy[:24], gold[:24])
+    write_csv(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
+    write_csv(data / "test.csv", texts, gold, gold)
     common = [
         "--data",
         str(data),
