@@ -45,7 +45,7 @@ class CalibrationConfig(BaseModel):
         None,
         ge=1,
         le=200,
-        description="neighbours of the k-NN prior; None = 10 in the stage-1 space, 50 in the encoder space",
+        description="neighbours of the k-NN prior; None = 5 in the stage-1 space, 50 in the encoder space",
     )
     noise_fraction: Literal["auto"] | float = Field(
         "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"
@@ -71,8 +71,9 @@ class CalibrationConfig(BaseModel):
     noise_model: Literal["auto", "on", "off"] = Field(
         "auto",
         description="refine the k-NN prior with a class-conditional noise matrix fitted by EM over the "
-        "neighbours' noisy labels; 'auto' = on unless the labels are a learnable rule of the text (the "
-        "same held-out agreement test as knn_space), where noise is not a habit per true class",
+        "neighbours' noisy labels; 'auto' = on in the stage-1 k-NN space, off in the frozen encoder space "
+        "(which 'auto' takes when the labels are a learnable rule of the text, where noise is not a habit "
+        "per true class)",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="texts per training batch")
     learning_rate: float = Field(

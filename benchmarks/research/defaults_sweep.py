@@ -118,6 +118,7 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
             train_gold=g_train,
             temperature=np.array(post.temperature),
             vote_smoothing=np.array(post.vote_smoothing),
+            channel=np.eye(c) if prior.channel is None else prior.channel.numpy(),
         )
     return {
         "data": os.path.basename(os.path.normpath(data_dir)),

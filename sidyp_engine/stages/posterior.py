@@ -23,11 +23,12 @@ from sidyp_engine.stages.refine import Conditioning, Refiner
 from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
 
 # The read-out's class floor: no class is predicted (argmax) for fewer than this share of the training rows
-# of the lesser of what the posteriors expect of it (their mean) and what the labeller used it for. Argmax
+# of the lesser of what the posteriors expect of it (their mean) and what the labeller used it for (1: the
+# whole of that lesser share; chosen on nine development sets, docs/method.md). Argmax
 # starves a class the labeller misuses (the noise model learns that its labels mostly mean other classes),
 # and a class never predicted scores 0 in macro-F1; the labeller's own use caps it, as diffuse posteriors
 # spread mass onto classes the data hardly has (docs/method.md, "The class floor").
-CLASS_FLOOR = 0.5
+CLASS_FLOOR = 1.0
 MAX_CLASS_WEIGHT = 100.0
 
 

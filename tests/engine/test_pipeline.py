@@ -238,24 +238,25 @@ def test_knn_space_choice(setting, agreement, expected):
 
 def test_default_k_follows_the_knn_space(toy_run):
     diag = toy_run["result"].diagnostics
-    assert diag["k"] == (10.0 if diag["knn_space"].startswith("stage1") else 50.0)
+    assert diag["k"] == (5.0 if diag["knn_space"].startswith("stage1") else 50.0)
     assert 0.0 <= diag["held_out_label_agreement"] <= 1.0
 
 
 @pytest.mark.parametrize(
-    ("setting", "agreement", "expected"),
+    ("setting", "agreement", "knn_space", "expected"),
     [
-        ("auto", 0.99, False),  # rule-like labels: noise follows the text, not the true class
-        ("auto", 0.59, True),  # an LLM's habits: one noise row per true class
-        ("auto", float("nan"), True),
-        ("off", 0.59, False),
-        ("on", 0.99, True),
+        ("auto", 0.99, "auto", False),  # rule-like labels: noise follows the text, not the true class
+        ("auto", 0.59, "auto", True),  # an LLM's habits: one noise row per true class
+        ("auto", float("nan"), "auto", True),
+        ("auto", 0.59, "encoder", False),  # the frozen space, chosen by the caller: off all the same
+        ("off", 0.59, "auto", False),
+        ("on", 0.99, "auto", True),
     ],
 )
-def test_noise_model_switch(setting, agreement, expected):
-    from sidyp_engine.stages.prior import use_noise_model
+def test_noise_model_switch(setting, agreement, knn_space, expected):
+    from sidyp_engine.stages.prior import choose_knn_space, use_noise_model
 
-    assert use_noise_model(setting, agreement) is expected
+    assert use_noise_model(setting, choose_knn_space(knn_space, agreement)) is expected
 
 
 def test_toy_run_reports_both_priors(toy_run):
