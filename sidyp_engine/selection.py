@@ -4,11 +4,12 @@ Two decisions, each between the method's output and the plain one:
   labels: the refined posterior ("refined") or the stage-1 ensemble's P(ỹ | x) ("plain");
   model:  the distilled served model ("served") or the best stage-1 branch as it is ("plain_model").
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
-(measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
-on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`
-(gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
-rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
-"Do no harm"). A third candidate for both, the linear probe
+(measured on the trusted rows, else the run's own estimate) unless, without trusted rows, the refined
+posteriors expect the refined labels to beat plain by at least METHOD_MIN_GAIN; and with trusted rows also
+when plain is better on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of
+`sidyp_engine.estimates` (gold-free: what the refined posteriors expect, and the method of moments; or plain
+accuracy on trusted rows) are computed for every candidate and reported; gold-free, only that expected gain
+decides, never an estimate on its own (docs/method.md, "Do no harm"). A third candidate for both, the linear probe
 ("probe": a logistic regression on the frozen embeddings), replaces the choice where it is clearly better:
 on the trusted rows, or gold-free against the plain classifier by agreement with the noisy validation
 labels (`_probe_choice`).
