@@ -88,8 +88,7 @@ class CalibrationConfig(BaseModel):
         "auto",
         description="do no harm: which evidence may replace the refined labels and the served model by the "
         "plain noisy-label classifier. 'auto' = trusted rows when there are any, else the gold-free rule "
-        "(plain unless the run finds >= 40 % of the labels wrong or its refined posteriors expect the refined "
-        "labels to beat plain by >= 10 points); "
+        "(plain unless the run finds >= 40 % of the labels wrong and plain is not estimated clearly better); "
         "'trusted' = only trusted rows, the gold-free estimates are reported",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")

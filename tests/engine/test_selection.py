@@ -225,38 +225,3 @@ def test_gold_free_estimates_read_the_refined_posteriors_when_given(planted):
     trusted[:300] = y[:300]
     chosen = selection.select(preds, noisy, t, trusted, reference=reference)
     assert chosen.estimates[selection.PLAIN].method == "trusted" and not chosen.moment_estimates
-
-
-def test_gate_delivers_the_method_below_the_noise_share_when_its_posteriors_expect_a_clear_gain(planted):
-    rng, y, t, noisy = planted
-    reference = np.full((N, C), 0.2 / (C - 1))  # calibrated: 80 % on the true class
-    reference[np.arange(N), y] = 0.8
-
-    def gate(refined_error: float) -> selection.Selection:
-        preds = {
-            selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
-            selection.REFINED: _draw(rng, y, _symmetric(refined_error)),
-        }
-        return selection.select(
-            preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2), reference=reference
-        )
-
-    # 30 % vs 10 % wrong: the reference expects a gain of 0.8 * 0.2 - 0.067 * 0.2 ~ 0.15 >= 0.10
-    clear = gate(0.1)
-    assert clear.kept_labels == selection.REFINED
-    assert "below the 40%" in clear.reason and "expect the refined labels to beat" in clear.reason
-    # 30 % vs 25 % wrong: an expected gain of ~0.04, under the bar: the noise gate keeps plain
-    small = gate(0.25)
-    assert small.kept_labels == selection.PLAIN and "so the plain classifier is kept" in small.reason
-    # trusted rows measure the share themselves: the posteriors' expected gain is not read
-    trusted = np.full(N, -1)
-    trusted[:300] = y[:300]
-    preds = {
-        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
-        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
-    }
-    low_noise = np.where(rng.random(N) < 0.9, y, noisy)  # ~ 7 % wrong on the trusted rows
-    with_trusted = selection.select(
-        preds, low_noise, t, trusted, gold_free_may_switch=True, reference=reference
-    )
-    assert "expect the refined labels to beat" not in with_trusted.reason
