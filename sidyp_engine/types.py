@@ -45,7 +45,7 @@ class CalibrationConfig(BaseModel):
         None,
         ge=1,
         le=200,
-        description="neighbours of the k-NN prior; None = 5 in the stage-1 space, 50 in the encoder space",
+        description="neighbours of the k-NN prior; None = 10 in the stage-1 space, 50 in the encoder space",
     )
     noise_fraction: Literal["auto"] | float = Field(
         "auto", description="share of examples treated as likely mislabelled; 'auto' estimates it"

@@ -24,7 +24,7 @@ from sidyp_engine.types import CalibrationConfig, ShouldStop
 SPLITS = ("train", "valid", "extra")
 # Neighbours of the k-NN prior when config.k is None: the stage-1 space clusters tightly by class, so a
 # few suffice; in a frozen space the balanced vote needs more of them to be stable (docs/method.md).
-DEFAULT_K = {"stage1": 5, "encoder": 50}
+DEFAULT_K = {"stage1": 10, "encoder": 50}
 # "auto": the classifiers agree with this share of held-out noisy labels only when the labels are a rule.
 # Development sets read 0.57-0.91 (stage-1 space better, by up to 30 points) and the keyword-rule set 0.99
 # (frozen space better by 5); set near the rule's side because a wrong "rule" costs far more

@@ -239,7 +239,7 @@ def test_knn_space_choice(setting, agreement, expected):
 
 def test_default_k_follows_the_knn_space(toy_run):
     diag = toy_run["result"].diagnostics
-    assert diag["k"] == (5.0 if diag["knn_space"].startswith("stage1") else 50.0)
+    assert diag["k"] == (10.0 if diag["knn_space"].startswith("stage1") else 50.0)
     assert 0.0 <= diag["held_out_label_agreement"] <= 1.0
 
 
