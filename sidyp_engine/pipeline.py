@@ -226,6 +226,7 @@ def _run_facts(
         "vote_smoothing": post.vote_smoothing,
         # per-class weights of the class floor (None: no class was starved)
         "class_floor_weights": None if post.class_weights is None else post.class_weights.tolist(),
+        "floor_temperature": post.floor_temperature,
         "knn_space": _space_name(cfg, prior.space),
         "texts_truncated": setup.texts_truncated,
         "max_length": cfg.max_length,

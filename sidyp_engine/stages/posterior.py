@@ -40,6 +40,7 @@ class Posteriors:
     temperature: float
     vote_smoothing: float
     class_weights: torch.Tensor | None = None  # [C] the class floor's weights (None: all 1)
+    floor_temperature: float = 1.0  # the temperature after the weights (see `floored`)
 
 
 def class_floor_weights(
@@ -84,6 +85,20 @@ def reweighted(probs: torch.Tensor, weights: torch.Tensor | None) -> torch.Tenso
         return probs
     out = probs * weights.to(probs.dtype)
     return out / out.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def floored(probs: torch.Tensor, weights: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """The delivered read-out: p * w renormalised, then one temperature (p unchanged without weights)."""
+    if weights is None or not len(probs):
+        return probs
+    return apply_temperature(probs_to_logits(reweighted(probs, weights)), temperature).float()
+
+
+def unfloored(probs: torch.Tensor, weights: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """The calibrated posteriors back from `floored` ones (exact but for probabilities under 1e-8)."""
+    if weights is None or not len(probs):
+        return probs
+    return reweighted(apply_temperature(probs_to_logits(probs), 1.0 / temperature).float(), 1.0 / weights)
 
 
 def refined_posterior(
@@ -131,15 +146,24 @@ def compose_posteriors(
 
     train, valid = scaled(train), scaled(valid)
     weights = class_floor_weights(train, inputs.y_train)
+    # the weights move the confidence too: a second temperature makes the floored posteriors' mean
+    # confidence what the calibrated ones expect of the floored labels (on the validation rows), as the
+    # first did for the refiner's (docs/method.md, "Re-deciding the inner defaults")
+    floor_temperature = 1.0
+    if weights is not None and len(valid):
+        floor_temperature = fit_temperature(probs_to_logits(reweighted(valid, weights)), valid.double())
     report(
         "posterior",
         0.9,
         "class floor",
-        {"max_class_weight": 1.0 if weights is None else float(weights.max())},
+        {
+            "max_class_weight": 1.0 if weights is None else float(weights.max()),
+            "floor_temperature": floor_temperature,
+        },
     )
 
     def read(p: torch.Tensor) -> torch.Tensor:
-        return reweighted(p, weights)
+        return floored(p, weights, floor_temperature)
 
     return Posteriors(
         read(train),
@@ -148,4 +172,5 @@ def compose_posteriors(
         temperature,
         smoothing,
         weights,
+        floor_temperature,
     )

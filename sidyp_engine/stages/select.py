@@ -21,7 +21,7 @@ from sidyp_engine.classifier import EnsembleOutput
 from sidyp_engine.diffusion import compose_posterior
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs
-from sidyp_engine.stages.posterior import Posteriors, reweighted
+from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
 from sidyp_engine.stages.refine import Conditioning, Refiner
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
@@ -103,9 +103,7 @@ def calibrated(probs: torch.Tensor, post: Posteriors) -> torch.Tensor:
     """`probs` (delivered refined posteriors) without the class floor's weights: the calibrated P(y | x)
     the estimates read. The floor reweights classes for the argmax (docs/method.md, "The class floor");
     an expected share of wrong labels or of right predictions is a property of the calibrated ones."""
-    if post.class_weights is None:
-        return probs
-    return reweighted(probs, 1.0 / post.class_weights)
+    return unfloored(probs, post.class_weights, post.floor_temperature)
 
 
 def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates.Estimate | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from sidyp_engine.stages.posterior import CLASS_FLOOR, MAX_CLASS_WEIGHT, class_floor_weights, reweighted
@@ -74,3 +75,24 @@ def test_the_estimates_read_the_posteriors_without_the_floor():
     post = Posteriors(reweighted(probs, weights), probs[:0], None, 1.0, 0.0, weights)
     assert torch.allclose(calibrated(post.train, post), probs, atol=1e-6)
     assert torch.equal(calibrated(probs, Posteriors(probs, probs[:0], None, 1.0, 0.0)), probs)
+
+
+def test_the_floored_read_out_is_recalibrated_and_inverts_exactly():
+    from sidyp_engine.stages.posterior import floored, unfloored
+    from sidyp_engine.temperature import expected_accuracy, fit_temperature, probs_to_logits
+
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(400, 4, generator=gen) * 2, dim=1)
+    probs[:, 3] *= 0.2  # a class the argmax starves
+    probs = probs / probs.sum(dim=1, keepdim=True)
+    given = torch.randint(0, 4, (400,), generator=gen)
+    weights = class_floor_weights(probs, given, floor=1.0)
+    assert weights is not None and weights[3] > 1
+    t = fit_temperature(probs_to_logits(reweighted(probs, weights)), probs.double())
+    out = floored(probs, weights, t)
+    # the argmax is the reweighted one, the mean confidence what the calibrated posteriors expect of it
+    assert torch.equal(out.argmax(1), reweighted(probs, weights).argmax(1))
+    expected = expected_accuracy(probs_to_logits(out), probs)
+    assert float(out.max(dim=1).values.mean()) == pytest.approx(expected, abs=1e-3)
+    assert torch.allclose(unfloored(out, weights, t), probs, atol=1e-5)
+    assert floored(probs, None, t) is probs and unfloored(probs, None, t) is probs
