@@ -14,6 +14,7 @@ import torch
 from sidyp_engine import selection
 from sidyp_engine.stages import select as select_stage
 from sidyp_engine.stages.inputs import Inputs
+from sidyp_engine.stages.posterior import Posteriors
 from sidyp_engine.temperature import fit_temperature_nll
 
 N_ROWS, N_VALID, C = 2400, 1200, 3
@@ -49,7 +50,7 @@ def planted():
     noisy_probs = torch.from_numpy(np.eye(C)[noisy] * 0.7 + 0.1).float()
     ens = SimpleNamespace(noisy_posteriors={"train": noisy_probs[fit_rows], "valid": noisy_probs[held]})
     refined = torch.from_numpy(probs).float()
-    post = SimpleNamespace(train=refined[fit_rows], valid=refined[held], extra=None, class_weights=None)
+    post = Posteriors(refined[fit_rows], refined[held], None, temperature=1.0, vote_smoothing=0.0)
     served = _LookupModel(texts, true_logits * SERVED_T)
     plain = _LookupModel(texts, true_logits * PLAIN_T)
     return SimpleNamespace(inputs=inputs, ens=ens, post=post, refined_valid=refined[held], served=served,
