@@ -26,8 +26,8 @@ SPLITS = ("train", "valid", "extra")
 # few suffice; in a frozen space the balanced vote needs more of them to be stable (docs/method.md).
 DEFAULT_K = {"stage1": 10, "encoder": 50}
 # "auto": the classifiers agree with this share of held-out noisy labels only when the labels are a rule.
-# Development sets read 0.57-0.91 (stage-1 space better, by up to 30 points) and the keyword-rule set 0.99
-# (frozen space better by 5); set near the rule's side because a wrong "rule" costs far more
+# Development sets read 0.57-0.91 (stage-1 space better on seven of eight, by up to 30 points) and the
+# keyword-rule set 0.99 (frozen space better by 6); set near the rule's side as a wrong "rule" costs more
 # (docs/method.md, "Re-deciding the inner defaults").
 LABEL_RULE_AGREEMENT = 0.97
 
