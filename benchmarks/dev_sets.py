@@ -8,6 +8,11 @@ the gold label until the share of rows whose noisy label differs from gold is th
 source's own noise leaves the split unchanged). The errors that remain are the labeller's own, so the noise
 keeps its shape (which classes it confuses, which texts it gets wrong); only its amount changes. test.csv is
 copied as it is: test gold only scores. Written outside the repository (the data must not be copied in).
+
+`--binary` writes one more set, `<name>-binary`: the training split's most frequent gold class against the
+rest (`other`), in every split, noisy and gold alike. The labeller's errors stay its own (a row it gave
+another class, or the class wrongly, is wrong here too, and a confusion between two other classes
+disappears): a two-class task with an accurate labeller, the case the held-out sets have and these do not.
 """
 
 from __future__ import annotations
@@ -34,6 +39,17 @@ def corrected(rows: list[dict[str, str]], level: float, seed: int) -> tuple[list
     return out, share
 
 
+def one_vs_rest(rows: list[dict[str, str]], positive: str) -> list[dict[str, str]]:
+    """Labels mapped to `positive` / "other"; a missing noisy label stays missing."""
+
+    def mapped(label: str) -> str:
+        return label if label in ("", positive) else "other"
+
+    return [
+        r | {"noisy_label": mapped(r["noisy_label"]), "gold_label": mapped(r["gold_label"])} for r in rows
+    ]
+
+
 def read_rows(path: str) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -50,10 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="dir with train.csv, valid.csv, test.csv")
     parser.add_argument("--out", required=True, help="parent dir of the sets written (outside the repo)")
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.40, 0.20, 0.05])
+    parser.add_argument("--noise", type=float, nargs="*", default=[0.40, 0.20, 0.05])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--binary", action="store_true", help="also the most frequent class against the rest")
     args = parser.parse_args(argv)
     name = os.path.basename(os.path.normpath(args.source))
+    if args.binary:
+        splits = {s: read_rows(os.path.join(args.source, f"{s}.csv")) for s in ("train", "valid", "test")}
+        golds = [r["gold_label"] for r in splits["train"]]
+        positive = max(sorted(set(golds)), key=golds.count)
+        target = os.path.join(args.out, f"{name}-binary")
+        os.makedirs(target, exist_ok=True)
+        for split, rows in splits.items():
+            write_rows(os.path.join(target, f"{split}.csv"), one_vs_rest(rows, positive))
+        wrong = [r["noisy_label"] != r["gold_label"] for r in one_vs_rest(splits["train"], positive)]
+        print(f"{target}: {positive} against the rest, wrong share train {sum(wrong) / len(wrong):.3f}")
     for level in args.noise:
         target = os.path.join(args.out, f"{name}-noise{round(level * 100):02d}")
         os.makedirs(target, exist_ok=True)

@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,11 +33,24 @@ import torch
 from benchmarks.quality import gold_ids, read_split
 from sidyp_engine.metrics import ece, macro_f1
 from sidyp_engine.pipeline import _setup
-from sidyp_engine.stages.ensemble import encode_stage1, keep_best_branch, stage1_decoder, train_classifiers
-from sidyp_engine.stages.inputs import validate
-from sidyp_engine.stages.posterior import class_floor_weights, compose_posteriors, reweighted
-from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, split_rows
-from sidyp_engine.stages.refine import conditioning, train_refiner
+from sidyp_engine.stages.ensemble import (
+    EnsembleOutput,
+    encode_stage1,
+    keep_best_branch,
+    stage1_decoder,
+    train_classifiers,
+)
+from sidyp_engine.stages.inputs import Inputs, validate
+from sidyp_engine.stages.posterior import Posteriors, class_floor_weights, compose_posteriors, reweighted
+from sidyp_engine.stages.prior import (
+    NoiseFlags,
+    Prior,
+    dynamic_prior,
+    flag_noise,
+    frozen_embeddings,
+    split_rows,
+)
+from sidyp_engine.stages.refine import Conditioning, Refiner, conditioning, train_refiner
 from sidyp_engine.stages.select import calibrated, unlabelled_valid_posterior
 from sidyp_engine.types import CalibrationConfig
 
@@ -52,8 +66,24 @@ def _quiet(*_args, **_kwargs) -> None:
     return None
 
 
-def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays: str | None = None) -> dict:
-    """Stages 1-4 of one variant on one set; the scores of the module docstring."""
+@dataclass
+class FrontHalf:
+    """What stages 1-4 of one variant produced on one set, with the gold the scores read."""
+
+    data: dict  # split name -> the `read_split` columns
+    classes: list[str]
+    inputs: Inputs
+    ens: EnsembleOutput
+    flags: NoiseFlags
+    prior: Prior
+    cond: Conditioning
+    refiner: Refiner
+    post: Posteriors
+    seconds: dict[str, float]
+
+
+def run_front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str) -> FrontHalf:
+    """Stages 1-4 of `calibrate` for one variant, stage 1 and the embeddings from (or into) the cache."""
     train, valid, test = (read_split(os.path.join(data_dir, f"{s}.csv")) for s in ("train", "valid", "test"))
     classes = sorted({y for y in train["noisy"] + valid["noisy"] if y is not None})  # as the benchmark
     cfg = CalibrationConfig(seed=seed, **overrides)
@@ -85,6 +115,19 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
     cond = conditioning(inputs, ens, frozen)
     refiner = train_refiner(cfg, inputs, cond, prior, device, None, None)
     post = compose_posteriors(inputs, ens, refiner, cond, prior, _quiet)
+    seconds = {
+        "stage1_and_embeddings": round(t_front - started, 1),
+        "stages_2_4": round(time.perf_counter() - t_front, 1),
+    }
+    data = {"train": train, "valid": valid, "test": test}
+    return FrontHalf(data, classes, inputs, ens, flags, prior, cond, refiner, post, seconds)
+
+
+def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays: str | None = None) -> dict:
+    """Stages 1-4 of one variant on one set; the scores of the module docstring."""
+    run = run_front_half(data_dir, seed, overrides, cache_dir)
+    train, valid, classes, inputs = run.data["train"], run.data["valid"], run.classes, run.inputs
+    ens, prior, cond, refiner, post = run.ens, run.prior, run.cond, run.refiner, run.post
     unlabelled = unlabelled_valid_posterior(ens, refiner, cond, post.class_weights)
     c = inputs.n_classes
     g_train = gold_ids([train["gold"][i] for i in inputs.fit_rows], classes)
@@ -124,10 +167,7 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
         "data": os.path.basename(os.path.normpath(data_dir)),
         "seed": seed,
         "variant": overrides,
-        "seconds": {
-            "stage1_and_embeddings": round(t_front - started, 1),
-            "stages_2_4": round(time.perf_counter() - t_front, 1),
-        },
+        "seconds": run.seconds,
         "facts": {
             k: prior.metrics[k] for k in ("noise_model", "k", "held_out_label_agreement", "noisy_fraction")
         }
