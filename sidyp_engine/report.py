@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sidyp_engine.metrics import score_all
+from sidyp_engine.stages.prior import labels_are_rule
 
 REPORT_VERSION = 2
 RELIABILITY_BINS = 15  # the same equal-width bins as sidyp_engine.metrics.ece
@@ -207,6 +208,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     disagreement = _flagged_vs_noise(result)
     if disagreement is not None:
         out.append(disagreement)
+    rule = _labels_look_like_a_rule(result)
+    if rule is not None:
+        out.append(rule)
     if evaluation is not None and evaluation["n_scored"] == 0:
         out.append(
             {
@@ -246,6 +250,27 @@ def _flagged_vs_noise(result: Any) -> dict | None:
         f"estimated wrong; {why}.",
         "flagged_share": round(float(flagged), 4),
         "estimated_noise_share": round(float(share), 4),
+    }
+
+
+def _labels_look_like_a_rule(result: Any) -> dict | None:
+    """Rule-made labels (the classifiers reproduce the held-out labels) break what the gold-free numbers
+    assume: the clean set the prior votes with is then about as wrong as the rest, so the confidences and
+    accuracy estimates read agreement with the labeller (docs/method.md, "Where the gold-free numbers fail").
+    Trusted rows are the remedy, so the warning goes once their temperature is in use."""
+    agreement = result.diagnostics.get("held_out_label_agreement")
+    selection = result.diagnostics.get("selection") or {}
+    if agreement is None or not math.isfinite(agreement) or not labels_are_rule(agreement):
+        return None
+    if str(selection.get("temperature_source", "")).startswith("trusted"):
+        return None
+    return {
+        "code": "labels_look_like_a_rule",
+        "message": f"the classifiers reproduce {agreement:.0%} of the held-out labels: the labels look like a "
+        "rule of the text (keyword or pattern votes) rather than a labeller's habits. The gold-free confidences "
+        "and accuracy estimates can then be far too low; add about 100 hand-checked rows as trusted_label to "
+        "calibrate against truth.",
+        "held_out_label_agreement": round(float(agreement), 4),
     }
 
 

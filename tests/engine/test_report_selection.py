@@ -44,3 +44,16 @@ def test_no_warning_when_flags_match_and_no_sections_without_selection():
     plain = build_report(fake_result())
     assert plain["selection"] is None and plain["estimates"] is None
     assert "flagged_vs_noise_share" not in _codes(plain)
+
+
+def test_rule_made_labels_get_a_warning_until_trusted_rows_set_the_temperature():
+    chosen = _selection_dict(0.3)
+    rule = {"selection": chosen, "held_out_label_agreement": 0.99}
+    warning = next(w for w in build_report(fake_result(diagnostics=rule))["warnings"] if "rule" in w["code"])
+    assert warning["code"] == "labels_look_like_a_rule" and "trusted_label" in warning["message"]
+    assert "99%" in warning["message"]
+    habit = {"selection": chosen, "held_out_label_agreement": 0.8}
+    assert "labels_look_like_a_rule" not in _codes(build_report(fake_result(diagnostics=habit)))
+    trusted = dict(chosen, temperature_source="trusted rows (n=100, validation)")
+    checked = {"selection": trusted, "held_out_label_agreement": 0.99}
+    assert "labels_look_like_a_rule" not in _codes(build_report(fake_result(diagnostics=checked)))
