@@ -154,6 +154,7 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
             valid_unlabelled=unlabelled.numpy(),
             valid_prior=prior.valid.probs.numpy(),
             valid_plain=ens.noisy_posteriors["valid"].numpy(),
+            train_plain=ens.noisy_posteriors["train"].numpy(),
             valid_noisy=inputs.valid_ids,
             valid_gold=g_valid,
             train_calibrated=cal_train,
