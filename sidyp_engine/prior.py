@@ -19,6 +19,7 @@ CERTAIN_THRESHOLD = 0.9
 TWO_CANDIDATE_THRESHOLD = 0.8
 # Distance floor for the 1/d weights: exact duplicates (distance 0) would otherwise get infinite weight.
 MIN_DISTANCE = 1e-3
+MAX_REBALANCE = 5.0  # the most a class's votes are amplified (balance_divisors)
 
 
 @dataclass
@@ -94,13 +95,15 @@ def balance_divisors(counts: np.ndarray, k: int) -> np.ndarray:
     """Per class, what its votes are divided by in the balanced vote (relative to the mean class).
 
     Dividing by the class's count undoes the labeller's over-use of some classes, but a class with one
-    clean example would weigh ~mean-count times a typical one and take any row it neighbours. The
-    divisor is floored at 2 / k of the mean count: one neighbour then weighs at most k / 2 votes of an
-    average class, so it never outvotes a majority of the neighbourhood, and classes under-used by up to
-    k / 2 times (5 at k = 10; the measured labeller biases are 3-4.5x) are still fully rebalanced.
+    clean example would weigh ~mean-count times a typical one and take any row it neighbours. A class's
+    votes are therefore amplified at most min(k / 2, MAX_REBALANCE) times: one neighbour then never
+    outvotes a majority of the neighbourhood, and no class is inflated beyond the labeller biases
+    measured (3-4.5x). Full rebalancing assumes equal true class shares, so a larger cap over-predicts a
+    class the labeller merely under-uses (a rare positive class of a two-class task in a k = 50 space;
+    docs/method.md, "Class-balanced k-NN votes").
     """
     mean = counts.sum() / len(counts)
-    return np.maximum(counts, max(1.0, 2.0 * mean / k)) / mean
+    return np.maximum(counts, max(1.0, mean / min(k / 2.0, MAX_REBALANCE))) / mean
 
 
 def knn_votes(

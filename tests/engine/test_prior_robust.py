@@ -105,6 +105,9 @@ def test_balance_divisors_floor_only_the_very_rare_classes():
     mean = counts.mean()
     np.testing.assert_allclose(divisors[:5], counts[:5] / mean)  # under-used 2.4x: fully rebalanced
     assert divisors[5] == pytest.approx(0.2)  # floored: amplified k / 2 = 5x, not 717x
+    # a wide neighbourhood (the frozen space's k = 50) may not amplify further: 5x, not k / 2 = 25x
+    np.testing.assert_allclose(balance_divisors(counts, k=50), divisors)
+    assert balance_divisors(counts, k=4)[5] == pytest.approx(0.5)  # a narrow one: k / 2 = 2x
     small = np.array([3.0, 1.0, 0.0])  # a tiny index: the floor never goes below one row
     np.testing.assert_allclose(balance_divisors(small, k=10), np.maximum(small, 1.0) / small.mean())
 
