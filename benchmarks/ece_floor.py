@@ -1,6 +1,6 @@
 """The ECE a perfectly calibrated model shows on a finite test split (what an ECE target can ask for).
 
-    python -m benchmarks.ece_floor --out benchmarks/results/issue13d/ece_floor.json
+    python -m benchmarks.ece_floor --out benchmarks/results/issue13d/analysis/ece_floor.json
 
 Top-label confidences over 6 classes are drawn uniformly from a range, each prediction is right with exactly that
 probability, and ECE (15 equal-width bins, `sidyp_engine.metrics.ece`) is computed on n rows; 2,000 draws
