@@ -239,3 +239,16 @@ def test_vote_rows_take_the_trusted_labels_of_the_fitted_rows_and_group_their_te
     plain = vote_rows(inputs, flags, None)
     assert plain.trusted is None and plain.clean.tolist() == clean.tolist()
     assert plain.labelled.tolist() == [True, True, False, True]
+
+
+def test_a_rare_class_in_a_wide_neighbourhood_is_amplified_five_times_not_k_over_2():
+    # two classes, the labeller gives the first to 2 % of the rows; 4 of a query's 50 neighbours carry it
+    dim = 4
+    near = np.tile(np.eye(dim)[0], (50, 1)).astype(np.float32)  # all at the query: equal weights
+    far = np.tile(-np.eye(dim)[0], (4950, 1)).astype(np.float32)
+    labels = np.concatenate([np.zeros(4), np.ones(46), np.zeros(96), np.ones(4854)]).astype(np.int64)
+    votes = knn_votes(np.concatenate([near, far]), labels, np.eye(dim, dtype=np.float32)[:1], 2, k=50)
+    # 4 x 5 = 20 against 46 / 1.96 = 23.5 average votes: the neighbourhood's majority keeps the query
+    # (at k / 2 = 25x it was 100 against 23.5, share 0.81)
+    assert votes[0, 0] == pytest.approx(20 / (20 + 46 / 1.96), abs=1e-3)
+    assert votes[0].argmax() == 1
