@@ -192,6 +192,13 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
     }
 
 
+def emit(row: dict, path: str) -> None:
+    """One result row: printed, and appended to the JSON-lines file `path`."""
+    print(json.dumps(row), flush=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", nargs="+", required=True)
@@ -215,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": machine,
             }
-            print(json.dumps(row), flush=True)
-            with open(args.out, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            emit(row, args.out)
     return 0
 
 

@@ -21,14 +21,13 @@ and the estimated wrong-label share of the training rows against the true one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 from benchmarks.quality import gold_ids
-from benchmarks.research.defaults_sweep import run_front_half
+from benchmarks.research.defaults_sweep import emit, run_front_half
 from sidyp_engine.metrics import ece
 from sidyp_engine.prior import fit_vote_smoothing
 from sidyp_engine.stages.posterior import refined_posterior
@@ -90,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for data_dir in args.data:
-        row = compare(data_dir, args.seed, args.cache_dir)
-        print(json.dumps(row), flush=True)
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        emit(compare(data_dir, args.seed, args.cache_dir), args.out)
     return 0
 
 
