@@ -121,7 +121,7 @@ def calibrate(
     with report.stage("classifier", "training the classifier ensemble"):
         ens, reused = ckpt.run(
             "stage1",
-            lambda: train_classifiers(cfg, inputs, backbone, tokenizer, device, progress, stop),
+            lambda: train_classifiers(cfg, inputs, backbone, tokenizer, device, progress, stop, trusted_ids),
             encode_stage1,
             stage1_decoder(backbone, inputs.n_classes, device),
         )
@@ -170,7 +170,7 @@ def calibrate(
 
     with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(ens, tokenizer, inputs, cfg.max_length, device)
-        probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed)
+        probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed, trusted_ids)
         kept = _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
@@ -257,7 +257,10 @@ def _setup(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     early = _call_key(inputs, cfg, backbone, encoder, exclude=LATER_STAGE_FIELDS)
-    stage_keys = {"stage1": early, "embeddings": early}
+    # stage 1 leaves the trusted rows' labels out (stages.inputs.fit_labels): they are part of its key;
+    # the frozen embeddings read no label
+    stage1 = _call_key(inputs, cfg, backbone, encoder, trusted_ids, exclude=LATER_STAGE_FIELDS)
+    stage_keys = {"stage1": stage1, "embeddings": early}
     checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids), stage_keys)
     tokenizer = load_tokenizer(backbone)
     truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)

@@ -82,8 +82,20 @@ class FrontHalf:
     seconds: dict[str, float]
 
 
-def run_front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str) -> FrontHalf:
-    """Stages 1-4 of `calibrate` for one variant, stage 1 and the embeddings from (or into) the cache."""
+@dataclass
+class Stage1:
+    """Stage 1 of one set and seed from (or into) the cache, with what the later stages need to go on."""
+
+    data: dict  # split name -> the `read_split` columns
+    classes: list[str]
+    cfg: CalibrationConfig
+    inputs: Inputs
+    setup: object  # pipeline._Setup
+    ens: EnsembleOutput
+
+
+def load_stage1(data_dir: str, seed: int, overrides: dict, cache_dir: str) -> Stage1:
+    """Stage 1 of `calibrate` for one variant (the best branch kept), from or into the cache."""
     train, valid, test = (read_split(os.path.join(data_dir, f"{s}.csv")) for s in ("train", "valid", "test"))
     classes = sorted({y for y in train["noisy"] + valid["noisy"] if y is not None})  # as the benchmark
     cfg = CalibrationConfig(seed=seed, **overrides)
@@ -93,15 +105,22 @@ def run_front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str) ->
     work = os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(data_dir))}-seed{seed}")
     os.makedirs(work, exist_ok=True)
     setup = _setup(cfg, inputs, work)
-    ckpt, device = setup.checkpoints, setup.device
-    started = time.perf_counter()
-    ens, _ = ckpt.run(
+    ens, _ = setup.checkpoints.run(
         "stage1",
-        lambda: train_classifiers(cfg, inputs, setup.backbone, setup.tokenizer, device, None, None),
+        lambda: train_classifiers(cfg, inputs, setup.backbone, setup.tokenizer, setup.device, None, None),
         encode_stage1,
-        stage1_decoder(setup.backbone, inputs.n_classes, device),
+        stage1_decoder(setup.backbone, inputs.n_classes, setup.device),
     )
     keep_best_branch(ens)
+    return Stage1({"train": train, "valid": valid, "test": test}, classes, cfg, inputs, setup, ens)
+
+
+def run_front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str) -> FrontHalf:
+    """Stages 1-4 of `calibrate` for one variant, stage 1 and the embeddings from (or into) the cache."""
+    started = time.perf_counter()
+    s1 = load_stage1(data_dir, seed, overrides, cache_dir)
+    cfg, inputs, setup, ens = s1.cfg, s1.inputs, s1.setup, s1.ens
+    ckpt, device = setup.checkpoints, setup.device
     flags = flag_noise(cfg, inputs, ens)
     frozen_rows, _ = ckpt.run(
         "embeddings",
@@ -119,8 +138,7 @@ def run_front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str) ->
         "stage1_and_embeddings": round(t_front - started, 1),
         "stages_2_4": round(time.perf_counter() - t_front, 1),
     }
-    data = {"train": train, "valid": valid, "test": test}
-    return FrontHalf(data, classes, inputs, ens, flags, prior, cond, refiner, post, seconds)
+    return FrontHalf(s1.data, s1.classes, inputs, ens, flags, prior, cond, refiner, post, seconds)
 
 
 def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays: str | None = None) -> dict:

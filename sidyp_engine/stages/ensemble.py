@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidyp_engine.classifier import EnsembleOutput, release_memory, train_ensemble
 from sidyp_engine.model import TextClassifier
-from sidyp_engine.stages.inputs import Inputs
+from sidyp_engine.stages.inputs import Inputs, fit_labels
 from sidyp_engine.types import CalibrationConfig, ProgressCallback, ShouldStop
 
 
@@ -20,14 +21,16 @@ def train_classifiers(
     device: torch.device,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
+    trusted_ids: np.ndarray | None = None,
 ) -> EnsembleOutput:
-    """Stage 1 for the validated inputs: dynamics and noisy posteriors for train, validation and extra."""
+    """Stage 1 for the validated inputs: dynamics and noisy posteriors for train, validation and extra.
+    Trusted rows are fitted as unlabelled (`inputs.fit_labels`)."""
     return train_ensemble(
         cfg,
         backbone,
         tokenizer,
         inputs.train_texts,
-        inputs.y_train,
+        torch.from_numpy(fit_labels(inputs, trusted_ids)),
         inputs.valid_texts,
         inputs.y_valid,
         inputs.extra_texts,

@@ -87,6 +87,19 @@ def _hold_out(cfg: CalibrationConfig, texts: list[str], ids: np.ndarray, names: 
     )  # fmt: skip
 
 
+def fit_labels(inputs: Inputs, trusted_ids: np.ndarray | None) -> np.ndarray:
+    """The noisy label ids the stage-1 ensemble and the probe fit: trusted rows' labels left out (-1).
+
+    The trusted rows decide the selection and fit the temperatures, so they must be texts no candidate
+    learned: fitted to their noisy labels, the plain branch (and the served model it seeds) would
+    reproduce those labels on exactly these rows and the fit would read them as less accurate than
+    they are. Their texts still count in the co-regularisation, as unlabelled rows do.
+    """
+    if trusted_ids is None:
+        return inputs.train_ids
+    return np.where(trusted_ids[inputs.fit_rows] >= 0, -1, inputs.train_ids)
+
+
 def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
     """Texts longer than `max_length` tokens (special tokens included): the model sees only their start."""
     if not texts:

@@ -106,3 +106,38 @@ def test_a_kept_probe_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
     # the training rows' suggestions are out of fold: a row's own noisy label did not fit its prediction
     assert result.posteriors.shape == (len(texts), len(classes))
     assert np.allclose(result.posteriors.sum(1), 1.0, atol=1e-4)
+
+
+def test_no_candidate_fits_the_trusted_rows_labels(toy, tiny_backbone, monkeypatch, tmp_path):
+    texts, noisy, _, classes, trusted = toy
+    from sidyp_engine import probe as probe_module
+    from sidyp_engine.stages import ensemble as ensemble_stage
+    from sidyp_engine.stages.inputs import validate
+
+    fitted: dict[str, list[np.ndarray]] = {"stage1": [], "probe": []}
+    real_ensemble, real_probe = ensemble_stage.train_ensemble, probe_module.fit_probe
+
+    def ensemble_spy(cfg, backbone, tokenizer, train_texts, y_train, *rest):
+        fitted["stage1"].append(y_train.numpy().copy())
+        return real_ensemble(cfg, backbone, tokenizer, train_texts, y_train, *rest)
+
+    def probe_spy(x, y, *rest, **kw):
+        fitted["probe"].append(y.numpy().copy())
+        return real_probe(x, y, *rest, **kw)
+
+    monkeypatch.setattr(ensemble_stage, "train_ensemble", ensemble_spy)
+    monkeypatch.setattr(probe_module, "fit_probe", probe_spy)
+    cfg = _config(tiny_backbone)
+    calibrate(texts, noisy, classes, config=cfg, work_dir=tmp_path)
+    fitted["probe"].clear()
+    result = calibrate(texts, noisy, classes, config=cfg, trusted_labels=trusted, work_dir=tmp_path)
+    # the run with trusted rows trains its own stage 1: the first run's checkpoint is not reused
+    assert len(fitted["stage1"]) == 2 and result.diagnostics["reused_stage1"] is False
+    inputs = validate(cfg, texts, noisy, classes, None, None, None)
+    known = np.array([t is not None for t in trusted])[inputs.fit_rows]
+    assert known.any() and (inputs.train_ids[known] >= 0).all()
+    without, with_trusted = fitted["stage1"]
+    assert (without == inputs.train_ids).all()
+    # every trusted row unlabelled, every other row's label as before; the probe's full fit alike
+    assert (with_trusted == np.where(known, -1, inputs.train_ids)).all()
+    assert (fitted["probe"][0] == with_trusted).all()

@@ -72,17 +72,17 @@ def _trusted(p, n_valid: int, n_train: int) -> np.ndarray:
     return ids
 
 
-def test_enough_trusted_validation_rows_set_both_temperatures(planted):
+def test_trusted_rows_set_both_temperatures(planted):
     kept = _select(planted, _trusted(planted, N_VALID, 100))
-    # fitted on the validation rows alone (never trained on), which recovers the planted temperatures
-    valid = slice(0, N_VALID)
-    gold = torch.from_numpy(planted.gold[valid])
-    logits = torch.from_numpy(planted.true_logits[valid])
+    # fitted on every trusted row (none was trained on), which recovers the planted temperatures
+    rows = np.r_[np.arange(N_VALID), N_VALID + np.arange(100)]
+    gold = torch.from_numpy(planted.gold[rows])
+    logits = torch.from_numpy(planted.true_logits[rows])
     assert planted.served.temperature == pytest.approx(fit_temperature_nll(logits * SERVED_T, gold), rel=1e-4)
     assert planted.served.temperature == pytest.approx(SERVED_T, rel=0.10)
     assert planted.plain.temperature == pytest.approx(PLAIN_T, rel=0.10)
     chosen = kept.selection.as_dict()
-    assert chosen["temperature_source"] == f"trusted rows (n={N_VALID}, validation)"
+    assert chosen["temperature_source"] == f"trusted rows (n={N_VALID + 100}: {N_VALID} validation, 100 training)"
     # every estimate the report shows comes from the trusted rows, with an interval around it
     found = [*chosen["estimates"].values(), chosen["llm_label_accuracy"], chosen["noise_share"]]
     assert all(e["method"] == "trusted" and e["low"] <= e["accuracy"] <= e["high"] for e in found)
@@ -92,7 +92,7 @@ def test_enough_trusted_validation_rows_set_both_temperatures(planted):
     )
 
 
-def test_few_trusted_validation_rows_fit_on_all_trusted_rows(planted):
+def test_few_trusted_validation_rows_fit_with_the_training_ones(planted):
     kept = _select(planted, _trusted(planted, 10, 40))
     assert kept.selection.temperature_source == "trusted rows (n=50: 10 validation, 40 training)"
     rows = np.r_[np.arange(10), N_VALID + np.arange(40)]
