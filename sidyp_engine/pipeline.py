@@ -101,8 +101,9 @@ def calibrate(
     Model selection only ever sees the noisy validation labels. `collect_diagnostics` adds the per-row
     arrays of the intermediate stages to `result.diagnostic_arrays` (for benchmarks and ablations).
     `trusted_labels` (per training row, None = not trusted): labels the user checked; those rows are never
-    flagged, their trusted label is the suggestion, they anchor the k-NN prior, stay out of the distillation,
-    measure the wrong-label share and the candidates of the "select" stage, and refit the temperatures.
+    flagged, their trusted label is the suggestion, they anchor the k-NN prior, no candidate fits them
+    (stage 1 and the probe take them unlabelled, the distillation leaves them out), and they measure the
+    wrong-label share and the candidates of the "select" stage and refit the temperatures.
     """
     started = time.perf_counter()
     cfg = config if config is not None else CalibrationConfig()
