@@ -82,7 +82,10 @@ def test_trusted_rows_set_both_temperatures(planted):
     assert planted.served.temperature == pytest.approx(SERVED_T, rel=0.10)
     assert planted.plain.temperature == pytest.approx(PLAIN_T, rel=0.10)
     chosen = kept.selection.as_dict()
-    assert chosen["temperature_source"] == f"trusted rows (n={N_VALID + 100}: {N_VALID} validation, 100 training)"
+    assert (
+        chosen["temperature_source"]
+        == f"trusted rows (n={N_VALID + 100}: {N_VALID} validation, 100 training)"
+    )
     # every estimate the report shows comes from the trusted rows, with an interval around it
     found = [*chosen["estimates"].values(), chosen["llm_label_accuracy"], chosen["noise_share"]]
     assert all(e["method"] == "trusted" and e["low"] <= e["accuracy"] <= e["high"] for e in found)
