@@ -260,7 +260,9 @@ def _setup(
     early = _call_key(inputs, cfg, backbone, encoder, exclude=LATER_STAGE_FIELDS)
     # stage 1 leaves the trusted rows' labels out (stages.inputs.fit_labels): they are part of its key;
     # the frozen embeddings read no label
-    stage1 = _call_key(inputs, cfg, backbone, encoder, trusted_ids, exclude=LATER_STAGE_FIELDS)
+    stage1 = early
+    if trusted_ids is not None and (trusted_ids >= 0).any():
+        stage1 = _call_key(inputs, cfg, backbone, encoder, trusted_ids, exclude=LATER_STAGE_FIELDS)
     stage_keys = {"stage1": stage1, "embeddings": early}
     checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids), stage_keys)
     tokenizer = load_tokenizer(backbone)

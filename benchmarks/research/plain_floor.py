@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates = {
             "plain_model": {
                 split: torch.softmax(torch.from_numpy(model.logits(texts)), dim=-1)
-                for split, texts in (("train", inputs.texts), ("valid", inputs.valid_texts))
+                for split, texts in (("train", inputs.train_texts), ("valid", inputs.valid_texts))
             },
             "plain_labels": {split: ens.noisy_posteriors[split] for split in ("train", "valid")},
         }

@@ -244,8 +244,8 @@ def _trusted_rows(
 
 def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -> str:
     """Every model's temperature, fitted to the trusted labels when there are enough; returns the source."""
-    fit_rows = _temperature_rows(rows)
-    if fit_rows is None:  # the served model keeps the temperature its distillation fitted
+    source = _temperature_source(rows)
+    if source is None:  # the served model keeps the temperature its distillation fitted
         # the others' confidence follows their moment estimates, not the refined posteriors' view of them:
         # where a plain model is kept the gate has just judged those posteriors not to be trusted
         found = chosen.moment_estimates or chosen.estimates
@@ -253,17 +253,16 @@ def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -
             if name != selection.SERVED:
                 model.temperature = _temperature_for(valid_logits[name], found[name].accuracy)
         return GOLD_FREE_TEMPERATURE
-    take, source = fit_rows
-    labels = torch.from_numpy(rows.trusted[take])
+    labels = torch.from_numpy(rows.trusted)
     for name, model in models.items():
-        model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name][take]), labels)
+        model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name]), labels)
     return source
 
 
-def _temperature_rows(rows: TrustedRows | None) -> tuple[slice, str] | None:
-    """Which trusted rows the temperatures are fitted on, and how the report names them (None: too few).
+def _temperature_source(rows: TrustedRows | None) -> str | None:
+    """How the report names the rows the temperatures are fitted on (None: too few trusted rows).
 
-    All of them: validation rows were never trained on, and trusted training rows are left out of every
+    All trusted rows: validation rows were never trained on, and trusted training rows are left out of every
     fit (stage 1 and the probe take them as unlabelled, the distillation skips them), so both give the
     logits an unseen text gets. Fitted to its noisy label, a trusted training row would bias the fit
     (the model reproduces that label on it; on semeval the temperature came out 1.14 where the
@@ -273,8 +272,8 @@ def _temperature_rows(rows: TrustedRows | None) -> tuple[slice, str] | None:
         return None
     n_rows, n_valid = len(rows.trusted), rows.n_valid
     if n_valid == n_rows:
-        return slice(None), f"trusted rows (n={n_rows}, validation)"
-    return slice(None), f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
+        return f"trusted rows (n={n_rows}, validation)"
+    return f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
 
 
 def _temperature_for(logits: np.ndarray, accuracy: float) -> float:
