@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from sidyp_engine import calibrate
@@ -11,6 +12,7 @@ from sidyp_engine.types import CalibrationConfig
 from tests.conftest import toy_dataset
 
 
+@pytest.mark.slow  # a whole calibrate run (~9 s): in `make test`, not `make test-fast`
 def test_binary_accurate_labeller_gets_the_plain_classifier_back(tiny_backbone):
     torch.set_num_threads(1)
     texts, noisy, gold, classes = toy_dataset(n_per_class=20, noise=0.05, seed=4)

@@ -33,6 +33,7 @@ def toy():
     return texts, noisy, gold, classes, trusted
 
 
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_trusted_rows_are_never_flagged_and_decide_the_selection(toy, tiny_backbone):
     texts, noisy, gold, classes, trusted = toy
     result = calibrate(texts, noisy, classes, config=_config(tiny_backbone), trusted_labels=trusted)
@@ -60,6 +61,7 @@ def test_a_trusted_label_outside_the_classes_names_the_row(toy, tiny_backbone):
     assert err.value.rows == [5] and err.value.column == "trusted_label"
 
 
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
     texts, noisy, _, classes, _ = toy
     real_select = selection.select
@@ -84,6 +86,7 @@ def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monk
     assert (flagged == result.is_label_issue).all()
 
 
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_a_kept_probe_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
     texts, noisy, _, classes, _ = toy
     real_select = selection.select
@@ -108,6 +111,7 @@ def test_a_kept_probe_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
     assert np.allclose(result.posteriors.sum(1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_no_candidate_fits_the_trusted_rows_labels(toy, tiny_backbone, monkeypatch, tmp_path):
     texts, noisy, _, classes, trusted = toy
     from sidyp_engine import probe as probe_module
