@@ -91,7 +91,11 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
 
     cal = calibrated(fh.post.train, fh.post).numpy()
     g_valid = gold_ids(fh.data["valid"]["gold"], fh.classes)
-    unlabelled = unlabelled_valid_posterior(fh.ens, fh.refiner, fh.cond, fh.post.class_weights).argmax(1).numpy()
+    unlabelled_probs = unlabelled_valid_posterior(fh.ens, fh.refiner, fh.cond, fh.post.class_weights).numpy()
+    unlabelled = unlabelled_probs.argmax(1)
+    v_noisy = inputs.valid_ids
+    v_lab = np.flatnonzero(v_noisy >= 0)
+    cal_v = calibrated(fh.post.valid, fh.post).numpy()
 
     def valid_acc_f1(pred):
         return [round(float(np.mean(pred == g_valid)), 4), round(float(macro_f1(g_valid, pred, c)), 4)]
@@ -112,6 +116,10 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
         "wrong_share": {
             "estimated": round(float(1 - cal[lab, noisy[lab]].mean()), 4),
             "train_gold": round(float(np.mean(noisy[lab] != g[lab])), 4),
+            # validation rows: with their label (the gate's posterior) and as unseen texts, and the truth
+            "valid_conditioned": round(float(1 - cal_v[v_lab, v_noisy[v_lab]].mean()), 4),
+            "valid_unconditioned": round(float(1 - unlabelled_probs[v_lab, v_noisy[v_lab]].mean()), 4),
+            "valid_gold": round(float(np.mean(v_noisy[v_lab] != g_valid[v_lab])), 4),
         },
         "t_diag": None if channel is None else [round(float(x), 3) for x in np.diag(channel)],
         "t_diag_true": [round(float(x), 3) for x in np.diag(t_true)],
