@@ -120,7 +120,7 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert planted.served.temperature == 1.7
     valid_preds = kept.valid_predictions
     t_matrix = kept.noise_matrix
-    wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
+    wrong = select_stage.method_wrong_share(planted.refined_valid, planted.inputs, 0)
     # the gold-free estimates read the refined posteriors (without the class floor's weights)
     reference = select_stage.calibrated(planted.post.valid, planted.post).numpy()
     expected = selection.select(
