@@ -122,7 +122,9 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
         },
         "t_diag": None if channel is None else [round(float(x), 3) for x in np.diag(channel)],
         "t_diag_true": [round(float(x), 3) for x in np.diag(t_true)],
-        "t_abs_error": None if channel is None else round(float(np.abs(channel - t_true).sum(1).mean() / 2), 4),
+        "t_abs_error": None
+        if channel is None
+        else round(float(np.abs(channel - t_true).sum(1).mean() / 2), 4),
     }
 
 
