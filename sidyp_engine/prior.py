@@ -20,9 +20,6 @@ TWO_CANDIDATE_THRESHOLD = 0.8
 # Distance floor for the 1/d weights: exact duplicates (distance 0) would otherwise get infinite weight.
 MIN_DISTANCE = 1e-3
 MAX_REBALANCE = 5.0  # the most a class's votes are amplified (balance_divisors)
-# Pseudo-rows on the noise model's T diagonal per row labelled with the class (noise_model_prior); chosen on
-# the development sets' train and validation gold (docs/method.md, "The noise model's diagonal prior")
-DIAGONAL_ROWS_PER_LABEL = 4.0
 
 
 @dataclass
@@ -254,14 +251,13 @@ def noise_matrix(
     posteriors: np.ndarray,
     noisy: np.ndarray,
     n_classes: int,
-    diagonal_pseudocount: float | np.ndarray = 1e-6,
+    diagonal_pseudocount: float = 1e-6,
     floor: float = 0.0,
 ) -> np.ndarray:
     """Soft confusion P(noisy = j | true = i) from posteriors over true classes of the labelled rows.
 
-    `floor` is added to every cell and `diagonal_pseudocount` (one number, or one per class) to the
-    diagonal before normalising; the default tiny diagonal keeps rows of classes that never get posterior
-    mass defined (identity).
+    `floor` is added to every cell and `diagonal_pseudocount` to the diagonal before normalising; the
+    default tiny diagonal keeps rows of classes that never get posterior mass defined (identity).
     """
     labelled = noisy >= 0
     counts = np.full((n_classes, n_classes), floor, dtype=np.float64) + diagonal_pseudocount * np.eye(
@@ -288,7 +284,7 @@ def noise_model_prior(
     queries: list[torch.Tensor] | None = None,
     max_iterations: int = 100,
     tolerance: float = 1e-4,
-    diagonal_rows_per_label: float = DIAGONAL_ROWS_PER_LABEL,
+    diagonal_pseudocount: float = 20.0,
     groups: np.ndarray | None = None,
     trusted: np.ndarray | None = None,
 ) -> NoiseModelPrior:
@@ -305,12 +301,9 @@ def noise_model_prior(
 
     π, the class prior, is taken once from `init_probs` (the class-balanced k-NN prior of the likely-clean
     set) and kept fixed: re-estimating it too lets EM feed a class's share back into its own posteriors
-    until one class absorbs the rest (measured on semeval and on planted data). T's diagonal gets
-    `diagonal_rows_per_label` pseudo-rows per row labelled with the class, a Dirichlet prior that the
-    labeller is right more often than not. It decides between solutions that only permute classes, and
-    it grows with the evidence: a fixed count let the M step feed every row EM moved to another class
-    back into T as labeller noise, which moved more rows (docs/method.md, "The noise model's diagonal
-    prior").
+    until one class absorbs the rest (measured on semeval and on planted data). `diagonal_pseudocount`
+    rows per class are added to T's diagonal, a Dirichlet prior that the labeller is right more often
+    than not, which decides between solutions that only permute classes.
 
     `groups` (`text_groups`): copies of a row's text are left out of its votes and a text votes once.
     `trusted` (class id per row, -1 = none): a checked row's posterior is its trusted label in every E
@@ -326,10 +319,8 @@ def noise_model_prior(
     probs = torch.as_tensor(init_probs, dtype=torch.float64).numpy().copy()
     pi = probs[labelled].mean(axis=0) + 1e-6
     log_pi = np.log(pi / pi.sum())
-    label_rows = np.bincount(y[labelled], minlength=n_classes).astype(np.float64)
-    pseudo_rows = np.maximum(diagonal_rows_per_label * label_rows, 1.0)
     for _ in range(max(1, max_iterations)):
-        t = noise_matrix(probs, y, n_classes, pseudo_rows, floor=1e-2)
+        t = noise_matrix(probs, y, n_classes, diagonal_pseudocount, floor=1e-2)
         updated = _trusted_one_hot(_noise_model_e_step(log_pi, votes, y, np.log(t)), trusted)
         change = float(np.abs(updated - probs).max())
         probs = updated

@@ -113,23 +113,18 @@ def calibrated(probs: torch.Tensor, post: Posteriors) -> torch.Tensor:
     return unfloored(probs, post.class_weights, post.floor_temperature)
 
 
-def method_wrong_share(
-    refined_valid_unlabelled: torch.Tensor, inputs: Inputs, seed: int
-) -> estimates.Estimate | None:
-    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x) over the labelled
-    validation rows, P(y | x) the refined posterior of the validation text read as unlabelled (the
-    classifiers never trained on these rows, and the posterior does not read the label it is compared
-    with), with a bootstrap interval over the rows (the posterior's own error is not in it).
-
-    Reading the posterior *with* the row's label, over training and validation rows (before), counted the
-    method's own relabelling as evidence: it over-stated the share by 10-17 points (docs/method.md, "The
-    wrong-label share without the row's own label")."""
-    ids = inputs.valid_ids
-    rows = np.flatnonzero(ids >= 0)
-    if not len(rows) or not len(refined_valid_unlabelled):
-        return None
-    right = refined_valid_unlabelled[torch.from_numpy(rows), torch.from_numpy(ids[rows])]
-    return estimates.mean_estimate((1.0 - right).numpy(), "posterior", seed)
+def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates.Estimate | None:
+    """The run's own estimate of the wrong-label share: mean 1 - P(y = given | x, given) of the calibrated
+    refined posteriors over the caller's labelled rows (training rows and the validation rows held out of
+    them), with a bootstrap interval over the rows (the posteriors' own error is not in it)."""
+    given = [(calibrated(post.train, post), inputs.train_ids)]
+    if inputs.is_validation.any():
+        given.append((calibrated(post.valid, post), inputs.valid_ids))
+    right = [
+        p[torch.from_numpy(np.flatnonzero(ids >= 0)), torch.from_numpy(ids[ids >= 0])] for p, ids in given
+    ]
+    wrong = (1.0 - torch.cat(right)).numpy()
+    return estimates.mean_estimate(wrong, "posterior", seed) if len(wrong) else None
 
 
 def plain_model(ens: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device) -> ServedClassifier:
@@ -168,7 +163,7 @@ def select_outputs(
         preds, noisy, trusted = valid_preds, inputs.valid_ids, None
     else:
         preds, noisy, trusted = rows.predictions, rows.noisy, rows.trusted
-    wrong = method_wrong_share(refined_valid_unlabelled, inputs, seed)
+    wrong = method_wrong_share(post, inputs, seed)
     # the reference for the gold-free estimates: the validation rows' refined posteriors (with their label)
     reference = calibrated(post.valid, post).numpy() if rows is None and len(post.valid) else None
     chosen = selection.select(

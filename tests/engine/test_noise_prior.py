@@ -197,10 +197,9 @@ def test_noise_model_reads_the_true_class_where_the_vote_reads_the_habit():
     assert vote_right < 0.5  # the plain vote mostly follows the labeller's habit
     assert model_right > 0.9
     assert (fitted.train.argmax(1) == truth).float().mean() > 0.85
-    # the estimated noise row of class 2 shows the labeller's habit (true row [0.5, 0.2, 0.3]), shrunk
-    # towards the diagonal by the prior of DIAGONAL_ROWS_PER_LABEL pseudo-rows per label
-    assert float(fitted.noise_matrix[2, 0]) > float(fitted.noise_matrix[2, 1]) > 0.05
-    assert float(fitted.noise_matrix[2, 0]) > 0.15
+    # the estimated noise row of class 2 is the labeller's habit, not the identity
+    assert abs(float(fitted.noise_matrix[2, 0]) - 0.5) < 0.2
+    assert abs(float(fitted.noise_matrix[2, 2]) - 0.3) < 0.2
     # EM has converged: more iterations change nothing
     longer = noise_model_prior(emb, noisy, balanced.probs, 3, k=10, max_iterations=300, tolerance=0.0)
     assert torch.allclose(longer.train, fitted.train, atol=1e-3)
@@ -245,38 +244,3 @@ def test_vote_smoothing_through_the_noise_matrix_recovers_the_planted_share():
     assert eps == pytest.approx(planted, abs=0.05)
     # read without the matrix, the same prior looks far less trustworthy (its class is not the label)
     assert fit_vote_smoothing(torch.tensor(prior), torch.tensor(noisy)) > planted + 0.2
-
-
-def _diffuse_class_with_few_wrong_labels(seed: int):
-    """A large diffuse class beside four small tight ones; 5 % of the labels drawn at random."""
-    g = np.random.default_rng(seed)
-    sizes, spreads = [300, 40, 40, 40, 40], [1.6, 0.5, 0.5, 0.5, 0.5]
-    centres = np.eye(5, 16) * 2.0
-    emb = np.concatenate(
-        [
-            centres[c] + s * g.standard_normal((n, 16))
-            for c, (n, s) in enumerate(zip(sizes, spreads, strict=True))
-        ]
-    )
-    truth = np.repeat(np.arange(5), sizes)
-    noisy = truth.copy()
-    flip = g.random(len(truth)) < 0.05
-    noisy[flip] = g.integers(0, 5, int(flip.sum()))
-    return torch.tensor(emb, dtype=torch.float32), truth, torch.tensor(noisy)
-
-
-@pytest.mark.parametrize("seed", [0, 2])
-def test_the_diagonal_prior_grows_with_the_labels_so_em_does_not_feed_on_its_own_moves(seed):
-    from sidyp_engine.prior import DIAGONAL_ROWS_PER_LABEL, noise_model_prior
-
-    emb, truth, noisy = _diffuse_class_with_few_wrong_labels(seed)
-    init = knn_prior(emb, noisy, torch.ones(len(noisy), dtype=torch.bool), 5, k=10).probs
-
-    def accuracy(rows_per_label: float) -> float:
-        fitted = noise_model_prior(emb, noisy, init, 5, k=10, diagonal_rows_per_label=rows_per_label)
-        return float((fitted.train.argmax(1).numpy() == truth).mean())
-
-    # with (almost) no prior every row EM moves out of the diffuse class becomes labeller noise in T and
-    # moves more: the prior ends far below the 95 % right labels it reads; the default prior keeps more
-    assert accuracy(0.0) < 0.80
-    assert accuracy(DIAGONAL_ROWS_PER_LABEL) > accuracy(0.0) + 0.04

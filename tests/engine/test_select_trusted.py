@@ -120,7 +120,7 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert planted.served.temperature == 1.7
     valid_preds = kept.valid_predictions
     t_matrix = kept.noise_matrix
-    wrong = select_stage.method_wrong_share(planted.refined_valid, planted.inputs, 0)
+    wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
     # the gold-free estimates read the refined posteriors (without the class floor's weights)
     reference = select_stage.calibrated(planted.post.valid, planted.post).numpy()
     expected = selection.select(
@@ -135,14 +135,3 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     # refined posteriors aside)
     accuracy = expected.moment_estimates[selection.PLAIN_MODEL].accuracy
     assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
-
-
-def test_the_wrong_share_reads_the_validation_texts_without_their_label():
-    # only `valid_ids` is read: the validation rows' labels (-1 = none)
-    inputs = SimpleNamespace(valid_ids=np.array([0, 1, -1, 2]))
-    unlabelled = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0], [0.5, 0.0, 0.5]])
-    share = select_stage.method_wrong_share(unlabelled, inputs, seed=0)
-    # rows 0, 1, 3 at their labels: 1 - (0.9 + 0.4 + 0.5) / 3; the unlabelled row 2 is not read
-    assert share.accuracy == pytest.approx(0.4, abs=1e-6)
-    assert share.method == "posterior" and share.low <= share.accuracy <= share.high
-    assert select_stage.method_wrong_share(unlabelled, SimpleNamespace(valid_ids=np.full(4, -1)), 0) is None
