@@ -32,9 +32,9 @@ import torch
 
 from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
+from benchmarks.research.plain_floor import scores
 from sidyp_engine import prior as prior_module
-from sidyp_engine.metrics import macro_f1
-from sidyp_engine.stages.select import calibrated, unlabelled_valid_posterior
+from sidyp_engine.stages.select import calibrated, selection_noise_matrix, unlabelled_valid_posterior
 
 VARIANTS = ("pc20", "pc100", "prop0.25", "prop1", "prop2", "prop4", "prop8", "prop16", "anchor")
 
@@ -61,16 +61,7 @@ def noise_matrix_variant(variant: str, anchor_t: np.ndarray | None):
         prior_module.noise_matrix = original
 
 
-def true_channel(gold: np.ndarray, noisy: np.ndarray, c: int) -> np.ndarray:
-    counts = np.zeros((c, c))
-    m = (noisy >= 0) & (gold >= 0)
-    np.add.at(counts, (gold[m], noisy[m]), 1)
-    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
-
-
 def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
-    from sidyp_engine.stages.select import selection_noise_matrix
-
     anchor = None
     if variant == "anchor":
         s1 = defaults_sweep.load_stage1(data_dir, seed, {}, cache_dir)
@@ -83,11 +74,6 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
     noisy = inputs.train_ids
     lab = noisy >= 0
 
-    def acc_f1(pred, rows=None):
-        rows = np.arange(len(g)) if rows is None else rows
-        p, t = pred[rows], g[rows]
-        return [round(float(np.mean(p == t)), 4), round(float(macro_f1(t, p, c)), 4)]
-
     cal = calibrated(fh.post.train, fh.post).numpy()
     g_valid = gold_ids(fh.data["valid"]["gold"], fh.classes)
     unlabelled_probs = unlabelled_valid_posterior(fh.ens, fh.refiner, fh.cond, fh.post.class_weights).numpy()
@@ -96,22 +82,19 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
     v_lab = np.flatnonzero(v_noisy >= 0)
     cal_v = calibrated(fh.post.valid, fh.post).numpy()
 
-    def valid_acc_f1(pred):
-        return [round(float(np.mean(pred == g_valid)), 4), round(float(macro_f1(g_valid, pred, c)), 4)]
-
     channel = fh.prior.channel.numpy() if fh.prior.channel is not None else None
-    t_true = true_channel(g, noisy, c)
+    t_true = prior_module.noise_matrix(np.eye(c)[g], noisy, c)  # P(noisy | true) from train gold
     return {
         "data": os.path.basename(os.path.normpath(data_dir)),
         "seed": seed,
         "variant": variant,
         "noise_model": fh.prior.noise_model_on,
-        "llm_train": acc_f1(noisy, np.flatnonzero(lab)),  # labelled rows only
-        "prior_train": acc_f1(fh.prior.train.probs.argmax(1).numpy()),
-        "refined_train": acc_f1(fh.post.train.argmax(1).numpy()),
+        "llm_train": scores(noisy[lab], g[lab], c),  # labelled rows only
+        "prior_train": scores(fh.prior.train.probs.argmax(1).numpy(), g, c),
+        "refined_train": scores(fh.post.train.argmax(1).numpy(), g, c),
         # validation rows as unseen texts (the test-like reading) against the plain classifier's argmax
-        "refined_valid_unlabelled": valid_acc_f1(unlabelled),
-        "plain_valid": valid_acc_f1(fh.ens.noisy_posteriors["valid"].argmax(1).numpy()),
+        "refined_valid_unlabelled": scores(unlabelled, g_valid, c),
+        "plain_valid": scores(fh.ens.noisy_posteriors["valid"].argmax(1).numpy(), g_valid, c),
         "wrong_share": {
             "estimated": round(float(1 - cal[lab, noisy[lab]].mean()), 4),
             "train_gold": round(float(np.mean(noisy[lab] != g[lab])), 4),
