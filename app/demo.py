@@ -179,14 +179,14 @@ _CANDIDATES = {
     "refined": "the method's refined labels",
     "plain": "the noisy-label classifier's own predictions",
     "served": "the distilled served model",
-    "plain_model": "the best stage-1 classifier, as trained on the LLM labels",
+    "plain_model": "the plain classifier, fine-tuned on the LLM labels",
     "probe": "the linear probe: a logistic regression on the frozen sentence embeddings",
 }
 _SHORT = {
     "refined": "refined (method's labels)",
     "plain": "plain (noisy-label clf)",
     "served": "served (distilled model)",
-    "plain_model": "plain_model (stage-1 clf)",
+    "plain_model": "plain_model (plain fine-tune)",
     "probe": "probe (logistic regression)",
 }
 

@@ -7,6 +7,7 @@ Stages (progress stage names in quotes), each a function in `sidyp_engine.stages
   "refiner"    stage 3, the simplex diffusion refiner learns P(y | ỹ, x) from the dynamic prior;
   "posterior"  stage 4, P(y | x) = sum_ỹ P(y | ỹ, x) P(ỹ | x);
   "served"     one classifier distilled from the refined posteriors, temperature-scaled on validation;
+  "plain"      the plain fine-tune on the noisy labels (stage 1 with one branch): the fallback;
   "select"     do no harm: the plain noisy-label classifier is delivered instead when the labels are mostly
                right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures.
 
@@ -31,7 +32,13 @@ from sidyp_engine.classifier import release_memory
 from sidyp_engine.device import resolve_device
 from sidyp_engine.model import load_tokenizer, resolve_backbone
 from sidyp_engine.prior import noise_matrix as estimate_noise_matrix
-from sidyp_engine.stages.ensemble import encode_stage1, keep_best_branch, stage1_decoder, train_classifiers
+from sidyp_engine.stages.ensemble import (
+    encode_stage1,
+    keep_best_branch,
+    stage1_decoder,
+    train_classifiers,
+    train_plain,
+)
 from sidyp_engine.stages.inputs import Inputs, count_truncated, validate
 from sidyp_engine.stages.posterior import Posteriors, compose_posteriors
 from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, knn_epoch, split_rows
@@ -169,10 +176,21 @@ def calibrate(
         )
     report("served", 1.0, "served model ready", {"temperature": float(served.temperature)})
 
+    with report.stage("plain", "fine-tuning the plain classifier on the given labels"):
+        plain_ens, plain_reused = ckpt.run(
+            "plain",
+            lambda: train_plain(cfg, inputs, backbone, tokenizer, device, progress, stop, trusted_ids),
+            encode_stage1,
+            stage1_decoder(backbone, inputs.n_classes, device),
+        )
+    report("plain", 1.0, "reused checkpoint" if plain_reused else "plain classifier ready")
+
     with report.stage("select", "estimating the accuracy of each candidate"):
-        plain = plain_model(ens, tokenizer, inputs, cfg.max_length, device)
+        plain = plain_model(plain_ens, tokenizer, inputs, cfg.max_length, device)
         probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed, trusted_ids)
-        kept = _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids)
+        kept = _select(
+            cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids
+        )
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
     report.timings["total"] = time.perf_counter() - started
@@ -184,23 +202,26 @@ def calibrate(
         post.temperature,
         post.vote_smoothing,
     )
-    noisy_extra = ens.noisy_posteriors.get("extra")
+    noisy_extra = plain_ens.noisy_posteriors.get("extra")
     result = _assemble(inputs, delivered, kept.model, report.timings, diagnostics, noisy_extra, trusted_ids)
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
         result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, probe, inputs)
         result.diagnostic_arrays["valid_refined_unlabelled"] = refined_valid_unlabelled.numpy()
+        if inputs.extra_texts:
+            result.diagnostic_arrays["extra_stage1_ensemble"] = ens.noisy_posteriors["extra"].numpy()
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
 
 
-def _select(cfg, inputs, ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):
+def _select(cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):
     """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's."""
     t_matrix = selection_noise_matrix(ens)
     return select_outputs(
         inputs,
         ens,
+        plain_ens,
         post,
         refined_valid_unlabelled,
         served,
@@ -263,7 +284,8 @@ def _setup(
     stage1 = early
     if trusted_ids is not None and (trusted_ids >= 0).any():
         stage1 = _call_key(inputs, cfg, backbone, encoder, trusted_ids, exclude=LATER_STAGE_FIELDS)
-    stage_keys = {"stage1": stage1, "embeddings": early}
+    # the plain fine-tune reads exactly what stage 1 reads
+    stage_keys = {"stage1": stage1, "plain": stage1, "embeddings": early}
     checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids), stage_keys)
     tokenizer = load_tokenizer(backbone)
     truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)

@@ -5,7 +5,7 @@ and the served model's probabilities on them. The worker and the CLI both call i
 CLI's `report.json` are the same document. `write_report_files` writes it with its plots and `report.html`.
 
 Models scored on gold labels, under these keys everywhere in the report:
-  noisy_classifier   the stage-1 ensemble trained on the noisy labels (what training on LLM labels gives);
+  noisy_classifier   the plain fine-tune on the noisy labels (what training on LLM labels gives);
   refined_posterior  SiDyP's refined P(y | x) for the evaluation texts;
   served             the distilled, temperature-scaled classifier the user queries.
 """

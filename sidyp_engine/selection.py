@@ -1,8 +1,10 @@
 """Do no harm: deliver the plain noisy-label classifier unless the method is where it has helped.
 
 Two decisions, each between the method's output and the plain one:
-  labels: the refined posterior ("refined") or the stage-1 ensemble's P(ỹ | x) ("plain");
-  model:  the distilled served model ("served") or the best stage-1 branch as it is ("plain_model").
+  labels: the refined posterior ("refined") or the plain fine-tune's P(ỹ | x) ("plain");
+  model:  the distilled served model ("served") or the plain fine-tune as it is ("plain_model").
+The plain fine-tune is stage 1 with one branch (`stages.ensemble.plain_config`): what a user gets by
+fine-tuning on the labels as they are, so keeping it never delivers less than plain fine-tuning.
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
 on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`

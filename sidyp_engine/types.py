@@ -111,7 +111,9 @@ def check_noise_fraction(v: Any) -> Any:
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str  # "validate", "classifier", "prior", "refiner", "posterior", "served", "done"
+    stage: (
+        str  # "validate", "classifier", "prior", "refiner", "posterior", "served", "plain", "select", "done"
+    )
     fraction: float  # 0..1 within the stage
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)

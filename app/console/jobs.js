@@ -2,7 +2,7 @@
 // list), a job's page (progress by stage, events, cancel, the report with its plots). Uses console.js.
 'use strict';
 
-const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'select', 'succeeded'];
+const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'plain', 'select', 'succeeded'];
 const PLOTS = [
   ['reliability', 'Reliability: confidence vs accuracy, before and after'],
   ['noise_matrix', 'Estimated noise matrix'],
@@ -263,7 +263,7 @@ function figure(label, value) {
 }
 
 const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifier's labels",
-  served: 'the distilled served model', plain_model: 'the plain classifier (one stage-1 branch)',
+  served: 'the distilled served model', plain_model: 'the plain classifier (fine-tuned on the given labels)',
   probe: 'the linear probe (a logistic regression on the frozen sentence embeddings)' };
 
 // What the do-no-harm stage delivered, and why, in the report's own words.

@@ -1,4 +1,5 @@
-"""Stage "classifier" (stage 1): the M-branch ensemble on the noisy labels, and its checkpoint codec."""
+"""Stage "classifier" (stage 1): the M-branch ensemble on the noisy labels, and its checkpoint codec; and
+stage "plain": the plain fine-tune on the same labels, the do-no-harm fallback the "select" stage may keep."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from sidyp_engine.classifier import EnsembleOutput, release_memory, train_ensemble
 from sidyp_engine.model import TextClassifier
 from sidyp_engine.stages.inputs import Inputs, fit_labels
-from sidyp_engine.types import CalibrationConfig, ProgressCallback, ShouldStop
+from sidyp_engine.types import CalibrationConfig, Progress, ProgressCallback, ShouldStop
 
 
 def train_classifiers(
@@ -39,6 +40,42 @@ def train_classifiers(
         progress,
         should_stop,
     )
+
+
+def plain_config(cfg: CalibrationConfig) -> CalibrationConfig:
+    """The recipe of plain fine-tuning: stage 1 with one branch (so no co-regularisation) and the plain
+    cross-entropy, the same epochs, seed and epoch choice (noisy validation accuracy). It is what a user gets
+    by fine-tuning on the labels as they are, and what the benchmark's noisy baseline trains."""
+    return cfg.model_copy(update={"branches": 1, "class_balanced": False})
+
+
+def train_plain(
+    cfg: CalibrationConfig,
+    inputs: Inputs,
+    backbone: str,
+    tokenizer,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+    trusted_ids: np.ndarray | None = None,
+) -> EnsembleOutput:
+    """The plain fine-tune (`plain_config`) on the inputs stage 1 saw, its progress reported as "plain".
+
+    Delivered when refinement is judged not to help, it is then the very model plain fine-tuning gives
+    (it seeds itself as stage 1 does, so a run reproduces it), not a stage-1 branch trained beside others
+    with co-regularisation, which differed from it by +-2 points either way on the development sets.
+    """
+    report = None
+    if progress is not None:
+
+        def report(p: Progress) -> None:
+            progress(Progress("plain", p.fraction, p.message, p.metrics))
+
+    out = train_classifiers(
+        plain_config(cfg), inputs, backbone, tokenizer, device, report, should_stop, trusted_ids
+    )
+    out.dynamics = {}  # the noise score reads stage 1's; without them `encode_stage1` stores only the rest
+    return out
 
 
 def keep_best_branch(ens: EnsembleOutput) -> EnsembleOutput:

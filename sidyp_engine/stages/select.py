@@ -77,7 +77,7 @@ class Kept:
     extra_posteriors: torch.Tensor | None
     valid_predictions: dict[str, np.ndarray]  # candidate -> class ids on the validation rows
     noise_matrix: np.ndarray  # the T the gold-free estimates used
-    valid_noisy_posteriors: np.ndarray  # the stage-1 ensemble's P(ỹ | x) on the validation rows
+    valid_noisy_posteriors: np.ndarray  # the stage-1 ensemble's P(ỹ | x) on the validation rows (research)
     valid_logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits on the validation rows
 
 
@@ -127,14 +127,17 @@ def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates
     return estimates.mean_estimate(wrong, "posterior", seed) if len(wrong) else None
 
 
-def plain_model(ens: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device) -> ServedClassifier:
-    """The best stage-1 branch as a served model (temperature 1 until `select_outputs` fits it)."""
-    return ServedClassifier(ens.models[0], tokenizer, inputs.classes, 1.0, max_length, device)
+def plain_model(
+    plain: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device
+) -> ServedClassifier:
+    """The plain fine-tune as a served model (temperature 1 until `select_outputs` fits it)."""
+    return ServedClassifier(plain.models[0], tokenizer, inputs.classes, 1.0, max_length, device)
 
 
 def select_outputs(
     inputs: Inputs,
     ens: EnsembleOutput,
+    plain_ens: EnsembleOutput,
     post: Posteriors,
     refined_valid_unlabelled: torch.Tensor,
     served: ServedClassifier,
@@ -145,7 +148,10 @@ def select_outputs(
     gold_free_may_switch: bool = False,
     probe_candidate: Probe | None = None,
 ) -> Kept:
-    """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept."""
+    """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept.
+
+    `ens` is stage 1 (its held-out P(ỹ | x) are kept for research); `plain_ens` the plain fine-tune, whose
+    P(ỹ | x) are the "plain" labels and whose model is "plain_model"."""
     models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
     valid_logits = {
         name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
@@ -154,11 +160,13 @@ def select_outputs(
         models[selection.PROBE] = probe_candidate.model
         valid_logits[selection.PROBE] = probe_candidate.valid_logits
     valid_preds = {
-        selection.PLAIN: ens.noisy_posteriors["valid"].argmax(1).numpy(),
+        selection.PLAIN: plain_ens.noisy_posteriors["valid"].argmax(1).numpy(),
         selection.REFINED: refined_valid_unlabelled.argmax(1).numpy(),
         **{name: logits.argmax(1) for name, logits in valid_logits.items()},
     }
-    rows = _trusted_rows(inputs, ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate)
+    rows = _trusted_rows(
+        inputs, plain_ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate
+    )
     if rows is None:
         preds, noisy, trusted = valid_preds, inputs.valid_ids, None
     else:
@@ -172,7 +180,7 @@ def select_outputs(
     chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows)
     labels = {
         selection.REFINED: (post.train, post.valid, post.extra),
-        selection.PLAIN: tuple(ens.noisy_posteriors.get(k) for k in ("train", "valid", "extra")),
+        selection.PLAIN: tuple(plain_ens.noisy_posteriors.get(k) for k in ("train", "valid", "extra")),
     }
     if probe_candidate is not None:
         labels[selection.PROBE] = (probe_candidate.train, probe_candidate.valid, probe_candidate.extra)
@@ -216,7 +224,7 @@ class TrustedRows:
 
 
 def _trusted_rows(
-    inputs, ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate=None
+    inputs, plain_ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate=None
 ) -> TrustedRows | None:
     """Every candidate on the trusted rows (None without any): validation rows as above, training rows by
     the suggested label (labels candidates) and the prediction on the text (models)."""
@@ -230,7 +238,7 @@ def _trusted_rows(
         for name, model in models.items()
     }
     on_train = {
-        selection.PLAIN: ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
+        selection.PLAIN: plain_ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
         selection.REFINED: post.train[rows].argmax(1).numpy(),
     }
     if probe_candidate is not None:

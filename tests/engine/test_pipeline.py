@@ -20,7 +20,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-STAGES = ["validate", "classifier", "prior", "refiner", "posterior", "served", "select", "done"]
+STAGES = ["validate", "classifier", "prior", "refiner", "posterior", "served", "plain", "select", "done"]
 
 
 def _config(backbone: str, **overrides) -> CalibrationConfig:

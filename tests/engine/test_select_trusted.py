@@ -60,7 +60,7 @@ def planted():
 def _select(p, trusted_ids):
     t_matrix = np.full((C, C), 0.15) + np.eye(C) * 0.55
     return select_stage.select_outputs(
-        p.inputs, p.ens, p.post, p.refined_valid, p.served, p.plain, t_matrix, trusted_ids, seed=0
+        p.inputs, p.ens, p.ens, p.post, p.refined_valid, p.served, p.plain, t_matrix, trusted_ids, seed=0
     )
 
 
