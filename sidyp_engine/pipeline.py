@@ -35,6 +35,7 @@ from sidyp_engine.prior import noise_matrix as estimate_noise_matrix
 from sidyp_engine.stages.ensemble import (
     encode_stage1,
     keep_best_branch,
+    plain_config,
     stage1_decoder,
     train_classifiers,
     train_plain,
@@ -177,13 +178,8 @@ def calibrate(
     report("served", 1.0, "served model ready", {"temperature": float(served.temperature)})
 
     with report.stage("plain", "fine-tuning the plain classifier on the given labels"):
-        plain_ens, plain_reused = ckpt.run(
-            "plain",
-            lambda: train_plain(cfg, inputs, backbone, tokenizer, device, progress, stop, trusted_ids),
-            encode_stage1,
-            stage1_decoder(backbone, inputs.n_classes, device),
-        )
-    report("plain", 1.0, "reused checkpoint" if plain_reused else "plain classifier ready")
+        plain_ens, message = _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids)
+    report("plain", 1.0, message)
 
     with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(plain_ens, tokenizer, inputs, cfg.max_length, device)
@@ -213,6 +209,20 @@ def calibrate(
     total = report.timings["total"]
     report("done", 1.0, "calibration finished", {"noise_share": result.noise_share, "total_seconds": total})
     return result
+
+
+def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
+    """(the plain fine-tune, progress message): stage 1 itself when its config already is the plain recipe."""
+    if plain_config(cfg) == cfg:  # one branch and the plain loss: stage 1 is plain fine-tuning
+        return ens, "stage 1 is the plain classifier"
+    backbone, device = setup.backbone, setup.device
+    plain_ens, reused = setup.checkpoints.run(
+        "plain",
+        lambda: train_plain(cfg, inputs, backbone, setup.tokenizer, device, progress, stop, trusted_ids),
+        encode_stage1,
+        stage1_decoder(backbone, inputs.n_classes, device),
+    )
+    return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
 
 
 def _select(cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):

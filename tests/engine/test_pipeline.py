@@ -126,6 +126,9 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
     assert again.diagnostics["reused_stage1"] is True
     # no training step was reported: stage 1 went straight from 0 to done
     assert [p.fraction for p in seen if p.stage == "classifier"] == [0.0, 1.0]
+    # nor for the plain fine-tune: its checkpoint shares stage 1's key
+    assert [(p.fraction, p.message) for p in seen if p.stage == "plain"][-1] == (1.0, "reused checkpoint")
+    assert [p.fraction for p in seen if p.stage == "plain"] == [0.0, 1.0]
     assert not any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen)
     assert again.timings["classifier"] < first.timings["classifier"] / 3
     assert np.allclose(again.posteriors, first.posteriors, atol=1e-5)
@@ -143,6 +146,7 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
     )
     assert other_k.diagnostics["reused_stage1"] is True and other_k.diagnostics["k"] == 2.0
     assert any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen_k)  # distilled again
+    assert [p.fraction for p in seen_k if p.stage == "plain"] == [0.0, 1.0]  # the plain fine-tune reused
 
     # a different call never reuses another's stages; this one also takes the frozen-encoder k-NN path
     changed = calibrate(

@@ -179,3 +179,25 @@ def test_no_candidate_fits_the_trusted_rows_labels(toy, tiny_backbone, monkeypat
     assert (fitted["probe"][0] == with_trusted).all()
     # the plain fine-tune, the fallback the select stage may deliver, leaves them out the same way
     assert len(fitted["plain"]) == 2 and (fitted["plain"][1] == with_trusted).all()
+
+
+@pytest.mark.slow  # a whole calibrate run: in `make test`, not `make test-fast`
+def test_one_branch_stage1_is_the_plain_classifier_and_is_not_trained_twice(toy, tiny_backbone, monkeypatch):
+    texts, noisy, _, classes, _ = toy
+    from sidyp_engine.stages import ensemble as ensemble_stage
+
+    calls = []
+    real_ensemble = ensemble_stage.train_ensemble
+
+    def ensemble_spy(cfg, *rest):
+        calls.append(cfg.branches)
+        return real_ensemble(cfg, *rest)
+
+    monkeypatch.setattr(ensemble_stage, "train_ensemble", ensemble_spy)
+    seen = []
+    cfg = _config(tiny_backbone).model_copy(update={"branches": 1})
+    extra = ["the pizza recipe with cheese", "the laptop server code"]
+    result = calibrate(texts, noisy, classes, extra_texts=extra, config=cfg, progress=seen.append)
+    assert calls == [1]
+    assert [p.message for p in seen if p.stage == "plain"][-1] == "stage 1 is the plain classifier"
+    assert result.extra_noisy_posteriors.shape == (2, len(classes))
