@@ -251,9 +251,14 @@ def _reason(kept: dict[str, str], found: dict[str, Estimate], basis: str, margin
         if name in (PLAIN, PLAIN_MODEL):
             clearly = has_trusted and margins.get(decision, 0.0) > 0
             how = "clearly better on the trusted rows" if clearly else "kept by the gate"
+            # the posterior estimates are the method's own view; where the gate keeps plain it has judged
+            # that view to over-state refinement, so a higher figure for the method does not overrule it
+            aside = ""
+            if basis == "posterior" and found[plain].accuracy < found[method].accuracy:
+                aside = ": the refined posteriors' view, which the gate sets aside"
             parts.append(
                 f"{decision}: the plain classifier, {how} "
-                f"(estimated {found[plain].accuracy:.3f}; {method} {found[method].accuracy:.3f})"
+                f"(estimated {found[plain].accuracy:.3f}; {method} {found[method].accuracy:.3f}{aside})"
             )
         elif plain in found and method in found:
             why = "not clearly better" if has_trusted else "gold-free estimates are not acted on"

@@ -220,6 +220,12 @@ def test_gold_free_estimates_read_the_refined_posteriors_when_given(planted):
         assert chosen.moment_estimates[name].method in ("moments", "bound")
     assert "the refined posteriors of the validation rows" in chosen.reason
     assert set(chosen.as_dict()["moment_estimates"]) == set(preds)
+    # where the gate keeps plain, a higher posterior figure for the method is named as the view set aside
+    gated = selection.select(
+        preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2), reference=reference
+    )
+    assert gated.kept_labels == selection.PLAIN
+    assert "which the gate sets aside" in gated.reason
     # trusted rows replace both
     trusted = np.full(N, -1)
     trusted[:300] = y[:300]
