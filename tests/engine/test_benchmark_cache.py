@@ -47,6 +47,10 @@ def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
     assert second["diagnostics"]["k"] == 4.0 and first["diagnostics"]["k"] == 3.0
     assert second["scores"]["noisy_baseline"] == first["scores"]["noisy_baseline"]
     assert second["scores"]["noisy_ensemble"] == first["scores"]["noisy_ensemble"]
+    # the run's plain candidate is the baseline's recipe: served as a model it scores what the baseline does
+    for run in (first, second):
+        assert run["scores"]["plain_model"]["accuracy"] == run["scores"]["noisy_baseline"]["accuracy"]
+        assert run["scores"]["plain_model"]["macro_f1"] == run["scores"]["noisy_baseline"]["macro_f1"]
     # only the cached stages survive between runs: nothing later is read back stale
     names = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert names == ["toy-seed0"]
