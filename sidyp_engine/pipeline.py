@@ -433,6 +433,11 @@ def _diagnostic_arrays(flags, prior, post: Posteriors) -> dict[str, np.ndarray]:
         "noise_scores": flags.scores.numpy(),
         "likely_noisy": flags.likely_noisy.numpy(),
         "valid_posteriors": post.valid.numpy(),
+        # the class floor's read-out, so research can recover the calibrated posteriors (`unfloored`)
+        "class_floor_weights": (
+            np.ones(post.train.shape[1]) if post.class_weights is None else post.class_weights.numpy()
+        ),
+        "floor_temperature": np.array(post.floor_temperature),
     }
     if prior.extra is not None:
         arrays["extra_prior"] = prior.extra.probs.numpy()

@@ -48,7 +48,26 @@ def class_floor_weights(
 ) -> torch.Tensor | None:
     """Weights w [C] with which argmax(p * w) predicts every class for at least `floor` times the lesser of
     its expected share mean(p) and its share of the given labels (`given`, -1 = none), or None when no
-    class falls short (the posteriors are read as they are).
+    class falls short (the posteriors are read as they are)."""
+    n, c = probs.shape
+    labelled = given[given >= 0]
+    if n == 0 or not len(labelled):
+        return None
+    used = torch.bincount(labelled, minlength=c)[:c].double() / len(labelled)
+    quota = torch.ceil(floor * floor_share(probs.double().mean(0), used) * n).long()
+    return quota_weights(probs, quota, rounds)
+
+
+def floor_share(expected: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """The share of rows the floor guarantees each class: the lesser of its expected share and the
+    labeller's (other rules compared in docs/method.md, "The class floor";
+    `benchmarks/research/floor_share_run.py` runs the benchmark with one of them in its place)."""
+    return torch.minimum(expected, used)
+
+
+def quota_weights(probs: torch.Tensor, quota: torch.Tensor, rounds: int = 3) -> torch.Tensor | None:
+    """Weights w [C] with which argmax(p * w) predicts class k for at least quota[k] rows (None: no class
+    falls short).
 
     Only a starved class's weight moves, to the smallest value that makes its quota of rows prefer it:
     the rows where it was closest to winning (a label-shift correction, p * w renormalised being the
@@ -56,12 +75,7 @@ def class_floor_weights(
     the interaction of several starved classes.
     """
     n, c = probs.shape
-    labelled = given[given >= 0]
-    if n == 0 or not len(labelled):
-        return None
     p = probs.double()
-    used = torch.bincount(labelled, minlength=c)[:c].double() / len(labelled)
-    quota = torch.ceil(floor * torch.minimum(p.mean(0), used) * n).long()
     predicted = torch.bincount(p.argmax(1), minlength=c)
     starved = torch.nonzero(predicted < quota).flatten().tolist()
     if not starved:

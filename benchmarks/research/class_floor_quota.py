@@ -1,0 +1,75 @@
+"""Which share should the class floor guarantee each class? (issue 13: macro-F1 at 40 % noise)
+
+    python -m benchmarks.research.class_floor_quota /work/dumps/*/seed*.npz
+
+Reads `benchmarks.quality --dump-arrays` files made since the dumps carry `class_floor_weights` (the
+calibrated posteriors are recovered with `stages.posterior.unfloored`). Each rule sets a quota per class
+from gold-free quantities of the training rows (their calibrated refined posteriors, their noisy labels),
+`stages.posterior.quota_weights` turns it into class weights, and both the delivered training labels and
+the refined posterior of the validation texts (read as unseen, the way test texts are) are read with
+them. Scored against train and validation gold (design data); test is not read.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from sidyp_engine.metrics import accuracy, macro_f1
+from sidyp_engine.stages.posterior import quota_weights, reweighted, unfloored
+
+
+def quotas(post: torch.Tensor, noisy: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    n, c = post.shape
+    labelled = noisy[noisy >= 0]
+    used = torch.bincount(labelled, minlength=c)[:c].double() / max(1, len(labelled))
+    soft = post.double().mean(0)
+    rules = {
+        "none (argmax)": None,
+        "lesser of soft and labeller (main)": torch.minimum(soft, used),
+        "mean of soft and labeller": 0.5 * (soft + used),
+        "geometric mean of soft and labeller": torch.sqrt(soft * used),
+        "labeller's share": used,
+        "greater of soft and labeller": torch.maximum(soft, used),
+    }
+    return {k: None if q is None else torch.ceil(q * n).long() for k, q in rules.items()}
+
+
+def score(pred: np.ndarray, gold: np.ndarray, c: int) -> str:
+    return f"{accuracy(gold, pred):.3f}/{macro_f1(gold, pred, c):.3f}"
+
+
+def main(paths: list[str]) -> int:
+    for path in paths:
+        d = np.load(path)
+        if "class_floor_weights" not in d.files:
+            print(f"{path}: no class_floor_weights (an older dump), skipped")
+            continue
+        w0 = torch.from_numpy(d["class_floor_weights"]).float()
+        t0 = float(d["floor_temperature"])
+        post = unfloored(torch.from_numpy(d["train_refined_posteriors"]), w0, t0)
+        valid = reweighted(torch.from_numpy(d["valid_refined_unlabelled"]), 1.0 / w0)
+        fit = d["fit_rows"]
+        gold, noisy = d["train_gold"][fit], torch.from_numpy(d["train_noisy"][fit])
+        vgold, c = d["valid_gold"], post.shape[1]
+        plain = d["valid_logits_plain_model"].argmax(1)
+        print(
+            f"\n{path}  acc/macro-F1  (plain model valid {score(plain, vgold, c)}; "
+            f"noisy train labels {score(np.maximum(noisy.numpy(), 0), gold, c)})"
+        )
+        for name, quota in quotas(post, noisy).items():
+            w = None if quota is None else quota_weights(post, quota)
+            w = torch.ones(c) if w is None else w
+            labels = (post * w).argmax(1).numpy()
+            unseen = (valid * w).argmax(1).numpy()
+            print(
+                f"  {name:<38} labels {score(labels, gold, c)}  refined valid {score(unseen, vgold, c)}"
+                f"  max weight {float(w.max()):.1f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
