@@ -17,28 +17,27 @@ import sys
 import numpy as np
 import torch
 
-from sidyp_engine.metrics import accuracy, macro_f1
+from benchmarks.research.readout import scores as score
 from sidyp_engine.stages.posterior import quota_weights, reweighted, unfloored
+
+# share rules for `stages.posterior.floor_share` (the engine's is "lesser"); floor_share_run uses them too
+RULES = {
+    "lesser": torch.minimum,
+    "mean": lambda expected, used: 0.5 * (expected + used),
+    "geometric": lambda expected, used: torch.sqrt(expected * used),
+    "labeller": lambda expected, used: used,
+    "greater": torch.maximum,
+}
 
 
 def quotas(post: torch.Tensor, noisy: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """Rows per class each rule guarantees ("none": plain argmax)."""
     n, c = post.shape
     labelled = noisy[noisy >= 0]
     used = torch.bincount(labelled, minlength=c)[:c].double() / max(1, len(labelled))
     soft = post.double().mean(0)
-    rules = {
-        "none (argmax)": None,
-        "lesser of soft and labeller (main)": torch.minimum(soft, used),
-        "mean of soft and labeller": 0.5 * (soft + used),
-        "geometric mean of soft and labeller": torch.sqrt(soft * used),
-        "labeller's share": used,
-        "greater of soft and labeller": torch.maximum(soft, used),
-    }
-    return {k: None if q is None else torch.ceil(q * n).long() for k, q in rules.items()}
-
-
-def score(pred: np.ndarray, gold: np.ndarray, c: int) -> str:
-    return f"{accuracy(gold, pred):.3f}/{macro_f1(gold, pred, c):.3f}"
+    out: dict[str, torch.Tensor | None] = {"none": None}
+    return out | {name: torch.ceil(rule(soft, used) * n).long() for name, rule in RULES.items()}
 
 
 def main(paths: list[str]) -> int:
@@ -65,7 +64,7 @@ def main(paths: list[str]) -> int:
             labels = (post * w).argmax(1).numpy()
             unseen = (valid * w).argmax(1).numpy()
             print(
-                f"  {name:<38} labels {score(labels, gold, c)}  refined valid {score(unseen, vgold, c)}"
+                f"  {name:<10} labels {score(labels, gold, c)}  refined valid {score(unseen, vgold, c)}"
                 f"  max weight {float(w.max()):.1f}"
             )
     return 0

@@ -2,10 +2,8 @@
 
     python -m benchmarks.research.floor_share_run RULE <benchmarks.quality arguments>
 
-RULE: "lesser" (the engine's), "mean" (of the expected and the labeller's share), "geometric" (their
-geometric mean), "labeller". Stage 1, the
-plain fine-tune and the embeddings come from --cache-dir when there; everything after is recomputed with
-the rule in place. Read the validation figures (`measured_valid`) for a decision; test is scored once.
+RULE: one of `class_floor_quota.RULES` ("lesser" is the engine's). Stage 1, the plain fine-tune and the
+embeddings come from --cache-dir when there; everything after is recomputed with the rule in place. Read the validation figures (`measured_valid`) for a decision; test is scored once.
 """
 
 from __future__ import annotations
@@ -13,17 +11,9 @@ from __future__ import annotations
 import json
 import sys
 
-import torch
-
 from benchmarks import quality
+from benchmarks.research.class_floor_quota import RULES
 from sidyp_engine.stages import posterior
-
-RULES = {
-    "lesser": torch.minimum,
-    "mean": lambda expected, used: 0.5 * (expected + used),
-    "labeller": lambda expected, used: used,
-    "geometric": lambda expected, used: torch.sqrt(expected * used),
-}
 
 
 def main(argv: list[str]) -> int:

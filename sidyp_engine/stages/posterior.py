@@ -60,7 +60,7 @@ def class_floor_weights(
 
 def floor_share(expected: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
     """The share of rows the floor guarantees each class: the lesser of its expected share and the
-    labeller's (other rules compared in docs/method.md, "The class floor";
+    labeller's (other rules compared in docs/method.md, "The class floor's share at 40 % noise";
     `benchmarks/research/floor_share_run.py` runs the benchmark with one of them in its place)."""
     return torch.minimum(expected, used)
 
