@@ -45,3 +45,20 @@ def single_thread_on_cpu(device: torch.device):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device):
+    """torch's global RNG forked and seeded for the block: dropout and head initialisation draw from it.
+
+    Whatever ran before (a stage trained, or loaded from a checkpoint) then leaves no trace in what the
+    block computes, and the caller's random state is as it was afterwards.
+    """
+    devices = (
+        []
+        if device.type != "cuda"
+        else [torch.cuda.current_device() if device.index is None else device.index]
+    )
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidyp_engine.denoiser import LabelDenoiser, SimplexNoiseScheduler
-from sidyp_engine.device import resolve_device, single_thread_on_cpu
+from sidyp_engine.device import resolve_device, seeded_rng, single_thread_on_cpu
 from sidyp_engine.types import CalibrationStopped, Progress, ProgressCallback, ShouldStop
 
 __all__ = [
@@ -204,13 +204,8 @@ class DiffusionRefiner:
         n, c = prior_probs.shape
         if cond.shape[1] != n or noisy.shape[0] != n or candidates.shape != (n, c) or certain.shape[0] != n:
             raise ValueError("cond, noisy, prior_probs, candidates and certain disagree on N or C")
-        # Dropout draws from the global RNG: fork it and seed it so that a fit is reproducible and leaves the
-        # caller's random state untouched.
-        fork_devices = (
-            [] if dev.type != "cuda" else [torch.cuda.current_device() if dev.index is None else dev.index]
-        )
-        with torch.random.fork_rng(devices=fork_devices), single_thread_on_cpu(dev):
-            torch.manual_seed(self.config.seed)
+        # dropout draws from the global RNG: seeded here, a fit is reproducible
+        with seeded_rng(self.config.seed, dev), single_thread_on_cpu(dev):
             return self._fit(cond, noisy, prior_probs, candidates, certain, valid, progress, should_stop)
 
     def _fit(self, cond, noisy, prior_probs, candidates, certain, valid, progress, should_stop) -> dict:

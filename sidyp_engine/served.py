@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from sidyp_engine.bert_inference import BertEncoder, FastTokenizer
 from sidyp_engine.classifier import micro_batches
-from sidyp_engine.device import resolve_device
+from sidyp_engine.device import resolve_device, seeded_rng
 from sidyp_engine.model import (
     TextClassifier,
     autocast_context,
@@ -51,6 +51,8 @@ from sidyp_engine.types import (
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "sidyp_served.json"
 FORMAT_VERSION = 1
+# the distillation's random streams (batch order, dropout, a new head) start here, apart from stage 1's
+DISTILL_SEED_OFFSET = 7919
 
 
 def _versions() -> dict[str, str]:
@@ -152,20 +154,21 @@ class ServedClassifier:
         device = resolve_device(device if device is not None else config.device)
         n_classes = len(classes)
         targets = _probability_rows(soft_targets, len(texts), n_classes, "soft_targets")
-        if init_model is not None:
-            if init_model.n_classes != n_classes:
-                raise InvalidInputError(
-                    f"init_model has {init_model.n_classes} outputs, expected {n_classes}"
-                )
-            model = copy.deepcopy(init_model).float()
-        else:
-            model = TextClassifier(backbone_path, n_classes)
-        model.to(device)
+        if init_model is not None and init_model.n_classes != n_classes:
+            raise InvalidInputError(f"init_model has {init_model.n_classes} outputs, expected {n_classes}")
         tokenizer = load_tokenizer(backbone_path)
         t0 = time.perf_counter()
-        _train_on_soft_targets(
-            model, tokenizer, texts, targets, config, epochs, device, progress, should_stop
-        )
+        # the head's initialisation and dropout draw from the global RNG, whose state depends on whether
+        # stage 1 was trained or loaded: seeded here, a resumed job distils the same model
+        with seeded_rng(config.seed + DISTILL_SEED_OFFSET, device):
+            if init_model is not None:
+                model = copy.deepcopy(init_model).float()
+            else:
+                model = TextClassifier(backbone_path, n_classes)
+            model.to(device)
+            _train_on_soft_targets(
+                model, tokenizer, texts, targets, config, epochs, device, progress, should_stop
+            )
         served = cls(model, tokenizer, classes, 1.0, config.max_length, device)
         temperature = 1.0
         if valid_texts is not None and len(valid_texts) > 0:
@@ -266,7 +269,7 @@ def _lr_schedule(optimizer, total_steps: int):
 def _train_on_soft_targets(model, tokenizer, texts, targets, config, epochs, device, progress, should_stop):
     """Cross-entropy to the soft targets for `epochs` epochs (the served model's distillation)."""
     encoded = encode_texts(tokenizer, texts, config.max_length)
-    generator = torch.Generator().manual_seed(config.seed + 7919)  # distinct stream from stage 1
+    generator = torch.Generator().manual_seed(config.seed + DISTILL_SEED_OFFSET)
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total_steps = max(1, steps_per_epoch * epochs)
     # a stage-1 model arrives with its token embedding table frozen (deepcopy keeps requires_grad):

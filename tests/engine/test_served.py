@@ -104,3 +104,23 @@ def test_distill_rejects_bad_targets_and_stops_on_request(tiny_backbone):
             cfg,
             should_stop=lambda: True,
         )
+
+
+@pytest.mark.parametrize("from_stage1", [True, False])
+def test_distillation_does_not_depend_on_the_global_random_state(tiny_backbone, from_stage1):
+    """A resumed job loads stage 1 instead of training it, which leaves torch's global RNG elsewhere: the
+    served model it distils must be the one a fresh run distils, and the caller's RNG must be left as it was."""
+    texts, _, gold, classes = toy_dataset(n_per_class=6, noise=0.0, seed=4)
+    cfg = CalibrationConfig(backbone=tiny_backbone, batch_size=4, learning_rate=1e-3, device="cpu", seed=5)
+    torch.manual_seed(0)
+    init = TextClassifier(tiny_backbone, len(classes)) if from_stage1 else None
+    weights = []
+    for global_seed in (11, 12):
+        torch.manual_seed(global_seed)
+        state_before = torch.get_rng_state()
+        model = ServedClassifier.distill(
+            init, tiny_backbone, classes, texts, _soft_targets(gold, classes, 0.7), None, None, cfg
+        )
+        assert torch.equal(torch.get_rng_state(), state_before)
+        weights.append({k: v.clone() for k, v in model.model.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
