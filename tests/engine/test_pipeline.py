@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -48,8 +50,17 @@ def toy_run(tiny_backbone, tmp_path_factory):
         work_dir=work_dir,
         collect_diagnostics=True,
     )
+    # the work dir as this call left it: later tests run other calls in `work_dir`, which replace its stages
+    snapshot = tmp_path_factory.mktemp("snapshot") / "work"
+    shutil.copytree(work_dir, snapshot)
     return dict(
-        result=result, seen=seen, texts=texts, noisy=noisy, classes=classes + ["unused"], work_dir=work_dir
+        result=result,
+        seen=seen,
+        texts=texts,
+        noisy=noisy,
+        classes=classes + ["unused"],
+        work_dir=work_dir,
+        snapshot=snapshot,
     )
 
 
@@ -311,3 +322,31 @@ def test_setup_counts_every_training_text_over_max_length(tiny_backbone):
     inputs = validate(cfg, texts, noisy, classes, None, None, None)
     assert _setup(cfg, inputs, None).texts_truncated == 2
     assert _setup(_config(tiny_backbone, device="cpu"), inputs, None).texts_truncated == 0
+
+
+def test_a_resumed_call_distils_the_served_model_a_fresh_call_did(toy_run, tiny_backbone, tmp_path):
+    """A job resumed after stage 1 loads it instead of training it; the served model it then distils must be
+    the uninterrupted run's (its dropout once drew from the global RNG that stage 1's training moved)."""
+    from sidyp_engine.served import ServedClassifier
+
+    work_dir = tmp_path / "work"
+    shutil.copytree(toy_run["snapshot"], work_dir)
+    probe_texts = ["a new football match", "pasta for dinner", "the server crashed again"]
+    first = ServedClassifier.load(work_dir / "served", device="cpu").predict_proba(probe_texts)
+    shutil.rmtree(work_dir / "served")
+    for stored in ("served.json", "served.safetensors"):
+        (work_dir / stored).unlink(missing_ok=True)
+    seen = []
+    calibrate(
+        toy_run["texts"],
+        toy_run["noisy"],
+        toy_run["classes"],
+        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
+        config=_config(tiny_backbone),
+        progress=seen.append,
+        work_dir=work_dir,
+    )
+    assert [p.fraction for p in seen if p.stage == "classifier"] == [0.0, 1.0]  # stage 1 was loaded
+    assert any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen)  # the model was distilled again
+    again = ServedClassifier.load(work_dir / "served", device="cpu").predict_proba(probe_texts)
+    np.testing.assert_array_equal(again, first)
