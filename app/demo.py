@@ -257,7 +257,8 @@ def format_summary(report: dict) -> list[str]:
         f"model served:     {kept_model} ({_CANDIDATES.get(kept_model, '?')})",
         f"why: {sel.get('reason', '?')}",
         f"rule: {sel.get('rule', '?')}",
-        "gold-free estimates, 95% intervals (what the refined posteriors expect: the method's own view):",
+        "gold-free estimates (what the refined posteriors expect: the method's own view; each interval spans "
+        "its 95% interval and the method of moments'):",
         f"  {'LLM labels':<28} {_interval(sel.get('llm_label_accuracy'))}",
         f"  {'share of wrong LLM labels':<28} {_interval(sel.get('noise_share'))}",
     ]

@@ -318,8 +318,10 @@ class Report(BaseModel):
     )
     estimates: dict[str, Any] | None = Field(
         None,
-        description="estimated accuracy with 95 % intervals of the LLM labels, the plain classifier and "
-        "what is delivered (gold-free, or from trusted rows)",
+        description="estimated accuracy of the LLM labels, the plain classifier and what is delivered, each "
+        "with an interval: from trusted rows a 95 % Wilson interval; gold-free, one spanning the 95 % "
+        "row-sampling intervals of two estimators (refined posteriors, method of moments), whose own bias is "
+        "not in it",
     )
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 

@@ -48,6 +48,17 @@ class Estimate:
         return Estimate(1 - self.accuracy, 1 - self.high, 1 - self.low, self.method, self.rows)
 
 
+def spanning(estimate: Estimate, other: Estimate) -> Estimate:
+    """`estimate` with its interval widened to cover `other`'s (a second estimator of the same quantity).
+
+    Each gold-free estimator's bootstrap interval covers row sampling only, not the estimator's own bias;
+    where two estimators built on different assumptions disagree, the interval spanning both says so."""
+    if other.method == "none" or not np.isfinite(other.accuracy):
+        return estimate
+    low, high = min(estimate.low, other.low), max(estimate.high, other.high)
+    return Estimate(estimate.accuracy, low, high, estimate.method, estimate.rows)
+
+
 def _none(rows: int = 0) -> Estimate:
     return Estimate(float("nan"), 0.0, 1.0, "none", rows)
 

@@ -10,7 +10,9 @@ The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE o
 on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
 rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
-"Do no harm"). A third candidate for both, the linear probe
+"Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
+estimators' row-sampling intervals: neither includes its own bias, so where they disagree the interval says
+so. A third candidate for both, the linear probe
 ("probe": a logistic regression on the frozen embeddings), replaces the choice where it is clearly better:
 on the trusted rows, or gold-free against the plain classifier by agreement with the noisy validation
 labels (`_probe_choice`).
@@ -135,14 +137,16 @@ def select(
     }
     moments = found
     if not has_trusted and reference is not None and len(reference):
-        # closer to the measured accuracy than the moments on every development run (docs/method.md)
+        # closer to the measured accuracy than the moments on every development run (docs/method.md); the
+        # interval spans both estimators' (docs/method.md, "Intervals that say how far to trust them")
         found = {
-            name: estimates.reference_accuracy(pred, reference, seed) for name, pred in predictions.items()
+            name: estimates.spanning(estimates.reference_accuracy(pred, reference, seed), moments[name])
+            for name, pred in predictions.items()
         }
     if has_trusted:
         labels = estimates.trusted_accuracy(noisy, np.where(noisy >= 0, trusted, -1))
     elif method_wrong_share is not None:  # closer than the moments on every design run (docs/method.md)
-        labels = method_wrong_share.complement()
+        labels = estimates.spanning(method_wrong_share.complement(), estimates.label_accuracy(noisy, t, seed))
     else:
         labels = estimates.label_accuracy(noisy, t, seed)
     may_switch = has_trusted or gold_free_may_switch

@@ -231,3 +231,30 @@ def test_gold_free_estimates_read_the_refined_posteriors_when_given(planted):
     trusted[:300] = y[:300]
     chosen = selection.select(preds, noisy, t, trusted, reference=reference)
     assert chosen.estimates[selection.PLAIN].method == "trusted" and not chosen.moment_estimates
+
+
+def test_a_gold_free_interval_spans_both_estimators(planted):
+    """The posterior estimate's bootstrap interval covers row sampling only: with a reference that
+    under-states every prediction (its own bias), the interval must still reach the moment estimate, which
+    here is right; where the two agree the interval stays narrow."""
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    }
+    exact = np.eye(C)[y]  # expects of every prediction exactly its accuracy
+    too_flat = np.full((N, C), 0.5 / (C - 1))
+    too_flat[np.arange(N), y] = 0.5
+    agree = selection.select(preds, noisy, t, reference=exact)
+    biased = selection.select(preds, noisy, t, method_wrong_share=_share(0.6), reference=too_flat)
+    for name, pred in preds.items():
+        truth = float(np.mean(pred == y))
+        point = biased.estimates[name]
+        assert point.accuracy < truth - 0.15  # the biased reference's own view, reported as the point
+        assert point.low <= biased.moment_estimates[name].accuracy <= point.high
+        assert point.low <= truth <= point.high
+        assert agree.estimates[name].high - agree.estimates[name].low < 0.1
+    # the labels' accuracy: the run's share says 0.4, the moments (on the noisy labels, 30 % wrong) 0.7
+    assert biased.llm_label_accuracy.accuracy == pytest.approx(0.4)
+    assert biased.llm_label_accuracy.low <= 0.38 and biased.llm_label_accuracy.high >= 0.68
+    assert biased.noise_share.high >= 0.6 and biased.noise_share.low <= 0.32
