@@ -71,8 +71,55 @@ def run_rows(path: str) -> list[dict]:
             for name, r in est.get("moment_rows", {}).items()
             if r.get("measured_test") is not None and r["estimated"].get("accuracy") is not None
         }
+        row["intervals"] = _intervals(run, est)
         rows.append(row)
     return rows
+
+
+def _intervals(run: dict, est: dict) -> dict:
+    """Per candidate: the interval the run reported and the one spanning both gold-free estimators' (the
+    engine's rule since 629d64f, recomputed here so older runs compare), beside the measured accuracies."""
+    moments = {name: r["estimated"] for name, r in est.get("moment_rows", {}).items()}
+    wrong = (est.get("wrong_label_share") or {}).get("estimated")
+    if wrong and wrong.get("accuracy") is not None:
+        moments["llm_labels"] = {"low": 1 - wrong["high"], "high": 1 - wrong["low"]}
+    out = {}
+    for name, r in est.get("rows", {}).items():
+        e = r["estimated"]
+        if e.get("accuracy") is None:
+            continue
+        reported = [e["low"], e["high"]]
+        spanning = reported
+        if not run.get("trusted_rows") and name in moments:
+            spanning = [min(e["low"], moments[name]["low"]), max(e["high"], moments[name]["high"])]
+        out[name] = {
+            "reported": reported,
+            "spanning": spanning,
+            "measured_valid": r.get("measured_valid"),
+            "measured_test": r.get("measured_test"),
+            "delivered": name in (est.get("kept"), est.get("kept_model")),
+        }
+    return out
+
+
+def coverage(rows: list[dict], kind: str, split: str, delivered_only: bool = False) -> dict:
+    """Share of (run, candidate) intervals of `kind` that hold the measured `split` accuracy, and their
+    median width."""
+    hits, widths = [], []
+    for r in rows:
+        for c in r["intervals"].values():
+            if c[split] is None or (delivered_only and not c["delivered"]):
+                continue
+            low, high = c[kind]
+            hits.append(low <= c[split] <= high)
+            widths.append(high - low)
+    if not hits:
+        return {"n": 0}
+    return {
+        "n": len(hits),
+        "covered": round(float(np.mean(hits)), 3),
+        "median_width": round(float(np.median(widths)), 3),
+    }
 
 
 def mean_abs(pairs: list[list[float]]) -> float:
@@ -129,9 +176,20 @@ def main(argv: list[str] | None = None) -> int:
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
     }
     print("mean absolute errors:", errors)
+    intervals = {
+        f"{kind}_vs_{split}{'_delivered' if delivered else ''}": coverage(
+            rows, kind, f"measured_{split}", delivered
+        )
+        for kind in ("reported", "spanning")
+        for split in ("valid", "test")
+        for delivered in (False, True)
+    }
+    print("interval coverage:", intervals)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump({"runs": rows, "mean_absolute_errors": errors}, f, indent=2)
+            json.dump(
+                {"runs": rows, "mean_absolute_errors": errors, "interval_coverage": intervals}, f, indent=2
+            )
     return 0
 
 
