@@ -80,9 +80,10 @@ def _intervals(run: dict, est: dict) -> dict:
     """Per candidate: the interval the run reported and the one spanning both gold-free estimators' (the
     engine's rule since 629d64f, recomputed here so older runs compare), beside the measured accuracies."""
     moments = {name: r["estimated"] for name, r in est.get("moment_rows", {}).items()}
-    wrong = (est.get("wrong_label_share") or {}).get("estimated")
-    if wrong and wrong.get("accuracy") is not None:
-        moments["llm_labels"] = {"low": 1 - wrong["high"], "high": 1 - wrong["low"]}
+    # the labels' own accuracy by the moments (anchor T): the benchmark keeps it with the anchor-T rows
+    labels = ((est.get("anchor_t") or {}).get("rows") or {}).get("llm_labels", {}).get("estimated")
+    if labels and labels.get("accuracy") is not None:
+        moments["llm_labels"] = labels
     out = {}
     for name, r in est.get("rows", {}).items():
         e = r["estimated"]

@@ -27,7 +27,7 @@ def test_spanning_interval_reaches_the_moment_estimate_and_coverage_counts_it():
             "refined": {"estimated": _est(0.57, 0.50, 0.65, "moments")},
             "plain": {"estimated": _est(0.50, 0.47, 0.53, "moments")},
         },
-        "wrong_label_share": {"estimated": _est(0.30, 0.25, 0.35, "moments")},
+        "anchor_t": {"rows": {"llm_labels": {"estimated": _est(0.70, 0.65, 0.75, "moments")}}},
     }
     got = _intervals({"trusted_rows": 0}, est)
     assert got["refined"]["spanning"] == [0.38, 0.65] and got["refined"]["delivered"]
