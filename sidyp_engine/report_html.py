@@ -32,6 +32,29 @@ _PLOT_CAPTIONS = {
 }
 
 
+# what the do-no-harm stage may deliver, and where each estimate comes from (selection.py, estimates.py)
+_KEPT = {
+    "refined": "the refined labels (SiDyP)",
+    "plain": "the plain classifier's labels",
+    "served": "the distilled served model",
+    "plain_model": "the plain classifier (fine-tuned on the given labels)",
+    "probe": "the linear probe (a logistic regression on the frozen sentence embeddings)",
+}
+_ESTIMATE_ROWS = {
+    "llm_labels": "given (LLM) labels",
+    "wrong_label_share": "share of wrong given labels",
+    "noisy_classifier": "plain classifier",
+    "delivered_labels": "delivered labels",
+    "delivered_model": "delivered model",
+}
+_ESTIMATE_SOURCES = {
+    "posterior": "refined posteriors; interval spans the method of moments'",
+    "moments": "method of moments",
+    "bound": "bound: noise matrix near-singular",
+    "trusted": "trusted rows (Wilson 95 %)",
+}
+
+
 class _Safe(str):
     """Already-escaped HTML for a table cell."""
 
@@ -72,6 +95,39 @@ def _summary(report: Mapping[str, Any]) -> str:
 def _warnings(report: Mapping[str, Any]) -> str:
     items = "".join(f"<li>{escape(w['message'])}</li>" for w in report.get("warnings") or [])
     return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>' if items else ""
+
+
+def _delivered(report: Mapping[str, Any]) -> str:
+    """What the do-no-harm stage kept and why, and the accuracy estimates that need no gold labels."""
+    selection = report.get("selection") or {}
+    if not selection.get("kept"):
+        return ""
+    labels, model = selection["kept"], selection.get("kept_model")
+    html = (
+        "<h2>What was delivered, and why</h2>"
+        f"<p>Labels: {escape(_KEPT.get(labels, labels))}. Model: {escape(_KEPT.get(model, str(model)))}.</p>"
+        f'<p class="meta">{escape(str(selection.get("reason", "")))}</p>'
+    )
+    found = report.get("estimates") or {}
+    rows = [
+        [
+            _Safe(escape(title)),
+            e["accuracy"],
+            _Safe(f"{e['low']:.3f} \u2013 {e['high']:.3f}"),
+            _Safe(escape(_ESTIMATE_SOURCES.get(e.get("method"), str(e.get("method"))))),
+            e.get("rows"),
+        ]
+        for key, title in _ESTIMATE_ROWS.items()
+        if (e := found.get(key)) and e.get("accuracy") is not None
+    ]
+    if rows:
+        html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows)
+        html += (
+            '<p class="meta">Without trusted rows these are estimates from the noisy labels alone: the '
+            "interval covers row sampling and the disagreement of two estimators, not their shared bias. "
+            "About 100 hand-checked rows (trusted_label) replace them with measured accuracies.</p>"
+        )
+    return html
 
 
 def _scores(report: Mapping[str, Any]) -> str:
@@ -135,6 +191,7 @@ def render_report_html(report: Mapping[str, Any], plots: Mapping[str, Mapping[st
             f"{len(report['labels'])} classes</p>",
             _warnings(report),
             _summary(report),
+            _delivered(report),
             _scores(report),
             _plots(plots),
             _classes(report),

@@ -266,13 +266,37 @@ const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifi
   served: 'the distilled served model', plain_model: 'the plain classifier (fine-tuned on the given labels)',
   probe: 'the linear probe (a logistic regression on the frozen sentence embeddings)' };
 
-// What the do-no-harm stage delivered, and why, in the report's own words.
-function keptSummary(sel) {
+const ESTIMATE_ROWS = { llm_labels: 'given (LLM) labels', wrong_label_share: 'share of wrong given labels',
+  noisy_classifier: 'plain classifier', delivered_labels: 'delivered labels', delivered_model: 'delivered model' };
+const ESTIMATE_SOURCES = { posterior: "refined posteriors; interval spans the method of moments'",
+  moments: 'method of moments', bound: 'bound: noise matrix near-singular', trusted: 'trusted rows (Wilson 95 %)' };
+
+// The report's accuracy estimates (no gold needed), each with its interval and where it comes from.
+function estimatesTable(found) {
+  const rows = Object.entries(ESTIMATE_ROWS).filter(([key]) => found && found[key] && typeof found[key].accuracy === 'number');
+  if (!rows.length) return null;
+  return h('table', { class: 'grid compact estimates' },
+    h('thead', {}, h('tr', {}, ['', 'estimate', 'interval', 'from', 'rows'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, rows.map(([key, name]) => {
+      const e = found[key];
+      return h('tr', { 'data-estimate': key }, h('td', {}, name), h('td', { class: 'num' }, num(e.accuracy)),
+        h('td', { class: 'num' }, `${num(e.low)} – ${num(e.high)}`), h('td', {}, ESTIMATE_SOURCES[e.method] || e.method),
+        h('td', { class: 'num' }, e.rows));
+    })));
+}
+
+// What the do-no-harm stage delivered, and why, in the report's own words, with the estimates.
+function keptSummary(sel, found) {
   if (!sel || !sel.kept) return null;
+  const table = estimatesTable(found);
   return h('div', { class: 'kept', 'data-kept': sel.kept },
     h('h3', {}, 'What was delivered'),
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
-    h('p', { class: 'muted' }, sel.reason || ''));
+    h('p', { class: 'muted' }, sel.reason || ''),
+    table ? h('h3', {}, 'Estimates') : null, table,
+    table ? h('p', { class: 'muted' }, 'Without trusted rows these come from the noisy labels alone: the interval covers '
+      + 'row sampling and the disagreement of two estimators, not their shared bias. About 100 hand-checked rows '
+      + '(trusted_label) replace them with measured accuracies.') : null);
 }
 
 function reportSummary(r) {
@@ -286,7 +310,7 @@ function reportSummary(r) {
   const warnings = (r.warnings || []).map((w) => h('li', {}, typeof w === 'string' ? w : w.message || w.code));
   const scores = scoresTable(ev);
   const best = (ev.served && ev.served.per_class) || (ev.refined_posterior && ev.refined_posterior.per_class);
-  return h('div', {}, figures, keptSummary(r.selection),
+  return h('div', {}, figures, keptSummary(r.selection, r.estimates),
     warnings.length ? h('div', { class: 'warnings' }, h('h3', {}, 'Warnings'), h('ul', {}, warnings)) : null,
     scores ? h('div', {}, h('h3', {}, `Scores on ${ev.n_scored || ev.n_rows} gold-labelled rows`), scores) : null,
     best ? h('div', {}, h('h3', {}, `Per class (${ev.served ? 'served model' : 'refined labels'})`), perClassTable(best)) : null);

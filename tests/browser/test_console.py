@@ -93,6 +93,11 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     # what the select stage delivered, and its reason, from the report
     assert page.locator("#report .kept[data-kept]").count() == 1
     assert "Labels: the " in page.inner_text("#report .kept")
+    # the estimates with their intervals: the given labels, the plain classifier and what was delivered
+    shown = page.locator("#report .kept table.estimates tr[data-estimate]")
+    keys = [shown.nth(i).get_attribute("data-estimate") for i in range(shown.count())]
+    assert {"llm_labels", "noisy_classifier", "delivered_labels", "delivered_model"} <= set(keys)
+    assert re.search(r"0\.\d{3} – [01]\.\d{3}", page.inner_text("#report .kept table.estimates"))
     page.wait_for_selector("#plots > *")
     # gold rows: reliability and confusion too
     assert page.locator("#plots img[src^='blob:']").count() == 5

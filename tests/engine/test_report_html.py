@@ -72,3 +72,40 @@ def test_write_report_files_puts_report_plots_and_html_side_by_side(tmp_path):
         assert (tmp_path / "plots" / f"{name}.svg").stat().st_size > 0
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def _estimate(acc, low, high, method="posterior", rows=178):
+    return {"accuracy": acc, "low": low, "high": high, "method": method, "rows": rows}
+
+
+def test_the_page_says_what_was_delivered_and_why_with_the_estimates():
+    selection = {
+        "kept": "plain",
+        "kept_model": "plain_model",
+        "reason": "the run estimates 24% of the labels wrong, below the 40% where refinement has helped",
+        "estimates": {
+            "plain": _estimate(0.81, 0.70, 0.86),
+            "refined": _estimate(0.79, 0.75, 0.83),
+            "plain_model": _estimate(0.80, 0.69, 0.85),
+            "served": _estimate(0.78, 0.74, 0.82),
+        },
+        "llm_label_accuracy": _estimate(0.76, 0.74, 0.91, rows=1927),
+        "noise_share": _estimate(0.24, 0.09, 0.26, rows=1927),
+    }
+    report = build_report(fake_result(diagnostics={"selection": selection}))
+    page = render_report_html(report, {})
+    assert "What was delivered, and why" in page
+    assert "Labels: the plain classifier&#x27;s labels. Model: the plain classifier (fine-tuned" in page
+    assert "below the 40% where refinement has helped" in page
+    table = page[page.index("<h3>Estimates</h3>") :]
+    for title, cells in (
+        ("given (LLM) labels", "<td>0.760</td><td>0.740 \u2013 0.910</td>"),
+        ("share of wrong given labels", "<td>0.240</td><td>0.090 \u2013 0.260</td>"),
+        ("plain classifier", "<td>0.810</td><td>0.700 \u2013 0.860</td>"),
+        ("delivered labels", "<td>0.810</td>"),
+        ("delivered model", "<td>0.800</td><td>0.690 \u2013 0.850</td>"),
+    ):
+        assert f"<td>{title}</td>{cells}" in table
+    assert "interval spans the method of moments" in table
+    # a report without a selection (an older job) has no such section
+    assert "What was delivered" not in render_report_html(build_report(fake_result()), {})
