@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
+
 DEMO_PARAMS = {
     "epochs": 2,
     "branches": 2,
@@ -175,13 +177,6 @@ def _print_report(report: dict) -> None:
     print(f"timings: {timings}")
 
 
-_CANDIDATES = {
-    "refined": "the method's refined labels",
-    "plain": "the noisy-label classifier's own predictions",
-    "served": "the distilled served model",
-    "plain_model": "the plain classifier, fine-tuned on the LLM labels",
-    "probe": "the linear probe: a logistic regression on the frozen sentence embeddings",
-}
 _SHORT = {
     "refined": "refined (method's labels)",
     "plain": "plain (noisy-label clf)",
@@ -253,8 +248,8 @@ def format_summary(report: dict) -> list[str]:
         return lines + ["the report holds no selection: this service did not choose between candidates"]
     kept, kept_model = sel.get("kept"), sel.get("kept_model")
     lines += [
-        f"labels delivered: {kept} ({_CANDIDATES.get(kept, '?')})",
-        f"model served:     {kept_model} ({_CANDIDATES.get(kept_model, '?')})",
+        f"labels delivered: {kept} ({CANDIDATE_DESCRIPTIONS.get(kept, '?')})",
+        f"model served:     {kept_model} ({CANDIDATE_DESCRIPTIONS.get(kept_model, '?')})",
         f"why: {sel.get('reason', '?')}",
         f"rule: {sel.get('rule', '?')}",
         "gold-free estimates (what the refined posteriors expect: the method's own view; each interval spans "

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from sidyp_engine.plots import MODEL_TITLES
+from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; padding: 0 1rem; color: #222; }
@@ -32,14 +33,7 @@ _PLOT_CAPTIONS = {
 }
 
 
-# what the do-no-harm stage may deliver, and where each estimate comes from (selection.py, estimates.py)
-_KEPT = {
-    "refined": "the refined labels (SiDyP)",
-    "plain": "the plain classifier's labels",
-    "served": "the distilled served model",
-    "plain_model": "the plain classifier (fine-tuned on the given labels)",
-    "probe": "the linear probe (a logistic regression on the frozen sentence embeddings)",
-}
+# the estimates of the do-no-harm stage (selection.py, estimates.py) and where each comes from
 _ESTIMATE_ROWS = {
     "llm_labels": "given (LLM) labels",
     "wrong_label_share": "share of wrong given labels",
@@ -105,7 +99,8 @@ def _delivered(report: Mapping[str, Any]) -> str:
     labels, model = selection["kept"], selection.get("kept_model")
     html = (
         "<h2>What was delivered, and why</h2>"
-        f"<p>Labels: {escape(_KEPT.get(labels, labels))}. Model: {escape(_KEPT.get(model, str(model)))}.</p>"
+        f"<p>Labels: {escape(CANDIDATE_DESCRIPTIONS.get(labels, labels))}. "
+        f"Model: {escape(CANDIDATE_DESCRIPTIONS.get(model, str(model)))}.</p>"
         f'<p class="meta">{escape(str(selection.get("reason", "")))}</p>'
     )
     found = report.get("estimates") or {}

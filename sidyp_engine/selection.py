@@ -32,6 +32,14 @@ from sidyp_engine import estimates
 from sidyp_engine.estimates import Estimate
 
 PLAIN, REFINED, SERVED, PLAIN_MODEL, PROBE = "plain", "refined", "served", "plain_model", "probe"
+# what each candidate is, in the words the report page and the demo show
+CANDIDATE_DESCRIPTIONS = {
+    REFINED: "the refined labels (SiDyP)",
+    PLAIN: "the plain classifier's labels",
+    SERVED: "the distilled served model",
+    PLAIN_MODEL: "the plain classifier (fine-tuned on the given labels)",
+    PROBE: "the linear probe (a logistic regression on the frozen sentence embeddings)",
+}
 CONFIDENCE = 0.95
 # Gold-free gate: the method's outputs are delivered only when the run itself finds at least this share of
 # the labels wrong. On the development sets the method lost to the plain classifier wherever the run

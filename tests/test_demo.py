@@ -48,7 +48,7 @@ def _report(
 
 def test_summary_says_what_was_kept_and_why():
     text = "\n".join(format_summary(_report()))
-    assert "labels delivered: refined (the method's refined labels)" in text
+    assert "labels delivered: refined (the refined labels (SiDyP))" in text
     assert "model served:     served (the distilled served model)" in text
     assert "why: estimated from the noisy validation labels" in text and "not acted on" in text
     assert "rule: plain kept only when better in >= 95%" in text
@@ -79,7 +79,7 @@ def test_summary_says_in_words_when_the_method_did_harm():
 
 def test_summary_when_the_plain_classifier_was_kept_or_the_method_helped():
     kept_plain = "\n".join(format_summary(_report("plain", "plain_model", labels=0.81, model=0.80)))
-    assert "labels delivered: plain (the noisy-label classifier's own predictions)" in kept_plain
+    assert "labels delivered: plain (the plain classifier's labels)" in kept_plain
     assert "the same accuracy as the plain noisy-label classifier on the toy gold (0.810)" in kept_plain
     helped = "\n".join(format_summary(_report(labels=0.9, model=0.88)))
     assert "better than the plain noisy-label classifier on the toy gold (0.900 vs 0.810)" in helped
