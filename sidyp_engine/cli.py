@@ -239,6 +239,7 @@ def summary_text(report: dict[str, Any], out_dir: str, wall_seconds: float) -> s
         f"flagged as label issues: {flagged} of {n} ({flagged / max(n, 1):.1%})",
         f"served model temperature: {report['served']['temperature']:.3f}",
     ]
+    lines += _delivered_lines(report)
     lines += [f"warning: {w['message']}" for w in report["warnings"]]
     ev = report.get("eval")
     if ev and ev["n_scored"]:
@@ -255,6 +256,31 @@ def summary_text(report: dict[str, Any], out_dir: str, wall_seconds: float) -> s
                 lines.append(f"  {name:<22} {s['accuracy']:>9.3f} {s['macro_f1']:>9.3f} {s['ece']:>7.3f}")
     lines.append(f"outputs in {out_dir}: model/, labels.csv, report.json, report.html, plots/")
     return "\n".join(lines)
+
+
+def _delivered_lines(report: dict[str, Any]) -> list[str]:
+    """What the do-no-harm stage delivered and why, and the estimates (the report's own words)."""
+    from sidyp_engine.report import ESTIMATE_SOURCES, GOLD_FREE_NOTE, shown_estimates
+    from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
+
+    selection = report.get("selection") or {}
+    if not selection.get("kept"):
+        return []
+    labels, model = selection["kept"], selection.get("kept_model")
+    lines = [
+        f"delivered labels: {CANDIDATE_DESCRIPTIONS.get(labels, labels)}",
+        f"delivered model:  {CANDIDATE_DESCRIPTIONS.get(model, model)}",
+        f"  why: {selection.get('reason', '')}",
+    ]
+    shown = shown_estimates(report)
+    if shown:
+        lines.append("estimates (no gold labels read):")
+        for title, e in shown:
+            source = ESTIMATE_SOURCES.get(e.get("method"), e.get("method"))
+            lines.append(f"  {title:<28} {e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}]  {source}")
+        if any(e.get("method") != "trusted" for _, e in shown):
+            lines.append(f"  {GOLD_FREE_NOTE}")
+    return lines
 
 
 def _resolve_model_dir(path: str) -> str:

@@ -274,6 +274,37 @@ def _labels_look_like_a_rule(result: Any) -> dict | None:
     }
 
 
+# the `estimates` section's rows and methods, in the words report.html and `sidyp calibrate` show
+ESTIMATE_TITLES = {
+    "llm_labels": "given (LLM) labels",
+    "wrong_label_share": "share of wrong given labels",
+    "noisy_classifier": "plain classifier",
+    "delivered_labels": "delivered labels",
+    "delivered_model": "delivered model",
+}
+ESTIMATE_SOURCES = {
+    "posterior": "refined posteriors; interval spans the method of moments'",
+    "moments": "method of moments",
+    "bound": "bound: noise matrix near-singular",
+    "trusted": "trusted rows (Wilson 95 %)",
+}
+GOLD_FREE_NOTE = (
+    "Without trusted rows these are estimates from the noisy labels alone: the interval covers row sampling "
+    "and the disagreement of two estimators, not their shared bias. About 100 hand-checked rows "
+    "(trusted_label) replace them with measured accuracies."
+)
+
+
+def shown_estimates(report: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """(title, estimate) for each row of the report's `estimates` that has a value, in display order."""
+    found = report.get("estimates") or {}
+    return [
+        (title, e)
+        for key, title in ESTIMATE_TITLES.items()
+        if (e := found.get(key)) and e.get("accuracy") is not None
+    ]
+
+
 def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
     """Estimated accuracies (with intervals) of the LLM labels, the plain classifier and what was kept."""
     if not selection:

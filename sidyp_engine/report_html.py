@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from sidyp_engine.plots import MODEL_TITLES
+from sidyp_engine.report import ESTIMATE_SOURCES, GOLD_FREE_NOTE, shown_estimates
 from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
 
 _CSS = """
@@ -30,22 +31,6 @@ _PLOT_CAPTIONS = {
     "class_distribution": "Given vs suggested class distribution",
     "confusion": "Confusion matrix on gold labels",
     "label_quality": "Label-quality histogram",
-}
-
-
-# the estimates of the do-no-harm stage (selection.py, estimates.py) and where each comes from
-_ESTIMATE_ROWS = {
-    "llm_labels": "given (LLM) labels",
-    "wrong_label_share": "share of wrong given labels",
-    "noisy_classifier": "plain classifier",
-    "delivered_labels": "delivered labels",
-    "delivered_model": "delivered model",
-}
-_ESTIMATE_SOURCES = {
-    "posterior": "refined posteriors; interval spans the method of moments'",
-    "moments": "method of moments",
-    "bound": "bound: noise matrix near-singular",
-    "trusted": "trusted rows (Wilson 95 %)",
 }
 
 
@@ -103,25 +88,19 @@ def _delivered(report: Mapping[str, Any]) -> str:
         f"Model: {escape(CANDIDATE_DESCRIPTIONS.get(model, str(model)))}.</p>"
         f'<p class="meta">{escape(str(selection.get("reason", "")))}</p>'
     )
-    found = report.get("estimates") or {}
     rows = [
         [
             _Safe(escape(title)),
             e["accuracy"],
             _Safe(f"{e['low']:.3f} \u2013 {e['high']:.3f}"),
-            _Safe(escape(_ESTIMATE_SOURCES.get(e.get("method"), str(e.get("method"))))),
+            _Safe(escape(ESTIMATE_SOURCES.get(e.get("method"), str(e.get("method"))))),
             e.get("rows"),
         ]
-        for key, title in _ESTIMATE_ROWS.items()
-        if (e := found.get(key)) and e.get("accuracy") is not None
+        for title, e in shown_estimates(report)
     ]
     if rows:
         html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows)
-        html += (
-            '<p class="meta">Without trusted rows these are estimates from the noisy labels alone: the '
-            "interval covers row sampling and the disagreement of two estimators, not their shared bias. "
-            "About 100 hand-checked rows (trusted_label) replace them with measured accuracies.</p>"
-        )
+        html += f'<p class="meta">{escape(GOLD_FREE_NOTE)}</p>'
     return html
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from sidyp_engine.cli import main
+from sidyp_engine.cli import main, summary_text
 from tests.conftest import toy_dataset, write_csv
 
 FAST = [
@@ -161,3 +161,27 @@ def test_calibrate_reads_jsonl(tmp_path, tiny_backbone):
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["noise_model"] == "off"
     assert report["diagnostics"]["noise_model"] == 0.0
+
+
+def test_the_summary_says_what_was_delivered_and_why_with_the_estimates():
+    from sidyp_engine.report import build_report
+    from tests.engine.report_fixtures import fake_result
+    from tests.engine.test_report_html import _estimate
+
+    selection = {
+        "kept": "refined",
+        "kept_model": "served",
+        "reason": "the run estimates 50% of the labels wrong, at least the 40% where refinement has helped",
+        "estimates": {"plain": _estimate(0.47, 0.43, 0.61), "refined": _estimate(0.59, 0.51, 0.62)},
+        "llm_label_accuracy": _estimate(0.50, 0.49, 0.74, rows=1927),
+        "noise_share": _estimate(0.50, 0.26, 0.51, rows=1927),
+    }
+    text = summary_text(build_report(fake_result(diagnostics={"selection": selection})), "out", 1.0)
+    assert "delivered labels: the refined labels (SiDyP)" in text
+    assert "delivered model:  the distilled served model" in text
+    assert "why: the run estimates 50% of the labels wrong" in text
+    assert "plain classifier             0.470 [0.430, 0.610]  refined posteriors" in text
+    assert "delivered labels             0.590 [0.510, 0.620]" in text
+    assert "not their shared bias" in text
+    # no selection in the report (an older run): no such lines
+    assert "delivered" not in summary_text(build_report(fake_result()), "out", 1.0)
