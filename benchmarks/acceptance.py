@@ -123,6 +123,63 @@ def coverage(rows: list[dict], kind: str, split: str, delivered_only: bool = Fal
     }
 
 
+SHARED_SETS = ("semeval-mixtral-fewshot", "trec-weak-vote")
+
+
+def _set_name(row: dict) -> str:
+    """The data set of a run, without the seed and the trusted-rows tag of its file name."""
+    return re.sub(r"(-trusted\d+)?-seed\d+$", "", row["set"])
+
+
+def criteria(rows: list[dict]) -> dict:
+    """Issue 13's acceptance bars, read off the runs (no figure recomputed).
+
+    Shared sets (no trusted rows): the mean over seeds of sidyp and served minus the baseline (bar: +5
+    points accuracy, macro-F1 not below) and of the served ECE (bar 0.10); with trusted rows the served ECE
+    (bar 0.05) and the accuracy against the same seed's run without them. Every other set: the set-seeds
+    where sidyp or served is more than a point below the baseline in accuracy or macro-F1.
+    """
+    out: dict = {"shared": {}, "trusted": {}, "below_baseline_elsewhere": []}
+    for name in SHARED_SETS:
+        plain = [r for r in rows if _set_name(r) == name and not r["trusted"] and "sidyp_minus_baseline" in r]
+        if plain:
+            out["shared"][name] = {
+                "seeds": sorted(r["seed"] for r in plain),
+                **{
+                    f"{who}_minus_baseline_{m}": round(
+                        float(np.mean([r[f"{who}_minus_baseline"][m] for r in plain])), 4
+                    )
+                    for who in ("sidyp", "served")
+                    for m in ("accuracy", "macro_f1")
+                },
+                "served_ece": round(float(np.mean([r["served"]["ece"] for r in plain])), 4),
+            }
+        trusted = [r for r in rows if _set_name(r) == name and r["trusted"]]
+        if trusted:
+            without = {r["seed"]: r for r in plain}
+            out["trusted"][name] = {
+                "seeds": sorted(r["seed"] for r in trusted),
+                "served_ece": round(float(np.mean([r["served"]["ece"] for r in trusted])), 4),
+                "served_accuracy_minus_without": {
+                    r["seed"]: round(r["served"]["accuracy"] - without[r["seed"]]["served"]["accuracy"], 4)
+                    for r in trusted
+                    if r["seed"] in without
+                },
+            }
+    for r in rows:
+        if _set_name(r) in SHARED_SETS or "sidyp_minus_baseline" not in r:
+            continue
+        misses = {
+            f"{who} {m}": r[f"{who}_minus_baseline"][m]
+            for who in ("sidyp", "served")
+            for m in ("accuracy", "macro_f1")
+            if r[f"{who}_minus_baseline"][m] < -0.01
+        }
+        if misses:
+            out["below_baseline_elsewhere"].append({"set": r["set"], "seed": r["seed"], "misses": misses})
+    return out
+
+
 def mean_abs(pairs: list[list[float]]) -> float:
     return round(float(np.mean([abs(a - b) for a, b in pairs])), 4) if pairs else float("nan")
 
@@ -186,11 +243,17 @@ def main(argv: list[str] | None = None) -> int:
         for delivered in (False, True)
     }
     print("interval coverage:", intervals)
+    bars = criteria(rows)
+    print("acceptance bars:", json.dumps(bars, indent=1))
     if args.out:
+        summary = {
+            "runs": rows,
+            "mean_absolute_errors": errors,
+            "interval_coverage": intervals,
+            "criteria": bars,
+        }
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(
-                {"runs": rows, "mean_absolute_errors": errors, "interval_coverage": intervals}, f, indent=2
-            )
+            json.dump(summary, f, indent=2)
     return 0
 
 

@@ -3,7 +3,7 @@ gold-free estimators, each against the measured accuracies."""
 
 from __future__ import annotations
 
-from benchmarks.acceptance import _intervals, coverage
+from benchmarks.acceptance import _intervals, coverage, criteria
 
 
 def _est(acc, low, high, method="posterior"):
@@ -43,3 +43,39 @@ def test_spanning_interval_reaches_the_moment_estimate_and_coverage_counts_it():
     }
     # with trusted rows the reported interval (Wilson, on the trusted rows) is not widened
     assert _intervals({"trusted_rows": 100}, est)["refined"]["spanning"] == [0.38, 0.42]
+
+
+def _run(name, seed, trusted, base, sidyp, served, ece=0.05):
+    """A summary row as run_rows builds it: (accuracy, macro-F1) pairs."""
+    minus = lambda a: {"accuracy": round(a[0] - base[0], 4), "macro_f1": round(a[1] - base[1], 4)}  # noqa: E731
+    return {
+        "set": f"{name}{'-trusted100' if trusted else ''}-seed{seed}",
+        "seed": seed,
+        "trusted": trusted,
+        "served": {"accuracy": served[0], "macro_f1": served[1], "ece": ece},
+        "sidyp_minus_baseline": minus(sidyp),
+        "served_minus_baseline": minus(served),
+    }
+
+
+def test_criteria_average_the_shared_sets_and_list_misses_elsewhere():
+    rows = [
+        _run("semeval-mixtral-fewshot", 0, 0, (0.50, 0.40), (0.57, 0.43), (0.56, 0.42), ece=0.07),
+        _run("semeval-mixtral-fewshot", 1, 0, (0.48, 0.40), (0.60, 0.46), (0.60, 0.44), ece=0.05),
+        _run("semeval-mixtral-fewshot", 0, 100, (0.50, 0.40), (0.62, 0.47), (0.63, 0.47), ece=0.04),
+        _run("semeval-mixtral-fewshot-noise40", 2, 0, (0.63, 0.48), (0.65, 0.45), (0.64, 0.475)),
+        _run("trec-weak-vote-noise05", 1, 0, (0.96, 0.96), (0.96, 0.96), (0.955, 0.96)),
+    ]
+    got = criteria(rows)
+    shared = got["shared"]["semeval-mixtral-fewshot"]
+    assert shared["seeds"] == [0, 1]
+    assert shared["sidyp_minus_baseline_accuracy"] == 0.095 and shared["served_ece"] == 0.06
+    assert got["trusted"]["semeval-mixtral-fewshot"] == {
+        "seeds": [0],
+        "served_ece": 0.04,
+        "served_accuracy_minus_without": {0: 0.07},
+    }
+    # only the 40 % set misses: sidyp's macro-F1 is 3 points below; served's 0.5 and accuracy are within a point
+    assert got["below_baseline_elsewhere"] == [
+        {"set": "semeval-mixtral-fewshot-noise40-seed2", "seed": 2, "misses": {"sidyp macro_f1": -0.03}}
+    ]
