@@ -324,6 +324,7 @@ def test_setup_counts_every_training_text_over_max_length(tiny_backbone):
     assert _setup(_config(tiny_backbone, device="cpu"), inputs, None).texts_truncated == 0
 
 
+@pytest.mark.slow  # a second calibrate call: in `make test`, not `make test-fast`
 def test_a_resumed_call_distils_the_served_model_a_fresh_call_did(toy_run, tiny_backbone, tmp_path):
     """A job resumed after stage 1 loads it instead of training it; the served model it then distils must be
     the uninterrupted run's (its dropout once drew from the global RNG that stage 1's training moved)."""

@@ -106,7 +106,8 @@ def test_distill_rejects_bad_targets_and_stops_on_request(tiny_backbone):
         )
 
 
-@pytest.mark.parametrize("from_stage1", [True, False])
+# from a stage-1 model: dropout; from a new head (slow: it loads the backbone twice): its initialisation too
+@pytest.mark.parametrize("from_stage1", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_distillation_does_not_depend_on_the_global_random_state(tiny_backbone, from_stage1):
     """A resumed job loads stage 1 instead of training it, which leaves torch's global RNG elsewhere: the
     served model it distils must be the one a fresh run distils, and the caller's RNG must be left as it was."""
