@@ -100,7 +100,8 @@ def _delivered(report: Mapping[str, Any]) -> str:
     ]
     if rows:
         html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows)
-        html += f'<p class="meta">{escape(GOLD_FREE_NOTE)}</p>'
+        if any(e.get("method") != "trusted" for _, e in shown_estimates(report)):
+            html += f'<p class="meta">{escape(GOLD_FREE_NOTE)}</p>'
     return html
 
 

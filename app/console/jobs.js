@@ -294,7 +294,8 @@ function keptSummary(sel, found) {
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
     h('p', { class: 'muted' }, sel.reason || ''),
     table ? h('h3', {}, 'Estimates') : null, table,
-    table ? h('p', { class: 'muted' }, 'Without trusted rows these come from the noisy labels alone: the interval covers '
+    table && Object.values(found).some((e) => e && typeof e.accuracy === 'number' && e.method !== 'trusted')
+      ? h('p', { class: 'muted' }, 'Without trusted rows these come from the noisy labels alone: the interval covers '
       + 'row sampling and the disagreement of two estimators, not their shared bias. About 100 hand-checked rows '
       + '(trusted_label) replace them with measured accuracies.') : null);
 }

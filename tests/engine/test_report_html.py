@@ -109,3 +109,11 @@ def test_the_page_says_what_was_delivered_and_why_with_the_estimates():
     assert "interval spans the method of moments" in table
     # a report without a selection (an older job) has no such section
     assert "What was delivered" not in render_report_html(build_report(fake_result()), {})
+
+
+def test_the_gold_free_note_goes_when_every_estimate_is_measured_on_trusted_rows():
+    trusted = _estimate(0.80, 0.71, 0.87, method="trusted", rows=100)
+    selection = {"kept": "refined", "kept_model": "served", "reason": "r", "estimates": {"plain": trusted}}
+    selection |= {"llm_label_accuracy": trusted, "noise_share": trusted}
+    page = render_report_html(build_report(fake_result(diagnostics={"selection": selection})), {})
+    assert "trusted rows (Wilson 95 %)" in page and "not their shared bias" not in page
