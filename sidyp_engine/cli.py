@@ -260,7 +260,7 @@ def summary_text(report: dict[str, Any], out_dir: str, wall_seconds: float) -> s
 
 def _delivered_lines(report: dict[str, Any]) -> list[str]:
     """What the do-no-harm stage delivered and why, and the estimates (the report's own words)."""
-    from sidyp_engine.report import ESTIMATE_SOURCES, GOLD_FREE_NOTE, shown_estimates
+    from sidyp_engine.report import ESTIMATE_SOURCES, gold_free_note, shown_estimates
     from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
 
     selection = report.get("selection") or {}
@@ -278,8 +278,8 @@ def _delivered_lines(report: dict[str, Any]) -> list[str]:
         for title, e in shown:
             source = ESTIMATE_SOURCES.get(e.get("method"), e.get("method"))
             lines.append(f"  {title:<28} {e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}]  {source}")
-        if any(e.get("method") != "trusted" for _, e in shown):
-            lines.append(f"  {GOLD_FREE_NOTE}")
+        if note := gold_free_note(shown):
+            lines.append(f"  {note}")
     return lines
 
 

@@ -305,6 +305,11 @@ def shown_estimates(report: Mapping[str, Any]) -> list[tuple[str, dict]]:
     ]
 
 
+def gold_free_note(shown: list[tuple[str, dict]]) -> str | None:
+    """GOLD_FREE_NOTE when any shown estimate is gold-free (trusted rows measure, they do not estimate)."""
+    return GOLD_FREE_NOTE if any(e.get("method") != "trusted" for _, e in shown) else None
+
+
 def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
     """Estimated accuracies (with intervals) of the LLM labels, the plain classifier and what was kept."""
     if not selection:

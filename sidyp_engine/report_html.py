@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from sidyp_engine.plots import MODEL_TITLES
-from sidyp_engine.report import ESTIMATE_SOURCES, GOLD_FREE_NOTE, shown_estimates
+from sidyp_engine.report import ESTIMATE_SOURCES, gold_free_note, shown_estimates
 from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
 
 _CSS = """
@@ -88,6 +88,7 @@ def _delivered(report: Mapping[str, Any]) -> str:
         f"Model: {escape(CANDIDATE_DESCRIPTIONS.get(model, str(model)))}.</p>"
         f'<p class="meta">{escape(str(selection.get("reason", "")))}</p>'
     )
+    shown = shown_estimates(report)
     rows = [
         [
             _Safe(escape(title)),
@@ -96,12 +97,12 @@ def _delivered(report: Mapping[str, Any]) -> str:
             _Safe(escape(ESTIMATE_SOURCES.get(e.get("method"), str(e.get("method"))))),
             e.get("rows"),
         ]
-        for title, e in shown_estimates(report)
+        for title, e in shown
     ]
     if rows:
         html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows)
-        if any(e.get("method") != "trusted" for _, e in shown_estimates(report)):
-            html += f'<p class="meta">{escape(GOLD_FREE_NOTE)}</p>'
+        if note := gold_free_note(shown):
+            html += f'<p class="meta">{escape(note)}</p>'
     return html
 
 

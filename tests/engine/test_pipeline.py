@@ -32,12 +32,28 @@ def _config(backbone: str, **overrides) -> CalibrationConfig:
     return CalibrationConfig(**(fields | overrides))
 
 
+EXTRA_TEXTS = ["the pizza recipe with cheese", "the laptop server code", "the coach and the team"]
+
+
+def _call_toy_again(toy_run, backbone, work_dir, progress, **overrides):
+    """`toy_run`'s call once more, in `work_dir`, with config overrides."""
+    return calibrate(
+        toy_run["texts"],
+        toy_run["noisy"],
+        toy_run["classes"],
+        extra_texts=EXTRA_TEXTS,
+        config=_config(backbone, **overrides),
+        progress=progress,
+        work_dir=work_dir,
+    )
+
+
 @pytest.fixture(scope="module")
 def toy_run(tiny_backbone, tmp_path_factory):
     texts, noisy, gold, classes = toy_dataset(n_per_class=12, noise=0.3, seed=1)
     noisy = list(noisy)
     noisy[4] = None  # one row the labeller gave no answer for
-    extra = ["the pizza recipe with cheese", "the laptop server code", "the coach and the team"]
+    extra = EXTRA_TEXTS
     seen = []
     work_dir = tmp_path_factory.mktemp("work")
     result = calibrate(
@@ -124,15 +140,7 @@ def test_progress_goes_through_the_stages_in_order(toy_run):
 @pytest.mark.slow  # two more calibrate runs (~3 s): in `make test`, not `make test-fast`
 def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_backbone):
     seen = []
-    again = calibrate(
-        toy_run["texts"],
-        toy_run["noisy"],
-        toy_run["classes"],
-        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
-        config=_config(tiny_backbone),
-        progress=seen.append,
-        work_dir=toy_run["work_dir"],
-    )
+    again = _call_toy_again(toy_run, tiny_backbone, toy_run["work_dir"], seen.append)
     first = toy_run["result"]
     assert again.diagnostics["reused_stage1"] is True
     # no training step was reported: stage 1 went straight from 0 to done
@@ -146,15 +154,7 @@ def test_second_call_with_the_same_work_dir_skips_finished_stages(toy_run, tiny_
 
     # a call that changes only a later stage's setting reuses stage 1 and recomputes the rest
     seen_k = []
-    other_k = calibrate(
-        toy_run["texts"],
-        toy_run["noisy"],
-        toy_run["classes"],
-        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
-        config=_config(tiny_backbone, k=2),
-        progress=seen_k.append,
-        work_dir=toy_run["work_dir"],
-    )
+    other_k = _call_toy_again(toy_run, tiny_backbone, toy_run["work_dir"], seen_k.append, k=2)
     assert other_k.diagnostics["reused_stage1"] is True and other_k.diagnostics["k"] == 2.0
     assert any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen_k)  # distilled again
     assert [p.fraction for p in seen_k if p.stage == "plain"] == [0.0, 1.0]  # the plain fine-tune reused
@@ -338,15 +338,7 @@ def test_a_resumed_call_distils_the_served_model_a_fresh_call_did(toy_run, tiny_
     for stored in ("served.json", "served.safetensors"):
         (work_dir / stored).unlink(missing_ok=True)
     seen = []
-    calibrate(
-        toy_run["texts"],
-        toy_run["noisy"],
-        toy_run["classes"],
-        extra_texts=["the pizza recipe with cheese", "the laptop server code", "the coach and the team"],
-        config=_config(tiny_backbone),
-        progress=seen.append,
-        work_dir=work_dir,
-    )
+    _call_toy_again(toy_run, tiny_backbone, work_dir, seen.append)
     assert [p.fraction for p in seen if p.stage == "classifier"] == [0.0, 1.0]  # stage 1 was loaded
     assert any(p.stage == "served" and 0.0 < p.fraction < 1.0 for p in seen)  # the model was distilled again
     again = ServedClassifier.load(work_dir / "served", device="cpu").predict_proba(probe_texts)
