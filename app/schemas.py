@@ -321,7 +321,8 @@ class Report(BaseModel):
         description="estimated accuracy of the LLM labels, the plain classifier and what is delivered, each "
         "with an interval: from trusted rows a 95 % Wilson interval; gold-free, one spanning the 95 % "
         "row-sampling intervals of two estimators (refined posteriors, method of moments), whose own bias is "
-        "not in it",
+        "not in it; with trusted rows and evaluation texts also the delivered model's accuracy on those texts, "
+        "carried from the trusted rows by its confidence (difference of confidences, bootstrap 95 % interval)",
     )
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 

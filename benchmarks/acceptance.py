@@ -72,6 +72,14 @@ def run_rows(path: str) -> list[dict]:
             if r.get("measured_test") is not None and r["estimated"].get("accuracy") is not None
         }
         row["intervals"] = _intervals(run, est)
+        evaluation = est.get("evaluation")
+        if evaluation:  # the kept model's accuracy on the test texts, carried there from the trusted rows
+            e = evaluation["estimated"]
+            row["evaluation"] = {
+                "estimated": e["accuracy"],
+                "interval": [e["low"], e["high"]],
+                "measured_test": evaluation["measured_test"],
+            }
         rows.append(row)
     return rows
 
@@ -157,8 +165,20 @@ def criteria(rows: list[dict]) -> dict:
         trusted = [r for r in rows if _set_name(r) == name and r["trusted"]]
         if trusted:
             without = {r["seed"]: r for r in plain}
+            kept = [r.get("intervals", {}).get(r.get("kept", "/").split("/")[-1]) for r in trusted]
+            carried = [r.get("evaluation") for r in trusted]
             out["trusted"][name] = {
                 "seeds": sorted(r["seed"] for r in trusted),
+                # the delivered model's reported interval (its trusted rows) and the one carried to the test
+                # texts: does each hold the measured test accuracy?
+                "kept_model_interval_covers_test": [
+                    None if k is None else k["reported"][0] <= k["measured_test"] <= k["reported"][1]
+                    for k in kept
+                ],
+                "evaluation_interval_covers_test": [
+                    None if c is None else c["interval"][0] <= c["measured_test"] <= c["interval"][1]
+                    for c in carried
+                ],
                 "served_ece": round(float(np.mean([r["served"]["ece"] for r in trusted])), 4),
                 "served_accuracy_minus_without": {
                     r["seed"]: round(r["served"]["accuracy"] - without[r["seed"]]["served"]["accuracy"], 4)
@@ -232,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy_moment_estimates_vs_test": mean_abs(moment_pairs),
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
+        "evaluation_estimates_vs_test": mean_abs(
+            [
+                [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]
+                for r in rows
+                if "evaluation" in r
+            ]
+        ),
     }
     print("mean absolute errors:", errors)
     intervals = {

@@ -60,7 +60,7 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
         name: {"estimated": est, "measured_test": table.get(name, {}).get("measured_test")}
         for name, est in (chosen.get("moment_estimates") or {}).items()
     }
-    return {
+    out = {
         "rows": table,
         "moment_rows": moments,
         "anchor_t": _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid),
@@ -74,6 +74,16 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
             "flagged_share_train": float(result.diagnostics.get("flagged_share", float("nan"))),
         },
     }
+    kept_model = chosen["kept_model"]
+    if (
+        chosen.get("evaluation_estimate") and kept_model in test_preds
+    ):  # trusted rows carried to the test texts
+        out["evaluation"] = {
+            "model": kept_model,
+            "estimated": chosen["evaluation_estimate"],
+            "measured_test": _accuracy(test_preds[kept_model].argmax(1), y_test),
+        }
+    return out
 
 
 def _anchor_estimates(arrays, valid_preds, noisy_valid, y_valid) -> dict[str, Any]:
@@ -127,6 +137,13 @@ def format_estimates(table: dict[str, Any]) -> str:
             for n, r in anchor.items()
         )
     )
+    if "evaluation" in table:
+        ev = table["evaluation"]
+        e = ev["estimated"]
+        lines.append(
+            f"  {ev['model']} on the test texts: estimated {e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}] "
+            f"{e['method']}, measured {ev['measured_test']:.3f}"
+        )
     w = table["wrong_label_share"]
     lines.append(
         f"  wrong LLM labels: estimated {w['estimated']['accuracy']:.3f} "

@@ -37,7 +37,8 @@ class Estimate:
     low: float
     high: float
     method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "posterior" (the
-    # refined posteriors' expected wrong-label share), "none" (no rows)
+    # refined posteriors' expected wrong-label share), "transferred" (trusted rows carried to other texts by
+    # their confidence), "none" (no rows)
     rows: int
 
     def as_dict(self) -> dict:
@@ -222,6 +223,35 @@ def reference_accuracy(pred: np.ndarray, reference: np.ndarray, seed: int = 0) -
         return _none()
     ref = ref / np.clip(ref.sum(axis=1, keepdims=True), 1e-12, None)
     return mean_estimate(ref[np.arange(len(pred)), pred], "posterior", seed)
+
+
+def _difference_of_confidences(source_conf, source_right, target_mean_conf: float) -> float:
+    return float(np.clip(target_mean_conf + source_right.mean() - source_conf.mean(), 0.0, 1.0))
+
+
+def transferred_accuracy(
+    source_conf: np.ndarray, source_right: np.ndarray, target_conf: np.ndarray, seed: int = 0
+) -> Estimate:
+    """A model's accuracy on unlabelled target texts, from labelled source rows: difference of confidences
+    (DoC, Guillory et al., 2021), the target's mean top-label confidence corrected by the source's gap
+    between accuracy and mean confidence. Exact for a model calibrated on both (what a temperature fitted
+    to the trusted rows aims at) and unmoved by a constant over- or under-confidence; where the targets
+    are easier or harder than the source, the source accuracy alone misses by the difference and this
+    follows it. Percentile bootstrap over the source rows (`method = "transferred"`); the target's own
+    calibration error is not in it.
+    """
+    source_conf, target_conf = np.asarray(source_conf, np.float64), np.asarray(target_conf, np.float64)
+    source_right = np.asarray(source_right, np.float64)
+    if not len(source_conf) or not len(target_conf):
+        return _none(len(target_conf))
+    target_mean = float(target_conf.mean())
+    point = _difference_of_confidences(source_conf, source_right, target_mean)
+    low, high = _bootstrap(
+        lambda idx: _difference_of_confidences(source_conf[idx], source_right[idx], target_mean),
+        len(source_conf),
+        seed,
+    )
+    return Estimate(point, min(low, point), max(high, point), "transferred", len(target_conf))
 
 
 def accuracy_estimate(

@@ -281,13 +281,16 @@ ESTIMATE_TITLES = {
     "noisy_classifier": "plain classifier",
     "delivered_labels": "delivered labels",
     "delivered_model": "delivered model",
+    "delivered_model_on_evaluation": "delivered model, on the evaluation texts",
 }
 ESTIMATE_SOURCES = {
     "posterior": "refined posteriors; interval spans the method of moments'",
     "moments": "method of moments",
     "bound": "bound: noise matrix near-singular",
     "trusted": "trusted rows (Wilson 95 %)",
+    "transferred": "trusted rows, carried to these texts by confidence (DoC; bootstrap 95 %)",
 }
+MEASURED_METHODS = ("trusted", "transferred")  # read from trusted rows, not from the noisy labels
 GOLD_FREE_NOTE = (
     "Without trusted rows these are estimates from the noisy labels alone: the interval covers row sampling "
     "and the disagreement of two estimators, not their shared bias. About 100 hand-checked rows "
@@ -307,7 +310,7 @@ def shown_estimates(report: Mapping[str, Any]) -> list[tuple[str, dict]]:
 
 def gold_free_note(shown: list[tuple[str, dict]]) -> str | None:
     """GOLD_FREE_NOTE when any shown estimate is gold-free (trusted rows measure, they do not estimate)."""
-    return GOLD_FREE_NOTE if any(e.get("method") != "trusted" for _, e in shown) else None
+    return GOLD_FREE_NOTE if any(e.get("method") not in MEASURED_METHODS for _, e in shown) else None
 
 
 def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
@@ -321,6 +324,7 @@ def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
         "noisy_classifier": found.get("plain"),
         "delivered_labels": found.get(selection.get("kept")),
         "delivered_model": found.get(selection.get("kept_model")),
+        "delivered_model_on_evaluation": selection.get("evaluation_estimate"),
     }
 
 

@@ -60,6 +60,8 @@ class Selection:
     temperature_source: str = "gold-free reference"  # what the models' temperatures were fitted against
     method_noise_share: float | None = None  # the run's own wrong-label estimate the gate read
     moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
+    # the kept model's accuracy on the extra (evaluation) texts, carried there from the trusted rows
+    evaluation_estimate: Estimate | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -78,6 +80,9 @@ class Selection:
             "temperature_source": self.temperature_source,
             "method_noise_share": self.method_noise_share,  # unrounded: it is the report's noise_share
             "moment_estimates": {name: e.as_dict() for name, e in (self.moment_estimates or {}).items()},
+            "evaluation_estimate": None
+            if self.evaluation_estimate is None
+            else self.evaluation_estimate.as_dict(),
         }
 
 

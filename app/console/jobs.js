@@ -267,9 +267,12 @@ const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifi
   probe: 'the linear probe (a logistic regression on the frozen sentence embeddings)' };
 
 const ESTIMATE_ROWS = { llm_labels: 'given (LLM) labels', wrong_label_share: 'share of wrong given labels',
-  noisy_classifier: 'plain classifier', delivered_labels: 'delivered labels', delivered_model: 'delivered model' };
+  noisy_classifier: 'plain classifier', delivered_labels: 'delivered labels', delivered_model: 'delivered model',
+  delivered_model_on_evaluation: 'delivered model, on the evaluation texts' };
 const ESTIMATE_SOURCES = { posterior: "refined posteriors; interval spans the method of moments'",
-  moments: 'method of moments', bound: 'bound: noise matrix near-singular', trusted: 'trusted rows (Wilson 95 %)' };
+  moments: 'method of moments', bound: 'bound: noise matrix near-singular', trusted: 'trusted rows (Wilson 95 %)',
+  transferred: 'trusted rows, carried to these texts by confidence (DoC; bootstrap 95 %)' };
+const MEASURED = ['trusted', 'transferred']; // read from trusted rows, not from the noisy labels
 
 // The report's accuracy estimates (no gold needed), each with its interval and where it comes from.
 function estimatesTable(found) {
@@ -294,7 +297,7 @@ function keptSummary(sel, found) {
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
     h('p', { class: 'muted' }, sel.reason || ''),
     table ? h('h3', {}, 'Estimates') : null, table,
-    table && Object.values(found).some((e) => e && typeof e.accuracy === 'number' && e.method !== 'trusted')
+    table && Object.values(found).some((e) => e && typeof e.accuracy === 'number' && !MEASURED.includes(e.method))
       ? h('p', { class: 'muted' }, 'Without trusted rows these come from the noisy labels alone: the interval covers '
       + 'row sampling and the disagreement of two estimators, not their shared bias. About 100 hand-checked rows '
       + '(trusted_label) replace them with measured accuracies.') : null);

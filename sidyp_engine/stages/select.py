@@ -178,6 +178,9 @@ def select_outputs(
         preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
     )
     chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows)
+    chosen.evaluation_estimate = _evaluation_estimate(
+        models, chosen.kept_model, rows, inputs.extra_texts, seed
+    )
     labels = {
         selection.REFINED: (post.train, post.valid, post.extra),
         selection.PLAIN: tuple(plain_ens.noisy_posteriors.get(k) for k in ("train", "valid", "extra")),
@@ -265,6 +268,22 @@ def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -
     for name, model in models.items():
         model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name]), labels)
     return source
+
+
+def _evaluation_estimate(models, name: str, rows: TrustedRows | None, texts, seed: int):
+    """The kept model's accuracy on the extra (evaluation) texts, carried from the trusted rows by its
+    confidence (`estimates.transferred_accuracy`); None without extra texts or without enough trusted rows
+    to set its temperature. The trusted rows measure the texts they were drawn from; where the evaluation
+    texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md, tenth round)."""
+    if not texts or _temperature_source(rows) is None:
+        return None
+    model = models[name]
+    source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
+    target = torch.softmax(torch.from_numpy(model.logits(texts)).double() / model.temperature, dim=-1)
+    right = source.argmax(1).numpy() == rows.trusted
+    return estimates.transferred_accuracy(
+        source.max(1).values.numpy(), right, target.max(1).values.numpy(), seed
+    )
 
 
 def _temperature_source(rows: TrustedRows | None) -> str | None:

@@ -72,9 +72,18 @@ def test_criteria_average_the_shared_sets_and_list_misses_elsewhere():
     assert shared["sidyp_minus_baseline_accuracy"] == 0.095 and shared["served_ece"] == 0.06
     assert got["trusted"]["semeval-mixtral-fewshot"] == {
         "seeds": [0],
+        "kept_model_interval_covers_test": [None],
+        "evaluation_interval_covers_test": [None],
         "served_ece": 0.04,
         "served_accuracy_minus_without": {0: 0.07},
     }
+    # with the kept model's intervals: its trusted-row interval misses the test accuracy, the carried one holds it
+    rows[2]["kept"] = "refined/served"
+    rows[2]["intervals"] = {"served": {"reported": [0.50, 0.60], "measured_test": 0.63}}
+    rows[2]["evaluation"] = {"estimated": 0.64, "interval": [0.58, 0.70], "measured_test": 0.63}
+    trusted = criteria(rows)["trusted"]["semeval-mixtral-fewshot"]
+    assert trusted["kept_model_interval_covers_test"] == [False]
+    assert trusted["evaluation_interval_covers_test"] == [True]
     # only the 40 % set misses: sidyp's macro-F1 is 3 points below; served's 0.5 and accuracy are within a point
     assert got["below_baseline_elsewhere"] == [
         {"set": "semeval-mixtral-fewshot-noise40-seed2", "seed": 2, "misses": {"sidyp macro_f1": -0.03}}

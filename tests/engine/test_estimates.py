@@ -118,3 +118,34 @@ def test_trusted_rows_give_plain_accuracy_with_wilson_interval(rng):
 def test_no_rows_is_unknown():
     est = estimates.predictor_accuracy(np.array([0, 1]), np.array([-1, -1]), np.eye(2))
     assert est.method == "none" and np.isnan(est.accuracy)
+
+
+def _calibrated_rows(rng, low: float, high: float, n: int, offset: float = 0.0):
+    """Top-label confidences uniform on [low, high], each right with probability confidence - offset."""
+    conf = rng.uniform(low, high, n)
+    return conf, rng.random(n) < conf - offset
+
+
+def test_transferred_accuracy_follows_easier_target_texts(rng):
+    # trusted rows harder than the texts to score: their own accuracy (~0.5) misses the target's (~0.8)
+    source_conf, source_right = _calibrated_rows(rng, 0.3, 0.7, 400)
+    target_conf, target_right = _calibrated_rows(rng, 0.6, 1.0, 4000)
+    est = estimates.transferred_accuracy(source_conf, source_right, target_conf, seed=1)
+    assert est.method == "transferred" and est.rows == 4000
+    assert abs(source_right.mean() - target_right.mean()) > 0.2
+    assert est.accuracy == pytest.approx(target_right.mean(), abs=0.04)
+    assert est.low <= target_right.mean() <= est.high
+
+
+def test_transferred_accuracy_corrects_a_constant_overconfidence(rng):
+    # the model is 10 points over-confident everywhere: the source's gap carries over to the target
+    source_conf, source_right = _calibrated_rows(rng, 0.4, 0.8, 2000, offset=0.1)
+    target_conf, target_right = _calibrated_rows(rng, 0.7, 1.0, 4000, offset=0.1)
+    est = estimates.transferred_accuracy(source_conf, source_right, target_conf)
+    assert target_conf.mean() - target_right.mean() > 0.08  # mean confidence alone would miss
+    assert est.accuracy == pytest.approx(target_right.mean(), abs=0.03)
+
+
+def test_transferred_accuracy_without_rows_is_unknown():
+    est = estimates.transferred_accuracy(np.array([]), np.array([]), np.array([0.9, 0.8]))
+    assert est.method == "none" and np.isnan(est.accuracy)

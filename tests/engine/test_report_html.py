@@ -117,3 +117,14 @@ def test_the_gold_free_note_goes_when_every_estimate_is_measured_on_trusted_rows
     selection |= {"llm_label_accuracy": trusted, "noise_share": trusted}
     page = render_report_html(build_report(fake_result(diagnostics={"selection": selection})), {})
     assert "trusted rows (Wilson 95 %)" in page and "not their shared bias" not in page
+    # the kept model's accuracy carried to the evaluation texts is read from trusted rows too: no note
+    carried = _estimate(0.86, 0.78, 0.93, method="transferred", rows=600)
+    report = build_report(
+        fake_result(diagnostics={"selection": selection | {"evaluation_estimate": carried}})
+    )
+    assert report["estimates"]["delivered_model_on_evaluation"] == carried
+    page = render_report_html(report, {})
+    assert (
+        "<td>delivered model, on the evaluation texts</td><td>0.860</td><td>0.780 \u2013 0.930</td>" in page
+    )
+    assert "carried to these texts by confidence" in page and "not their shared bias" not in page

@@ -52,6 +52,21 @@ def test_trusted_rows_are_never_flagged_and_decide_the_selection(toy, tiny_backb
     assert chosen["llm_label_accuracy"]["accuracy"] == pytest.approx(1 - np.mean(flipped), abs=1e-4)
 
 
+@pytest.mark.slow  # a whole calibrate run: in `make test`, not `make test-fast`
+def test_with_enough_trusted_rows_the_kept_model_is_estimated_on_the_extra_texts(tiny_backbone):
+    texts, noisy, gold, classes = toy_dataset(n_per_class=20, noise=0.3, seed=3)
+    trusted = [g if i % 2 == 0 else None for i, g in enumerate(gold)]  # 30 of 60: enough for temperatures
+    extra = ["the pizza recipe with cheese", "the laptop server code", "the team scored a goal"]
+    result = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=_config(tiny_backbone), trusted_labels=trusted
+    )
+    chosen = result.diagnostics["selection"]
+    assert chosen["temperature_source"].startswith("trusted rows (n=30")
+    carried = chosen["evaluation_estimate"]
+    assert carried["method"] == "transferred" and carried["rows"] == len(extra)
+    assert 0.0 <= carried["low"] <= carried["accuracy"] <= carried["high"] <= 1.0
+
+
 def test_a_trusted_label_outside_the_classes_names_the_row(toy, tiny_backbone):
     texts, noisy, _, classes, _ = toy
     trusted = [None] * len(texts)
@@ -201,3 +216,38 @@ def test_one_branch_stage1_is_the_plain_classifier_and_is_not_trained_twice(toy,
     assert calls == [1]
     assert [p.message for p in seen if p.stage == "plain"][-1] == "stage 1 is the plain classifier"
     assert result.extra_noisy_posteriors.shape == (2, len(classes))
+
+
+class _FixedLogits:
+    """A served-model stand-in: fixed logits per text, a temperature the select stage may set."""
+
+    def __init__(self, logits_by_text: dict[str, list[float]], temperature: float = 1.0):
+        self.logits_by_text, self.temperature = logits_by_text, temperature
+
+    def logits(self, texts):
+        return np.array([self.logits_by_text[t] for t in texts], dtype=np.float32)
+
+
+def _trusted_rows(logits: np.ndarray, trusted: np.ndarray) -> select_stage.TrustedRows:
+    preds = {selection.SERVED: logits.argmax(1)}
+    return select_stage.TrustedRows(preds, trusted.copy(), trusted, {selection.SERVED: logits}, 0)
+
+
+def test_the_kept_model_is_estimated_on_the_evaluation_texts_from_the_trusted_rows():
+    # trusted rows: confident in class 0 by a margin of 1 (p ~ 0.73 of 2 classes), right on 73 of 100
+    src = np.tile([1.0, 0.0], (100, 1))
+    trusted = np.where(np.arange(100) < 73, 0, 1)
+    # evaluation texts far more confident (margin 4: p ~ 0.98): the trusted rows' 0.73 would miss them
+    texts = [f"text {i}" for i in range(50)]
+    model = _FixedLogits({t: [4.0, 0.0] for t in texts})
+    models = {selection.SERVED: model}
+    rows = _trusted_rows(src, trusted)
+    est = select_stage._evaluation_estimate(models, selection.SERVED, rows, texts, seed=0)
+    assert est.method == "transferred" and est.rows == 50
+    # the trusted rows are calibrated (their fitted temperature is ~1): no gap to correct
+    assert est.accuracy == pytest.approx(1 / (1 + np.exp(-4.0)), abs=0.005)
+    assert 0.8 < est.low <= est.accuracy <= est.high <= 1.0  # the trusted rows' own 0.73 is far outside
+    # no evaluation texts, or too few trusted rows to fit a temperature: nothing to report
+    assert select_stage._evaluation_estimate(models, selection.SERVED, rows, [], seed=0) is None
+    few = _trusted_rows(src[:10], trusted[:10])
+    assert select_stage._evaluation_estimate(models, selection.SERVED, few, texts, seed=0) is None
