@@ -322,7 +322,7 @@ class Report(BaseModel):
         "with an interval: from trusted rows a 95 % Wilson interval; gold-free, one spanning the 95 % "
         "row-sampling intervals of two estimators (refined posteriors, method of moments), whose own bias is "
         "not in it; with trusted rows and evaluation texts also the delivered model's accuracy on those texts, "
-        "carried from the trusted rows by its confidence (difference of confidences, bootstrap 95 % interval)",
+        "carried from the trusted rows by its confidence (average thresholded confidence, bootstrap 95 % interval)",
     )
     diagnostics: dict[str, Any] = Field(default_factory=dict)
 

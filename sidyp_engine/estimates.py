@@ -225,29 +225,31 @@ def reference_accuracy(pred: np.ndarray, reference: np.ndarray, seed: int = 0) -
     return mean_estimate(ref[np.arange(len(pred)), pred], "posterior", seed)
 
 
-def _difference_of_confidences(source_conf, source_right, target_mean_conf: float) -> float:
-    return float(np.clip(target_mean_conf + source_right.mean() - source_conf.mean(), 0.0, 1.0))
+def _thresholded_confidence(source_conf, source_right, target_conf) -> float:
+    accuracy = float(source_right.mean())
+    if accuracy <= 0.0 or accuracy >= 1.0:
+        return accuracy
+    threshold = float(np.quantile(source_conf, 1.0 - accuracy))
+    return float((target_conf > threshold).mean())
 
 
 def transferred_accuracy(
     source_conf: np.ndarray, source_right: np.ndarray, target_conf: np.ndarray, seed: int = 0
 ) -> Estimate:
-    """A model's accuracy on unlabelled target texts, from labelled source rows: difference of confidences
-    (DoC, Guillory et al., 2021), the target's mean top-label confidence corrected by the source's gap
-    between accuracy and mean confidence. Exact for a model calibrated on both (what a temperature fitted
-    to the trusted rows aims at) and unmoved by a constant over- or under-confidence; where the targets
+    """A model's accuracy on unlabelled target texts, from labelled source rows: average thresholded
+    confidence (ATC, Garg et al., 2022). The threshold is the top-label confidence that as many source rows
+    exceed as the model gets right; the estimate is the share of target texts above it. Where the targets
     are easier or harder than the source, the source accuracy alone misses by the difference and this
-    follows it. Percentile bootstrap over the source rows (`method = "transferred"`); the target's own
-    calibration error is not in it.
+    follows it; it needs the targets' confidences within the source's range (beyond it, every target text
+    counts as right or as wrong). Percentile bootstrap over the source rows (`method = "transferred"`).
     """
     source_conf, target_conf = np.asarray(source_conf, np.float64), np.asarray(target_conf, np.float64)
-    source_right = np.asarray(source_right, np.float64)
+    source_right = np.asarray(source_right, bool)
     if not len(source_conf) or not len(target_conf):
         return _none(len(target_conf))
-    target_mean = float(target_conf.mean())
-    point = _difference_of_confidences(source_conf, source_right, target_mean)
+    point = _thresholded_confidence(source_conf, source_right, target_conf)
     low, high = _bootstrap(
-        lambda idx: _difference_of_confidences(source_conf[idx], source_right[idx], target_mean),
+        lambda idx: _thresholded_confidence(source_conf[idx], source_right[idx], target_conf),
         len(source_conf),
         seed,
     )

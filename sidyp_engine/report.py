@@ -288,7 +288,7 @@ ESTIMATE_SOURCES = {
     "moments": "method of moments",
     "bound": "bound: noise matrix near-singular",
     "trusted": "trusted rows (Wilson 95 %)",
-    "transferred": "trusted rows, carried to these texts by confidence (DoC; bootstrap 95 %)",
+    "transferred": "trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)",
 }
 MEASURED_METHODS = ("trusted", "transferred")  # read from trusted rows, not from the noisy labels
 GOLD_FREE_NOTE = (

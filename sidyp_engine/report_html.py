@@ -21,6 +21,7 @@ h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
+.estimates td:nth-child(3) { white-space: nowrap; } .estimates :is(td, th):nth-child(4) { text-align: left; }
 .warnings { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5rem 1rem; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: 0; } figure img { max-width: 34rem; height: auto; border: 1px solid #eee; }
@@ -46,13 +47,14 @@ def _num(value: Any, digits: int = 3) -> str:
     return escape(str(value))
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def _table(header: list[str], rows: list[list[Any]], css_class: str = "") -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{c if isinstance(c, _Safe) else _num(c)}</td>" for c in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _summary(report: Mapping[str, Any]) -> str:
@@ -100,7 +102,7 @@ def _delivered(report: Mapping[str, Any]) -> str:
         for title, e in shown
     ]
     if rows:
-        html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows)
+        html += "<h3>Estimates</h3>" + _table(["", "estimate", "interval", "from", "rows"], rows, "estimates")
         if note := gold_free_note(shown):
             html += f'<p class="meta">{escape(note)}</p>'
     return html

@@ -122,7 +122,9 @@ def pooled_splits(src_logits, src_labels, valid_logits, valid_gold, seed, draws:
     }
 
 
-def run_row(cache_dir: str, data: str, seed: int, n_trusted: int, score_test: bool) -> dict:
+def run_row(
+    cache_dir: str, data: str, seed: int, n_trusted: int, score_test: bool, dumps: str | None = None
+) -> dict:
     from sidyp_engine.served import ServedClassifier
 
     name = os.path.basename(os.path.normpath(data))
@@ -139,6 +141,15 @@ def run_row(cache_dir: str, data: str, seed: int, n_trusted: int, score_test: bo
     out: dict = {"set": name, "seed": seed, "trusted_rows": len(rows)}
     valid_logits, valid_gold = served.logits(valid["texts"]), gold_ids(valid["gold"], classes)
     out["pooled_splits"] = pooled_splits(src_logits, src_labels, valid_logits, valid_gold, seed)
+    if dumps:  # a shift planted in the validation rows, chosen without gold: agreement of two labellers
+        arrays = np.load(dumps.format(set=name, seed=seed))
+        agree = arrays["valid_noisy"] == arrays["valid_pred_plain"]
+        for subset, rows_in in (("valid_agree", agree), ("valid_disagree", ~agree)):
+            out[subset] = {
+                "rows": int(rows_in.sum()),
+                "measured": round(float((valid_logits[rows_in].argmax(1) == valid_gold[rows_in]).mean()), 4),
+                "estimators": with_intervals(src_logits, src_labels, valid_logits[rows_in], seed),
+            }
     for split, table in targets.items():
         logits = served.logits(table["texts"])
         gold = gold_ids(table["gold"], classes)
@@ -156,17 +167,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trusted", type=int, default=100)
     p.add_argument("--run", action="append", required=True, help="<data dir>:<seed>")
     p.add_argument("--score-test", action="store_true")
+    p.add_argument(
+        "--dumps",
+        help="the runs' --dump-arrays dir pattern with {set} and {seed}: adds validation subsets with a planted "
+        "shift (rows where the LLM label and the plain classifier agree: easier; where they do not: harder)",
+    )
     p.add_argument("--out", help="append one JSON line per run")
     args = p.parse_args(argv)
     for spec in args.run:
         data, seed = spec.rsplit(":", 1)
-        row = run_row(args.cache_dir, data, int(seed), args.trusted, args.score_test)
+        row = run_row(args.cache_dir, data, int(seed), args.trusted, args.score_test, args.dumps)
         line = json.dumps(row)
         print(line)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
-        for split in ("valid", "test"):
+        for split in ("valid", "valid_agree", "valid_disagree", "test"):
             if split in row:
                 r = row[split]
                 cells = "  ".join(
