@@ -270,7 +270,9 @@ def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows) -
     return source
 
 
-def _evaluation_estimate(models, name: str, rows: TrustedRows | None, texts, seed: int):
+def _evaluation_estimate(
+    models, name: str, rows: TrustedRows | None, texts, seed: int
+) -> estimates.Estimate | None:
     """The kept model's accuracy on the extra (evaluation) texts, carried from the trusted rows by its
     confidence (`estimates.transferred_accuracy`); None without extra texts or without enough trusted rows
     to set its temperature. The trusted rows measure the texts they were drawn from; where the evaluation

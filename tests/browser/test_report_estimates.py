@@ -1,0 +1,86 @@
+"""The job page's "What was delivered" block for a job with trusted rows and an evaluation set, in a real
+browser: the estimates measured on trusted rows, the delivered model's accuracy carried to the evaluation
+texts, and no gold-free note. The job's outputs are written directly (no training)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from app.main import create_app
+from sidyp_core.artifacts import REPORT_FILE, artifact_dir, write_json
+from sidyp_core.config import Settings
+from sidyp_core.store.sqlite_store import SqliteJobStore
+from sidyp_engine.report import build_report
+from tests.conftest import free_port
+from tests.engine.report_fixtures import fake_result
+from tests.service.test_labels_review import KEY_1, KEY_2, finished_job, labels_table
+
+
+def _estimate(acc, low, high, method="trusted", rows=100):
+    return {"accuracy": acc, "low": low, "high": high, "method": method, "rows": rows}
+
+
+SELECTION = {
+    "kept": "refined",
+    "kept_model": "served",
+    "reason": "the trusted rows show 54% of the labels wrong, at least the 40% where refinement has helped",
+    "estimates": {
+        "plain": _estimate(0.47, 0.375, 0.567),
+        "refined": _estimate(0.57, 0.472, 0.663),
+        "served": _estimate(0.64, 0.542, 0.727),
+        "plain_model": _estimate(0.48, 0.385, 0.577),
+    },
+    "llm_label_accuracy": _estimate(0.463, 0.366, 0.563),
+    "noise_share": _estimate(0.537, 0.437, 0.634),
+    "temperature_source": "trusted rows (n=100: 0 validation, 100 training)",
+    "evaluation_estimate": _estimate(0.784, 0.686, 0.86, method="transferred", rows=500),
+}
+
+
+@pytest.fixture
+def trusted_job(tmp_path):
+    settings = Settings(api_keys=f"t1:{KEY_1},t2:{KEY_2}", data_dir=tmp_path / "data")
+    store = SqliteJobStore(tmp_path / "store.sqlite3")
+    job_id = finished_job(store, settings.data_dir, "t1", labels_table(40))
+    report = build_report(fake_result(diagnostics={"selection": SELECTION}))
+    write_json(artifact_dir(settings.data_dir, "t1", "jobs", job_id) / REPORT_FILE, report)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, store), port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", job_id
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
+    open_page, trusted_job, screenshot_dir
+):
+    base, job_id = trusted_job
+    watched = open_page(base)
+    page = watched.page
+    page.goto(base + "/")
+    page.fill("#api-key", KEY_1)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#drop")
+    page.goto(base + f"/#/jobs/{job_id}")
+    page.wait_for_selector("#report .kept table.estimates")
+    row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
+    assert "delivered model, on the evaluation texts" in row and "0.784" in row and "0.686 – 0.860" in row
+    assert "carried to these texts by confidence (ATC" in row and "500" in row
+    assert "trusted rows (Wilson 95 %)" in page.inner_text(
+        '#report .kept tr[data-estimate="delivered_model"]'
+    )
+    # every estimate is read from trusted rows: the gold-free note is not shown
+    assert "from the noisy labels alone" not in page.inner_text("#report .kept")
+    page.screenshot(path=str(screenshot_dir / "console-trusted-estimates.png"), full_page=True)
+    assert watched.dialogs == [] and watched.errors == []
