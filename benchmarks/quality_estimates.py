@@ -75,9 +75,8 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
         },
     }
     kept_model = chosen["kept_model"]
-    if (
-        chosen.get("evaluation_estimate") and kept_model in test_preds
-    ):  # trusted rows carried to the test texts
+    # the kept model's accuracy carried from the trusted rows to the test texts, beside the measured one
+    if chosen.get("evaluation_estimate") and kept_model in test_preds:
         out["evaluation"] = {
             "model": kept_model,
             "estimated": chosen["evaluation_estimate"],

@@ -225,7 +225,8 @@ def reference_accuracy(pred: np.ndarray, reference: np.ndarray, seed: int = 0) -
     return mean_estimate(ref[np.arange(len(pred)), pred], "posterior", seed)
 
 
-def _thresholded_confidence(source_conf, source_right, target_conf) -> float:
+def thresholded_confidence(source_conf, source_right, target_conf) -> float:
+    """ATC's point estimate (see `transferred_accuracy`)."""
     accuracy = float(source_right.mean())
     if accuracy <= 0.0 or accuracy >= 1.0:
         return accuracy
@@ -247,9 +248,9 @@ def transferred_accuracy(
     source_right = np.asarray(source_right, bool)
     if not len(source_conf) or not len(target_conf):
         return _none(len(target_conf))
-    point = _thresholded_confidence(source_conf, source_right, target_conf)
+    point = thresholded_confidence(source_conf, source_right, target_conf)
     low, high = _bootstrap(
-        lambda idx: _thresholded_confidence(source_conf[idx], source_right[idx], target_conf),
+        lambda idx: thresholded_confidence(source_conf[idx], source_right[idx], target_conf),
         len(source_conf),
         seed,
     )

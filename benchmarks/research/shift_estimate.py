@@ -31,6 +31,7 @@ import torch
 
 from benchmarks.quality import gold_ids, read_split
 from benchmarks.quality_estimates import draw_trusted
+from sidyp_engine import estimates
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
 BOOTSTRAP_DRAWS = 200
@@ -46,13 +47,11 @@ def estimators(src_logits: np.ndarray, src_labels: np.ndarray, tgt_logits: np.nd
     src_conf, tgt_conf = _confidences(src_logits, t), _confidences(tgt_logits, t)
     right = src_logits.argmax(1) == src_labels
     accuracy = float(right.mean())
-    # ATC: the threshold above which the same share of source rows lies as are right
-    threshold = float(np.quantile(src_conf, 1 - accuracy)) if 0 < accuracy < 1 else (0.0 if accuracy else 1.0)
     return {
         "trusted": accuracy,
         "ac": float(tgt_conf.mean()),
         "doc": accuracy + float(tgt_conf.mean() - src_conf.mean()),
-        "atc": float((tgt_conf > threshold).mean()),
+        "atc": estimates.thresholded_confidence(src_conf, right, tgt_conf),  # the engine's rule
     }
 
 

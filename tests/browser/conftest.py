@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,33 @@ import pytest
 from tests.service.conftest import embedded_service  # noqa: F401  (the same real service as the API tests)
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+@contextmanager
+def app_in_thread(settings, store) -> Iterator[str]:
+    """The real app over `store` served by uvicorn in a thread (for jobs whose outputs a test wrote
+    directly); yields its base URL and stops it afterwards."""
+    import uvicorn
+
+    from app.main import create_app
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, store), port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

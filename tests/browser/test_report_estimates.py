@@ -4,18 +4,13 @@ texts, and no gold-free note. The job's outputs are written directly (no trainin
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-import uvicorn
 
-from app.main import create_app
 from sidyp_core.artifacts import REPORT_FILE, artifact_dir, write_json
 from sidyp_core.config import Settings
 from sidyp_core.store.sqlite_store import SqliteJobStore
 from sidyp_engine.report import build_report
-from tests.conftest import free_port
+from tests.browser.conftest import app_in_thread
 from tests.engine.report_fixtures import fake_result
 from tests.service.test_labels_review import KEY_1, KEY_2, finished_job, labels_table
 
@@ -48,18 +43,8 @@ def trusted_job(tmp_path):
     job_id = finished_job(store, settings.data_dir, "t1", labels_table(40))
     report = build_report(fake_result(diagnostics={"selection": SELECTION}))
     write_json(artifact_dir(settings.data_dir, "t1", "jobs", job_id) / REPORT_FILE, report)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store), port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", job_id
-    server.should_exit = True
-    thread.join(10)
+    with app_in_thread(settings, store) as base:
+        yield base, job_id
 
 
 def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(

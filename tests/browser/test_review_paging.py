@@ -4,17 +4,12 @@ The job's outputs are written directly (no training) and the real app is served 
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 
-from app.main import create_app
 from sidyp_core.config import Settings
 from sidyp_core.store.sqlite_store import SqliteJobStore
-from tests.conftest import free_port
+from tests.browser.conftest import app_in_thread
 from tests.service.test_labels_review import CLASSES, KEY_1, KEY_2, finished_job, labels_table
 
 N_ROWS = 3000
@@ -26,18 +21,8 @@ def big_job(tmp_path):
     store = SqliteJobStore(tmp_path / "store.sqlite3")
     table = labels_table(N_ROWS)
     job_id = finished_job(store, settings.data_dir, "t1", table)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store), port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", job_id, table
-    server.should_exit = True
-    thread.join(10)
+    with app_in_thread(settings, store) as base:
+        yield base, job_id, table
 
 
 def test_keyboard_pages_through_a_large_table(open_page, big_job):
