@@ -30,14 +30,33 @@ RULES = {
 }
 
 
-def quotas(post: torch.Tensor, noisy: torch.Tensor) -> dict[str, torch.Tensor | None]:
+def inverted_shares(used: torch.Tensor, noise_matrix: np.ndarray) -> torch.Tensor:
+    """Class shares pi with pi @ T = the labeller's shares (non-negative least squares, renormalised):
+    the true class marginals the noise matrix implies, read without the refined posteriors."""
+    from scipy.optimize import nnls
+
+    pi, _ = nnls(np.asarray(noise_matrix, dtype=np.float64).T, used.numpy())
+    return torch.from_numpy(pi / max(pi.sum(), 1e-12))
+
+
+def quotas(
+    post: torch.Tensor, noisy: torch.Tensor, noise_matrix: np.ndarray | None = None
+) -> dict[str, torch.Tensor | None]:
     """Rows per class each rule guarantees ("none": plain argmax)."""
     n, c = post.shape
     labelled = noisy[noisy >= 0]
     used = torch.bincount(labelled, minlength=c)[:c].double() / max(1, len(labelled))
     soft = post.double().mean(0)
     out: dict[str, torch.Tensor | None] = {"none": None}
-    return out | {name: torch.ceil(rule(soft, used) * n).long() for name, rule in RULES.items()}
+    out |= {name: torch.ceil(rule(soft, used) * n).long() for name, rule in RULES.items()}
+    if noise_matrix is not None:
+        # the anchor T's implied marginals, in place of (or beside) the posteriors' expectation
+        inv = inverted_shares(used, noise_matrix)
+        out["inverted T, lesser with labeller"] = torch.ceil(torch.minimum(inv, used) * n).long()
+        out["greater of expected and inverted T, lesser with labeller"] = torch.ceil(
+            torch.minimum(torch.maximum(soft, inv), used) * n
+        ).long()
+    return out
 
 
 def main(paths: list[str]) -> int:
@@ -58,7 +77,19 @@ def main(paths: list[str]) -> int:
             f"\n{path}  acc/macro-F1  (plain model valid {score(plain, vgold, c)}; "
             f"noisy train labels {score(np.maximum(noisy.numpy(), 0), gold, c)})"
         )
-        for name, quota in quotas(post, noisy).items():
+        t_anchor = d["selection_noise_matrix"]
+        used = np.bincount(noisy[noisy >= 0].numpy(), minlength=c) / max(1, int((noisy >= 0).sum()))
+        print(
+            "  shares: gold "
+            + " ".join(f"{x:.3f}" for x in np.bincount(gold[gold >= 0], minlength=c) / (gold >= 0).sum())
+            + "\n          labeller "
+            + " ".join(f"{x:.3f}" for x in used)
+            + "\n          expected "
+            + " ".join(f"{x:.3f}" for x in post.double().mean(0).numpy())
+            + "\n          inverted T "
+            + " ".join(f"{x:.3f}" for x in inverted_shares(torch.from_numpy(used), t_anchor).numpy())
+        )
+        for name, quota in quotas(post, noisy, t_anchor).items():
             w = None if quota is None else quota_weights(post, quota)
             w = torch.ones(c) if w is None else w
             labels = (post * w).argmax(1).numpy()

@@ -135,3 +135,44 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     # refined posteriors aside)
     accuracy = expected.moment_estimates[selection.PLAIN_MODEL].accuracy
     assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
+
+
+def _diffuse_posteriors(p, keep: float = 0.4) -> None:
+    """Refined posteriors that hold the label noise in their spread (a k-NN vote of noisy labels without
+    the noise model): the true P(y | x) shrunk towards uniform, argmax unchanged."""
+    refined = keep * p.refined_valid + (1 - keep) / C
+    p.post = Posteriors(
+        (keep * p.post.train + (1 - keep) / C), refined, None, temperature=1.0, vote_smoothing=0.0
+    )
+    p.refined_valid = refined
+
+
+def test_vote_share_posteriors_do_not_set_the_served_confidence_below_the_moment_estimate(planted):
+    _diffuse_posteriors(planted)
+    planted.served.temperature = 1.7
+    kept = select_stage.select_outputs(
+        planted.inputs, planted.ens, planted.ens, planted.post, planted.refined_valid, planted.served,
+        planted.plain, np.full((C, C), 0.15) + np.eye(C) * 0.55, None, seed=0,
+        posteriors_carry_label_noise=True,
+    )  # fmt: skip
+    posterior = kept.selection.estimates[selection.SERVED].accuracy
+    moments = kept.selection.moment_estimates[selection.SERVED].accuracy
+    valid_logits = planted.served.logits(planted.inputs.valid_texts)
+    truth = float((valid_logits.argmax(1) == planted.gold[:N_VALID]).mean())
+    # the diffuse posteriors under-state the served model's accuracy; the planted T makes the moments right
+    assert posterior < truth - 0.1
+    assert moments == pytest.approx(truth, abs=0.04)
+    assert planted.served.temperature == select_stage._temperature_for(valid_logits, moments)
+    confidence = torch.softmax(torch.from_numpy(valid_logits) / planted.served.temperature, -1).max(-1).values
+    assert float(confidence.mean()) == pytest.approx(truth, abs=0.04)
+
+
+def test_with_the_noise_model_the_served_model_keeps_its_distilled_temperature(planted):
+    _diffuse_posteriors(planted)
+    planted.served.temperature = 1.7
+    select_stage.select_outputs(
+        planted.inputs, planted.ens, planted.ens, planted.post, planted.refined_valid, planted.served,
+        planted.plain, np.full((C, C), 0.15) + np.eye(C) * 0.55, None, seed=0,
+        posteriors_carry_label_noise=False,
+    )  # fmt: skip
+    assert planted.served.temperature == 1.7
