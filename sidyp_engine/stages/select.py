@@ -30,6 +30,7 @@ from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 # at 0.053; below that one scalar fitted to a handful of rows swings more than the reference it replaces.
 MIN_TRUSTED_FOR_TEMPERATURE = 30
 GOLD_FREE_TEMPERATURE = "gold-free reference"
+SERVED_MOMENTS_TEMPERATURE = "gold-free reference; the served model's confidence follows its moment estimate"
 
 
 @dataclass
@@ -279,6 +280,7 @@ def _set_temperatures(
             if np.isfinite(moments) and moments > floor:
                 served = models[selection.SERVED]
                 served.temperature = _temperature_for(valid_logits[selection.SERVED], moments)
+                return SERVED_MOMENTS_TEMPERATURE
         return GOLD_FREE_TEMPERATURE
     labels = torch.from_numpy(rows.trusted)
     for name, model in models.items():

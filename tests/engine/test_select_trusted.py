@@ -163,6 +163,7 @@ def test_vote_share_posteriors_do_not_set_the_served_confidence_below_the_moment
     assert posterior < truth - 0.1
     assert moments == pytest.approx(truth, abs=0.04)
     assert planted.served.temperature == select_stage._temperature_for(valid_logits, moments)
+    assert kept.selection.temperature_source == select_stage.SERVED_MOMENTS_TEMPERATURE
     confidence = torch.softmax(torch.from_numpy(valid_logits) / planted.served.temperature, -1).max(-1).values
     assert float(confidence.mean()) == pytest.approx(truth, abs=0.04)
 
@@ -170,9 +171,10 @@ def test_vote_share_posteriors_do_not_set_the_served_confidence_below_the_moment
 def test_with_the_noise_model_the_served_model_keeps_its_distilled_temperature(planted):
     _diffuse_posteriors(planted)
     planted.served.temperature = 1.7
-    select_stage.select_outputs(
+    kept = select_stage.select_outputs(
         planted.inputs, planted.ens, planted.ens, planted.post, planted.refined_valid, planted.served,
         planted.plain, np.full((C, C), 0.15) + np.eye(C) * 0.55, None, seed=0,
         posteriors_carry_label_noise=False,
     )  # fmt: skip
     assert planted.served.temperature == 1.7
+    assert kept.selection.temperature_source == select_stage.GOLD_FREE_TEMPERATURE
