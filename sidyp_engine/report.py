@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sidyp_engine.metrics import score_all
+from sidyp_engine.selection import SERVED_MOMENTS_TEMPERATURE
 from sidyp_engine.stages.prior import labels_are_rule
 
 REPORT_VERSION = 2
@@ -262,14 +263,21 @@ def _labels_look_like_a_rule(result: Any) -> dict | None:
     selection = result.diagnostics.get("selection") or {}
     if agreement is None or not math.isfinite(agreement) or not labels_are_rule(agreement):
         return None
-    if str(selection.get("temperature_source", "")).startswith("trusted"):
+    source = str(selection.get("temperature_source", ""))
+    if source.startswith("trusted"):
         return None
+    served = (
+        " The served model's confidence follows the method-of-moments estimate instead, which reads its "
+        "agreement with the labels and can be off either way."
+        if source == SERVED_MOMENTS_TEMPERATURE
+        else ""
+    )
     return {
         "code": "labels_look_like_a_rule",
         "message": f"the classifiers reproduce {agreement:.0%} of the held-out labels: the labels look like a "
         "rule of the text (keyword or pattern votes) rather than a labeller's habits. The gold-free confidences "
-        "and accuracy estimates can then be far too low; add about 100 hand-checked rows as trusted_label to "
-        "calibrate against truth.",
+        f"and accuracy estimates can then be far too low.{served} Add about 100 hand-checked rows as "
+        "trusted_label to calibrate against truth.",
         "held_out_label_agreement": round(float(agreement), 4),
     }
 

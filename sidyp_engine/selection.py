@@ -47,6 +47,11 @@ CONFIDENCE = 0.95
 # below it, refinement mostly relabels right labels (docs/method.md, "The noise gate").
 METHOD_MIN_NOISE = 0.40
 
+# `Selection.temperature_source` without trusted rows; the second where the served model's confidence
+# follows its moment estimate (the refined posteriors are vote shares without the noise model)
+GOLD_FREE_TEMPERATURE = "gold-free reference"
+SERVED_MOMENTS_TEMPERATURE = "gold-free reference; the served model's confidence follows its moment estimate"
+
 
 @dataclass
 class Selection:
@@ -57,7 +62,7 @@ class Selection:
     llm_label_accuracy: Estimate
     noise_share: Estimate
     margins: dict[str, float]  # 5th percentile of plain minus method, per decision
-    temperature_source: str = "gold-free reference"  # what the models' temperatures were fitted against
+    temperature_source: str = GOLD_FREE_TEMPERATURE  # what the models' temperatures were fitted against
     method_noise_share: float | None = None  # the run's own wrong-label estimate the gate read
     moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
     # the kept model's accuracy on the extra (evaluation) texts, carried there from the trusted rows

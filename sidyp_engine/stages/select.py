@@ -29,8 +29,8 @@ from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 # (docs/method.md, defaults of the select stage): 30 rows put the held-out ECE at a median 0.043, 20 rows
 # at 0.053; below that one scalar fitted to a handful of rows swings more than the reference it replaces.
 MIN_TRUSTED_FOR_TEMPERATURE = 30
-GOLD_FREE_TEMPERATURE = "gold-free reference"
-SERVED_MOMENTS_TEMPERATURE = "gold-free reference; the served model's confidence follows its moment estimate"
+GOLD_FREE_TEMPERATURE = selection.GOLD_FREE_TEMPERATURE
+SERVED_MOMENTS_TEMPERATURE = selection.SERVED_MOMENTS_TEMPERATURE
 
 
 @dataclass
