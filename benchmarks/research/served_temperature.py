@@ -6,8 +6,9 @@
 Each argument pairs a `benchmarks.quality --dump-arrays` file with the benchmark JSON of the same run. The
 served model's untempered validation logits (`valid_logits_served`) are scored against the *validation*
 gold (design data; test is not read) under each rule:
-  distilled      the rule on main: the temperature the distillation fitted (mean top confidence = the
-                 accuracy the refined posteriors of the validation texts expect of its predictions);
+  distilled      the rule before: the temperature the distillation fitted (mean top confidence = the
+                 accuracy the refined posteriors of the validation texts expect of its predictions; where
+                 the plain model was delivered, matched to the posterior estimate, as it is not recorded);
   untempered     T = 1;
   moments        mean top confidence = its method-of-moments estimate (the JSON's `moment_rows`);
   greater        mean top confidence = the greater of the posterior and the moment estimate;
@@ -40,8 +41,12 @@ def run_row(dump: str, result_json: str) -> dict:
     posterior = est["rows"]["served"]["estimated"]["accuracy"]
     moments = est["moment_rows"]["served"]["estimated"]["accuracy"]
     labelled = noisy >= 0
+    # the JSON's served_temperature is the delivered model's; where the plain model was kept, the
+    # distillation's temperature is not recorded and is recomputed from the estimate it matches
+    served_kept = run["scores"]["served"] == run["scores"]["distilled"]
+    distilled = float(run["served_temperature"]) if served_kept else _matched(logits, posterior)
     rules = {
-        "distilled": float(run["served_temperature"]),
+        "distilled": distilled,
         "untempered": 1.0,
         "moments": _matched(logits, moments),
         "greater": _matched(logits, max(posterior, moments)),
@@ -56,7 +61,7 @@ def run_row(dump: str, result_json: str) -> dict:
         "run": result_json,
         "noise_model": run["diagnostics"]["noise_model"],
         "knn_space": run["diagnostics"]["knn_space"],
-        "kept_model": run.get("kept", {}).get("model") if isinstance(run.get("kept"), dict) else None,
+        "served_delivered": served_kept,
         "served_valid_accuracy": round(accuracy(gold, logits.argmax(1).numpy()), 4),
         "posterior_estimate": posterior,
         "moment_estimate": moments,
