@@ -275,9 +275,9 @@ def _set_temperatures(
             # spread holds the label noise, so the accuracy they expect of the served model (the
             # distillation's target confidence) is low by it; the moment estimate is read as well and
             # the greater one kept (docs/method.md, "Eleventh round").
-            floor = chosen.estimates[selection.SERVED].accuracy
+            posterior = chosen.estimates[selection.SERVED].accuracy
             moments = found[selection.SERVED].accuracy
-            if np.isfinite(moments) and moments > floor:
+            if np.isfinite(moments) and moments > posterior:
                 served = models[selection.SERVED]
                 served.temperature = _temperature_for(valid_logits[selection.SERVED], moments)
                 return SERVED_MOMENTS_TEMPERATURE
@@ -324,7 +324,7 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
 
 
 def _temperature_for(logits: np.ndarray, accuracy: float) -> float:
-    """T at which the plain model's mean top-label confidence on the validation texts equals its estimate.
+    """T at which a model's mean top-label confidence on the validation texts equals its estimate.
 
     A reference putting `accuracy` on the model's own top class has exactly that expected accuracy.
     """
