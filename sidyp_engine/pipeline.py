@@ -185,9 +185,8 @@ def calibrate(
         plain = plain_model(plain_ens, tokenizer, inputs, cfg.max_length, device)
         probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed, trusted_ids)
         kept = _select(
-            cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids,
-            posteriors_carry_label_noise=not prior.noise_model_on,
-        )  # fmt: skip
+            cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids
+        )
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
     report.timings["total"] = time.perf_counter() - started
@@ -226,19 +225,7 @@ def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
     return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
 
 
-def _select(
-    cfg,
-    inputs,
-    ens,
-    plain_ens,
-    post,
-    refined_valid_unlabelled,
-    served,
-    plain,
-    probe,
-    trusted_ids,
-    posteriors_carry_label_noise: bool = False,
-):
+def _select(cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):
     """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's."""
     t_matrix = selection_noise_matrix(ens)
     return select_outputs(
@@ -254,7 +241,6 @@ def _select(
         cfg.seed,
         gold_free_may_switch=cfg.selection == "auto",
         probe_candidate=probe,
-        posteriors_carry_label_noise=posteriors_carry_label_noise,
     )
 
 

@@ -41,6 +41,9 @@ class Posteriors:
     vote_smoothing: float
     class_weights: torch.Tensor | None = None  # [C] the class floor's weights (None: all 1)
     floor_temperature: float = 1.0  # the temperature after the weights (see `floored`)
+    # the prior was the k-NN vote of the noisy labels without the noise model: the posteriors' spread holds
+    # the label noise (stages/select.py: _set_temperatures)
+    vote_shares: bool = False
 
 
 def class_floor_weights(
@@ -187,4 +190,5 @@ def compose_posteriors(
         smoothing,
         weights,
         floor_temperature,
+        vote_shares=not prior.noise_model_on,
     )

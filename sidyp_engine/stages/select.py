@@ -148,13 +148,11 @@ def select_outputs(
     seed: int,
     gold_free_may_switch: bool = False,
     probe_candidate: Probe | None = None,
-    posteriors_carry_label_noise: bool = False,
 ) -> Kept:
     """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept.
 
     `ens` is stage 1 (its held-out P(ỹ | x) are kept for research); `plain_ens` the plain fine-tune, whose
-    P(ỹ | x) are the "plain" labels and whose model is "plain_model". `posteriors_carry_label_noise`: the
-    prior was the k-NN vote of the noisy labels without the noise model (`_set_temperatures`)."""
+    P(ỹ | x) are the "plain" labels and whose model is "plain_model"."""
     models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
     valid_logits = {
         name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
@@ -180,9 +178,7 @@ def select_outputs(
     chosen = selection.select(
         preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
     )
-    chosen.temperature_source = _set_temperatures(
-        models, valid_logits, chosen, rows, posteriors_carry_label_noise
-    )
+    chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows, post.vote_shares)
     chosen.evaluation_estimate = _evaluation_estimate(
         models, chosen.kept_model, rows, inputs.extra_texts, seed
     )
@@ -258,9 +254,7 @@ def _trusted_rows(
     return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()))
 
 
-def _set_temperatures(
-    models, valid_logits, chosen: selection.Selection, rows, posteriors_carry_label_noise: bool = False
-) -> str:
+def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows, vote_shares: bool) -> str:
     """Every model's temperature, fitted to the trusted labels when there are enough; returns the source."""
     source = _temperature_source(rows)
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
@@ -270,7 +264,7 @@ def _set_temperatures(
         for name, model in models.items():
             if name != selection.SERVED:
                 model.temperature = _temperature_for(valid_logits[name], found[name].accuracy)
-        if posteriors_carry_label_noise and selection.SERVED in found:
+        if vote_shares and selection.SERVED in found:
             # Without the noise model the refined posteriors are vote shares of the noisy labels: their
             # spread holds the label noise, so the accuracy they expect of the served model (the
             # distillation's target confidence) is low by it; the moment estimate is read as well and

@@ -137,24 +137,20 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
 
 
-def _diffuse_posteriors(p, keep: float = 0.4) -> None:
-    """Refined posteriors that hold the label noise in their spread (a k-NN vote of noisy labels without
-    the noise model): the true P(y | x) shrunk towards uniform, argmax unchanged."""
+def _diffuse_posteriors(p, vote_shares: bool, keep: float = 0.4) -> None:
+    """Refined posteriors that hold the label noise in their spread (as a k-NN vote of noisy labels without
+    the noise model gives): the true P(y | x) shrunk towards uniform, argmax unchanged. `vote_shares`: what
+    the posterior stage records (the prior had no noise model)."""
     refined = keep * p.refined_valid + (1 - keep) / C
-    p.post = Posteriors(
-        (keep * p.post.train + (1 - keep) / C), refined, None, temperature=1.0, vote_smoothing=0.0
-    )
+    train = keep * p.post.train + (1 - keep) / C
+    p.post = Posteriors(train, refined, None, temperature=1.0, vote_smoothing=0.0, vote_shares=vote_shares)
     p.refined_valid = refined
 
 
 def test_vote_share_posteriors_do_not_set_the_served_confidence_below_the_moment_estimate(planted):
-    _diffuse_posteriors(planted)
+    _diffuse_posteriors(planted, vote_shares=True)
     planted.served.temperature = 1.7
-    kept = select_stage.select_outputs(
-        planted.inputs, planted.ens, planted.ens, planted.post, planted.refined_valid, planted.served,
-        planted.plain, np.full((C, C), 0.15) + np.eye(C) * 0.55, None, seed=0,
-        posteriors_carry_label_noise=True,
-    )  # fmt: skip
+    kept = _select(planted, None)
     posterior = kept.selection.estimates[selection.SERVED].accuracy
     moments = kept.selection.moment_estimates[selection.SERVED].accuracy
     valid_logits = planted.served.logits(planted.inputs.valid_texts)
@@ -169,12 +165,8 @@ def test_vote_share_posteriors_do_not_set_the_served_confidence_below_the_moment
 
 
 def test_with_the_noise_model_the_served_model_keeps_its_distilled_temperature(planted):
-    _diffuse_posteriors(planted)
+    _diffuse_posteriors(planted, vote_shares=False)
     planted.served.temperature = 1.7
-    kept = select_stage.select_outputs(
-        planted.inputs, planted.ens, planted.ens, planted.post, planted.refined_valid, planted.served,
-        planted.plain, np.full((C, C), 0.15) + np.eye(C) * 0.55, None, seed=0,
-        posteriors_carry_label_noise=False,
-    )  # fmt: skip
+    kept = _select(planted, None)
     assert planted.served.temperature == 1.7
     assert kept.selection.temperature_source == select_stage.GOLD_FREE_TEMPERATURE
