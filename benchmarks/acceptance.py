@@ -73,9 +73,10 @@ def run_rows(path: str) -> list[dict]:
         }
         row["intervals"] = _intervals(run, est)
         evaluation = est.get("evaluation")
-        if evaluation:  # the kept model's accuracy on the test texts, carried there from the trusted rows
+        if evaluation:  # the kept model's accuracy on the test texts, carried there by its confidence
             e = evaluation["estimated"]
             row["evaluation"] = {
+                "method": e["method"],  # "transferred" (trusted rows) or "carried" (gold-free)
                 "estimated": e["accuracy"],
                 "interval": [e["low"], e["high"]],
                 "measured_test": evaluation["measured_test"],
@@ -161,6 +162,13 @@ def criteria(rows: list[dict]) -> dict:
                     for m in ("accuracy", "macro_f1")
                 },
                 "served_ece": round(float(np.mean([r["served"]["ece"] for r in plain])), 4),
+                # the gold-free estimate carried to the test texts: does its interval hold the measured one?
+                "evaluation_interval_covers_test": [
+                    None
+                    if (c := r.get("evaluation")) is None
+                    else c["interval"][0] <= c["measured_test"] <= c["interval"][1]
+                    for r in plain
+                ],
             }
         trusted = [r for r in rows if _set_name(r) == name and r["trusted"]]
         if trusted:
@@ -256,7 +264,14 @@ def main(argv: list[str] | None = None) -> int:
             [
                 [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]
                 for r in rows
-                if "evaluation" in r
+                if "evaluation" in r and r["evaluation"].get("method", "transferred") == "transferred"
+            ]
+        ),
+        "gold_free_evaluation_estimates_vs_test": mean_abs(
+            [
+                [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]
+                for r in rows
+                if "evaluation" in r and r["evaluation"].get("method") == "carried"
             ]
         ),
     }

@@ -38,7 +38,7 @@ class Estimate:
     high: float
     method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "posterior" (the
     # refined posteriors' expected wrong-label share), "transferred" (trusted rows carried to other texts by
-    # their confidence), "none" (no rows)
+    # their confidence), "carried" (a gold-free estimate carried so), "none" (no rows)
     rows: int
 
     def as_dict(self) -> dict:
@@ -227,11 +227,40 @@ def reference_accuracy(pred: np.ndarray, reference: np.ndarray, seed: int = 0) -
 
 def thresholded_confidence(source_conf, source_right, target_conf) -> float:
     """ATC's point estimate (see `transferred_accuracy`)."""
-    accuracy = float(source_right.mean())
-    if accuracy <= 0.0 or accuracy >= 1.0:
-        return accuracy
+    return thresholded_at(source_conf, float(np.mean(source_right)), target_conf)
+
+
+def thresholded_at(source_conf, accuracy: float, target_conf) -> float:
+    """The share of target texts above the top-label confidence that a share `accuracy` of the source rows
+    exceeds (ATC with the source accuracy given rather than counted)."""
+    if not np.isfinite(accuracy) or accuracy <= 0.0 or accuracy >= 1.0:
+        return float(np.clip(accuracy, 0.0, 1.0)) if np.isfinite(accuracy) else accuracy
     threshold = float(np.quantile(source_conf, 1.0 - accuracy))
-    return float((target_conf > threshold).mean())
+    return float((np.asarray(target_conf) > threshold).mean())
+
+
+def carried_accuracy(
+    source_conf: np.ndarray, source_accuracy: Estimate, target_conf: np.ndarray, seed: int = 0
+) -> Estimate:
+    """ATC without gold: a model's accuracy on unlabelled target texts from a gold-free estimate of its
+    accuracy on the source rows (`source_accuracy`). The point carries the estimate's point; the interval
+    carries the estimate's own bounds and the bootstrap over the source rows (`method = "carried"`). The
+    source estimate's bias is carried with it: this says how much easier or harder the targets are, not
+    how right the source estimate was."""
+    source_conf, target_conf = np.asarray(source_conf, np.float64), np.asarray(target_conf, np.float64)
+    if not len(source_conf) or not len(target_conf) or not np.isfinite(source_accuracy.accuracy):
+        return _none(len(target_conf))
+    point = thresholded_at(source_conf, source_accuracy.accuracy, target_conf)
+    low, high = _bootstrap(
+        lambda idx: thresholded_at(source_conf[idx], source_accuracy.accuracy, target_conf),
+        len(source_conf),
+        seed,
+    )
+    bounds = [
+        thresholded_at(source_conf, a, target_conf) for a in (source_accuracy.low, source_accuracy.high)
+    ]
+    low, high = min(low, *bounds, point), max(high, *bounds, point)
+    return Estimate(point, low, high, "carried", len(target_conf))
 
 
 def transferred_accuracy(

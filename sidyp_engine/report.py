@@ -269,7 +269,7 @@ def _labels_look_like_a_rule(result: Any) -> dict | None:
     served = (
         " The served model's confidence follows the method-of-moments estimate instead, which reads its "
         "agreement with the labels and can be off either way."
-        if source == SERVED_MOMENTS_TEMPERATURE
+        if source.startswith(SERVED_MOMENTS_TEMPERATURE)
         else ""
     )
     return {
@@ -297,6 +297,7 @@ ESTIMATE_SOURCES = {
     "bound": "bound: noise matrix near-singular",
     "trusted": "trusted rows (Wilson 95 %)",
     "transferred": "trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)",
+    "carried": "the delivered model's estimate, carried to these texts by confidence (ATC)",
 }
 MEASURED_METHODS = ("trusted", "transferred")  # read from trusted rows, not from the noisy labels
 GOLD_FREE_NOTE = (

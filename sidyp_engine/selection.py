@@ -51,6 +51,8 @@ METHOD_MIN_NOISE = 0.40
 # follows its moment estimate (the refined posteriors are vote shares without the noise model)
 GOLD_FREE_TEMPERATURE = "gold-free reference"
 SERVED_MOMENTS_TEMPERATURE = "gold-free reference; the served model's confidence follows its moment estimate"
+# appended to a gold-free source where the kept model's confidence was matched on the evaluation texts
+CARRIED_TEMPERATURE = "; matched on the evaluation texts to its estimate carried there (ATC)"
 
 
 @dataclass

@@ -178,10 +178,14 @@ def select_outputs(
     chosen = selection.select(
         preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
     )
-    chosen.temperature_source = _set_temperatures(models, valid_logits, chosen, rows, post.vote_shares)
-    chosen.evaluation_estimate = _evaluation_estimate(
-        models, chosen.kept_model, rows, inputs.extra_texts, seed
+    chosen.temperature_source, followed = _set_temperatures(
+        models, valid_logits, chosen, rows, post.vote_shares
     )
+    chosen.evaluation_estimate = _evaluation_estimate(
+        models, valid_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
+    )
+    if chosen.evaluation_estimate is not None and chosen.evaluation_estimate.method == "carried":
+        chosen.temperature_source += selection.CARRIED_TEMPERATURE
     labels = {
         selection.REFINED: (post.train, post.valid, post.extra),
         selection.PLAIN: tuple(plain_ens.noisy_posteriors.get(k) for k in ("train", "valid", "extra")),
@@ -254,17 +258,25 @@ def _trusted_rows(
     return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()))
 
 
-def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows, vote_shares: bool) -> str:
-    """Every model's temperature, fitted to the trusted labels when there are enough; returns the source."""
+def _set_temperatures(
+    models, valid_logits, chosen: selection.Selection, rows, vote_shares: bool
+) -> tuple[str, dict[str, estimates.Estimate]]:
+    """Every model's temperature, fitted to the trusted labels when there are enough; returns the source and,
+    gold-free, the estimate each model's confidence now follows on the validation texts."""
     source = _temperature_source(rows)
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
         # the others' confidence follows their moment estimates, not the refined posteriors' view of them:
         # where a plain model is kept the gate has just judged those posteriors not to be trusted
         found = chosen.moment_estimates or chosen.estimates
+        followed = dict(found)
         for name, model in models.items():
             if name != selection.SERVED:
                 model.temperature = _temperature_for(valid_logits[name], found[name].accuracy)
-        if vote_shares and selection.SERVED in found:
+        if selection.SERVED not in found:
+            return GOLD_FREE_TEMPERATURE, followed
+        # the distillation matched the served confidence to the refined posteriors' expectation
+        followed[selection.SERVED] = chosen.estimates[selection.SERVED]
+        if vote_shares:
             # Without the noise model the refined posteriors are vote shares of the noisy labels: their
             # spread holds the label noise, so the accuracy they expect of the served model (the
             # distillation's target confidence) is low by it; the moment estimate is read as well and
@@ -274,30 +286,43 @@ def _set_temperatures(models, valid_logits, chosen: selection.Selection, rows, v
             if np.isfinite(moments) and moments > posterior:
                 served = models[selection.SERVED]
                 served.temperature = _temperature_for(valid_logits[selection.SERVED], moments)
-                return SERVED_MOMENTS_TEMPERATURE
-        return GOLD_FREE_TEMPERATURE
+                followed[selection.SERVED] = found[selection.SERVED]
+                return SERVED_MOMENTS_TEMPERATURE, followed
+        return GOLD_FREE_TEMPERATURE, followed
     labels = torch.from_numpy(rows.trusted)
     for name, model in models.items():
         model.temperature = fit_temperature_nll(torch.from_numpy(rows.logits[name]), labels)
-    return source
+    return source, {}
 
 
 def _evaluation_estimate(
-    models, name: str, rows: TrustedRows | None, texts, seed: int
+    models, valid_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
 ) -> estimates.Estimate | None:
-    """The kept model's accuracy on the extra (evaluation) texts, carried from the trusted rows by its
-    confidence (`estimates.transferred_accuracy`); None without extra texts or without enough trusted rows
-    to set its temperature. The trusted rows measure the texts they were drawn from; where the evaluation
-    texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md, tenth round)."""
-    if not texts or _temperature_source(rows) is None:
+    """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC);
+    None without extra texts. With enough trusted rows to set its temperature, from them
+    (`estimates.transferred_accuracy`): they measure the texts they were drawn from, and where the
+    evaluation texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md,
+    tenth round). Gold-free, from the estimate its confidence follows on the validation texts
+    (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
+    carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
+    twelfth round)."""
+    if not texts:
         return None
     model = models[name]
-    source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
-    target = torch.softmax(torch.from_numpy(model.logits(texts)).double() / model.temperature, dim=-1)
-    right = source.argmax(1).numpy() == rows.trusted
-    return estimates.transferred_accuracy(
-        source.max(1).values.numpy(), right, target.max(1).values.numpy(), seed
-    )
+    target_logits = torch.from_numpy(model.logits(texts)).double()
+    target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
+    if _temperature_source(rows) is not None:
+        source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
+        right = source.argmax(1).numpy() == rows.trusted
+        return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
+    if rows is not None or name not in followed or not len(valid_logits[name]):
+        return None  # a few trusted rows: the temperature follows neither them nor the carried estimate
+    source_logits = torch.from_numpy(valid_logits[name]).double()
+    source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
+    carried = estimates.carried_accuracy(source, followed[name], target, seed)
+    if np.isfinite(carried.accuracy):
+        model.temperature = _temperature_for(target_logits.numpy(), carried.accuracy)
+    return carried
 
 
 def _temperature_source(rows: TrustedRows | None) -> str | None:
@@ -318,7 +343,7 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
 
 
 def _temperature_for(logits: np.ndarray, accuracy: float) -> float:
-    """T at which a model's mean top-label confidence on the validation texts equals its estimate.
+    """T at which a model's mean top-label confidence on these texts equals its estimated accuracy there.
 
     A reference putting `accuracy` on the model's own top class has exactly that expected accuracy.
     """

@@ -152,3 +152,36 @@ def test_transferred_accuracy_reads_the_order_of_confidences_not_their_values(rn
 def test_transferred_accuracy_without_rows_is_unknown():
     est = estimates.transferred_accuracy(np.array([]), np.array([]), np.array([0.9, 0.8]))
     assert est.method == "none" and np.isnan(est.accuracy)
+
+
+def test_carried_accuracy_follows_easier_target_texts_from_an_estimate(rng):
+    # no gold on the source rows: their accuracy is an estimate (here the truth, with an interval)
+    source_conf, source_right = _separable_rows(rng, 400, 0.5)
+    target_conf, target_right = _separable_rows(rng, 4000, 0.8)
+    a = float(source_right.mean())
+    est = estimates.carried_accuracy(
+        source_conf, estimates.Estimate(a, a - 0.1, a + 0.1, "moments", 400), target_conf
+    )
+    assert est.method == "carried" and est.rows == 4000
+    assert est.accuracy == pytest.approx(target_right.mean(), abs=0.03)
+    assert est.low <= target_right.mean() <= est.high
+    # the source estimate's own interval is carried: wider than the row bootstrap alone
+    narrow = estimates.carried_accuracy(source_conf, estimates.Estimate(a, a, a, "moments", 400), target_conf)
+    assert est.high - est.low > narrow.high - narrow.low
+
+
+def test_carried_accuracy_carries_the_source_estimate_bias(rng):
+    # an estimate 10 points high on the source is still high on the target: carrying reads the shift only
+    source_conf, source_right = _separable_rows(rng, 400, 0.5)
+    target_conf, target_right = _separable_rows(rng, 4000, 0.5)
+    high = float(source_right.mean()) + 0.1
+    est = estimates.carried_accuracy(
+        source_conf, estimates.Estimate(high, high, high, "moments", 400), target_conf
+    )
+    assert est.accuracy - target_right.mean() == pytest.approx(0.1, abs=0.04)
+
+
+def test_carried_accuracy_of_an_unknown_estimate_is_unknown(rng):
+    source_conf, _ = _separable_rows(rng, 50, 0.5)
+    unknown = estimates.Estimate(float("nan"), 0.0, 1.0, "none", 0)
+    assert estimates.carried_accuracy(source_conf, unknown, source_conf).method == "none"

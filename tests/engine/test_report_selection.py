@@ -6,7 +6,7 @@ import numpy as np
 
 from sidyp_engine import selection
 from sidyp_engine.report import build_report
-from sidyp_engine.selection import SERVED_MOMENTS_TEMPERATURE
+from sidyp_engine.selection import CARRIED_TEMPERATURE, SERVED_MOMENTS_TEMPERATURE
 from tests.engine.report_fixtures import fake_result
 from tests.engine.test_estimates import _draw, _symmetric
 
@@ -60,6 +60,11 @@ def test_rule_made_labels_get_a_warning_until_trusted_rows_set_the_temperature()
     served = build_report(fake_result(diagnostics={"selection": moments, "held_out_label_agreement": 0.99}))
     warning = next(w for w in served["warnings"] if w["code"] == "labels_look_like_a_rule")
     assert "method-of-moments estimate" in warning["message"] and "trusted_label" in warning["message"]
+    # and still when its confidence was then matched on the evaluation texts
+    carried = dict(chosen, temperature_source=SERVED_MOMENTS_TEMPERATURE + CARRIED_TEMPERATURE)
+    served = build_report(fake_result(diagnostics={"selection": carried, "held_out_label_agreement": 0.99}))
+    warning = next(w for w in served["warnings"] if w["code"] == "labels_look_like_a_rule")
+    assert "method-of-moments estimate" in warning["message"]
     trusted = dict(chosen, temperature_source="trusted rows (n=100, validation)")
     checked = {"selection": trusted, "held_out_label_agreement": 0.99}
     assert "labels_look_like_a_rule" not in _codes(build_report(fake_result(diagnostics=checked)))

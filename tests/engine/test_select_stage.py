@@ -242,13 +242,13 @@ def test_the_kept_model_is_estimated_on_the_evaluation_texts_from_the_trusted_ro
     model = _FixedLogits({t: [3.0, 0.0] if i < 40 else [0.25, 0.0] for i, t in enumerate(texts)})
     models = {selection.SERVED: model}
     rows = _trusted_rows(src, trusted)
-    est = select_stage._evaluation_estimate(models, selection.SERVED, rows, texts, seed=0)
+    est = select_stage._evaluation_estimate(models, {}, selection.SERVED, rows, texts, {}, seed=0)
     assert est.method == "transferred" and est.rows == 50
     # ATC: 70 % of the trusted rows are right, so the threshold sits inside the confident group; the 40
     # confident evaluation texts lie above it
     assert est.accuracy == pytest.approx(0.8)
     assert est.low <= est.accuracy <= est.high
     # no evaluation texts, or too few trusted rows to fit a temperature: nothing to report
-    assert select_stage._evaluation_estimate(models, selection.SERVED, rows, [], seed=0) is None
+    assert select_stage._evaluation_estimate(models, {}, selection.SERVED, rows, [], {}, seed=0) is None
     few = _trusted_rows(src[:10], trusted[:10])
-    assert select_stage._evaluation_estimate(models, selection.SERVED, few, texts, seed=0) is None
+    assert select_stage._evaluation_estimate(models, {}, selection.SERVED, few, texts, {}, seed=0) is None

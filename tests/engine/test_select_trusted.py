@@ -170,3 +170,56 @@ def test_with_the_noise_model_the_served_model_keeps_its_distilled_temperature(p
     kept = _select(planted, None)
     assert planted.served.temperature == 1.7
     assert kept.selection.temperature_source == select_stage.GOLD_FREE_TEMPERATURE
+
+
+def _with_easier_evaluation_texts(p, n: int = 3000, sharpness: float = 2.5):
+    """Extra (evaluation) texts whose true P(y | x) is sharper than the validation texts': the models are
+    right on more of them. Returns their gold."""
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(size=(n, C)) * 2 * sharpness
+    probs = np.exp(true_logits - true_logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    gold = np.array([rng.choice(C, p=q) for q in probs])
+    texts = [f"extra {i}" for i in range(n)]
+    p.inputs.extra_texts = texts
+    for model, scale in ((p.served, SERVED_T), (p.plain, PLAIN_T)):
+        model.table |= dict(zip(texts, (true_logits * scale).astype(np.float32), strict=True))
+    return texts, gold, true_logits
+
+
+def test_gold_free_the_kept_model_confidence_follows_its_estimate_carried_to_the_evaluation_texts(planted):
+    texts, gold, _ = _with_easier_evaluation_texts(planted)
+    planted.served.temperature = 1.7
+    kept = _select(planted, None)
+    logits = planted.served.logits(texts)
+    measured = float((logits.argmax(1) == gold).mean())
+    valid_estimate = kept.selection.estimates[selection.SERVED].accuracy
+    carried = kept.selection.evaluation_estimate
+    # the evaluation texts are easier: the validation estimate misses their accuracy, the carried one not
+    assert carried.method == "carried" and carried.rows == len(texts)
+    assert measured - valid_estimate > 0.1
+    assert carried.accuracy == pytest.approx(measured, abs=0.04)
+    assert carried.low <= carried.accuracy <= carried.high
+    assert planted.served.temperature == select_stage._temperature_for(logits, carried.accuracy)
+    confidence = torch.softmax(torch.from_numpy(logits) / planted.served.temperature, -1).max(-1).values
+    assert float(confidence.mean()) == pytest.approx(measured, abs=0.04)
+    assert kept.selection.temperature_source == (
+        select_stage.GOLD_FREE_TEMPERATURE + selection.CARRIED_TEMPERATURE
+    )
+    # only the delivered model is matched there; the plain one keeps its validation temperature
+    valid_logits = planted.plain.logits(planted.inputs.valid_texts)
+    plain = kept.selection.moment_estimates[selection.PLAIN_MODEL].accuracy
+    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, plain)
+
+
+def test_with_trusted_rows_the_evaluation_texts_do_not_move_the_fitted_temperature(planted):
+    texts, gold, _ = _with_easier_evaluation_texts(planted)
+    kept = _select(planted, _trusted(planted, N_VALID, 100))
+    rows = np.r_[np.arange(N_VALID), N_VALID + np.arange(100)]
+    expected = fit_temperature_nll(
+        torch.from_numpy(planted.true_logits[rows] * SERVED_T), torch.from_numpy(planted.gold[rows])
+    )
+    assert planted.served.temperature == pytest.approx(expected, rel=1e-4)
+    assert kept.selection.evaluation_estimate.method == "transferred"
+    measured = float((planted.served.logits(texts).argmax(1) == gold).mean())
+    assert kept.selection.evaluation_estimate.accuracy == pytest.approx(measured, abs=0.04)
