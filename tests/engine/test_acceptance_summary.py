@@ -84,6 +84,23 @@ def test_criteria_average_the_shared_sets_and_list_misses_elsewhere():
     trusted = criteria(rows)["trusted"]["semeval-mixtral-fewshot"]
     assert trusted["kept_model_interval_covers_test"] == [False]
     assert trusted["evaluation_interval_covers_test"] == [True]
+    # gold-free, the estimate carried to the test texts: its interval is checked per seed of the shared set
+    rows[0]["evaluation"] = {
+        "method": "carried",
+        "estimated": 0.60,
+        "interval": [0.55, 0.65],
+        "measured_test": 0.56,
+    }
+    rows[1]["evaluation"] = {
+        "method": "carried",
+        "estimated": 0.70,
+        "interval": [0.65, 0.75],
+        "measured_test": 0.60,
+    }
+    assert criteria(rows)["shared"]["semeval-mixtral-fewshot"]["evaluation_interval_covers_test"] == [
+        True,
+        False,
+    ]
     # only the 40 % set misses: sidyp's macro-F1 is 3 points below; served's 0.5 and accuracy are within a point
     assert got["below_baseline_elsewhere"] == [
         {"set": "semeval-mixtral-fewshot-noise40-seed2", "seed": 2, "misses": {"sidyp macro_f1": -0.03}}
