@@ -29,6 +29,10 @@ from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 # (docs/method.md, defaults of the select stage): 30 rows put the held-out ECE at a median 0.043, 20 rows
 # at 0.053; below that one scalar fitted to a handful of rows swings more than the reference it replaces.
 MIN_TRUSTED_FOR_TEMPERATURE = 30
+# Fewest validation texts a gold-free estimate is carried from to the evaluation texts. ATC's threshold is a
+# quantile of their confidences; the design splits (docs/method.md, twelfth round) had 89 rows or more, and
+# on `make demo`'s 19 the carried temperature doubled the delivered model's ECE (0.068 -> 0.126).
+MIN_VALIDATION_FOR_CARRYING = 80
 GOLD_FREE_TEMPERATURE = selection.GOLD_FREE_TEMPERATURE
 SERVED_MOMENTS_TEMPERATURE = selection.SERVED_MOMENTS_TEMPERATURE
 
@@ -315,8 +319,8 @@ def _evaluation_estimate(
         source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
         right = source.argmax(1).numpy() == rows.trusted
         return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
-    if rows is not None or name not in followed or not len(valid_logits[name]):
-        return None  # a few trusted rows: the temperature follows neither them nor the carried estimate
+    if rows is not None or name not in followed or len(valid_logits[name]) < MIN_VALIDATION_FOR_CARRYING:
+        return None  # a few trusted rows, or too few validation texts to carry an estimate from
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)

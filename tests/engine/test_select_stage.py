@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sidyp_engine import calibrate, selection
+from sidyp_engine import calibrate, estimates, selection
 from sidyp_engine.stages import select as select_stage
 from sidyp_engine.types import CalibrationConfig, InvalidInputError
 from tests.conftest import toy_dataset
@@ -252,3 +252,19 @@ def test_the_kept_model_is_estimated_on_the_evaluation_texts_from_the_trusted_ro
     assert select_stage._evaluation_estimate(models, {}, selection.SERVED, rows, [], {}, seed=0) is None
     few = _trusted_rows(src[:10], trusted[:10])
     assert select_stage._evaluation_estimate(models, {}, selection.SERVED, few, texts, {}, seed=0) is None
+
+
+def test_a_gold_free_estimate_is_not_carried_from_a_handful_of_validation_texts():
+    texts = [f"text {i}" for i in range(50)]
+    model = _FixedLogits({t: [3.0, 0.0] if i < 40 else [0.25, 0.0] for i, t in enumerate(texts)})
+    followed = {selection.SERVED: estimates.Estimate(0.7, 0.6, 0.8, "moments", 100)}
+    n = select_stage.MIN_VALIDATION_FOR_CARRYING
+    for rows, carried in ((n - 1, False), (n, True)):
+        valid = {
+            selection.SERVED: np.array([[3.0, 0.0], [0.25, 0.0]] * (rows // 2) + [[1.0, 0.0]] * (rows % 2))
+        }
+        model.temperature = 1.0
+        args = ({selection.SERVED: model}, valid, selection.SERVED, None, texts, followed)
+        est = select_stage._evaluation_estimate(*args, seed=0)
+        assert (est is not None and est.method == "carried") == carried
+        assert (model.temperature != 1.0) == carried  # matched on the evaluation texts only when carried
