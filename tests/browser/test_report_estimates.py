@@ -69,3 +69,51 @@ def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
     assert "from the noisy labels alone" not in page.inner_text("#report .kept")
     page.screenshot(path=str(screenshot_dir / "console-trusted-estimates.png"), full_page=True)
     assert watched.dialogs == [] and watched.errors == []
+
+
+GOLD_FREE = {
+    "kept": "refined",
+    "kept_model": "served",
+    "reason": "the run estimates 70% of the labels wrong, at least the 40% where refinement has helped",
+    "estimates": {
+        "plain": _estimate(0.291, 0.006, 1.0, "posterior", 500),
+        "refined": _estimate(0.403, 0.0, 1.0, "posterior", 500),
+        "served": _estimate(0.557, 0.0, 1.0, "moments", 500),
+        "plain_model": _estimate(0.291, 0.006, 1.0, "posterior", 500),
+    },
+    "llm_label_accuracy": _estimate(0.30, 0.019, 0.997, "posterior", 500),
+    "noise_share": _estimate(0.70, 0.003, 0.981, "posterior", 500),
+    "temperature_source": "gold-free reference; matched on the evaluation texts to its estimate carried there (ATC)",
+    "evaluation_estimate": _estimate(0.646, 0.0, 1.0, method="carried", rows=500),
+}
+
+
+@pytest.fixture
+def gold_free_job(tmp_path):
+    settings = Settings(api_keys=f"t1:{KEY_1},t2:{KEY_2}", data_dir=tmp_path / "data")
+    store = SqliteJobStore(tmp_path / "store.sqlite3")
+    job_id = finished_job(store, settings.data_dir, "t1", labels_table(40))
+    report = build_report(fake_result(diagnostics={"selection": GOLD_FREE}))
+    write_json(artifact_dir(settings.data_dir, "t1", "jobs", job_id) / REPORT_FILE, report)
+    with app_in_thread(settings, store) as base:
+        yield base, job_id
+
+
+def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, gold_free_job, screenshot_dir):
+    base, job_id = gold_free_job
+    watched = open_page(base)
+    page = watched.page
+    page.goto(base + "/")
+    page.fill("#api-key", KEY_1)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#drop")
+    page.goto(base + f"/#/jobs/{job_id}")
+    page.wait_for_selector("#report .kept table.estimates")
+    row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
+    assert (
+        "0.646" in row and "the delivered model's estimate, carried to these texts by confidence (ATC)" in row
+    )
+    # a carried gold-free estimate is still an estimate: the gold-free note stays
+    assert "from the noisy labels alone" in page.inner_text("#report .kept")
+    page.screenshot(path=str(screenshot_dir / "console-gold-free-carried.png"), full_page=True)
+    assert watched.dialogs == [] and watched.errors == []
