@@ -302,25 +302,27 @@ def _set_temperatures(
 def _evaluation_estimate(
     models, valid_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
 ) -> estimates.Estimate | None:
-    """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC);
-    None without extra texts. With enough trusted rows to set its temperature, from them
+    """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC),
+    and gold-free its temperature set there; None without extra texts. With enough trusted rows to set its temperature, from them
     (`estimates.transferred_accuracy`): they measure the texts they were drawn from, and where the
     evaluation texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md,
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
     carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
     twelfth round)."""
-    if not texts:
+    trusted = _temperature_source(rows) is not None
+    # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
+    # nor from too few validation texts
+    gold_free = rows is None and name in followed and len(valid_logits[name]) >= MIN_VALIDATION_FOR_CARRYING
+    if not texts or not (trusted or gold_free):
         return None
     model = models[name]
     target_logits = torch.from_numpy(model.logits(texts)).double()
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
-    if _temperature_source(rows) is not None:
+    if trusted:
         source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
         right = source.argmax(1).numpy() == rows.trusted
         return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
-    if rows is not None or name not in followed or len(valid_logits[name]) < MIN_VALIDATION_FOR_CARRYING:
-        return None  # a few trusted rows, or too few validation texts to carry an estimate from
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
