@@ -36,21 +36,18 @@ SELECTION = {
 }
 
 
-@pytest.fixture
-def trusted_job(tmp_path):
+def _job_with(tmp_path, selection):
+    """A finished job whose report carries `selection`, served by the app in a thread: (base, job id)."""
     settings = Settings(api_keys=f"t1:{KEY_1},t2:{KEY_2}", data_dir=tmp_path / "data")
     store = SqliteJobStore(tmp_path / "store.sqlite3")
     job_id = finished_job(store, settings.data_dir, "t1", labels_table(40))
-    report = build_report(fake_result(diagnostics={"selection": SELECTION}))
+    report = build_report(fake_result(diagnostics={"selection": selection}))
     write_json(artifact_dir(settings.data_dir, "t1", "jobs", job_id) / REPORT_FILE, report)
-    with app_in_thread(settings, store) as base:
-        yield base, job_id
+    return app_in_thread(settings, store), job_id
 
 
-def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
-    open_page, trusted_job, screenshot_dir
-):
-    base, job_id = trusted_job
+def _open_report(open_page, base, job_id):
+    """Sign in and open the job page at its estimates table; returns the watched page."""
     watched = open_page(base)
     page = watched.page
     page.goto(base + "/")
@@ -59,6 +56,21 @@ def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
     page.wait_for_selector("#drop")
     page.goto(base + f"/#/jobs/{job_id}")
     page.wait_for_selector("#report .kept table.estimates")
+    return watched
+
+
+@pytest.fixture
+def trusted_job(tmp_path):
+    app, job_id = _job_with(tmp_path, SELECTION)
+    with app as base:
+        yield base, job_id
+
+
+def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
+    open_page, trusted_job, screenshot_dir
+):
+    watched = _open_report(open_page, *trusted_job)
+    page = watched.page
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert "delivered model, on the evaluation texts" in row and "0.784" in row and "0.686 – 0.860" in row
     assert "carried to these texts by confidence (ATC" in row and "500" in row
@@ -90,25 +102,14 @@ GOLD_FREE = {
 
 @pytest.fixture
 def gold_free_job(tmp_path):
-    settings = Settings(api_keys=f"t1:{KEY_1},t2:{KEY_2}", data_dir=tmp_path / "data")
-    store = SqliteJobStore(tmp_path / "store.sqlite3")
-    job_id = finished_job(store, settings.data_dir, "t1", labels_table(40))
-    report = build_report(fake_result(diagnostics={"selection": GOLD_FREE}))
-    write_json(artifact_dir(settings.data_dir, "t1", "jobs", job_id) / REPORT_FILE, report)
-    with app_in_thread(settings, store) as base:
+    app, job_id = _job_with(tmp_path, GOLD_FREE)
+    with app as base:
         yield base, job_id
 
 
 def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, gold_free_job, screenshot_dir):
-    base, job_id = gold_free_job
-    watched = open_page(base)
+    watched = _open_report(open_page, *gold_free_job)
     page = watched.page
-    page.goto(base + "/")
-    page.fill("#api-key", KEY_1)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#drop")
-    page.goto(base + f"/#/jobs/{job_id}")
-    page.wait_for_selector("#report .kept table.estimates")
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert (
         "0.646" in row and "the delivered model's estimate, carried to these texts by confidence (ATC)" in row
