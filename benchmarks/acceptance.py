@@ -8,6 +8,10 @@ valid share, and the estimated vs measured test accuracy of the delivered output
 the figures are the JSON's. The estimates' errors are given against test and against validation (the
 rows the gold-free estimates are made on), with the gap between a candidate's measured validation and
 test accuracy beside them: the part of the test error that comes from the two splits differing.
+`accuracy_estimates_vs_truth` compares each estimate with what it is about: a candidate's accuracy on the
+test texts, the LLM labels' accuracy on the labels the run was given (train + valid; JSON made before
+`measured_given` existed: the validation rows). A development set's test split keeps the source labeller's
+labels, so against test the LLM row would score another labeller.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ def run_rows(path: str) -> list[dict]:
             "run_estimate": round(run_share, 4),
             "moments_estimate": (wrong.get("estimated") or {}).get("accuracy"),
             "measured_valid": round(wrong.get("measured_valid", float("nan")), 4),
+            # the labels the run was given (train + valid); older JSON has the validation rows only
+            "measured_given": round(
+                wrong.get("measured_given", wrong.get("measured_valid", float("nan"))), 4
+            ),
             "flagged_train": round(run["flagged_share"], 4),
         }
         table = est.get("rows", {})
@@ -59,6 +67,13 @@ def run_rows(path: str) -> list[dict]:
             name: [r["estimated"]["accuracy"], r["measured_valid"]]
             for name, r in table.items()
             if r.get("measured_valid") is not None
+        }
+        # what each estimate is about: a candidate's accuracy on test texts, the LLM labels' accuracy on the
+        # labels the run was given (a development set's test split keeps the source labeller's labels)
+        row["estimated_vs_truth"] = {
+            name: [r["estimated"]["accuracy"], _truth(name, r)]
+            for name, r in table.items()
+            if _truth(name, r) is not None
         }
         # the same candidate on the two splits: what any estimate made on validation-like rows must miss
         row["measured_valid_vs_test"] = {
@@ -83,6 +98,12 @@ def run_rows(path: str) -> list[dict]:
             }
         rows.append(row)
     return rows
+
+
+def _truth(name: str, row: dict) -> float | None:
+    if name == "llm_labels":
+        return row.get("measured_given", row.get("measured_valid"))
+    return row.get("measured_test")
 
 
 def _intervals(run: dict, est: dict) -> dict:
@@ -231,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     pairs = [p for r in rows for p in r["estimated_vs_measured_test"].values()]
     run_wrong = [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_valid"]] for r in rows]
+    run_wrong_given = [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_given"]] for r in rows]
     mom_wrong = [
         [r["wrong_share"]["moments_estimate"], r["wrong_share"]["measured_valid"]]
         for r in rows
@@ -245,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = {
         "accuracy_estimates_vs_test": mean_abs(pairs),
         "accuracy_estimates_vs_valid": mean_abs(pooled("estimated_vs_measured_valid")),
+        "accuracy_estimates_vs_truth": mean_abs(pooled("estimated_vs_truth")),
         "measured_valid_vs_test": mean_abs(pooled("measured_valid_vs_test")),
         "by_family": {
             f: {
@@ -259,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "accuracy_moment_estimates_vs_test": mean_abs(moment_pairs),
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
+        "wrong_share_run_estimate_vs_given": mean_abs(run_wrong_given),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
         "evaluation_estimates_vs_test": mean_abs(
             [

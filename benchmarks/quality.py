@@ -282,7 +282,7 @@ def run_seed(cfg: CalibrationConfig, train, valid, test, classes, y_test, args) 
         test_probs = qe.candidate_test_probs(result, result.diagnostic_arrays)
         # the logreg row: the engine's linear probe (scikit-learn's default logistic regression)
         out["scores"]["logreg"] = score(test_probs[selection.PROBE], y_test, n_classes)
-        out["estimates"] = qe.estimate_table(result, valid, test, classes, y_test, test_probs)
+        out["estimates"] = qe.estimate_table(result, train, valid, test, classes, y_test, test_probs)
         print(qe.format_estimates(out["estimates"]), file=sys.stderr, flush=True)
         if args.dump_arrays:
             qe.dump_arrays(
@@ -530,7 +530,9 @@ def main(argv: list[str] | None = None) -> int:
             "n": {"train": len(train["texts"]), "valid": len(valid["texts"]), "test": len(test["texts"])},
             "subsampled": {"train": args.limit_train, "test": args.limit_test},
             "classes": classes,
-            "llm_label_accuracy": {"test": llm_acc},
+            # "given": the labels the run was given (train + valid); a development set's test labels are the
+            # source labeller's (benchmarks/dev_sets.py)
+            "llm_label_accuracy": {"test": llm_acc, "given": qe.given_label_accuracy([train, valid])},
             "results": results,
             "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
             "wall_seconds": {

@@ -29,8 +29,22 @@ def _accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
     return float((pred == gold).mean()) if len(gold) else float("nan")
 
 
-def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str, Any]:
-    """Per row: the run's estimate (validation rows) beside the measured accuracy on valid and on test."""
+def given_label_accuracy(splits: list[dict[str, list]]) -> float:
+    """Accuracy of the labels a run was given (its training and validation rows with a label) against gold:
+    what the run's estimate of the LLM labels' accuracy is about. On a development set the test split keeps
+    the source labeller's labels (`benchmarks/dev_sets.py`), so its test accuracy is another labeller's."""
+    pairs = [
+        (n, g)
+        for split in splits
+        for n, g in zip(split["noisy"], split["gold"], strict=True)
+        if n is not None
+    ]
+    return float(np.mean([n == g for n, g in pairs])) if pairs else float("nan")
+
+
+def estimate_table(result, train, valid, test, classes, y_test, test_preds) -> dict[str, Any]:
+    """Per row: the run's estimate (validation rows) beside the measured accuracy on valid and on test; for
+    the LLM labels and the wrong-label share also on the labels given (`measured_given`, train + valid)."""
     from benchmarks.quality import gold_ids
 
     chosen = result.diagnostics.get("selection")
@@ -51,10 +65,12 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
         table[name] = row
     llm_valid = _accuracy(noisy_valid, y_valid)
     llm_test = float(np.mean([n == g for n, g in zip(test["noisy"], test["gold"], strict=True)]))
+    llm_given = given_label_accuracy([train, valid])
     table["llm_labels"] = {
         "estimated": chosen["llm_label_accuracy"],
         "measured_valid": llm_valid,
         "measured_test": llm_test,
+        "measured_given": llm_given,
     }
     moments = {  # the method-of-moments estimates the run keeps beside its reported ones
         name: {"estimated": est, "measured_test": table.get(name, {}).get("measured_test")}
@@ -71,6 +87,7 @@ def estimate_table(result, valid, test, classes, y_test, test_preds) -> dict[str
         "wrong_label_share": {
             "estimated": chosen["noise_share"],
             "measured_valid": 1 - llm_valid,
+            "measured_given": 1 - llm_given,
             "flagged_share_train": float(result.diagnostics.get("flagged_share", float("nan"))),
         },
     }

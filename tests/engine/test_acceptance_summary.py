@@ -105,3 +105,22 @@ def test_criteria_average_the_shared_sets_and_list_misses_elsewhere():
     assert got["below_baseline_elsewhere"] == [
         {"set": "semeval-mixtral-fewshot-noise40-seed2", "seed": 2, "misses": {"sidyp macro_f1": -0.03}}
     ]
+
+
+def test_llm_labels_are_scored_against_the_labels_given_not_the_test_labeller():
+    from benchmarks.acceptance import _truth
+    from benchmarks.quality_estimates import given_label_accuracy
+
+    # a development set: train and valid corrected to 5 % noise, test keeping the source labeller (59 %)
+    row = {
+        "estimated": _est(0.80, 0.7, 0.9),
+        "measured_valid": 0.95,
+        "measured_test": 0.41,
+        "measured_given": 0.94,
+    }
+    assert _truth("llm_labels", row) == 0.94
+    assert _truth("llm_labels", {k: v for k, v in row.items() if k != "measured_given"}) == 0.95  # older JSON
+    assert _truth("plain", row) == 0.41  # a candidate is about the test texts
+    train = {"noisy": ["a", "b", None, "a"], "gold": ["a", "a", "b", "a"]}
+    valid = {"noisy": ["b"], "gold": ["b"]}
+    assert given_label_accuracy([train, valid]) == 0.75  # rows without a label are not given labels
