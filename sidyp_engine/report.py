@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sidyp_engine.metrics import score_all
-from sidyp_engine.selection import SERVED_MOMENTS_TEMPERATURE
+from sidyp_engine.selection import GATE_CLOSE_BAND, METHOD_MIN_NOISE, SERVED_MOMENTS_TEMPERATURE
 from sidyp_engine.stages.prior import labels_are_rule
 
 REPORT_VERSION = 2
@@ -212,6 +212,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     rule = _labels_look_like_a_rule(result)
     if rule is not None:
         out.append(rule)
+    close = _noise_gate_close(result)
+    if close is not None:
+        out.append(close)
     if evaluation is not None and evaluation["n_scored"] == 0:
         out.append(
             {
@@ -251,6 +254,27 @@ def _flagged_vs_noise(result: Any) -> dict | None:
         f"estimated wrong; {why}.",
         "flagged_share": round(float(flagged), 4),
         "estimated_noise_share": round(float(share), 4),
+    }
+
+
+def _noise_gate_close(result: Any) -> dict | None:
+    """The gold-free choice between refined and plain read an estimate near its threshold: say so, and what
+    settles it (docs/method.md, "Thirteenth round")."""
+    selection = result.diagnostics.get("selection") or {}
+    share = selection.get("method_noise_share")
+    if not selection.get("gate_close") or share is None:
+        return None
+    kept = "the refined labels" if selection.get("kept") == "refined" else "the plain classifier"
+    return {
+        "code": "noise_gate_close",
+        "message": f"the run estimates {share:.0%} of the labels wrong, within {GATE_CLOSE_BAND:.0%} of the "
+        f"{METHOD_MIN_NOISE:.0%} that decides between the refined labels and the plain classifier ({kept} "
+        "kept). The estimate has been off by more than that on development sets, so the choice could have "
+        "gone the other way. Add about 100 hand-checked rows as trusted_label: the choice is then made on them.",
+        "estimated_noise_share": round(float(share), 4),
+        "threshold": METHOD_MIN_NOISE,
+        "band": GATE_CLOSE_BAND,
+        "kept": selection.get("kept"),
     }
 
 

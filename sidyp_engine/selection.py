@@ -46,6 +46,11 @@ CONFIDENCE = 0.95
 # estimated <= 0.34 (5 %, 15 % and 20 % true noise) and gained where it estimated >= 0.43 (40 %, 53 %, 56 %);
 # below it, refinement mostly relabels right labels (docs/method.md, "The noise gate").
 METHOD_MIN_NOISE = 0.40
+# A gold-free reading this close to METHOD_MIN_NOISE is a close call: the report says the choice could have
+# gone the other way and asks for trusted rows. The reading has missed the true share by 1-11 points where
+# the truth is 30-40 %, and the runs it put within this band are the ones where the choice was fragile
+# (docs/method.md, "Thirteenth round").
+GATE_CLOSE_BAND = 0.05
 
 # `Selection.temperature_source` without trusted rows; the second where the served model's confidence
 # follows its moment estimate (the refined posteriors are vote shares without the noise model)
@@ -69,6 +74,8 @@ class Selection:
     moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
     # the kept model's accuracy on the extra (evaluation) texts, carried there from the trusted rows
     evaluation_estimate: Estimate | None = None
+    # gold-free, the gate's reading was within GATE_CLOSE_BAND of METHOD_MIN_NOISE
+    gate_close: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -90,6 +97,7 @@ class Selection:
             "evaluation_estimate": None
             if self.evaluation_estimate is None
             else self.evaluation_estimate.as_dict(),
+            "gate_close": self.gate_close,
         }
 
 
@@ -173,6 +181,12 @@ def select(
     # the gate's wrong-label share: measured on the trusted rows when there are any, else the run's own
     gate_share = labels.complement().accuracy if has_trusted or method_wrong_share is not None else None
     gated = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
+    gate_close = (
+        gold_free_may_switch
+        and not has_trusted
+        and gate_share is not None
+        and abs(gate_share - METHOD_MIN_NOISE) < GATE_CLOSE_BAND
+    )
     margins: dict[str, float] = {}
     kept = {}
     for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
@@ -212,6 +226,7 @@ def select(
         margins,
         method_noise_share=None if method_wrong_share is None else method_wrong_share.accuracy,
         moment_estimates=None if has_trusted else moments,
+        gate_close=bool(gate_close),
     )
 
 

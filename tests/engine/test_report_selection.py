@@ -68,3 +68,16 @@ def test_rule_made_labels_get_a_warning_until_trusted_rows_set_the_temperature()
     trusted = dict(chosen, temperature_source="trusted rows (n=100, validation)")
     checked = {"selection": trusted, "held_out_label_agreement": 0.99}
     assert "labels_look_like_a_rule" not in _codes(build_report(fake_result(diagnostics=checked)))
+
+
+def test_a_close_gate_reading_is_a_warning_that_asks_for_trusted_rows():
+    chosen = dict(_selection_dict(0.3), method_noise_share=0.41, gate_close=True, kept="refined")
+    warning = next(
+        w
+        for w in build_report(fake_result(diagnostics={"selection": chosen}))["warnings"]
+        if w["code"] == "noise_gate_close"
+    )
+    assert "41%" in warning["message"] and "the refined labels kept" in warning["message"]
+    assert "trusted_label" in warning["message"] and warning["threshold"] == selection.METHOD_MIN_NOISE
+    far = dict(chosen, gate_close=False)
+    assert "noise_gate_close" not in _codes(build_report(fake_result(diagnostics={"selection": far})))

@@ -258,3 +258,26 @@ def test_a_gold_free_interval_spans_both_estimators(planted):
     assert biased.llm_label_accuracy.accuracy == pytest.approx(0.4)
     assert biased.llm_label_accuracy.low <= 0.38 and biased.llm_label_accuracy.high >= 0.68
     assert biased.noise_share.high >= 0.6 and biased.noise_share.low <= 0.32
+
+
+def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(planted):
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    }
+
+    def chosen(share, **kw):
+        return selection.select(
+            preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(share), **kw
+        )
+
+    below, above = chosen(0.37), chosen(0.42)
+    assert below.kept_labels == selection.PLAIN and below.gate_close
+    assert above.kept_labels == selection.REFINED and above.gate_close and above.as_dict()["gate_close"]
+    assert not chosen(0.2).gate_close and not chosen(0.5).gate_close
+    # no gate, no close call: selection="trusted", or trusted rows that measure the share
+    assert not selection.select(preds, noisy, t, method_wrong_share=_share(0.41)).gate_close
+    trusted = np.full(N, -1)
+    trusted[:400] = y[:400]
+    assert not chosen(0.41, trusted=trusted).gate_close
