@@ -22,8 +22,8 @@ import torch
 from benchmarks.quality import read_split
 from sidyp_engine import probe
 from sidyp_engine.classifier import embed_texts
-from sidyp_engine.types import CalibrationConfig
 from sidyp_engine.model import load_tokenizer, resolve_backbone
+from sidyp_engine.types import CalibrationConfig
 
 
 def confident_share(probs: np.ndarray, given: np.ndarray) -> float:
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     for data in args.data:
         r = row(data, args.cache)
         rows.append(r)
-        print(f"{r['set']:<40}{r['true']:>7.3f}{r['disagree']:>10.3f}{r['expected']:>10.3f}{r['confident']:>10.3f}")
+        print(
+            f"{r['set']:<40}{r['true']:>7.3f}{r['disagree']:>10.3f}{r['expected']:>10.3f}{r['confident']:>10.3f}"
+        )
     for key in ("disagree", "expected", "confident"):
         print(f"mean absolute error, {key}: {np.mean([abs(r[key] - r['true']) for r in rows]):.3f}")
     if args.out:
