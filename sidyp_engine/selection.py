@@ -47,7 +47,7 @@ CONFIDENCE = 0.95
 # below it, refinement mostly relabels right labels (docs/method.md, "The noise gate").
 METHOD_MIN_NOISE = 0.40
 # A gold-free reading this close to METHOD_MIN_NOISE is a close call: the report says the choice could have
-# gone the other way and asks for trusted rows. The reading has missed the true share by 1-11 points where
+# gone the other way and asks for trusted rows. The reading has missed the true share by 1-13 points where
 # the truth is 30-40 %, and the runs it put within this band are the ones where the choice was fragile
 # (docs/method.md, "Thirteenth round").
 GATE_CLOSE_BAND = 0.05
