@@ -267,10 +267,11 @@ def _noise_gate_close(result: Any) -> dict | None:
     kept = "the refined labels" if selection.get("kept") == "refined" else "the plain classifier"
     return {
         "code": "noise_gate_close",
-        "message": f"the run estimates {share:.0%} of the labels wrong, within {GATE_CLOSE_BAND * 100:.0f} points of the "
-        f"{METHOD_MIN_NOISE:.0%} that decides between the refined labels and the plain classifier ({kept} "
-        "kept). The estimate has been off by more than that on development sets, so the choice could have "
-        "gone the other way. Add about 100 hand-checked rows as trusted_label: the choice is then made on them.",
+        "message": f"the run estimates {share:.0%} of the labels wrong, within {GATE_CLOSE_BAND * 100:.0f} "
+        f"points of the {METHOD_MIN_NOISE:.0%} that decides between the refined labels and the plain "
+        f"classifier ({kept} kept). The estimate has been off by more than that on development sets, so the "
+        "choice could have gone the other way. Add about 100 hand-checked rows as trusted_label: the choice "
+        "is then made on them.",
         "estimated_noise_share": round(float(share), 4),
         "threshold": METHOD_MIN_NOISE,
         "band": GATE_CLOSE_BAND,

@@ -48,7 +48,7 @@ CONFIDENCE = 0.95
 METHOD_MIN_NOISE = 0.40
 # A gold-free reading this close to METHOD_MIN_NOISE is a close call: the report says the choice could have
 # gone the other way and asks for trusted rows. The reading has missed the true share by 1-13 points where
-# the truth is 30-40 %, and the runs it put within this band are the ones where the choice was fragile
+# the truth is 30-40 % (median 10); a band that wide would mark most runs, so it is half of that
 # (docs/method.md, "Thirteenth round").
 GATE_CLOSE_BAND = 0.05
 
