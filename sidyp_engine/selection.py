@@ -47,7 +47,7 @@ CONFIDENCE = 0.95
 # below it, refinement mostly relabels right labels (docs/method.md, "The noise gate").
 METHOD_MIN_NOISE = 0.40
 # A gold-free reading this close to METHOD_MIN_NOISE is a close call: the report says the choice could have
-# gone the other way and asks for trusted rows. The reading has missed the true share by 1-13 points where
+# gone the other way and asks for trusted rows. The reading has missed the true share by 1-24 points where
 # the truth is 30-40 % (median 10); a band that wide would mark most runs, so it is half of that
 # (docs/method.md, "Thirteenth round").
 GATE_CLOSE_BAND = 0.05
