@@ -260,6 +260,8 @@ def format_summary(report: dict) -> list[str]:
     for name, e in (sel.get("estimates") or {}).items():
         mark = " <- kept" if name in (kept, kept_model) else ""
         lines.append(f"  {_SHORT.get(name, name):<28} {_interval(e)}{mark}")
+    # the report's warnings, as `sidyp calibrate` prints them (e.g. a close call of the noise gate)
+    lines += [f"warning: {w.get('message', w.get('code'))}" for w in report.get("warnings") or []]
     ev = report.get("eval")
     if not ev or not ev.get("n_scored"):
         return lines + ["no evaluation rows with gold labels: nothing measured"]

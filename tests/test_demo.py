@@ -96,3 +96,12 @@ def test_summary_without_selection_or_gold():
 def test_truth_line_breaks_the_noise_down_by_kind_of_text():
     line = _truth(make_toy_dataset(n_per_class=50, seed=0))
     assert line.startswith("truly wrong: ") and "with a cue of another topic" in line and "plain" in line
+
+
+def test_summary_prints_the_report_warnings():
+    report = _report()
+    report["warnings"] = [
+        {"code": "noise_gate_close", "message": "the run estimates 41% of the labels wrong"}
+    ]
+    assert "warning: the run estimates 41% of the labels wrong" in "\n".join(format_summary(report))
+    assert "warning:" not in "\n".join(format_summary(_report()))
