@@ -10,10 +10,9 @@ read by the benchmark for the estimates table). Test columns are not read. Sorte
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import sys
+
+from benchmarks.acceptance import run_rows
 
 
 def rows(paths: list[str]) -> list[dict]:
@@ -21,20 +20,16 @@ def rows(paths: list[str]) -> list[dict]:
     for path in paths:
         if path.endswith("summary.json"):
             continue
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        for run in doc.get("runs", []):
-            est = run.get("estimates") or {}
-            if run.get("trusted_rows") or "rows" not in est:
+        for run in run_rows(path):  # the acceptance summary's reading of each run, gate share included
+            valid = {name: pair[1] for name, pair in run["estimated_vs_measured_valid"].items()}
+            if run["trusted"] or not valid:
                 continue
-            reading = re.search(r"the run estimates (\d+)% of the labels wrong", est.get("reason", ""))
-            valid = {name: r.get("measured_valid") for name, r in est["rows"].items()}
             out.append(
                 {
-                    "run": f"{os.path.basename(path)[:-5]}",
-                    "reading": int(reading.group(1)) / 100 if reading else run["noise_share_estimate"],
-                    "true_valid": round(est["wrong_label_share"]["measured_valid"], 3),
-                    "kept": est["kept"],
+                    "run": run["set"],
+                    "reading": run["wrong_share"]["run_estimate"],
+                    "true_valid": round(run["wrong_share"]["measured_valid"], 3),
+                    "kept": run["kept"].split("/")[0],
                     "refined_minus_plain_valid": round(valid["refined"] - valid["plain"], 3),
                     "served_minus_plain_model_valid": round(valid["served"] - valid["plain_model"], 3),
                 }

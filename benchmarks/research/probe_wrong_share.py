@@ -42,14 +42,16 @@ def confident_share(probs: np.ndarray, given: np.ndarray) -> float:
 
 
 def embeddings(texts: list[str], cache: str) -> torch.Tensor:
+    from safetensors.torch import load_file, save_file
+
     key = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-    path = os.path.join(cache, f"{key}.pt")
+    path = os.path.join(cache, f"{key}.safetensors")
     if os.path.exists(path):
-        return torch.load(path)
+        return load_file(path)["embeddings"]
     cfg = CalibrationConfig()
-    encoder = resolve_backbone(cfg.encoder) if cfg.encoder is not None else resolve_backbone(cfg.backbone)
+    encoder = resolve_backbone(cfg.encoder or cfg.backbone)
     rows = embed_texts(encoder, load_tokenizer(encoder), texts, cfg.max_length, torch.device("cpu"))
-    torch.save(rows, path)
+    save_file({"embeddings": rows.contiguous()}, path)
     return rows
 
 
