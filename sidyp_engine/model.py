@@ -88,6 +88,9 @@ class TextClassifier(nn.Module):
                 config = AutoConfig.from_pretrained(backbone_path, local_files_only=True)
                 with _skip_weight_init():
                     self.backbone = AutoModel.from_config(config)
+            # Many model dirs are saved in float16/bfloat16, and recent transformers loads them in that dtype.
+            # Training and CPU inference need float32 weights; CUDA gets its half precision from autocast.
+            self.backbone.float()
         self.hidden_size = int(self.backbone.config.hidden_size)
         self.n_classes = int(n_classes)
         self.dropout = nn.Dropout(dropout)

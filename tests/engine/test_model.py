@@ -103,3 +103,27 @@ def test_resolve_backbone_and_device(tmp_path, tiny_backbone):
             resolve_device("cuda")
     with autocast_context(torch.device("cpu")):
         assert torch.ones(2).dtype == torch.float32
+
+
+def test_a_half_precision_model_dir_trains_in_float32(tmp_path, tiny_backbone):
+    # Hub model dirs are often saved in float16 with "dtype": "float16" in config.json; recent transformers
+    # then loads them in float16, which AdamW on CPU cannot train.
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_backbone, half)
+    weights = load_file(half / "model.safetensors")
+    save_file({k: v.half().contiguous() for k, v in weights.items()}, half / "model.safetensors")
+    config = json.loads((half / "config.json").read_text())
+    config["dtype"] = config["torch_dtype"] = "float16"
+    (half / "config.json").write_text(json.dumps(config))
+
+    for model in (TextClassifier(str(half), 3), TextClassifier.for_inference(str(half), 3)):
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+    model = TextClassifier(str(half), 3)
+    batch = load_tokenizer(str(half))(["a short text", "another one"], return_tensors="pt", padding=True)
+    logits, _ = model(batch["input_ids"], batch["attention_mask"])
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
