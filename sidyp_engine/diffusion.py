@@ -261,7 +261,7 @@ class DiffusionRefiner:
             self.ema.load_state_dict(best_state)
         history["selected_epoch"] = best_epoch
         history["seconds"] = time.perf_counter() - started
-        self.weights = weights.detach()
+        self.weights = weights.detach().cpu()  # as load_state_dict leaves it
         return history
 
     def _optimiser(self, n: int):
@@ -339,7 +339,7 @@ class DiffusionRefiner:
         cond_v, noisy_v, prior_v = valid
         dev = self.device
         pv = self.predict_given_noisy(cond_v.to(dev, torch.float32), noisy_v.to(dev), seed=self.config.seed)
-        return float((pv * prior_v.to(dev).float()).sum(1).mean())
+        return float((pv * prior_v.to(pv.device, torch.float32)).sum(1).mean())  # pv comes back on the CPU
 
     def _update_ema(self, step: int) -> None:
         assert self.models is not None and self.ema is not None

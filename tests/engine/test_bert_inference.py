@@ -228,7 +228,8 @@ def test_load_in_a_fresh_process_never_imports_transformers_models(saved_dir):
         "  'models': sorted(k for k in sys.modules if k.startswith('transformers.models')),\n"
         "  'backbone': type(m.model.backbone).__name__, 'rows': len(p)}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )

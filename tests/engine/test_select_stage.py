@@ -128,7 +128,7 @@ def _plain_fine_tune(texts, noisy, classes, extra, cfg) -> np.ndarray:
         torch.from_numpy(inputs.valid_ids),
         extra,
         len(classes),
-        resolve_device("cpu"),
+        resolve_device(cfg.device),  # the run's own device: CPU and CUDA arithmetic differ in the last digits
     )
     return out.noisy_posteriors["extra"].numpy()
 
