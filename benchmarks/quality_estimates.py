@@ -55,9 +55,12 @@ def estimate_table(result, train, valid, test, classes, y_test, test_preds) -> d
     arrays = result.diagnostic_arrays
     valid_preds = {k[len("valid_pred_") :]: v for k, v in arrays.items() if k.startswith("valid_pred_")}
     found = dict(chosen["estimates"])
+    on_evaluation = chosen.get("evaluation_estimates") or {}
     table = {}
     for name, est in found.items():
         row = {"estimated": est, "measured_test": None, "measured_valid": None}
+        if name in on_evaluation:  # the same estimate carried to the test texts (gold-free runs)
+            row["estimated_on_test_texts"] = on_evaluation[name]
         if name in valid_preds:
             row["measured_valid"] = _accuracy(np.asarray(valid_preds[name]), y_valid)
         if name in test_preds:
@@ -136,13 +139,14 @@ def format_estimates(table: dict[str, Any]) -> str:
     if "rows" not in table:
         return f"  estimates: {table.get('not_available')}"
     lines = [f"  kept: labels {table['kept']}, model {table['kept_model']}; {table['reason']}"]
-    lines.append(f"  {'row':<14}{'estimated [interval]':>30}{'valid':>9}{'test':>9}")
+    lines.append(f"  {'row':<14}{'estimated [interval]':>30}{'valid':>9}{'on test texts':>16}{'test':>9}")
     for name, row in table["rows"].items():
         e = row["estimated"]
         est = f"{e['accuracy']:.3f} [{e['low']:.3f}, {e['high']:.3f}] {e['method']}"
+        carried = (row.get("estimated_on_test_texts") or {}).get("accuracy")
         cells = "".join(
-            f"{v:>9.3f}" if v is not None else f"{'-':>9}"
-            for v in (row["measured_valid"], row["measured_test"])
+            f"{v:>{w}.3f}" if v is not None else f"{'-':>{w}}"
+            for v, w in ((row["measured_valid"], 9), (carried, 16), (row["measured_test"], 9))
         )
         lines.append(f"  {name:<14}{est:>30}{cells}")
     anchor = table["anchor_t"]["rows"]

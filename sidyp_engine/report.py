@@ -314,6 +314,7 @@ ESTIMATE_TITLES = {
     "noisy_classifier": "plain classifier",
     "delivered_labels": "delivered labels",
     "delivered_model": "delivered model",
+    "noisy_classifier_on_evaluation": "plain classifier, on the evaluation texts",
     "delivered_model_on_evaluation": "delivered model, on the evaluation texts",
 }
 ESTIMATE_SOURCES = {
@@ -322,7 +323,7 @@ ESTIMATE_SOURCES = {
     "bound": "bound: noise matrix near-singular",
     "trusted": "trusted rows (Wilson 95 %)",
     "transferred": "trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)",
-    "carried": "the delivered model's estimate, carried to these texts by confidence (ATC)",
+    "carried": "its estimate on the validation texts, carried to these texts by confidence (ATC)",
 }
 MEASURED_METHODS = ("trusted", "transferred")  # read from trusted rows, not from the noisy labels
 GOLD_FREE_NOTE = (
@@ -358,6 +359,7 @@ def _estimates_section(selection: Mapping[str, Any] | None) -> dict | None:
         "noisy_classifier": found.get("plain"),
         "delivered_labels": found.get(selection.get("kept")),
         "delivered_model": found.get(selection.get("kept_model")),
+        "noisy_classifier_on_evaluation": (selection.get("evaluation_estimates") or {}).get("plain"),
         "delivered_model_on_evaluation": selection.get("evaluation_estimate"),
     }
 

@@ -24,7 +24,7 @@ the noisy label they are compared with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -74,6 +74,8 @@ class Selection:
     moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
     # the kept model's accuracy on the extra (evaluation) texts, carried there from the trusted rows
     evaluation_estimate: Estimate | None = None
+    # gold-free, every candidate's estimate carried to the evaluation texts (the kept model's is the one above)
+    evaluation_estimates: dict[str, Estimate] = field(default_factory=dict)
     # gold-free, the gate's reading was within GATE_CLOSE_BAND of METHOD_MIN_NOISE
     gate_close: bool = False
 
@@ -98,6 +100,7 @@ class Selection:
             if self.evaluation_estimate is None
             else self.evaluation_estimate.as_dict(),
             "gate_close": self.gate_close,
+            "evaluation_estimates": {name: e.as_dict() for name, e in self.evaluation_estimates.items()},
         }
 
 

@@ -268,11 +268,12 @@ const KEPT = { refined: 'the refined labels (SiDyP)', plain: "the plain classifi
 
 const ESTIMATE_ROWS = { llm_labels: 'given (LLM) labels', wrong_label_share: 'share of wrong given labels',
   noisy_classifier: 'plain classifier', delivered_labels: 'delivered labels', delivered_model: 'delivered model',
+  noisy_classifier_on_evaluation: 'plain classifier, on the evaluation texts',
   delivered_model_on_evaluation: 'delivered model, on the evaluation texts' };
 const ESTIMATE_SOURCES = { posterior: "refined posteriors; interval spans the method of moments'",
   moments: 'method of moments', bound: 'bound: noise matrix near-singular', trusted: 'trusted rows (Wilson 95 %)',
   transferred: 'trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)',
-  carried: 'the delivered model\'s estimate, carried to these texts by confidence (ATC)' };
+  carried: 'its estimate on the validation texts, carried to these texts by confidence (ATC)' };
 const MEASURED = ['trusted', 'transferred']; // read from trusted rows, not from the noisy labels
 
 // The report's accuracy estimates (no gold needed), each with its interval and where it comes from.

@@ -23,7 +23,7 @@ from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs, fit_labels
 from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
 from sidyp_engine.stages.refine import Conditioning, Refiner
-from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
+from sidyp_engine.temperature import apply_temperature, fit_temperature, fit_temperature_nll, probs_to_logits
 
 # Fewest trusted rows that set the models' temperatures (NLL fit) in place of the gold-free rule. Planted
 # (docs/method.md, defaults of the select stage): 30 rows put the held-out ECE at a median 0.043, 20 rows
@@ -185,9 +185,17 @@ def select_outputs(
     chosen.temperature_source, followed = _set_temperatures(
         models, valid_logits, chosen, rows, post.vote_shares
     )
-    chosen.evaluation_estimate = _evaluation_estimate(
-        models, valid_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
+    eval_logits = _evaluation_logits(models, inputs, plain_ens, probe_candidate)
+    evaluation_confidences = _evaluation_confidences(
+        models, valid_logits, eval_logits, plain_ens, post, refined_valid_unlabelled
     )
+    on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, seed)
+    chosen.evaluation_estimate = _evaluation_estimate(
+        models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
+    )
+    if chosen.evaluation_estimate is not None:  # the kept model's row is the headline figure itself
+        on_evaluation[chosen.kept_model] = chosen.evaluation_estimate
+    chosen.evaluation_estimates = on_evaluation
     if chosen.evaluation_estimate is not None and chosen.evaluation_estimate.method == "carried":
         chosen.temperature_source += selection.CARRIED_TEMPERATURE
     labels = {
@@ -299,8 +307,78 @@ def _set_temperatures(
     return source, {}
 
 
+def _evaluation_logits(models, inputs: Inputs, plain_ens: EnsembleOutput, probe_candidate) -> dict:
+    """Every model's logits on the extra (evaluation) texts, {} without them. The plain fine-tune and the
+    probe already have their P(ỹ | x) there (log-probabilities are logits); the served model costs one pass."""
+    if not inputs.extra_texts:
+        return {}
+    found = {selection.SERVED: models[selection.SERVED].logits(inputs.extra_texts)}
+    recorded = plain_ens.noisy_posteriors.get("extra")
+    found[selection.PLAIN_MODEL] = (
+        models[selection.PLAIN_MODEL].logits(inputs.extra_texts)
+        if recorded is None
+        else torch.log(recorded.clamp_min(1e-12)).numpy()
+    )
+    if probe_candidate is not None and probe_candidate.extra is not None:
+        found[selection.PROBE] = torch.log(probe_candidate.extra.clamp_min(1e-12)).numpy()
+    return found
+
+
+def _top_confidence(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return (
+        torch.softmax(torch.from_numpy(np.asarray(logits)).double() / temperature, dim=-1)
+        .max(1)
+        .values.numpy()
+    )
+
+
+def _evaluation_confidences(
+    models, valid_logits, eval_logits, plain_ens, post, refined_valid_unlabelled
+) -> dict:
+    """Candidate -> (top-label confidences on the validation texts, on the evaluation texts), each read as
+    the candidate predicts: the models at their temperatures, the plain labels as the plain model, the
+    refined labels by their posteriors without a label (as for an unseen text)."""
+    if not eval_logits:
+        return {}
+    found = {
+        name: (
+            _top_confidence(valid_logits[name], models[name].temperature),
+            _top_confidence(eval_logits[name], models[name].temperature),
+        )
+        for name in eval_logits
+    }
+    found[selection.PLAIN] = found[selection.PLAIN_MODEL]
+    if post.extra is not None:
+        # both as the calibrated refined posteriors without a label: the validation ones come with the floor's
+        # class weights and no temperature, the extra ones floored at the posterior temperature
+        weights = post.class_weights
+        composed = reweighted(refined_valid_unlabelled.double(), None if weights is None else 1.0 / weights)
+        source = apply_temperature(probs_to_logits(composed), post.temperature)
+        found[selection.REFINED] = (
+            source.max(1).values.numpy(),
+            calibrated(post.extra, post).max(1).values.double().numpy(),
+        )
+    return found
+
+
+def _candidates_on_evaluation(
+    chosen: selection.Selection, confidences: dict, rows: TrustedRows | None, seed: int
+) -> dict[str, estimates.Estimate]:
+    """Gold-free, every candidate's reported estimate carried to the evaluation texts (ATC, as the kept
+    model's): the report's rows then say how each would do on the texts the user scores, which can be
+    easier or harder than the validation texts. {} with trusted rows (the kept model's estimate is then
+    transferred from them) or with too few validation texts."""
+    if rows is not None:
+        return {}
+    return {
+        name: estimates.carried_accuracy(source, chosen.estimates[name], target, seed)
+        for name, (source, target) in confidences.items()
+        if name in chosen.estimates and len(source) >= MIN_VALIDATION_FOR_CARRYING
+    }
+
+
 def _evaluation_estimate(
-    models, valid_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
+    models, valid_logits, eval_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
 ) -> estimates.Estimate | None:
     """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC),
     and gold-free its temperature set there; None without extra texts. With enough trusted rows to set its temperature, from them
@@ -317,7 +395,10 @@ def _evaluation_estimate(
     if not texts or not (trusted or gold_free):
         return None
     model = models[name]
-    target_logits = torch.from_numpy(model.logits(texts)).double()
+    # a kept plain model or probe gets its own pass, not the P(ỹ | x) recorded beside it: the delivered
+    # model's exact logits (its temperature is set on them below)
+    found = eval_logits.get(name) if name == selection.SERVED else None
+    target_logits = torch.from_numpy(model.logits(texts) if found is None else found).double()
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:
         source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)

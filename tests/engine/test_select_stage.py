@@ -242,16 +242,16 @@ def test_the_kept_model_is_estimated_on_the_evaluation_texts_from_the_trusted_ro
     model = _FixedLogits({t: [3.0, 0.0] if i < 40 else [0.25, 0.0] for i, t in enumerate(texts)})
     models = {selection.SERVED: model}
     rows = _trusted_rows(src, trusted)
-    est = select_stage._evaluation_estimate(models, {}, selection.SERVED, rows, texts, {}, seed=0)
+    est = select_stage._evaluation_estimate(models, {}, {}, selection.SERVED, rows, texts, {}, seed=0)
     assert est.method == "transferred" and est.rows == 50
     # ATC: 70 % of the trusted rows are right, so the threshold sits inside the confident group; the 40
     # confident evaluation texts lie above it
     assert est.accuracy == pytest.approx(0.8)
     assert est.low <= est.accuracy <= est.high
     # no evaluation texts, or too few trusted rows to fit a temperature: nothing to report
-    assert select_stage._evaluation_estimate(models, {}, selection.SERVED, rows, [], {}, seed=0) is None
+    assert select_stage._evaluation_estimate(models, {}, {}, selection.SERVED, rows, [], {}, seed=0) is None
     few = _trusted_rows(src[:10], trusted[:10])
-    assert select_stage._evaluation_estimate(models, {}, selection.SERVED, few, texts, {}, seed=0) is None
+    assert select_stage._evaluation_estimate(models, {}, {}, selection.SERVED, few, texts, {}, seed=0) is None
 
 
 def test_a_gold_free_estimate_is_not_carried_from_a_handful_of_validation_texts():
@@ -264,7 +264,35 @@ def test_a_gold_free_estimate_is_not_carried_from_a_handful_of_validation_texts(
             selection.SERVED: np.array([[3.0, 0.0], [0.25, 0.0]] * (rows // 2) + [[1.0, 0.0]] * (rows % 2))
         }
         model.temperature = 1.0
-        args = ({selection.SERVED: model}, valid, selection.SERVED, None, texts, followed)
+        args = ({selection.SERVED: model}, valid, {}, selection.SERVED, None, texts, followed)
         est = select_stage._evaluation_estimate(*args, seed=0)
         assert (est is not None and est.method == "carried") == carried
         assert (model.temperature != 1.0) == carried  # matched on the evaluation texts only when carried
+
+
+def test_every_candidate_is_estimated_on_the_evaluation_texts_gold_free():
+    # each candidate's validation texts: half confident, half unsure, and an estimate of 0.5 there; the
+    # evaluation texts are 80 % confident, so each carried estimate rises to 0.8
+    n = select_stage.MIN_VALIDATION_FOR_CARRYING
+    source = np.array([0.9, 0.4] * (n // 2))
+    target = np.array([0.9] * 40 + [0.4] * 10)
+    names = (selection.PLAIN, selection.REFINED, selection.SERVED)
+    confidences = {name: (source, target) for name in names}
+    chosen = selection.Selection(
+        selection.REFINED,
+        selection.SERVED,
+        "",
+        {name: estimates.Estimate(0.5, 0.45, 0.55, "posterior", n) for name in names},
+        estimates.Estimate(0.6, 0.5, 0.7, "posterior", n),
+        estimates.Estimate(0.4, 0.3, 0.5, "posterior", n),
+        {},
+    )
+    found = select_stage._candidates_on_evaluation(chosen, confidences, None, seed=0)
+    assert set(found) == set(names)
+    for e in found.values():
+        assert e.method == "carried" and e.accuracy == pytest.approx(0.8) and e.low <= 0.8 <= e.high
+    # too few validation texts to carry from, or trusted rows (the kept model's estimate comes from them)
+    few = {name: (source[: n - 1], target) for name in names}
+    assert select_stage._candidates_on_evaluation(chosen, few, None, seed=0) == {}
+    rows = _trusted_rows(np.array([[1.0, 0.0]] * 40), np.zeros(40, dtype=int))
+    assert select_stage._candidates_on_evaluation(chosen, confidences, rows, seed=0) == {}
