@@ -97,6 +97,10 @@ GOLD_FREE = {
     "noise_share": _estimate(0.70, 0.003, 0.981, "posterior", 500),
     "temperature_source": "gold-free reference; matched on the evaluation texts to its estimate carried there (ATC)",
     "evaluation_estimate": _estimate(0.646, 0.0, 1.0, method="carried", rows=500),
+    "evaluation_estimates": {
+        "plain": _estimate(0.512, 0.0, 1.0, method="carried", rows=500),
+        "served": _estimate(0.646, 0.0, 1.0, method="carried", rows=500),
+    },
 }
 
 
@@ -112,8 +116,11 @@ def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, gold_
     page = watched.page
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert (
-        "0.646" in row and "the delivered model's estimate, carried to these texts by confidence (ATC)" in row
+        "0.646" in row and "its estimate on the validation texts, carried to these texts by confidence" in row
     )
+    # the plain classifier beside it on the same texts: how much the delivered model helped there
+    plain = page.inner_text('#report .kept tr[data-estimate="noisy_classifier_on_evaluation"]')
+    assert "plain classifier, on the evaluation texts" in plain and "0.512" in plain
     # a carried gold-free estimate is still an estimate: the gold-free note stays
     assert "from the noisy labels alone" in page.inner_text("#report .kept")
     page.screenshot(path=str(screenshot_dir / "console-gold-free-carried.png"), full_page=True)
