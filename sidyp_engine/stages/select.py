@@ -189,7 +189,7 @@ def select_outputs(
     evaluation_confidences = _evaluation_confidences(
         models, valid_logits, eval_logits, plain_ens, post, refined_valid_unlabelled
     )
-    on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, seed)
+    on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, models, seed)
     chosen.evaluation_estimate = _evaluation_estimate(
         models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
     )
@@ -362,19 +362,31 @@ def _evaluation_confidences(
 
 
 def _candidates_on_evaluation(
-    chosen: selection.Selection, confidences: dict, rows: TrustedRows | None, seed: int
+    chosen: selection.Selection, confidences: dict, rows: TrustedRows | None, models, seed: int
 ) -> dict[str, estimates.Estimate]:
-    """Gold-free, every candidate's reported estimate carried to the evaluation texts (ATC, as the kept
-    model's): the report's rows then say how each would do on the texts the user scores, which can be
-    easier or harder than the validation texts. {} with trusted rows (the kept model's estimate is then
-    transferred from them) or with too few validation texts."""
-    if rows is not None:
+    """Every candidate's accuracy on the evaluation texts, as the kept model's is estimated there (ATC):
+    the report's rows then say how each would do on the texts the user scores, which can be easier or
+    harder than the validation texts. Gold-free, each reported estimate is carried there by the
+    candidate's confidence (not from fewer than 80 validation texts). With enough trusted rows to set the
+    temperatures, the models' accuracies are transferred from them (the plain labels are the plain
+    model's); the refined labels have no logits on those rows and are left out. {} otherwise."""
+    if rows is None:
+        return {
+            name: estimates.carried_accuracy(source, chosen.estimates[name], target, seed)
+            for name, (source, target) in confidences.items()
+            if name in chosen.estimates and len(source) >= MIN_VALIDATION_FOR_CARRYING
+        }
+    if _temperature_source(rows) is None:
         return {}
-    return {
-        name: estimates.carried_accuracy(source, chosen.estimates[name], target, seed)
-        for name, (source, target) in confidences.items()
-        if name in chosen.estimates and len(source) >= MIN_VALIDATION_FOR_CARRYING
-    }
+    found = {}
+    for name, logits in rows.logits.items():
+        if name in confidences:
+            source = _top_confidence(logits, models[name].temperature)
+            right = np.asarray(logits).argmax(1) == rows.trusted
+            found[name] = estimates.transferred_accuracy(source, right, confidences[name][1], seed)
+    if selection.PLAIN_MODEL in found:
+        found[selection.PLAIN] = found[selection.PLAIN_MODEL]
+    return found
 
 
 def _evaluation_estimate(

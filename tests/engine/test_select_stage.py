@@ -287,12 +287,31 @@ def test_every_candidate_is_estimated_on_the_evaluation_texts_gold_free():
         estimates.Estimate(0.4, 0.3, 0.5, "posterior", n),
         {},
     )
-    found = select_stage._candidates_on_evaluation(chosen, confidences, None, seed=0)
+    found = select_stage._candidates_on_evaluation(chosen, confidences, None, {}, seed=0)
     assert set(found) == set(names)
     for e in found.values():
         assert e.method == "carried" and e.accuracy == pytest.approx(0.8) and e.low <= 0.8 <= e.high
-    # too few validation texts to carry from, or trusted rows (the kept model's estimate comes from them)
+    # too few validation texts to carry from
     few = {name: (source[: n - 1], target) for name in names}
-    assert select_stage._candidates_on_evaluation(chosen, few, None, seed=0) == {}
-    rows = _trusted_rows(np.array([[1.0, 0.0]] * 40), np.zeros(40, dtype=int))
-    assert select_stage._candidates_on_evaluation(chosen, confidences, rows, seed=0) == {}
+    assert select_stage._candidates_on_evaluation(chosen, few, None, {}, seed=0) == {}
+
+
+def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluation_texts():
+    # the trusted rows as in the kept model's test above: 70 % right, the right ones the confident ones
+    src = np.array([[3.0, 0.0]] * 50 + [[0.25, 0.0]] * 50)
+    trusted = np.array([0] * 45 + [1] * 5 + [0] * 25 + [1] * 25)
+    rows = select_stage.TrustedRows(
+        {}, trusted.copy(), trusted, {selection.SERVED: src, selection.PLAIN_MODEL: src}, 0
+    )
+    models = {name: _FixedLogits({}) for name in (selection.SERVED, selection.PLAIN_MODEL)}
+    target = select_stage._top_confidence(np.array([[3.0, 0.0]] * 40 + [[0.25, 0.0]] * 10), 1.0)
+    confidences = {
+        name: (None, target) for name in (selection.SERVED, selection.PLAIN_MODEL, selection.PLAIN)
+    }
+    chosen = selection.Selection(selection.REFINED, selection.SERVED, "", {}, None, None, {})
+    found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
+    assert set(found) == {selection.SERVED, selection.PLAIN_MODEL, selection.PLAIN}
+    assert all(e.method == "transferred" and e.accuracy == pytest.approx(0.8) for e in found.values())
+    # fewer trusted rows than set the temperatures: nothing is transferred
+    few = select_stage.TrustedRows({}, trusted[:10], trusted[:10], {selection.SERVED: src[:10]}, 0)
+    assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
