@@ -75,7 +75,6 @@ def run_rows(path: str) -> list[dict]:
             for name, r in table.items()
             if _truth(name, r) is not None
         }
-        # the same candidate on the two splits: what any estimate made on validation-like rows must miss
         # gold-free, each estimate carried to the test texts by the run (ATC), beside the measured accuracy
         row["carried_vs_measured_test"] = {
             name: [r["estimated_on_test_texts"]["accuracy"], r["measured_test"]]
@@ -83,6 +82,7 @@ def run_rows(path: str) -> list[dict]:
             if (r.get("estimated_on_test_texts") or {}).get("accuracy") is not None
             and r.get("measured_test") is not None
         }
+        # the same candidate on the two splits: what any estimate made on validation-like rows must miss
         row["measured_valid_vs_test"] = {
             name: [r["measured_valid"], r["measured_test"]]
             for name, r in table.items()

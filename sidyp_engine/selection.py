@@ -74,7 +74,8 @@ class Selection:
     moment_estimates: dict[str, Estimate] | None = None  # gold-free, the method of moments (for comparison)
     # the kept model's accuracy on the extra (evaluation) texts, carried there from the trusted rows
     evaluation_estimate: Estimate | None = None
-    # gold-free, every candidate's estimate carried to the evaluation texts (the kept model's is the one above)
+    # every candidate on the evaluation texts: carried gold-free, or transferred from trusted rows (the kept
+    # model's entry is the one above)
     evaluation_estimates: dict[str, Estimate] = field(default_factory=dict)
     # gold-free, the gate's reading was within GATE_CLOSE_BAND of METHOD_MIN_NOISE
     gate_close: bool = False
