@@ -31,17 +31,21 @@ def test_calibrate_runs_every_stage_on_cuda_and_serves_from_either_device(tiny_b
         learning_rate=1e-3,
         device="cuda",
     )
-    result = calibrate(
-        texts,
-        list(noisy),
-        classes,
-        valid_texts=valid_texts,
-        valid_labels=list(valid_noisy),
-        extra_texts=valid_texts[:5],
-        config=config,
-        work_dir=tmp_path / "work",
-        trusted_labels=trusted,
-    )
+
+    def run():  # the second call finds every stage's checkpoint in the work dir and loads it onto the GPU
+        return calibrate(
+            texts,
+            list(noisy),
+            classes,
+            valid_texts=valid_texts,
+            valid_labels=list(valid_noisy),
+            extra_texts=valid_texts[:5],
+            config=config,
+            work_dir=tmp_path / "work",
+            trusted_labels=trusted,
+        )
+
+    result = run()
     assert result.posteriors.shape == (len(texts), len(classes))
     assert np.isfinite(result.posteriors).all()
     np.testing.assert_allclose(result.posteriors.sum(1), 1.0, atol=1e-4)
@@ -51,15 +55,5 @@ def test_calibrate_runs_every_stage_on_cuda_and_serves_from_either_device(tiny_b
     on_cpu = ServedClassifier.load(tmp_path / "served", device="cpu").predict_proba(valid_texts)
     # autocast runs the GPU encoder in half precision: the two agree to that precision
     np.testing.assert_allclose(on_gpu, on_cpu, atol=0.02)
-    again = calibrate(
-        texts,
-        list(noisy),
-        classes,
-        valid_texts=valid_texts,
-        valid_labels=list(valid_noisy),
-        extra_texts=valid_texts[:5],
-        config=config,
-        work_dir=tmp_path / "work",
-        trusted_labels=trusted,
-    )  # every stage from its checkpoint, loaded onto the GPU
+    again = run()
     np.testing.assert_allclose(again.posteriors, result.posteriors, atol=1e-5)
