@@ -417,6 +417,11 @@ def _candidate_arrays(
     arrays["selection_noise_matrix"] = kept.noise_matrix
     arrays["valid_noisy_posteriors"] = kept.valid_noisy_posteriors
     arrays |= {f"valid_logits_{name}": logits for name, logits in kept.valid_logits.items()}
+    if kept.trusted_rows is not None:  # what the trusted temperature fit reads (validation rows first)
+        rows = kept.trusted_rows
+        arrays |= {f"trusted_logits_{name}": logits for name, logits in rows.logits.items()}
+        arrays["trusted_labels"] = rows.trusted
+        arrays["trusted_n_valid"] = np.array(rows.n_valid)
     arrays["train_refined_posteriors"] = post.train.numpy()
     if inputs.extra_texts:
         arrays["extra_refined_posteriors"] = post.extra.numpy()

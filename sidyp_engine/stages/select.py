@@ -84,6 +84,7 @@ class Kept:
     noise_matrix: np.ndarray  # the T the gold-free estimates used
     valid_noisy_posteriors: np.ndarray  # the stage-1 ensemble's P(ỹ | x) on the validation rows (research)
     valid_logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits on the validation rows
+    trusted_rows: TrustedRows | None = None  # the candidates on the trusted rows (research)
 
 
 def unlabelled_valid_posterior(
@@ -215,6 +216,7 @@ def select_outputs(
         noise_matrix=noise_matrix,
         valid_noisy_posteriors=ens.noisy_posteriors["valid"].numpy(),
         valid_logits=valid_logits,
+        trusted_rows=rows,
     )
 
 
