@@ -368,13 +368,18 @@ def _assemble(
     if trusted_ids is not None:  # the user checked these rows: never flagged, their label is the answer
         known = trusted_ids >= 0
         suggested, is_issue = np.where(known, trusted_ids, suggested), is_issue & ~known
-    # noise_share: expected share of wrong labels, mean over labelled rows of 1 - P(y = given | x) of the
-    # method's refined posteriors (the number the noise gate read), also when the plain classifier is kept:
-    # its in-sample P(ỹ = given) would call nearly every label right. The expectation rather than the
-    # flagged share, because flags only count rows where another class wins.
-    method_share = (diagnostics.get("selection") or {}).get("method_noise_share")
+    # noise_share: the share of wrong labels the noise gate read. Measured on the trusted rows when there
+    # are any (the LLM labels' accuracy in the report is its complement). Else the expectation, over
+    # labelled rows, of 1 - P(y = given | x) under the method's refined posteriors, also when the plain
+    # classifier is kept: its in-sample P(ỹ = given) would call nearly every label right. The expectation
+    # rather than the flagged share, because flags only count rows where another class wins.
+    selection = diagnostics.get("selection") or {}
+    measured = selection.get("noise_share") or {}
     noise_share = float((1.0 - quality[labelled]).mean()) if labelled.any() else 0.0
-    noise_share = float(method_share) if method_share is not None else noise_share
+    if measured.get("method") == "trusted":
+        noise_share = float(measured["accuracy"])
+    elif selection.get("method_noise_share") is not None:
+        noise_share = float(selection["method_noise_share"])
     diagnostics["flagged_share"] = float(is_issue[labelled].mean()) if labelled.any() else 0.0
     return CalibrationResult(
         classes=names,

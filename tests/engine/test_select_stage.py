@@ -50,6 +50,10 @@ def test_trusted_rows_are_never_flagged_and_decide_the_selection(toy, tiny_backb
     assert chosen["llm_label_accuracy"]["method"] == "trusted"
     flipped = [n != g for n, g, k in zip(noisy, gold, known, strict=True) if k]
     assert chosen["llm_label_accuracy"]["accuracy"] == pytest.approx(1 - np.mean(flipped), abs=1e-4)
+    # the report's headline share of wrong labels is the one the trusted rows measure, not the method's
+    # own estimate (which the gold-free gate would read)
+    assert result.noise_share == pytest.approx(np.mean(flipped), abs=1e-4)
+    assert abs(chosen["method_noise_share"] - np.mean(flipped)) > 1e-3
 
 
 @pytest.mark.slow  # a whole calibrate run: in `make test`, not `make test-fast`
