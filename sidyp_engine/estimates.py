@@ -19,6 +19,7 @@ the guess. Pure numpy; nothing here trains.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -318,3 +319,30 @@ def anchor_noise_matrix(noisy_probs: np.ndarray, quantile: float = ANCHOR_QUANTI
             top = np.argsort(-probs[:, i])[:take]
             t[i] = probs[top].mean(axis=0)
     return t / t.sum(axis=1, keepdims=True)
+
+
+TRUSTED_SAMPLE_Z = 3.0  # |z| at which the trusted rows no longer look like a random draw (two-sided ~0.3 %)
+TRUSTED_SAMPLE_MIN_ROWS = 10
+
+
+def trusted_sample_check(p_given_trusted: np.ndarray, p_given_others: np.ndarray) -> dict | None:
+    """Do the trusted rows look like a random draw of the labelled rows? Every trusted estimate assumes so.
+
+    Compares a noisy-label classifier's P(ỹ = given | x) on the trusted rows with that on other rows it
+    never fitted either (the validation rows): rows picked for review because their label looked wrong
+    (the console's default order) have a much lower one. Welch's z of the two means; None with fewer than
+    TRUSTED_SAMPLE_MIN_ROWS on either side. `looks_random` is |z| < TRUSTED_SAMPLE_Z.
+    """
+    a, b = np.asarray(p_given_trusted, np.float64), np.asarray(p_given_others, np.float64)
+    if len(a) < TRUSTED_SAMPLE_MIN_ROWS or len(b) < TRUSTED_SAMPLE_MIN_ROWS:
+        return None
+    spread = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    z = (a.mean() - b.mean()) / spread if spread > 0 else 0.0
+    return {
+        "trusted_rows": len(a),
+        "other_rows": len(b),
+        "given_label_probability_trusted": round(float(a.mean()), 4),
+        "given_label_probability_others": round(float(b.mean()), 4),
+        "z": round(float(z), 2),
+        "looks_random": bool(abs(z) < TRUSTED_SAMPLE_Z),
+    }

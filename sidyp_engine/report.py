@@ -215,6 +215,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     close = _noise_gate_close(result)
     if close is not None:
         out.append(close)
+    sample = _trusted_rows_not_random(result)
+    if sample is not None:
+        out.append(sample)
     if evaluation is not None and evaluation["n_scored"] == 0:
         out.append(
             {
@@ -276,6 +279,37 @@ def _noise_gate_close(result: Any) -> dict | None:
         "threshold": METHOD_MIN_NOISE,
         "band": GATE_CLOSE_BAND,
         "kept": selection.get("kept"),
+    }
+
+
+def _trusted_rows_not_random(result: Any) -> dict | None:
+    """Every figure measured on the trusted rows assumes they are a random draw of the labelled rows; rows
+    chosen for review because their label looked wrong are not (`estimates.trusted_sample_check`)."""
+    check = (result.diagnostics.get("selection") or {}).get("trusted_sample")
+    if not check or check.get("looks_random", True):
+        return None
+    lower = check["given_label_probability_trusted"] < check["given_label_probability_others"]
+    picked = (
+        "look picked among likely-wrong labels (as when reviewing the worst label quality first)"
+        if lower
+        else "look picked among likely-right labels"
+    )
+    return {
+        "code": "trusted_rows_not_random",
+        "message": f"the {check['trusted_rows']} trusted rows {picked}: the noisy-label classifier gives their "
+        f"given labels {check['given_label_probability_trusted']:.0%} probability on average against "
+        f"{check['given_label_probability_others']:.0%} on the other validation rows. The share of wrong "
+        "labels, the accuracies and the temperatures measured on them then read those rows, not your data "
+        f"as a whole ({'too pessimistic' if lower else 'too optimistic'}). Add hand-checked rows drawn at random.",
+        **{
+            k: check[k]
+            for k in (
+                "trusted_rows",
+                "given_label_probability_trusted",
+                "given_label_probability_others",
+                "z",
+            )
+        },
     }
 
 

@@ -79,6 +79,8 @@ class Selection:
     evaluation_estimates: dict[str, Estimate] = field(default_factory=dict)
     # gold-free, the gate's reading was within GATE_CLOSE_BAND of METHOD_MIN_NOISE
     gate_close: bool = False
+    # with trusted rows: do they look like a random draw (`estimates.trusted_sample_check`)
+    trusted_sample: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -102,6 +104,7 @@ class Selection:
             else self.evaluation_estimate.as_dict(),
             "gate_close": self.gate_close,
             "evaluation_estimates": {name: e.as_dict() for name, e in self.evaluation_estimates.items()},
+            "trusted_sample": self.trusted_sample,
         }
 
 

@@ -183,6 +183,7 @@ def select_outputs(
     chosen = selection.select(
         preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
     )
+    chosen.trusted_sample = _trusted_sample(inputs, ens, trusted_ids)
     chosen.temperature_source, followed = _set_temperatures(
         models, valid_logits, chosen, rows, post.vote_shares
     )
@@ -218,6 +219,30 @@ def select_outputs(
         valid_logits=valid_logits,
         trusted_rows=rows,
     )
+
+
+def _trusted_sample(inputs: Inputs, ens: EnsembleOutput, trusted_ids: np.ndarray | None) -> dict | None:
+    """Stage 1's P(ỹ = given | x) on the trusted rows against the other validation rows: no stage-1 model
+    fitted either (trusted training rows are unlabelled there), so a random draw reads alike."""
+    train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
+    if trusted_ids is None or not ((train_trusted >= 0).any() or (valid_trusted >= 0).any()):
+        return None
+
+    def given_probability(probs: torch.Tensor, noisy: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        rows = rows[noisy[rows] >= 0]
+        return probs[torch.from_numpy(rows), torch.from_numpy(noisy[rows])].numpy()
+
+    valid_probs = ens.noisy_posteriors["valid"]
+    trusted = np.concatenate(
+        [
+            given_probability(
+                ens.noisy_posteriors["train"], inputs.train_ids, np.flatnonzero(train_trusted >= 0)
+            ),
+            given_probability(valid_probs, inputs.valid_ids, np.flatnonzero(valid_trusted >= 0)),
+        ]
+    )
+    others = given_probability(valid_probs, inputs.valid_ids, np.flatnonzero(valid_trusted < 0))
+    return estimates.trusted_sample_check(trusted, others)
 
 
 def _logits(model: ServedClassifier, texts: list[str], n_classes: int) -> np.ndarray:

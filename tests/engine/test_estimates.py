@@ -185,3 +185,26 @@ def test_carried_accuracy_of_an_unknown_estimate_is_unknown(rng):
     source_conf, _ = _separable_rows(rng, 50, 0.5)
     unknown = estimates.Estimate(float("nan"), 0.0, 1.0, "none", 0)
     assert estimates.carried_accuracy(source_conf, unknown, source_conf).method == "none"
+
+
+def test_trusted_rows_drawn_at_random_look_random_and_the_worst_first_do_not():
+    # P(ỹ = given | x) of a noisy-label classifier on 2,000 unseen rows: most labels look right, a third not
+    rng = np.random.default_rng(0)
+    p_given = np.clip(np.where(rng.random(2000) < 0.35, rng.beta(2, 5, 2000), rng.beta(6, 2, 2000)), 0, 1)
+    false_alarms = 0
+    for draw in range(400):  # 100 trusted and 200 validation rows, both drawn at random
+        order = np.random.default_rng(draw).permutation(2000)
+        check = estimates.trusted_sample_check(p_given[order[:100]], p_given[order[100:300]])
+        false_alarms += not check["looks_random"]
+    assert false_alarms <= 5  # about 0.3 % (1 in 400) expected at |z| >= 3
+    others = p_given[:200]
+    worst_first = np.sort(p_given[200:])[:100]  # the console's default review order
+    check = estimates.trusted_sample_check(worst_first, others)
+    assert not check["looks_random"] and check["z"] < -3
+    assert check["trusted_rows"] == 100 and check["other_rows"] == 200
+    assert check["given_label_probability_trusted"] < check["given_label_probability_others"]
+    best_first = np.sort(p_given[200:])[-100:]
+    assert estimates.trusted_sample_check(best_first, others)["z"] > 3
+    # too few rows on either side: no verdict
+    assert estimates.trusted_sample_check(worst_first[:9], others) is None
+    assert estimates.trusted_sample_check(worst_first, others[:9]) is None

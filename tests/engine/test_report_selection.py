@@ -81,3 +81,19 @@ def test_a_close_gate_reading_is_a_warning_that_asks_for_trusted_rows():
     assert "trusted_label" in warning["message"] and warning["threshold"] == selection.METHOD_MIN_NOISE
     far = dict(chosen, gate_close=False)
     assert "noise_gate_close" not in _codes(build_report(fake_result(diagnostics={"selection": far})))
+
+
+def test_trusted_rows_that_do_not_look_random_get_a_warning():
+    chosen = _selection_dict(0.3)
+    check = {"trusted_rows": 100, "other_rows": 178, "given_label_probability_trusted": 0.21,
+             "given_label_probability_others": 0.55, "z": -9.3, "looks_random": False}  # fmt: skip
+    report = build_report(fake_result(diagnostics={"selection": dict(chosen, trusted_sample=check)}))
+    warning = next(w for w in report["warnings"] if w["code"] == "trusted_rows_not_random")
+    assert "likely-wrong" in warning["message"] and "too pessimistic" in warning["message"]
+    assert "21%" in warning["message"] and "55%" in warning["message"] and warning["z"] == -9.3
+    random_draw = dict(check, given_label_probability_trusted=0.53, z=-0.6, looks_random=True)
+    quiet = build_report(fake_result(diagnostics={"selection": dict(chosen, trusted_sample=random_draw)}))
+    assert "trusted_rows_not_random" not in _codes(quiet)
+    assert "trusted_rows_not_random" not in _codes(
+        build_report(fake_result(diagnostics={"selection": chosen}))
+    )

@@ -223,3 +223,25 @@ def test_with_trusted_rows_the_evaluation_texts_do_not_move_the_fitted_temperatu
     assert kept.selection.evaluation_estimate.method == "transferred"
     measured = float((planted.served.logits(texts).argmax(1) == gold).mean())
     assert kept.selection.evaluation_estimate.accuracy == pytest.approx(measured, abs=0.04)
+
+
+def test_trusted_rows_picked_among_wrong_labels_do_not_look_random(planted):
+    # a stage 1 that sees through the noise: P(ỹ = given | x) is 0.2 where the label is wrong, 0.8 where right
+    p = planted
+    noisy, gold = p.inputs.ids, p.gold
+    probs = np.full((N_ROWS, C), 0.1)
+    probs[np.arange(N_ROWS), noisy] = np.where(noisy == gold, 0.8, 0.2)
+    probs /= probs.sum(1, keepdims=True)
+    held, fit = np.flatnonzero(p.inputs.is_validation), p.inputs.fit_rows
+    p.ens.noisy_posteriors = {"train": torch.from_numpy(probs[fit]), "valid": torch.from_numpy(probs[held])}
+    at_random = _select(p, _trusted(p, 0, 100)).selection.trusted_sample
+    assert (
+        at_random["looks_random"] and at_random["trusted_rows"] == 100 and at_random["other_rows"] == N_VALID
+    )
+    wrong_first = np.full(N_ROWS, -1)
+    picked = fit[noisy[fit] != gold[fit]][:100]  # reviewed because their label looked wrong
+    wrong_first[picked] = gold[picked]
+    chosen = _select(p, wrong_first).selection
+    assert not chosen.trusted_sample["looks_random"] and chosen.trusted_sample["z"] < -3
+    assert chosen.as_dict()["trusted_sample"] == chosen.trusted_sample
+    assert _select(p, None).selection.trusted_sample is None
