@@ -87,6 +87,7 @@ def estimate_table(result, train, valid, test, classes, y_test, test_preds) -> d
         "kept_model": chosen["kept_model"],
         "reason": chosen["reason"],
         "margins": chosen.get("margins", {}),
+        "trusted_sample": chosen.get("trusted_sample"),
         "wrong_label_share": {
             "estimated": chosen["noise_share"],
             "measured_valid": 1 - llm_valid,
