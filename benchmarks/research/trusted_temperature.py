@@ -1,0 +1,109 @@
+"""The served model's temperature with trusted rows: which fit calibrates the texts it is used on?
+
+Reads `--dump-arrays` files of `--trusted N` runs (the served model's logits on the trusted rows and on the
+validation texts, the trusted labels, the validation gold). The validation texts stand in for the evaluation
+texts (the benchmark's are the test texts, which design never reads): each rule sees the trusted rows and
+the validation texts' logits, never their gold; the validation gold scores the result (ECE, 15 bins; NLL).
+
+Rules:
+  nll          minimum NLL of the trusted labels (the rule on main)
+  match        mean top confidence on the trusted rows = their accuracy
+  atc_eval     mean top confidence on the evaluation texts = the accuracy transferred to them from the
+               trusted rows by ATC, at the NLL temperature (as `_evaluation_estimate` estimates it)
+  floor        minimum NLL of the validation gold (no run can know it; the best a temperature can do)
+
+    python -m benchmarks.research.trusted_temperature /work/dumps/issue13o-*-trusted100/seed*.npz
+    python -m benchmarks.research.trusted_temperature      # the planted case: no dumps
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+from sidyp_engine import estimates, metrics
+from sidyp_engine.stages.select import _temperature_for
+from sidyp_engine.temperature import fit_temperature_nll
+
+
+def top(logits: np.ndarray, t: float) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits).double() / t, dim=-1).numpy()
+
+
+def rules(trusted_logits, trusted_labels, eval_logits, eval_gold) -> dict[str, float]:
+    t_nll = fit_temperature_nll(torch.from_numpy(trusted_logits), torch.from_numpy(trusted_labels))
+    right = trusted_logits.argmax(1) == trusted_labels
+    t_match = _temperature_for(trusted_logits, float(right.mean()))
+    transferred = estimates.transferred_accuracy(
+        top(trusted_logits, t_nll).max(1), right, top(eval_logits, t_nll).max(1)
+    )
+    t_atc = _temperature_for(eval_logits, transferred.accuracy)
+    t_floor = fit_temperature_nll(torch.from_numpy(eval_logits), torch.from_numpy(eval_gold))
+    return {"nll": t_nll, "match": t_match, "atc_eval": t_atc, "floor": t_floor}
+
+
+def planted(draws: int = 20) -> None:
+    """One model over-confident by exactly T = 2 on every text (3 classes, true logits N(0, 2^2)), 100
+    trusted rows, 3,000 evaluation texts whose true logits are scaled by `sharpness` (1: like the trusted
+    rows; 2.5: easier; 0.5: harder). Each rule's median T and mean ECE on the evaluation texts over `draws`."""
+
+    def draw(rng, n: int, sharpness: float) -> tuple[np.ndarray, np.ndarray]:
+        true_logits = rng.normal(size=(n, 3)) * 2 * sharpness
+        probs = np.exp(true_logits - true_logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        return true_logits * 2.0, (probs.cumsum(1) < rng.random((n, 1))).sum(1)
+
+    for sharpness in (0.5, 1.0, 2.5):
+        found: dict[str, list] = {"nll": [], "atc_eval": []}
+        for seed in range(draws):
+            rng = np.random.default_rng(seed)
+            trusted_logits, trusted_labels = draw(rng, 100, 1.0)
+            eval_logits, eval_gold = draw(rng, 3000, sharpness)
+            temps = rules(trusted_logits, trusted_labels, eval_logits, eval_gold)
+            for name in found:
+                found[name].append((temps[name], metrics.ece(top(eval_logits, temps[name]), eval_gold)))
+        cells = [
+            f"{name} median T {np.median([t for t, _ in v]):.2f}, mean ECE {np.mean([e for _, e in v]):.3f}"
+            for name, v in found.items()
+        ]
+        print(f"planted, evaluation sharpness {sharpness}, {draws} draws: " + " | ".join(cells))
+
+
+def main(paths: list[str]) -> None:
+    if not paths:
+        planted()
+        return
+    rows = []
+    for path in paths:
+        a = np.load(path)
+        if "trusted_logits_served" not in a:
+            continue
+        eval_logits, eval_gold = a["valid_logits_served"].astype(np.float64), a["valid_gold"]
+        temps = rules(
+            a["trusted_logits_served"].astype(np.float64), a["trusted_labels"], eval_logits, eval_gold
+        )
+        row = {"run": path, "valid_accuracy": float((eval_logits.argmax(1) == eval_gold).mean())}
+        for name, t in temps.items():
+            probs = top(eval_logits, t)
+            row[name] = {
+                "T": round(t, 3),
+                "ece": round(metrics.ece(probs, eval_gold), 4),
+                "nll": round(metrics.nll(probs, eval_gold), 4),
+                "confidence": round(float(probs.max(1).mean()), 4),
+            }
+        rows.append(row)
+        print(json.dumps(row))
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict)] if rows else []
+    print(f"\n{'rule':10s} {'mean valid ECE':>15s} {'mean valid NLL':>15s}")
+    for name in names:
+        print(
+            f"{name:10s} {np.mean([r[name]['ece'] for r in rows]):15.4f} "
+            f"{np.mean([r[name]['nll'] for r in rows]):15.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
