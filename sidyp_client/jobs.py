@@ -101,12 +101,13 @@ class Jobs:
         suggested_label: str | None = None,
         q: str | None = None,
         reviewed: bool | None = None,
-        order: Literal["index", "label_quality"] | None = None,
+        order: Literal["index", "label_quality", "random"] | None = None,
         page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """One dict per row of a succeeded job (index, text, given/suggested label, label_quality,
         is_label_issue, probabilities, ...), filtered on the server; pages are fetched as you iterate.
-        `order="label_quality"` lists the most doubtful rows first; `q` searches the text."""
+        `order="label_quality"` lists the most doubtful rows first, `order="random"` a fixed shuffle (a
+        random sample to hand-check as trusted rows); `q` searches the text."""
         params = {
             "is_label_issue": is_label_issue,
             "given_label": given_label,

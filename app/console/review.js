@@ -37,7 +37,8 @@ async function reviewCard(ctx, jobId) {
   const classes = Object.keys((await api(`${path}/labels?limit=1`)).data[0].probabilities);
   const anyClass = [['', 'any'], ...classes.map((c) => [c, c])];
   const controls = h('div', { class: 'filters' },
-    selectOf('review-order', 'Order', [['label_quality', 'worst label quality first'], ['index', 'row order']]),
+    selectOf('review-order', 'Order', [['label_quality', 'worst label quality first'], ['index', 'row order'],
+      ['random', 'random sample (for trusted rows)']]),
     selectOf('review-flag', 'Flag', [['', 'all rows'], ['true', 'flagged as label issues'], ['false', 'not flagged']]),
     selectOf('review-given', 'Given', anyClass),
     selectOf('review-suggested', 'Suggested', anyClass),

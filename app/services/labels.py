@@ -23,7 +23,10 @@ from app.schemas import ReviewInput
 from sidyp_core.artifacts import read_json
 from sidyp_core.store import utc_now_iso
 
-Order = Literal["index", "label_quality"]
+Order = Literal["index", "label_quality", "random"]
+# The "random" order is one fixed shuffle per table: cursors stay valid, and every reviewer pages through the
+# same draw, so the reviewed rows of a prefix are a random sample (trusted rows must be one, docs/method.md).
+RANDOM_ORDER_SEED = 20261204
 
 
 class LabelsView:
@@ -41,7 +44,11 @@ class LabelsView:
         self.is_issue = np.array(rows["is_label_issue"], dtype=bool)
         quality = np.array(rows["label_quality"], dtype=np.float64)
         # Worst first; ties keep row order, so the order (and every cursor into it) is deterministic.
-        self._orders = {"index": np.arange(self.n), "label_quality": np.argsort(quality, kind="stable")}
+        self._orders = {
+            "index": np.arange(self.n),
+            "label_quality": np.argsort(quality, kind="stable"),
+            "random": np.random.default_rng(RANDOM_ORDER_SEED).permutation(self.n),
+        }
         self._searches: dict[str, np.ndarray] = {}
         self._searches_lock = threading.Lock()  # pages are served from a thread pool
         self._places: dict[str, np.ndarray] = {}

@@ -403,3 +403,22 @@ def test_console_files_ship_in_the_package():
     patterns = meta["tool"]["setuptools"]["package-data"]["app"]
     shipped = [f"console/{p.name}" for p in CONSOLE_DIR.iterdir()]
     assert shipped and all(any(fnmatch(f, pat) for pat in patterns) for f in shipped), (shipped, patterns)
+
+
+def test_a_random_order_is_one_fixed_shuffle_that_pages_like_the_others(api):
+    table = labels_table(150, seed=5)
+    job_id = finished_job(api.store, api.settings.data_dir, "t1", table)
+    first = [it["index"] for it in walk(api, job_id, order="random", limit=11)]
+    again = [it["index"] for it in walk(api, job_id, order="random", limit=40)]
+    # every row once, the same shuffle whatever the page size, and neither row order nor worst first
+    assert sorted(first) == list(range(150)) and first == again
+    assert first != list(range(150))
+    worst_first = [it["index"] for it in walk(api, job_id, order="label_quality", limit=150)]
+    assert first != worst_first
+    # its first rows are a random draw: their label quality is like the table's, not the lowest
+    quality = table["rows"]["label_quality"]
+    head = [quality[i] for i in first[:50]]
+    assert abs(sum(head) / 50 - sum(quality) / 150) < 0.12
+    assert sum(head) / 50 > sum(quality[i] for i in worst_first[:50]) / 50 + 0.2
+    filtered = [it["index"] for it in walk(api, job_id, order="random", is_label_issue=True, limit=5)]
+    assert filtered == [i for i in first if table["rows"]["is_label_issue"][i]]

@@ -25,6 +25,7 @@ from app.services.datasets import to_public as public_dataset
 from app.services.labels import (
     LabelFilter,
     LabelsView,
+    Order,
     corrected_labels,
     decide,
     key_id,
@@ -65,9 +66,12 @@ def job_labels(
     tenant: TenantDep,
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="next_cursor of the previous page")] = -1,
-    order: Annotated[Literal["index", "label_quality"], Query(description="label_quality: worst first")] = (
-        "index"
-    ),
+    order: Annotated[
+        Order,
+        Query(
+            description="label_quality: worst first; random: one fixed shuffle (a random sample to review)"
+        ),
+    ] = "index",
     is_label_issue: Flag = None,
     given_label: ClassName = None,
     suggested_label: ClassName = None,
