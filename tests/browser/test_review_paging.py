@@ -25,7 +25,7 @@ def big_job(tmp_path):
         yield base, job_id, table
 
 
-def test_keyboard_pages_through_a_large_table(open_page, big_job):
+def test_keyboard_pages_through_a_large_table(open_page, big_job, screenshot_dir):
     base, job_id, table = big_job
     watched = open_page(base)
     page = watched.page
@@ -60,4 +60,20 @@ def test_keyboard_pages_through_a_large_table(open_page, big_job):
 
     label_calls = [u for u in watched.urls if f"/v1/jobs/{job_id}/labels" in u]
     assert len(label_calls) <= 5 and all("limit=50" in u or "limit=1" in u for u in label_calls)
+
+    # the random sample to hand-check as trusted rows: the API's fixed shuffle, page by page
+    page.select_option("#review-order", "random")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY_1}"}) as api:
+        shuffled = [
+            it["index"] for it in api.get(f"/v1/jobs/{job_id}/labels?order=random&limit=50").json()["data"]
+        ]
+    page.wait_for_function(
+        "first => document.querySelector('#review-rows tr[data-index]')?.dataset.index === String(first)",
+        arg=shuffled[0],
+    )
+    shown = page.locator("#review-rows tr[data-index]").evaluate_all(
+        "rows => rows.map(r => +r.dataset.index)"
+    )
+    assert shown == shuffled and shown != worst_first[:50]
+    page.screenshot(path=str(screenshot_dir / "console-review-random.png"), full_page=False)
     assert watched.errors == [] and watched.dialogs == []
