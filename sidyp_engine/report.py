@@ -300,7 +300,8 @@ def _trusted_rows_not_random(result: Any) -> dict | None:
         f"given labels {check['given_label_probability_trusted']:.0%} probability on average against "
         f"{check['given_label_probability_others']:.0%} on the other validation rows. The share of wrong "
         "labels, the accuracies and the temperatures measured on them then read those rows, not your data "
-        f"as a whole ({'too pessimistic' if lower else 'too optimistic'}). Add hand-checked rows drawn at random.",
+        f"as a whole ({'too pessimistic' if lower else 'too optimistic'}). Add hand-checked rows drawn at random "
+        "(the review table's 'random sample' order).",
         **{
             k: check[k]
             for k in (

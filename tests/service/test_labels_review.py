@@ -303,7 +303,7 @@ def test_save_as_dataset_stores_corrected_labels_and_trusted_rows(api):
 def test_labels_need_a_finished_job_and_a_valid_cursor(api):
     job_id = finished_job(api.store, api.settings.data_dir, "t1", labels_table(10))
     assert api.get(f"/v1/jobs/{job_id}/labels", params={"after": 10}).status_code == 422
-    assert api.get(f"/v1/jobs/{job_id}/labels", params={"order": "random"}).status_code == 422
+    assert api.get(f"/v1/jobs/{job_id}/labels", params={"order": "shuffle"}).status_code == 422
     api.store.mutate_job(job_id, lambda doc: {**doc, "status": "running"})
     r = api.post(f"/v1/jobs/{job_id}/reviews", json={"reviews": [{"index": 0, "action": "accept"}]})
     assert r.status_code == 409
