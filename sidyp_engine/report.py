@@ -282,6 +282,14 @@ def _noise_gate_close(result: Any) -> dict | None:
     }
 
 
+TRUSTED_SAMPLE_FIELDS = (
+    "trusted_rows",
+    "given_label_probability_trusted",
+    "given_label_probability_others",
+    "z",
+)
+
+
 def _trusted_rows_not_random(result: Any) -> dict | None:
     """Every figure measured on the trusted rows assumes they are a random draw of the labelled rows; rows
     chosen for review because their label looked wrong are not (`estimates.trusted_sample_check`)."""
@@ -302,15 +310,7 @@ def _trusted_rows_not_random(result: Any) -> dict | None:
         "labels, the accuracies and the temperatures measured on them then read those rows, not your data "
         f"as a whole ({'too pessimistic' if lower else 'too optimistic'}). Add hand-checked rows drawn at random "
         "(the review table's 'random sample' order).",
-        **{
-            k: check[k]
-            for k in (
-                "trusted_rows",
-                "given_label_probability_trusted",
-                "given_label_probability_others",
-                "z",
-            )
-        },
+        **{k: check[k] for k in TRUSTED_SAMPLE_FIELDS},
     }
 
 

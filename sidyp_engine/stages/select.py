@@ -224,8 +224,8 @@ def select_outputs(
 def _trusted_sample(inputs: Inputs, ens: EnsembleOutput, trusted_ids: np.ndarray | None) -> dict | None:
     """Stage 1's P(ỹ = given | x) on the trusted rows against the other validation rows: no stage-1 model
     fitted either (trusted training rows are unlabelled there), so a random draw reads alike."""
-    train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
-    if trusted_ids is None or not ((train_trusted >= 0).any() or (valid_trusted >= 0).any()):
+    train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)  # all -1 without trusted ids
+    if not ((train_trusted >= 0).any() or (valid_trusted >= 0).any()):
         return None
 
     def given_probability(probs: torch.Tensor, noisy: np.ndarray, rows: np.ndarray) -> np.ndarray:
