@@ -287,6 +287,8 @@ def noise_model_prior(
     diagonal_pseudocount: float = 20.0,
     groups: np.ndarray | None = None,
     trusted: np.ndarray | None = None,
+    class_prior: np.ndarray | None = None,
+    class_prior_strength: float | None = None,
 ) -> NoiseModelPrior:
     """Explain every neighbourhood's noisy labels with a class-conditional noise matrix (EM, Dawid-Skene style).
 
@@ -303,7 +305,9 @@ def noise_model_prior(
     set) and kept fixed: re-estimating it too lets EM feed a class's share back into its own posteriors
     until one class absorbs the rest (measured on semeval and on planted data). `diagonal_pseudocount`
     rows per class are added to T's diagonal, a Dirichlet prior that the labeller is right more often
-    than not, which decides between solutions that only permute classes.
+    than not, which decides between solutions that only permute classes. `class_prior` [C] replaces the
+    vote's π; with `class_prior_strength` s, π is re-estimated in every M step with a Dirichlet prior of
+    s times the labelled rows at the starting π (research: `benchmarks.research.class_prior_run`).
 
     `groups` (`text_groups`): copies of a row's text are left out of its votes and a text votes once.
     `trusted` (class id per row, -1 = none): a checked row's posterior is its trusted label in every E
@@ -317,13 +321,17 @@ def noise_model_prior(
         raise ValueError("no labelled rows: nothing to fit the noise model on")
     votes, query_votes = _labelled_neighbour_votes(embeddings, y, n_classes, k, queries or [], groups)
     probs = torch.as_tensor(init_probs, dtype=torch.float64).numpy().copy()
-    pi = probs[labelled].mean(axis=0) + 1e-6
+    pi = (probs[labelled].mean(axis=0) if class_prior is None else np.asarray(class_prior, np.float64)) + 1e-6
     log_pi = np.log(pi / pi.sum())
+    start_pi = np.exp(log_pi)
     for _ in range(max(1, max_iterations)):
         t = noise_matrix(probs, y, n_classes, diagonal_pseudocount, floor=1e-2)
         updated = _trusted_one_hot(_noise_model_e_step(log_pi, votes, y, np.log(t)), trusted)
         change = float(np.abs(updated - probs).max())
         probs = updated
+        if class_prior_strength is not None:
+            counts = probs[labelled].sum(axis=0) + class_prior_strength * labelled.sum() * start_pi
+            log_pi = np.log(counts / counts.sum())
         if change < tolerance:
             break
     return NoiseModelPrior(
