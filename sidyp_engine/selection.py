@@ -51,6 +51,15 @@ METHOD_MIN_NOISE = 0.40
 # the truth is 30-40 % (median 10); a band that wide would mark most runs, so it is half of that
 # (docs/method.md, "Thirteenth round").
 GATE_CLOSE_BAND = 0.05
+# The plain classifier has starved a class when it predicts it for fewer than STARVED_RATIO of the
+# validation rows the labeller gives it, for a class the labeller gives at least STARVED_MIN_SHARE of them:
+# trained on those very labels, it has not learnt the class at all (semeval's two-class development set:
+# 0.6 % against the labeller's 8.5 %, macro-F1 0.41). Refinement moves class shares away from the labeller's
+# on purpose, so its shares are no evidence against it and only plain is checked. Where the gate kept plain
+# and the method's output predicts the class at least that often, the method's output is kept instead
+# (docs/method.md, "Sixteenth round").
+STARVED_MIN_SHARE = 0.05
+STARVED_RATIO = 1 / 3
 
 # `Selection.temperature_source` without trusted rows; the second where the served model's confidence
 # follows its moment estimate (the refined posteriors are vote shares without the noise model)
@@ -81,6 +90,8 @@ class Selection:
     gate_close: bool = False
     # with trusted rows: do they look like a random draw (`estimates.trusted_sample_check`)
     trusted_sample: dict | None = None
+    # gold-free, per decision the gate's plain choice was overturned for: the classes plain starved
+    starved: dict[str, list[dict]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -105,6 +116,7 @@ class Selection:
             "gate_close": self.gate_close,
             "evaluation_estimates": {name: e.as_dict() for name, e in self.evaluation_estimates.items()},
             "trusted_sample": self.trusted_sample,
+            "starved": self.starved,
         }
 
 
@@ -145,6 +157,7 @@ def select(
     gold_free_may_switch: bool = False,
     method_wrong_share: Estimate | None = None,
     reference: np.ndarray | None = None,
+    classes: list[str] | None = None,
 ) -> Selection:
     """Decide labels and model from validation-row predictions (class ids) of every candidate.
 
@@ -157,6 +170,8 @@ def select(
     The gold-free estimates are computed and reported, never acted on: with `reference` (the rows'
     refined posteriors) each candidate's expected accuracy under it, else the method of moments (always
     kept as `moment_estimates`). `selection="trusted"` acts on trusted rows only, without the gate.
+    Gold-free, a plain choice of the gate that starved a class the method keeps goes to the method
+    (`STARVED_RATIO`); `classes` names them in the reason.
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -205,9 +220,10 @@ def select(
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
+    starved = _starved_choice(kept, predictions, noisy, t.shape[0]) if gated and not has_trusted else {}
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
     basis = "trusted" if has_trusted else ("posterior" if found is not moments else "moments")
-    reason = _reason(kept, found, basis, margins) + probe_note
+    reason = _reason(kept, found, basis, margins, starved, classes) + probe_note
     who = "the trusted rows show" if has_trusted else "the run estimates"
     if gold_free_may_switch and gate_share is not None and not gated:
         reason = (
@@ -215,9 +231,11 @@ def select(
             "refinement has helped; " + reason
         )
     if gated:
+        unless = " unless it has not learnt a class the labeller uses" if starved else ""
         reason = (
             f"{who} {gate_share:.0%} of the labels wrong, below the "
-            f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept; " + reason
+            f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept{unless}; "
+            + reason
         )
     if not has_trusted and not gold_free_may_switch:
         reason += (
@@ -234,7 +252,50 @@ def select(
         method_noise_share=None if method_wrong_share is None else method_wrong_share.accuracy,
         moment_estimates=None if has_trusted else moments,
         gate_close=bool(gate_close),
+        starved=starved,
     )
+
+
+def starved_classes(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> list[dict]:
+    """Classes the labeller gives >= STARVED_MIN_SHARE of the labelled rows that `pred` predicts for fewer
+    than STARVED_RATIO of that share: [{"class": id, "predicted_share", "label_share"}]."""
+    labelled = np.asarray(noisy) >= 0
+    if not labelled.any():
+        return []
+    label_share = np.bincount(np.asarray(noisy)[labelled], minlength=n_classes) / labelled.sum()
+    predicted_share = np.bincount(np.asarray(pred)[labelled], minlength=n_classes) / labelled.sum()
+    return [
+        {
+            "class": c,
+            "predicted_share": round(float(predicted_share[c]), 4),
+            "label_share": round(float(q), 4),
+        }
+        for c, q in enumerate(label_share[:n_classes])
+        if q >= STARVED_MIN_SHARE and predicted_share[c] < STARVED_RATIO * q
+    ]
+
+
+def _class_name(class_id: int, classes: list[str] | None) -> str:
+    return f"'{classes[class_id]}'" if classes and class_id < len(classes) else f"class {class_id}"
+
+
+def _starved_choice(kept, predictions, noisy, n_classes: int) -> dict[str, list[dict]]:
+    """Gold-free, after the gate: the method's output replaces a plain choice that starved a class the
+    method's output keeps (STARVED_RATIO). Returns, per decision switched, the classes plain starved."""
+    switched = {}
+    for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
+        if kept.get(decision) != plain or method not in predictions:
+            continue
+        kept_by_method = {c["class"] for c in starved_classes(predictions[method], noisy, n_classes)}
+        starved = [
+            c
+            for c in starved_classes(predictions[plain], noisy, n_classes)
+            if c["class"] not in kept_by_method
+        ]
+        if starved:
+            kept[decision] = method
+            switched[decision] = starved
+    return switched
 
 
 def agreement_margin(a: np.ndarray, b: np.ndarray, noisy: np.ndarray, seed: int = 0) -> float:
@@ -286,13 +347,28 @@ _SOURCES = {
 }
 
 
-def _reason(kept: dict[str, str], found: dict[str, Estimate], basis: str, margins: dict[str, float]) -> str:
+def _reason(
+    kept: dict[str, str],
+    found: dict[str, Estimate],
+    basis: str,
+    margins: dict[str, float],
+    starved: dict[str, list[dict]] | None = None,
+    classes: list[str] | None = None,
+) -> str:
     source, has_trusted = _SOURCES[basis], basis == "trusted"
     parts = []
     for decision, name in kept.items():
         method = REFINED if decision == "labels" else SERVED
         plain = PLAIN if decision == "labels" else PLAIN_MODEL
         if name == PROBE:  # the probe's own note follows
+            continue
+        if starved and decision in starved:
+            classes = ", ".join(
+                f"{_class_name(c['class'], classes)} for {c['predicted_share']:.1%} of the validation rows where the labeller "
+                f"gives {c['label_share']:.1%}"
+                for c in starved[decision]
+            )
+            parts.append(f"{decision}: {method}, as the plain classifier predicts {classes}")
             continue
         if name in (PLAIN, PLAIN_MODEL):
             clearly = has_trusted and margins.get(decision, 0.0) > 0

@@ -181,7 +181,15 @@ def select_outputs(
     # the reference for the gold-free estimates: the validation rows' refined posteriors (with their label)
     reference = calibrated(post.valid, post).numpy() if rows is None and len(post.valid) else None
     chosen = selection.select(
-        preds, noisy, noise_matrix, trusted, seed, gold_free_may_switch, wrong, reference=reference
+        preds,
+        noisy,
+        noise_matrix,
+        trusted,
+        seed,
+        gold_free_may_switch,
+        wrong,
+        reference=reference,
+        classes=list(inputs.classes),
     )
     chosen.trusted_sample = _trusted_sample(inputs, ens, trusted_ids)
     chosen.temperature_source, followed = _set_temperatures(

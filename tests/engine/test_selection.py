@@ -281,3 +281,50 @@ def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(plan
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
     assert not chosen(0.41, trusted=trusted).gate_close
+
+
+def _imbalanced(rng, n: int = 1000, minority: float = 0.1):
+    """Two classes, the labeller giving the minority class to about `minority` of the rows."""
+    noisy = (rng.random(n) < minority).astype(np.int64)
+    return noisy
+
+
+@pytest.mark.parametrize(
+    ("plain_rate", "method_rate", "switches"),
+    [
+        (0.005, 0.08, True),  # plain has not learnt the class, the method's output keeps it
+        (0.05, 0.08, False),  # plain predicts it half as often as the labeller: not starved
+        (0.005, 0.02, False),  # the method's output starves it too: nothing to gain by switching
+    ],
+)
+def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(plain_rate, method_rate, switches):
+    rng = np.random.default_rng(5)
+    noisy = _imbalanced(rng)
+    preds = {
+        selection.PLAIN: (rng.random(len(noisy)) < plain_rate).astype(np.int64),
+        selection.REFINED: (rng.random(len(noisy)) < method_rate).astype(np.int64),
+        selection.PLAIN_MODEL: (rng.random(len(noisy)) < plain_rate).astype(np.int64),
+        selection.SERVED: (rng.random(len(noisy)) < method_rate).astype(np.int64),
+    }
+    chosen = selection.select(
+        preds,
+        noisy,
+        np.eye(2),
+        gold_free_may_switch=True,
+        method_wrong_share=_share(0.1),  # the gate alone keeps plain
+        classes=["other", "rare"],
+    )
+    expected = (selection.REFINED, selection.SERVED) if switches else (selection.PLAIN, selection.PLAIN_MODEL)
+    assert (chosen.kept_labels, chosen.kept_model) == expected
+    assert bool(chosen.starved) == switches
+    if switches:
+        (starved,) = chosen.starved["labels"]
+        assert starved["class"] == 1 and starved["predicted_share"] < starved["label_share"] / 3
+        assert "not learnt a class" in chosen.reason and "predicts 'rare' for 0." in chosen.reason
+    # with trusted rows the measured comparison decides, never this rule
+    trusted = np.full(len(noisy), -1)
+    trusted[:200] = noisy[:200]
+    with_trusted = selection.select(
+        preds, noisy, np.eye(2), trusted, gold_free_may_switch=True, method_wrong_share=_share(0.1)
+    )
+    assert with_trusted.starved == {}
