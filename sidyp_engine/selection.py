@@ -363,12 +363,12 @@ def _reason(
         if name == PROBE:  # the probe's own note follows
             continue
         if starved and decision in starved:
-            classes = ", ".join(
+            which = ", ".join(
                 f"{_class_name(c['class'], classes)} for {c['predicted_share']:.1%} of the validation rows where the labeller "
                 f"gives {c['label_share']:.1%}"
                 for c in starved[decision]
             )
-            parts.append(f"{decision}: {method}, as the plain classifier predicts {classes}")
+            parts.append(f"{decision}: {method}, as the plain classifier predicts {which}")
             continue
         if name in (PLAIN, PLAIN_MODEL):
             clearly = has_trusted and margins.get(decision, 0.0) > 0
