@@ -101,7 +101,9 @@ class Selection:
             "rule": (
                 f"plain unless >= {METHOD_MIN_NOISE:.0%} of the labels are wrong (measured on trusted rows, "
                 f"else the run's estimate); with trusted rows also plain when better on them in >= "
-                f"{CONFIDENCE:.0%} of paired bootstrap resamples"
+                f"{CONFIDENCE:.0%} of paired bootstrap resamples; without them, not a plain classifier that "
+                f"predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
+                f">= {STARVED_MIN_SHARE:.0%} of them) where the method's output does not"
             ),
             "estimates": {name: e.as_dict() for name, e in self.estimates.items()},
             "llm_label_accuracy": self.llm_label_accuracy.as_dict(),

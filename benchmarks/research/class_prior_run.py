@@ -61,14 +61,24 @@ def wrapped(rule: str):
         q = _label_shares(y, n_classes)
         vote_pi = fitted.class_prior.double().numpy()
         pi = class_prior(rule, vote_pi, fitted.noise_matrix.double().numpy(), q)
-        record = {"vote": vote_pi.round(4).tolist(), "labels": q.round(4).tolist(), "used": pi.round(4).tolist()}
+        record = {
+            "vote": vote_pi.round(4).tolist(),
+            "labels": q.round(4).tolist(),
+            "used": pi.round(4).tolist(),
+        }
         _seen.append(record)
         print("class prior:", json.dumps(record), file=sys.stderr)
         if rule == "vote":
             return fitted
         if rule.startswith("map"):
             refit = original(
-                embeddings, noisy, init_probs, n_classes, *args, class_prior_strength=float(rule[3:]), **kwargs
+                embeddings,
+                noisy,
+                init_probs,
+                n_classes,
+                *args,
+                class_prior_strength=float(rule[3:]),
+                **kwargs,
             )
             record["used"] = refit.class_prior.double().numpy().round(4).tolist()
             print("class prior (map):", json.dumps(record["used"]), file=sys.stderr)
@@ -96,7 +106,9 @@ def main(argv: list[str]) -> int:
             "class_prior": rule,
             "runner": "python -m benchmarks.research.class_prior_run",
             "priors": _seen,
-            "train_gold_shares": (np.bincount(gold, minlength=len(classes)) / max(1, len(gold))).round(4).tolist(),
+            "train_gold_shares": (np.bincount(gold, minlength=len(classes)) / max(1, len(gold)))
+            .round(4)
+            .tolist(),
         }
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)

@@ -1,0 +1,51 @@
+"""Where does the starved-class rule (`selection.STARVED_RATIO`) overturn the gate's plain choice? (research)
+
+    python -m benchmarks.research.starved_plain <dump.npz> [<dump.npz> ...]
+
+Reads `--dump-arrays` files: every candidate's validation predictions and the validation rows' noisy labels
+(what the rule reads), and the validation gold, which only scores: accuracy / macro-F1 of the plain
+classifier, the refined labels (read without the row's label) and the served model. Whether the gate was
+closed is in the run's JSON (`estimates.kept`), not here: this says what the rule would do if it were.
+Test is not read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from sidyp_engine import metrics, selection
+
+
+def scored(pred: np.ndarray, gold: np.ndarray, n_classes: int) -> str:
+    return f"{float(np.mean(pred == gold)):.3f} / {metrics.macro_f1(gold, pred, n_classes):.3f}"
+
+
+def main(paths: list[str]) -> int:
+    print(
+        "run | starved by plain (predicted / labeller share) | kept by the method | plain | refined | served"
+    )
+    for path in paths:
+        d = np.load(path)
+        noisy, gold = d["valid_noisy"], d["valid_gold"]
+        n_classes = d["valid_refined_unlabelled"].shape[1]
+        plain = d[f"valid_pred_{selection.PLAIN}"]
+        refined, served = d[f"valid_pred_{selection.REFINED}"], d[f"valid_pred_{selection.SERVED}"]
+        starved = selection.starved_classes(plain, noisy, n_classes)
+        kept = {c["class"] for c in selection.starved_classes(refined, noisy, n_classes)}
+        rescued = [c for c in starved if c["class"] not in kept]
+        listed = ", ".join(
+            f"{c['class']} ({c['predicted_share']:.3f} / {c['label_share']:.3f})" for c in starved
+        )
+        name = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
+        print(
+            f"{name} | {listed or '-'} | {'yes' if rescued else 'no'} | {scored(plain, gold, n_classes)} | "
+            f"{scored(refined, gold, n_classes)} | {scored(served, gold, n_classes)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
