@@ -7,7 +7,9 @@ The plain fine-tune is stage 1 with one branch (`stages.ensemble.plain_config`):
 fine-tuning on the labels as they are, so keeping it never delivers less than plain fine-tuning.
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
-on them in at least 95 % of paired bootstrap resamples. The accuracy estimates of `sidyp_engine.estimates`
+on them in at least 95 % of paired bootstrap resamples. Gold-free, a plain choice of the gate goes back to
+the method's output where plain has starved a class the labeller uses and that output keeps it
+(`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
 rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
 "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
