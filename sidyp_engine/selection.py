@@ -59,9 +59,11 @@ GATE_CLOSE_BAND = 0.05
 # 0.6 % against the labeller's 8.5 %, macro-F1 0.41). Refinement moves class shares away from the labeller's
 # on purpose, so its shares are no evidence against it and only plain is checked. Where the gate kept plain
 # and the method's output predicts the class at least that often, the method's output is kept instead
-# (docs/method.md, "Sixteenth round").
+# (docs/method.md, "Sixteenth round"). The class needs STARVED_MIN_ROWS such rows: on `make demo`'s 19
+# validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and the method harmed there.
 STARVED_MIN_SHARE = 0.05
 STARVED_RATIO = 1 / 3
+STARVED_MIN_ROWS = 10
 
 # `Selection.temperature_source` without trusted rows; the second where the served model's confidence
 # follows its moment estimate (the refined posteriors are vote shares without the noise model)
@@ -105,7 +107,7 @@ class Selection:
                 f"else the run's estimate); with trusted rows also plain when better on them in >= "
                 f"{CONFIDENCE:.0%} of paired bootstrap resamples; without them, not a plain classifier that "
                 f"predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
-                f">= {STARVED_MIN_SHARE:.0%} of them) where the method's output does not"
+                f">= {STARVED_MIN_SHARE:.0%} and >= {STARVED_MIN_ROWS} of them) where the method's output does not"
             ),
             "estimates": {name: e.as_dict() for name, e in self.estimates.items()},
             "llm_label_accuracy": self.llm_label_accuracy.as_dict(),
@@ -261,12 +263,14 @@ def select(
 
 
 def starved_classes(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> list[dict]:
-    """Classes the labeller gives >= STARVED_MIN_SHARE of the labelled rows that `pred` predicts for fewer
-    than STARVED_RATIO of that share: [{"class": id, "predicted_share", "label_share"}]."""
+    """Classes the labeller gives >= STARVED_MIN_SHARE and >= STARVED_MIN_ROWS of the labelled rows that
+    `pred` predicts for fewer than STARVED_RATIO of that share: [{"class": id, "predicted_share",
+    "label_share"}]."""
     labelled = np.asarray(noisy) >= 0
     if not labelled.any():
         return []
-    label_share = np.bincount(np.asarray(noisy)[labelled], minlength=n_classes) / labelled.sum()
+    label_rows = np.bincount(np.asarray(noisy)[labelled], minlength=n_classes)
+    label_share = label_rows / labelled.sum()
     predicted_share = np.bincount(np.asarray(pred)[labelled], minlength=n_classes) / labelled.sum()
     return [
         {
@@ -275,7 +279,9 @@ def starved_classes(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> list
             "label_share": round(float(q), 4),
         }
         for c, q in enumerate(label_share[:n_classes])
-        if q >= STARVED_MIN_SHARE and predicted_share[c] < STARVED_RATIO * q
+        if q >= STARVED_MIN_SHARE
+        and label_rows[c] >= STARVED_MIN_ROWS
+        and predicted_share[c] < STARVED_RATIO * q
     ]
 
 

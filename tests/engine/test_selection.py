@@ -329,3 +329,11 @@ def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(plain_ra
         preds, noisy, np.eye(2), trusted, gold_free_may_switch=True, method_wrong_share=_share(0.1)
     )
     assert with_trusted.starved == {}
+
+
+def test_a_few_validation_rows_never_call_a_class_starved():
+    # make demo's case: 19 validation rows, the labeller gives the class 4, plain predicts it once
+    noisy = np.array([1] * 4 + [0] * 15)
+    plain = np.array([1] + [0] * 18)
+    assert selection.starved_classes(plain, noisy, 2) == []
+    assert selection.starved_classes(np.tile(plain, 3), np.tile(noisy, 3), 2)[0]["class"] == 1  # 12 rows
