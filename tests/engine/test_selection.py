@@ -283,10 +283,9 @@ def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(plan
     assert not chosen(0.41, trusted=trusted).gate_close
 
 
-def _imbalanced(rng, n: int = 1000, minority: float = 0.1):
+def _imbalanced(rng, n: int = 1000, minority: float = 0.1) -> np.ndarray:
     """Two classes, the labeller giving the minority class to about `minority` of the rows."""
-    noisy = (rng.random(n) < minority).astype(np.int64)
-    return noisy
+    return (rng.random(n) < minority).astype(np.int64)
 
 
 @pytest.mark.parametrize(
