@@ -14,22 +14,19 @@ import os
 import sys
 
 import numpy as np
+import torch
 
-from sidyp_engine import metrics
+from benchmarks.research.readout import scores
 
 WEIGHTS = (1.0, 0.8, 0.7, 0.6, 0.5)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
 
-def scores(probs: np.ndarray, gold: np.ndarray) -> str:
-    pred = probs.argmax(1)
-    f1 = metrics.macro_f1(gold, pred, probs.shape[1])
-    return f"{float(np.mean(pred == gold)):.3f} / {f1:.3f}"
+def argmax_scores(probs: np.ndarray, gold: np.ndarray) -> str:
+    return scores(probs.argmax(1), gold, probs.shape[1])
 
 
 def main(paths: list[str]) -> int:
@@ -40,9 +37,11 @@ def main(paths: list[str]) -> int:
         gold = d["valid_gold"]
         refined = d["valid_refined_unlabelled"]
         served, plain = softmax(d["valid_logits_served"]), softmax(d["valid_logits_plain_model"])
-        cells = [scores(w * base + (1 - w) * plain, gold) for base in (refined, served) for w in WEIGHTS]
+        cells = [
+            argmax_scores(w * base + (1 - w) * plain, gold) for base in (refined, served) for w in WEIGHTS
+        ]
         name = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
-        print(" | ".join([name, *cells, scores(plain, gold)]))
+        print(" | ".join([name, *cells, argmax_scores(plain, gold)]))
     return 0
 
 

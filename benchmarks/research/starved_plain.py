@@ -16,11 +16,8 @@ import sys
 
 import numpy as np
 
-from sidyp_engine import metrics, selection
-
-
-def scored(pred: np.ndarray, gold: np.ndarray, n_classes: int) -> str:
-    return f"{float(np.mean(pred == gold)):.3f} / {metrics.macro_f1(gold, pred, n_classes):.3f}"
+from benchmarks.research.readout import scores
+from sidyp_engine import selection
 
 
 def main(paths: list[str]) -> int:
@@ -41,8 +38,8 @@ def main(paths: list[str]) -> int:
         )
         name = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
         print(
-            f"{name} | {listed or '-'} | {'yes' if rescued else 'no'} | {scored(plain, gold, n_classes)} | "
-            f"{scored(refined, gold, n_classes)} | {scored(served, gold, n_classes)}"
+            f"{name} | {listed or '-'} | {'yes' if rescued else 'no'} | {scores(plain, gold, n_classes)} | "
+            f"{scores(refined, gold, n_classes)} | {scores(served, gold, n_classes)}"
         )
     return 0
 
