@@ -233,11 +233,20 @@ def thresholded_confidence(source_conf, source_right, target_conf) -> float:
 
 def thresholded_at(source_conf, accuracy: float, target_conf) -> float:
     """The share of target texts above the top-label confidence that a share `accuracy` of the source rows
-    exceeds (ATC with the source accuracy given rather than counted)."""
+    exceeds (ATC with the source accuracy given rather than counted).
+
+    Rows tied at the threshold count with the fraction of them the source needs: a confident model's
+    confidences saturate (many exactly 1.0), and a strict cut there counted none of the tied target texts,
+    carrying an estimate of 0. Carried to the source itself, it returns `accuracy` (to within a row)."""
     if not np.isfinite(accuracy) or accuracy <= 0.0 or accuracy >= 1.0:
         return float(np.clip(accuracy, 0.0, 1.0)) if np.isfinite(accuracy) else accuracy
-    threshold = float(np.quantile(source_conf, 1.0 - accuracy))
-    return float((np.asarray(target_conf) > threshold).mean())
+    source, target = np.asarray(source_conf, np.float64), np.asarray(target_conf, np.float64)
+    threshold = float(np.quantile(source, 1.0 - accuracy))
+    above, tied = int((source > threshold).sum()), int((source == threshold).sum())
+    if not tied:  # the cut falls between two confidences
+        return float((target > threshold).mean())
+    share_of_tied = min(1.0, max(0.0, (accuracy * len(source) - above) / tied))
+    return float(((target > threshold).sum() + share_of_tied * (target == threshold).sum()) / len(target))
 
 
 def carried_accuracy(

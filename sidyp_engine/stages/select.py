@@ -46,6 +46,7 @@ class Probe:
     valid: torch.Tensor
     extra: torch.Tensor | None
     valid_logits: np.ndarray  # untempered, for the temperature fits
+    extra_logits: np.ndarray | None = None  # untempered, what its evaluation-text confidences are read from
 
 
 def linear_probe(
@@ -70,6 +71,7 @@ def linear_probe(
         torch.softmax(valid_logits, dim=-1),
         None if extra is None else torch.softmax(extra, dim=-1),
         valid_logits.numpy(),
+        None if extra is None else extra.numpy(),
     )
 
 
@@ -195,9 +197,9 @@ def select_outputs(
     chosen.temperature_source, followed = _set_temperatures(
         models, valid_logits, chosen, rows, post.vote_shares
     )
-    eval_logits = _evaluation_logits(models, inputs, plain_ens, probe_candidate)
+    eval_logits = _evaluation_logits(models, inputs, probe_candidate)
     evaluation_confidences = _evaluation_confidences(
-        models, valid_logits, eval_logits, plain_ens, post, refined_valid_unlabelled
+        models, valid_logits, eval_logits, post, refined_valid_unlabelled
     )
     on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, models, seed)
     chosen.evaluation_estimate = _evaluation_estimate(
@@ -342,20 +344,19 @@ def _set_temperatures(
     return source, {}
 
 
-def _evaluation_logits(models, inputs: Inputs, plain_ens: EnsembleOutput, probe_candidate) -> dict:
-    """Every model's logits on the extra (evaluation) texts, {} without them. The plain fine-tune and the
-    probe already have their P(ỹ | x) there (log-probabilities are logits); the served model costs one pass."""
+def _evaluation_logits(models, inputs: Inputs, probe_candidate) -> dict:
+    """Every model's untempered logits on the extra (evaluation) texts, {} without them: the same kind as
+    its validation logits, which its confidence there is compared with. The plain model's recorded
+    P(ỹ | x) are not: float32 probabilities saturate, and their logs cut a confident model's margins at
+    log(1e-12), so its evaluation texts all read less confident than its validation texts and the share
+    above any validation threshold fell to 0. The served and plain models cost one pass each."""
     if not inputs.extra_texts:
         return {}
-    found = {selection.SERVED: models[selection.SERVED].logits(inputs.extra_texts)}
-    recorded = plain_ens.noisy_posteriors.get("extra")
-    found[selection.PLAIN_MODEL] = (
-        models[selection.PLAIN_MODEL].logits(inputs.extra_texts)
-        if recorded is None
-        else torch.log(recorded.clamp_min(1e-12)).numpy()
-    )
-    if probe_candidate is not None and probe_candidate.extra is not None:
-        found[selection.PROBE] = torch.log(probe_candidate.extra.clamp_min(1e-12)).numpy()
+    found = {
+        name: models[name].logits(inputs.extra_texts) for name in (selection.SERVED, selection.PLAIN_MODEL)
+    }
+    if probe_candidate is not None and probe_candidate.extra_logits is not None:
+        found[selection.PROBE] = probe_candidate.extra_logits
     return found
 
 
@@ -367,9 +368,7 @@ def _top_confidence(logits: np.ndarray, temperature: float) -> np.ndarray:
     )
 
 
-def _evaluation_confidences(
-    models, valid_logits, eval_logits, plain_ens, post, refined_valid_unlabelled
-) -> dict:
+def _evaluation_confidences(models, valid_logits, eval_logits, post, refined_valid_unlabelled) -> dict:
     """Candidate -> (top-label confidences on the validation texts, on the evaluation texts), each read as
     the candidate predicts: the models at their temperatures, the plain labels as the plain model, the
     refined labels by their posteriors without a label (as for an unseen text)."""
@@ -442,9 +441,9 @@ def _evaluation_estimate(
     if not texts or not (trusted or gold_free):
         return None
     model = models[name]
-    # a kept plain model or probe gets its own pass, not the P(ỹ | x) recorded beside it: the delivered
-    # model's exact logits (its temperature is set on them below)
-    found = eval_logits.get(name) if name == selection.SERVED else None
+    # a kept probe gets its own pass through the encoder it is served with, not the frozen embeddings'
+    # logits: the delivered model's exact logits (its temperature is set on them below)
+    found = eval_logits.get(name) if name != selection.PROBE else None
     target_logits = torch.from_numpy(model.logits(texts) if found is None else found).double()
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:

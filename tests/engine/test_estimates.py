@@ -181,6 +181,23 @@ def test_carried_accuracy_carries_the_source_estimate_bias(rng):
     assert est.accuracy - target_right.mean() == pytest.approx(0.1, abs=0.04)
 
 
+def test_carried_accuracy_counts_saturated_confidences_tied_at_the_threshold():
+    # a confident model: 80 of 100 validation texts at confidence exactly 1.0 (float probabilities
+    # saturate), estimated right on 70 of them; half the evaluation texts saturate too
+    source = np.array([1.0] * 80 + [0.6] * 20)
+    target = np.array([1.0] * 50 + [0.6] * 50)
+    est = estimates.carried_accuracy(source, estimates.Estimate(0.7, 0.7, 0.7, "posterior", 100), target)
+    # 70 of the 80 tied rows count as right on the source, so 7/8 of the 50 tied evaluation texts do
+    # (a strict cut at 1.0 counted none of them: 0.0)
+    assert est.accuracy == pytest.approx(0.875 * 0.5)
+    # carried to the source itself, every estimate comes back: ties or none
+    for accuracy in (0.1, 0.5, 0.7, 0.85, 0.99):
+        assert estimates.thresholded_at(source, accuracy, source) == pytest.approx(accuracy)
+    rng = np.random.default_rng(0)
+    continuous = rng.random(300)
+    assert estimates.thresholded_at(continuous, 0.37, continuous) == pytest.approx(0.37, abs=1 / 300)
+
+
 def test_carried_accuracy_of_an_unknown_estimate_is_unknown(rng):
     source_conf, _ = _separable_rows(rng, 50, 0.5)
     unknown = estimates.Estimate(float("nan"), 0.0, 1.0, "none", 0)

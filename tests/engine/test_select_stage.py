@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -248,9 +250,9 @@ def test_the_kept_model_is_estimated_on_the_evaluation_texts_from_the_trusted_ro
     rows = _trusted_rows(src, trusted)
     est = select_stage._evaluation_estimate(models, {}, {}, selection.SERVED, rows, texts, {}, seed=0)
     assert est.method == "transferred" and est.rows == 50
-    # ATC: 70 % of the trusted rows are right, so the threshold sits inside the confident group; the 40
-    # confident evaluation texts lie above it
-    assert est.accuracy == pytest.approx(0.8)
+    # ATC: 70 of the 100 trusted rows are right, so the threshold is the unsure rows' confidence and 20 of
+    # those 50 tied rows count: the 40 confident evaluation texts and 40 % of the 10 unsure ones
+    assert est.accuracy == pytest.approx(0.88)
     assert est.low <= est.accuracy <= est.high
     # no evaluation texts, or too few trusted rows to fit a temperature: nothing to report
     assert select_stage._evaluation_estimate(models, {}, {}, selection.SERVED, rows, [], {}, seed=0) is None
@@ -315,7 +317,49 @@ def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluati
     chosen = selection.Selection(selection.REFINED, selection.SERVED, "", {}, None, None, {})
     found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
     assert set(found) == {selection.SERVED, selection.PLAIN_MODEL, selection.PLAIN}
-    assert all(e.method == "transferred" and e.accuracy == pytest.approx(0.8) for e in found.values())
+    assert all(e.method == "transferred" and e.accuracy == pytest.approx(0.88) for e in found.values())
     # fewer trusted rows than set the temperatures: nothing is transferred
     few = select_stage.TrustedRows({}, trusted[:10], trusted[:10], {selection.SERVED: src[:10]}, 0)
     assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
+
+
+def test_the_plain_model_reads_the_same_on_the_evaluation_texts_in_every_row_of_the_report():
+    # a confident plain model: margins of 40, beyond what float32 probabilities and their logs keep
+    texts = [f"text {i}" for i in range(50)]
+    valid = np.array([[40.0, 0.0]] * 60 + [[0.5, 0.0]] * 40, dtype=np.float32)
+    plain = _FixedLogits({t: [40.0, 0.0] if i < 45 else [0.5, 0.0] for i, t in enumerate(texts)})
+    served = _FixedLogits({t: [2.0, 0.0] for t in texts})
+    models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
+    inputs = SimpleNamespace(extra_texts=texts)
+    eval_logits = select_stage._evaluation_logits(models, inputs, None)
+    # the model's own logits, as on the validation texts, not the logs of recorded probabilities
+    assert np.array_equal(eval_logits[selection.PLAIN_MODEL], plain.logits(texts))
+    n = len(valid)
+    estimate = estimates.Estimate(0.7, 0.65, 0.75, "posterior", n)
+    followed = {selection.PLAIN_MODEL: estimate}
+    valid_logits = {selection.SERVED: np.tile([[2.0, 0.0]], (n, 1)), selection.PLAIN_MODEL: valid}
+    confidences = {
+        name: (
+            select_stage._top_confidence(valid_logits[name], 1.0),
+            select_stage._top_confidence(eval_logits[name], 1.0),
+        )
+        for name in models
+    }
+    confidences[selection.PLAIN] = confidences[selection.PLAIN_MODEL]
+    chosen = selection.Selection(
+        selection.PLAIN,
+        selection.PLAIN_MODEL,
+        "",
+        {name: estimate for name in (selection.PLAIN, selection.SERVED, selection.PLAIN_MODEL)},
+        estimate,
+        estimate.complement(),
+        {},
+    )
+    table = select_stage._candidates_on_evaluation(chosen, confidences, None, models, seed=0)
+    kept = select_stage._evaluation_estimate(
+        models, valid_logits, eval_logits, selection.PLAIN_MODEL, None, texts, followed, seed=0
+    )
+    # 0.7 on the validation texts: the 60 confident ones and 10 of the 40 unsure ones, tied at the
+    # threshold; so the 45 confident evaluation texts and a quarter of the 5 unsure ones
+    assert kept.accuracy == pytest.approx((45 + 5 / 4) / 50)
+    assert table[selection.PLAIN].accuracy == table[selection.PLAIN_MODEL].accuracy == kept.accuracy
