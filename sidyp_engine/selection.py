@@ -8,8 +8,8 @@ fine-tuning on the labels as they are, so keeping it never delivers less than pl
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
 on them in at least 95 % of paired bootstrap resamples. Gold-free, a plain choice of the gate goes back to
-the method's output where plain has starved a class the labeller uses, the method reads that class's labels
-as mostly right, and that output keeps it (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
+the method's output where plain has starved a class the labeller uses that the method's refined labels and
+served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
 rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
 "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
@@ -58,18 +58,14 @@ GATE_CLOSE_BAND = 0.05
 # trained on those very labels, it has not learnt the class at all (semeval's two-class development set:
 # 0.6 % against the labeller's 8.5 %, macro-F1 0.41). Refinement moves class shares away from the labeller's
 # on purpose, so its shares are no evidence against it and only plain is checked. Where the gate kept plain
-# and the method's output predicts the class at least that often, the method's output is kept instead
-# (docs/method.md, "Sixteenth round"). The class needs STARVED_MIN_ROWS such rows: on `make demo`'s 19
+# and the method's refined labels and served model both predict the class at least that often, the
+# method's output is kept instead (docs/method.md, "Sixteenth round"); the served model alone is not enough,
+# it is distilled from the refined posteriors and a few predictions of a class they starve are noise
+# ("Seventeenth round": a labeller's over-used class). The class needs STARVED_MIN_ROWS such rows: on `make demo`'s 19
 # validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and the method harmed there.
 STARVED_MIN_SHARE = 0.05
 STARVED_RATIO = 1 / 3
 STARVED_MIN_ROWS = 10
-# ... and only a class whose labels the method reads as mostly right: the mean refined posterior of its own
-# label over the validation rows labelled with it (the method's estimate of the labels' precision). Where
-# the labeller over-uses a class, a plain classifier that rarely predicts it has learnt what the method
-# believes, not failed to learn (a semeval development set where the model delivered in its place lost
-# macro-F1; docs/method.md, "Seventeenth round").
-STARVED_MIN_LABEL_PRECISION = 0.5
 
 # `Selection.temperature_source` without trusted rows; the second where the served model's confidence
 # follows its moment estimate (the refined posteriors are vote shares without the noise model)
@@ -113,8 +109,8 @@ class Selection:
                 f"else the run's estimate); with trusted rows also plain when better on them in >= "
                 f"{CONFIDENCE:.0%} of paired bootstrap resamples; without them, not a plain classifier that "
                 f"predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
-                f">= {STARVED_MIN_SHARE:.0%} and >= {STARVED_MIN_ROWS} of them, whose labels the method reads "
-                f"as >= {STARVED_MIN_LABEL_PRECISION:.0%} right) where the method's output does not"
+                f">= {STARVED_MIN_SHARE:.0%} and >= {STARVED_MIN_ROWS} of them) where neither the refined labels "
+                f"nor the served model does"
             ),
             "estimates": {name: e.as_dict() for name, e in self.estimates.items()},
             "llm_label_accuracy": self.llm_label_accuracy.as_dict(),
@@ -233,9 +229,7 @@ def select(
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
-    starved = (
-        _starved_choice(kept, predictions, noisy, t.shape[0], reference) if gated and not has_trusted else {}
-    )
+    starved = _starved_choice(kept, predictions, noisy, t.shape[0]) if gated and not has_trusted else {}
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
     basis = "trusted" if has_trusted else ("posterior" if found is not moments else "moments")
     reason = _reason(kept, found, basis, margins, starved, classes) + probe_note
@@ -298,34 +292,24 @@ def _class_name(class_id: int, classes: list[str] | None) -> str:
     return f"'{classes[class_id]}'" if classes and class_id < len(classes) else f"class {class_id}"
 
 
-def label_precisions(noisy: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per class, the mean of `reference` (the rows' refined posteriors) on the class over the rows labelled
-    with it: the method's estimate of the share of those labels that are right (nan for an unused class)."""
-    noisy, reference = np.asarray(noisy), np.asarray(reference, np.float64)
-    found = np.full(reference.shape[1], np.nan)
-    for c in range(reference.shape[1]):
-        if (noisy == c).any():
-            found[c] = reference[noisy == c, c].mean()
-    return found
-
-
-def _starved_choice(kept, predictions, noisy, n_classes: int, reference) -> dict[str, list[dict]]:
-    """Gold-free, after the gate: the method's output replaces a plain choice that starved a class the
-    method's output keeps (STARVED_RATIO) and whose labels the method reads as mostly right
-    (STARVED_MIN_LABEL_PRECISION; never without the refined posteriors to read it from). Returns, per
-    decision switched, the classes plain starved."""
-    if reference is None or not len(reference):
-        return {}
-    precision = label_precisions(noisy, reference)
+def _starved_choice(kept, predictions, noisy, n_classes: int) -> dict[str, list[dict]]:
+    """Gold-free, after the gate: the method's output replaces a plain choice that starved a class every
+    output of the method keeps (STARVED_RATIO): the refined labels and the served model both. The served
+    model is distilled from the refined posteriors; where those starve the class, its own few predictions
+    of it are not the method's judgement (a labeller's over-used class that plain rightly declines).
+    Returns, per decision switched, the classes plain starved."""
     switched = {}
+    outputs = [name for name in (REFINED, SERVED) if name in predictions]
+    starved_by_method = {
+        c["class"] for name in outputs for c in starved_classes(predictions[name], noisy, n_classes)
+    }
     for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
         if kept.get(decision) != plain or method not in predictions:
             continue
-        kept_by_method = {c["class"] for c in starved_classes(predictions[method], noisy, n_classes)}
         starved = [
-            c | {"label_precision": round(float(precision[c["class"]]), 4)}
+            c
             for c in starved_classes(predictions[plain], noisy, n_classes)
-            if c["class"] not in kept_by_method and precision[c["class"]] >= STARVED_MIN_LABEL_PRECISION
+            if c["class"] not in starved_by_method
         ]
         if starved:
             kept[decision] = method
@@ -400,7 +384,7 @@ def _reason(
         if starved and decision in starved:
             which = ", ".join(
                 f"{_class_name(c['class'], classes)} for {c['predicted_share']:.1%} of the validation rows where the labeller "
-                f"gives {c['label_share']:.1%} (the method reads {c['label_precision']:.0%} of those labels as right)"
+                f"gives {c['label_share']:.1%}"
                 for c in starved[decision]
             )
             parts.append(f"{decision}: {method}, as the plain classifier predicts {which}")

@@ -288,34 +288,27 @@ def _imbalanced(rng, n: int = 1000, minority: float = 0.1) -> np.ndarray:
     return (rng.random(n) < minority).astype(np.int64)
 
 
-def _reference(noisy: np.ndarray, right: float) -> np.ndarray:
-    """Refined posteriors of two-class rows that read each row's own label as right with P = `right`."""
-    ref = np.full((len(noisy), 2), 1.0 - right)
-    ref[np.arange(len(noisy)), noisy] = right
-    return ref
-
-
 @pytest.mark.parametrize(
-    ("plain_rate", "method_rate", "precision", "switches"),
+    ("plain_rate", "refined_rate", "served_rate", "switches"),
     [
-        (0.005, 0.08, 0.8, True),  # plain has not learnt the class, the method's output keeps it
-        (0.05, 0.08, 0.8, False),  # plain predicts it half as often as the labeller: not starved
-        (0.005, 0.02, 0.8, False),  # the method's output starves it too: nothing to gain by switching
-        # the method reads most of the class's labels as wrong: a plain classifier that rarely predicts it
-        # agrees with the method, it has not failed to learn the class
-        (0.005, 0.08, 0.3, False),
+        (0.005, 0.08, 0.08, True),  # plain has not learnt the class, the method's outputs keep it
+        (0.05, 0.08, 0.08, False),  # plain predicts it half as often as the labeller: not starved
+        (0.005, 0.02, 0.02, False),  # the method's outputs starve it too: nothing to gain by switching
+        # the refined labels starve it and only the model distilled from them predicts it now and then: a
+        # class the labeller over-uses, which plain rightly declines; neither decision switches
+        (0.005, 0.005, 0.08, False),
     ],
 )
 def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(
-    plain_rate, method_rate, precision, switches
+    plain_rate, refined_rate, served_rate, switches
 ):
     rng = np.random.default_rng(5)
     noisy = _imbalanced(rng)
     preds = {
         selection.PLAIN: (rng.random(len(noisy)) < plain_rate).astype(np.int64),
-        selection.REFINED: (rng.random(len(noisy)) < method_rate).astype(np.int64),
+        selection.REFINED: (rng.random(len(noisy)) < refined_rate).astype(np.int64),
         selection.PLAIN_MODEL: (rng.random(len(noisy)) < plain_rate).astype(np.int64),
-        selection.SERVED: (rng.random(len(noisy)) < method_rate).astype(np.int64),
+        selection.SERVED: (rng.random(len(noisy)) < served_rate).astype(np.int64),
     }
     chosen = selection.select(
         preds,
@@ -323,7 +316,6 @@ def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(
         np.eye(2),
         gold_free_may_switch=True,
         method_wrong_share=_share(0.1),  # the gate alone keeps plain
-        reference=_reference(noisy, precision),
         classes=["other", "rare"],
     )
     expected = (selection.REFINED, selection.SERVED) if switches else (selection.PLAIN, selection.PLAIN_MODEL)
@@ -334,13 +326,6 @@ def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(
         assert starved["class"] == 1 and starved["predicted_share"] < starved["label_share"] / 3
         assert "not learnt a class" in chosen.reason
         assert chosen.reason.count("plain classifier predicts 'rare' for 0.") == 2  # labels and model
-        assert starved["label_precision"] == pytest.approx(precision)
-        assert "reads 80% of those labels as right" in chosen.reason
-    # without the refined posteriors there is no reading of the labels' precision, and no switch
-    bare = selection.select(
-        preds, noisy, np.eye(2), gold_free_may_switch=True, method_wrong_share=_share(0.1)
-    )
-    assert bare.starved == {} and bare.kept_labels == selection.PLAIN
     # with trusted rows the measured comparison decides, never this rule
     trusted = np.full(len(noisy), -1)
     trusted[:200] = noisy[:200]
