@@ -205,9 +205,9 @@ def select_outputs(
     chosen.evaluation_estimate = _evaluation_estimate(
         models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
     )
-    if chosen.evaluation_estimate is not None:  # the kept model's row is the headline figure itself
-        on_evaluation[chosen.kept_model] = chosen.evaluation_estimate
-    chosen.evaluation_estimates = on_evaluation
+    chosen.evaluation_estimates = _with_the_kept_row(
+        on_evaluation, chosen.kept_model, chosen.evaluation_estimate
+    )
     if chosen.evaluation_estimate is not None and chosen.evaluation_estimate.method == "carried":
         chosen.temperature_source += selection.CARRIED_TEMPERATURE
     labels = {
@@ -421,6 +421,20 @@ def _candidates_on_evaluation(
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
+
+
+def _with_the_kept_row(
+    table: dict[str, estimates.Estimate], kept_model: str, kept: estimates.Estimate | None
+) -> dict[str, estimates.Estimate]:
+    """The candidates' rows on the evaluation texts, the kept model's row being its headline figure. The
+    plain labels' row reads the plain model, so a kept plain model's figure is theirs too: the report sets
+    the plain classifier's row beside the delivered model's, and one model must not read two ways there."""
+    if kept is None:
+        return table
+    rows = {**table, kept_model: kept}
+    if kept_model == selection.PLAIN_MODEL:
+        rows[selection.PLAIN] = kept
+    return rows
 
 
 def _evaluation_estimate(

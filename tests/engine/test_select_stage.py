@@ -363,3 +363,20 @@ def test_the_plain_model_reads_the_same_on_the_evaluation_texts_in_every_row_of_
     # threshold; so the 45 confident evaluation texts and a quarter of the 5 unsure ones
     assert kept.accuracy == pytest.approx((45 + 5 / 4) / 50)
     assert table[selection.PLAIN].accuracy == table[selection.PLAIN_MODEL].accuracy == kept.accuracy
+
+
+def test_a_kept_plain_model_reads_the_same_in_the_plain_classifier_row_on_the_evaluation_texts():
+    # the table carries each reported estimate; the kept model's figure follows the estimate its
+    # temperature follows, so the two rows of one plain model differed (0.786 and 0.738 on a trec run)
+    table = {
+        name: estimates.Estimate(0.786, 0.7, 0.85, "carried", 500)
+        for name in (selection.PLAIN, selection.PLAIN_MODEL, selection.SERVED)
+    }
+    kept = estimates.Estimate(0.738, 0.6, 0.8, "carried", 500)
+    rows = select_stage._with_the_kept_row(table, selection.PLAIN_MODEL, kept)
+    assert rows[selection.PLAIN] == rows[selection.PLAIN_MODEL] == kept
+    assert rows[selection.SERVED] == table[selection.SERVED]
+    # a kept served model leaves the plain classifier's row as carried
+    rows = select_stage._with_the_kept_row(table, selection.SERVED, kept)
+    assert rows[selection.SERVED] == kept and rows[selection.PLAIN] == table[selection.PLAIN]
+    assert select_stage._with_the_kept_row(table, selection.SERVED, None) == table
