@@ -59,10 +59,11 @@ GATE_CLOSE_BAND = 0.05
 # 0.6 % against the labeller's 8.5 %, macro-F1 0.41). Refinement moves class shares away from the labeller's
 # on purpose, so its shares are no evidence against it and only plain is checked. Where the gate kept plain
 # and the method's refined labels and served model both predict the class at least that often, the
-# method's output is kept instead (docs/method.md, "Sixteenth round"); the served model alone is not enough,
-# it is distilled from the refined posteriors and a few predictions of a class they starve are noise
-# ("Seventeenth round": a labeller's over-used class). The class needs STARVED_MIN_ROWS such rows: on `make demo`'s 19
-# validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and the method harmed there.
+# method's output is kept instead (docs/method.md, "Sixteenth round"); the served model alone is not
+# enough, it is distilled from the refined posteriors and a few predictions of a class they starve are
+# noise ("Seventeenth round": a labeller's over-used class). The class needs STARVED_MIN_ROWS such rows:
+# on `make demo`'s 19 validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and
+# the method harmed there.
 STARVED_MIN_SHARE = 0.05
 STARVED_RATIO = 1 / 3
 STARVED_MIN_ROWS = 10
