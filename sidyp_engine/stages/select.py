@@ -203,15 +203,7 @@ def select_outputs(
     )
     on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, models, seed)
     chosen.evaluation_estimate = _evaluation_estimate(
-        models,
-        valid_logits,
-        eval_logits,
-        chosen.kept_model,
-        rows,
-        inputs.extra_texts,
-        followed,
-        seed,
-        chosen.estimates,
+        models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
     )
     chosen.evaluation_estimates = _with_the_kept_row(
         on_evaluation, chosen.kept_model, chosen.evaluation_estimate
@@ -446,25 +438,16 @@ def _with_the_kept_row(
 
 
 def _evaluation_estimate(
-    models,
-    valid_logits,
-    eval_logits,
-    name: str,
-    rows: TrustedRows | None,
-    texts,
-    followed,
-    seed: int,
-    reported: dict[str, estimates.Estimate] | None = None,
+    models, valid_logits, eval_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
 ) -> estimates.Estimate | None:
     """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC),
     and gold-free its temperature set there; None without extra texts. With enough trusted rows to set its temperature, from them
     (`estimates.transferred_accuracy`): they measure the texts they were drawn from, and where the
     evaluation texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md,
-    tenth round). Gold-free, its temperature is matched on the evaluation texts to the estimate its
-    confidence follows on the validation texts, carried there (`estimates.carried_accuracy`), so that its
-    confidence follows the texts it will be used on (docs/method.md, twelfth round); the figure returned
-    carries its `reported` estimate (the one the report gives on the validation texts) where there is one,
-    as every other candidate's row does, so one model reads one way (seventeenth round)."""
+    tenth round). Gold-free, from the estimate its confidence follows on the validation texts
+    (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
+    carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
+    twelfth round)."""
     trusted = _temperature_source(rows) is not None
     # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
     # nor from too few validation texts
@@ -484,13 +467,9 @@ def _evaluation_estimate(
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
-    if reported is not None and name in reported and reported[name] is not followed[name]:
-        headline = estimates.carried_accuracy(source, reported[name], target, seed)
-    else:
-        headline = carried
     if np.isfinite(carried.accuracy):
         model.temperature = _temperature_for(target_logits.numpy(), carried.accuracy)
-    return headline
+    return carried
 
 
 def _temperature_source(rows: TrustedRows | None) -> str | None:

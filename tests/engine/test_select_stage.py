@@ -380,26 +380,3 @@ def test_a_kept_plain_model_reads_the_same_in_the_plain_classifier_row_on_the_ev
     rows = select_stage._with_the_kept_row(table, selection.SERVED, kept)
     assert rows[selection.SERVED] == kept and rows[selection.PLAIN] == table[selection.PLAIN]
     assert select_stage._with_the_kept_row(table, selection.SERVED, None) == table
-
-
-def test_the_kept_model_reports_its_reported_estimate_and_its_confidence_follows_its_own():
-    # a kept plain model whose temperature follows its moment estimate (0.95) while the report gives the
-    # posterior one (0.70): the figure on the evaluation texts carries 0.70, like the plain classifier's row
-    rng = np.random.default_rng(1)
-    n = select_stage.MIN_VALIDATION_FOR_CARRYING * 2
-    valid = np.stack([rng.uniform(0.0, 4.0, n), np.zeros(n)], axis=1).astype(np.float32)
-    texts = [f"text {i}" for i in range(100)]
-    model = _FixedLogits({t: [float(rng.uniform(0.0, 4.0)), 0.0] for t in texts})
-    reported = {selection.PLAIN_MODEL: estimates.Estimate(0.70, 0.6, 0.8, "posterior", n)}
-    followed = {selection.PLAIN_MODEL: estimates.Estimate(0.95, 0.9, 1.0, "moments", n)}
-    models, valid_logits = {selection.PLAIN_MODEL: model}, {selection.PLAIN_MODEL: valid}
-    args = (models, valid_logits, {}, selection.PLAIN_MODEL, None, texts, followed)
-    headline = select_stage._evaluation_estimate(*args, seed=0, reported=reported)
-    source = select_stage._top_confidence(valid, 1.0)
-    target = select_stage._top_confidence(model.logits(texts), 1.0)
-    assert headline.accuracy == pytest.approx(estimates.thresholded_at(source, 0.70, target))
-    # the temperature was matched to the followed estimate carried there, not to the headline
-    followed_there = estimates.thresholded_at(source, 0.95, target)
-    confidence = select_stage._top_confidence(model.logits(texts), model.temperature).mean()
-    assert confidence == pytest.approx(followed_there, abs=0.01)
-    assert abs(confidence - headline.accuracy) > 0.1
