@@ -433,7 +433,7 @@ def _candidate_arrays(
         arrays["extra_served"] = served.predict_proba(inputs.extra_texts)
         arrays["extra_plain_model"] = plain.predict_proba(inputs.extra_texts)
         # the probe's own embeddings of the extra texts, at the temperature the select stage set
-        logits = torch.log(probe.extra.clamp_min(1e-12))
+        logits = torch.from_numpy(probe.extra_logits)
         arrays["extra_probe"] = torch.softmax(logits / probe.model.temperature, dim=-1).numpy()
     return arrays
 
