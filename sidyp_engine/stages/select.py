@@ -314,13 +314,15 @@ def _set_temperatures(
     gold-free, the estimate each model's confidence now follows on the validation texts."""
     source = _temperature_source(rows)
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
-        # the others' confidence follows their moment estimates, not the refined posteriors' view of them:
-        # where a plain model is kept the gate has just judged those posteriors not to be trusted
+        # the others' confidence is held to their moment estimates, not the refined posteriors' view of
+        # them (where a plain model is kept the gate has just judged those posteriors not to be trusted),
+        # and moved only into the estimate's interval (`_least_change`)
         found = chosen.moment_estimates or chosen.estimates
         followed = dict(found)
         for name, model in models.items():
             if name != selection.SERVED:
-                model.temperature = _temperature_for(valid_logits[name], found[name].accuracy)
+                followed[name] = _least_change(valid_logits[name], found[name])
+                model.temperature = _temperature_for(valid_logits[name], followed[name].accuracy)
         if selection.SERVED not in found:
             return GOLD_FREE_TEMPERATURE, followed
         # the distillation matched the served confidence to the refined posteriors' expectation
@@ -447,7 +449,7 @@ def _evaluation_estimate(
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
     carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
-    twelfth round)."""
+    twelfth round); a plain model or the probe only into the carried interval (`_least_change`)."""
     trusted = _temperature_source(rows) is not None
     # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
     # nor from too few validation texts
@@ -468,7 +470,10 @@ def _evaluation_estimate(
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
     if np.isfinite(carried.accuracy):
-        model.temperature = _temperature_for(target_logits.numpy(), carried.accuracy)
+        # the plain model and the probe move only as far as the carried interval asks (`_least_change`)
+        target_np = target_logits.numpy()
+        aim = carried if name == selection.SERVED else _least_change(target_np, carried, model.temperature)
+        model.temperature = _temperature_for(target_np, aim.accuracy, model.temperature)
     return carried
 
 
@@ -489,13 +494,31 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
     return f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
 
 
-def _temperature_for(logits: np.ndarray, accuracy: float) -> float:
-    """T at which a model's mean top-label confidence on these texts equals its estimated accuracy there.
+def _least_change(
+    logits: np.ndarray, estimate: estimates.Estimate, temperature: float = 1.0
+) -> estimates.Estimate:
+    """The accuracy a plain model's (or the probe's) confidence follows without trusted rows: its own mean
+    top-label confidence at `temperature` where that lies inside the estimate's interval, else the nearer
+    end of the interval. The plain fine-tune is the baseline a user compares with; its confidence is changed
+    only as far as the noisy labels show it wrong. Matched to the moment estimate's point instead, it lost
+    calibration at low noise, where that estimate reads a few points low (docs/method.md, "Eighteenth round")."""
+    if not len(logits) or not np.isfinite(estimate.accuracy):
+        return estimate
+    own = float(_top_confidence(logits, temperature).mean())
+    point = min(max(own, estimate.low), estimate.high)
+    return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)
+
+
+def _temperature_for(logits: np.ndarray, accuracy: float, current: float = 1.0) -> float:
+    """T at which a model's mean top-label confidence on these texts equals its estimated accuracy there;
+    `current` where it already does (a `_least_change` estimate inside its interval).
 
     A reference putting `accuracy` on the model's own top class has exactly that expected accuracy.
     """
     if not len(logits) or not np.isfinite(accuracy):
-        return 1.0
+        return current
+    if abs(float(_top_confidence(logits, current).mean()) - accuracy) < 1e-9:
+        return current
     n_classes = logits.shape[1]
     reference = np.full(logits.shape, (1 - accuracy) / max(1, n_classes - 1))
     reference[np.arange(len(logits)), logits.argmax(1)] = accuracy

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sidyp_engine import selection
+from sidyp_engine import estimates, selection
 from sidyp_engine.stages import select as select_stage
 from sidyp_engine.stages.inputs import Inputs
 from sidyp_engine.stages.posterior import Posteriors
@@ -110,8 +110,37 @@ def test_too_few_trusted_rows_keep_the_gold_free_temperatures(planted):
     assert planted.served.temperature == 1.7
     plain_accuracy = kept.selection.estimates[selection.PLAIN_MODEL]
     assert plain_accuracy.method == "trusted"  # the estimates still come from the trusted rows
-    valid_logits = planted.plain.logits(planted.inputs.valid_texts)
-    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, plain_accuracy.accuracy)
+    _assert_moved_into(
+        planted.plain.logits(planted.inputs.valid_texts), planted.plain.temperature, plain_accuracy
+    )
+
+
+def _mean_confidence(logits, temperature: float = 1.0) -> float:
+    return torch.softmax(torch.as_tensor(logits).double() / temperature, -1).max(1).values.mean().item()
+
+
+def _assert_moved_into(logits, temperature: float, estimate) -> None:
+    """The model's mean confidence was moved to the nearer end of the estimate's interval, and moved at all
+    (the planted plain model is over-confident: untempered, it lies above every interval here)."""
+    own = _mean_confidence(logits)
+    assert own > estimate.high
+    assert _mean_confidence(logits, temperature) == pytest.approx(estimate.high, abs=1e-3)
+
+
+def test_least_change_leaves_a_confidence_inside_the_interval_alone():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 3)) * 2
+    own = _mean_confidence(logits)
+    inside = estimates.Estimate(own - 0.1, own - 0.15, own + 0.05, "moments", 400)
+    followed = select_stage._least_change(logits, inside)
+    assert followed.accuracy == own and (followed.low, followed.high) == (inside.low, inside.high)
+    assert select_stage._temperature_for(logits, followed.accuracy) == 1.0  # the model as trained
+    below = estimates.Estimate(own - 0.2, own - 0.3, own - 0.1, "moments", 400)
+    followed = select_stage._least_change(logits, below)
+    assert followed.accuracy == pytest.approx(own - 0.1)
+    assert _mean_confidence(
+        logits, select_stage._temperature_for(logits, followed.accuracy)
+    ) == pytest.approx(own - 0.1, abs=1e-3)
 
 
 def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
@@ -130,11 +159,11 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert expected.temperature_source == "gold-free reference"
     assert all(e.method == "posterior" for e in expected.estimates.values())
     assert all(e.method in ("moments", "bound") for e in expected.moment_estimates.values())
+    # the plain model's confidence is moved into its moment estimate's interval (the gate may have just set
+    # the refined posteriors aside)
     valid_logits = planted.plain.logits(planted.inputs.valid_texts)
-    # the plain model's confidence follows its moment estimate (the gate may have just set the
-    # refined posteriors aside)
-    accuracy = expected.moment_estimates[selection.PLAIN_MODEL].accuracy
-    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, accuracy)
+    moments = expected.moment_estimates[selection.PLAIN_MODEL]
+    _assert_moved_into(valid_logits, planted.plain.temperature, moments)
 
 
 def _diffuse_posteriors(p, vote_shares: bool, keep: float = 0.4) -> None:
@@ -208,8 +237,8 @@ def test_gold_free_the_kept_model_confidence_follows_its_estimate_carried_to_the
     )
     # only the delivered model is matched there; the plain one keeps its validation temperature
     valid_logits = planted.plain.logits(planted.inputs.valid_texts)
-    plain = kept.selection.moment_estimates[selection.PLAIN_MODEL].accuracy
-    assert planted.plain.temperature == select_stage._temperature_for(valid_logits, plain)
+    moments = kept.selection.moment_estimates[selection.PLAIN_MODEL]
+    _assert_moved_into(valid_logits, planted.plain.temperature, moments)
 
 
 def test_with_trusted_rows_the_evaluation_texts_do_not_move_the_fitted_temperature(planted):

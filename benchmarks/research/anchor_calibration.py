@@ -1,0 +1,154 @@
+"""Does calibrating the stage-1 ensemble to the noisy labels make the anchor T better? (issue 13, parts 1-2)
+
+    python -m benchmarks.research.anchor_calibration /work/dumps/*/seed*.npz [--out rows.jsonl]
+
+The gold-free estimates read T from anchor points of the stage-1 ensemble's held-out P(ỹ | x)
+(`estimates.anchor_noise_matrix`): row i is the mean P(ỹ | x) of the texts most surely of class i. That
+assumes P(ỹ | x) is calibrated. An ensemble of early-stopped, co-regularised classifiers is under-confident,
+which puts mass off T's diagonal and reads as label noise. P(ỹ | x) can be calibrated without gold: its
+target *is* the noisy label, so one temperature fitted by the NLL of the validation rows' noisy labels is
+temperature scaling in the ordinary sense.
+
+Per dump of `benchmarks.quality --dump-arrays` (validation gold only; test is not read), for each T:
+  current      anchor T of the raw ensemble probabilities (validation + evaluation texts, as the run did);
+  calibrated   the same after one temperature fitted to the validation rows' noisy labels;
+the wrong-label share 1 - label_accuracy and its error against the validation rows' true share, the mean
+absolute error of every candidate's moment estimate against its validation accuracy, and the plain model's
+validation ECE when its confidence follows its moment estimate (the gold-free rule of `_set_temperatures`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from sidyp_engine import estimates
+from sidyp_engine.metrics import ece
+from sidyp_engine.stages.select import _temperature_for
+from sidyp_engine.temperature import fit_temperature_nll
+
+CANDIDATES = ("plain", "refined", "served", "plain_model", "probe")
+
+
+def _log(p: np.ndarray) -> torch.Tensor:
+    return torch.log(torch.from_numpy(np.asarray(p, np.float64)).clamp_min(1e-12))
+
+
+def _tempered(p: np.ndarray, temperature: float) -> np.ndarray:
+    return torch.softmax(_log(p) / temperature, dim=1).numpy()
+
+
+def noise_matrices(a) -> dict[str, tuple[np.ndarray, float]]:
+    """Each variant's T and the temperature it applied to the ensemble's probabilities."""
+    valid, noisy = a["valid_noisy_posteriors"], a["valid_noisy"]
+    extra = a["extra_stage1_ensemble"] if "extra_stage1_ensemble" in a.files else valid[:0]
+    held_out = np.concatenate([valid, extra])
+    temperature = fit_temperature_nll(_log(valid), torch.from_numpy(noisy))
+    return {
+        "current": (estimates.anchor_noise_matrix(held_out), 1.0),
+        "calibrated": (estimates.anchor_noise_matrix(_tempered(held_out, temperature)), temperature),
+    }
+
+
+def _ece_at(logits: np.ndarray, accuracy: float, labelled, gold) -> float:
+    """Validation ECE with the mean top confidence matched to `accuracy` (`_temperature_for`)."""
+    tau = _temperature_for(logits, accuracy)
+    p = torch.softmax(torch.from_numpy(logits).double() / tau, 1).numpy()
+    return round(ece(p[labelled], gold[labelled]), 4)
+
+
+def row(path: str) -> dict:
+    a = np.load(path)
+    noisy, gold = a["valid_noisy"], a["valid_gold"]
+    labelled = (noisy >= 0) & (gold >= 0) & (gold < a["valid_noisy_posteriors"].shape[1])
+    out = {
+        "run": os.path.basename(os.path.dirname(path)),
+        "has_extra": "extra_stage1_ensemble" in a.files,
+        "true_wrong_share": round(float((noisy[labelled] != gold[labelled]).mean()), 4),
+    }
+    logits_plain = a["valid_logits_plain_model"] if "valid_logits_plain_model" in a.files else None
+    if logits_plain is not None:
+        p = torch.softmax(torch.from_numpy(logits_plain).double(), 1).numpy()
+        out["plain_model_ece_untempered"] = round(ece(p[labelled], gold[labelled]), 4)
+        floor = fit_temperature_nll(
+            torch.from_numpy(logits_plain)[labelled], torch.from_numpy(gold[labelled])
+        )
+        p = torch.softmax(torch.from_numpy(logits_plain).double() / floor, 1).numpy()
+        out["plain_model_ece_gold_floor"] = round(ece(p[labelled], gold[labelled]), 4)
+        out["plain_model_valid_accuracy"] = round(float((p.argmax(1) == gold)[labelled].mean()), 4)
+    for name, (t, temperature) in noise_matrices(a).items():
+        r = {"temperature": round(float(temperature), 3), "diagonal_mean": round(float(np.diag(t).mean()), 3)}
+        r["wrong_share"] = round(1 - estimates.label_accuracy(noisy, t).accuracy, 4)
+        errors = {}
+        for cand in CANDIDATES:
+            key = f"valid_pred_{cand}"
+            if key not in a.files:
+                continue
+            pred = a[key]
+            est = estimates.predictor_accuracy(pred[labelled], noisy[labelled], t).accuracy
+            errors[cand] = round(est - float((pred[labelled] == gold[labelled]).mean()), 4)
+        r["accuracy_errors"] = errors
+        if logits_plain is not None and "plain_model" in errors:
+            est = estimates.predictor_accuracy(a["valid_pred_plain_model"], noisy, t)
+            r["plain_model_estimate"] = est.as_dict()
+            r["plain_model_ece_following"] = _ece_at(logits_plain, est.accuracy, labelled, gold)
+            # the least change the estimate asks: the confidence moved to the nearest end of its interval
+            # when it lies outside it, else left as fine-tuning made it
+            conf = float(torch.softmax(torch.from_numpy(logits_plain).double(), 1).max(1).values.mean())
+            nearest = min(max(conf, est.low), est.high)
+            r["plain_model_confidence_untempered"] = round(conf, 4)
+            r["plain_model_ece_nearest"] = _ece_at(logits_plain, nearest, labelled, gold)
+        out[name] = r
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("dumps", nargs="+")
+    p.add_argument("--out", default=None, help="write the JSON lines here")
+    args = p.parse_args(argv)
+    rows = [row(path) for path in args.dumps]
+    variants = ("current", "calibrated")
+    print(
+        f"{'run':<44}{'true':>6}"
+        + "".join(f"{v[:5] + ' share':>12}{'acc MAE':>9}{'ECE':>7}" for v in variants)
+    )
+    for r in rows:
+        line = f"{r['run'][:43]:<44}{r['true_wrong_share']:>6.3f}"
+        for v in variants:
+            errs = list(r[v]["accuracy_errors"].values())
+            mae = np.mean(np.abs(errs)) if errs else float("nan")
+            line += f"{r[v]['wrong_share']:>12.3f}{mae:>9.3f}{r[v].get('plain_model_ece_following', float('nan')):>7.3f}"
+        print(line + f"   T={r['calibrated']['temperature']}")
+    print(
+        f"{'run':<44}{'acc':>6}{'conf':>6}{'est':>6}{'low':>6}{'high':>6}{'untemp':>8}{'follow':>8}{'nearest':>8}{'floor':>7}"
+    )
+    for r in rows:
+        c = r["current"]
+        if "plain_model_estimate" not in c:
+            continue
+        e = c["plain_model_estimate"]
+        print(
+            f"{r['run'][:43]:<44}{r['plain_model_valid_accuracy']:>6.3f}{c['plain_model_confidence_untempered']:>6.3f}"
+            f"{e['accuracy']:>6.3f}{e['low']:>6.3f}{e['high']:>6.3f}{r['plain_model_ece_untempered']:>8.3f}"
+            f"{c['plain_model_ece_following']:>8.3f}{c['plain_model_ece_nearest']:>8.3f}{r['plain_model_ece_gold_floor']:>7.3f}"
+        )
+    for v in variants:
+        share = np.mean([abs(r[v]["wrong_share"] - r["true_wrong_share"]) for r in rows])
+        acc = np.mean([abs(e) for r in rows for e in r[v]["accuracy_errors"].values()])
+        ece_ = np.nanmean([r[v].get("plain_model_ece_following", np.nan) for r in rows])
+        print(f"{v}: wrong-share MAE {share:.3f}, accuracy MAE {acc:.3f}, plain-model valid ECE {ece_:.3f}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
