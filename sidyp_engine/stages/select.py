@@ -316,7 +316,7 @@ def _set_temperatures(
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
         # the others' confidence is held to their moment estimates, not the refined posteriors' view of
         # them (where a plain model is kept the gate has just judged those posteriors not to be trusted),
-        # and moved only into the estimate's interval (`_least_change`)
+        # and flattened only as far as the estimate's interval insists (`_least_change`)
         found = chosen.moment_estimates or chosen.estimates
         followed = dict(found)
         for name, model in models.items():
@@ -449,7 +449,7 @@ def _evaluation_estimate(
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
     carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
-    twelfth round); a plain model or the probe only into the carried interval (`_least_change`)."""
+    twelfth round); a plain model or the probe flattened only as far as its interval insists (`_least_change`)."""
     trusted = _temperature_source(rows) is not None
     # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
     # nor from too few validation texts
@@ -470,9 +470,11 @@ def _evaluation_estimate(
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
     if np.isfinite(carried.accuracy):
-        # the plain model and the probe move only as far as the carried interval asks (`_least_change`)
+        # a plain model or the probe is flattened only as far as the carried interval insists
         target_np = target_logits.numpy()
-        aim = carried if name == selection.SERVED else _least_change(target_np, carried, model.temperature)
+        aim = carried
+        if name != selection.SERVED and followed[name].method != "bound":
+            aim = _least_change(target_np, carried, model.temperature)
         model.temperature = _temperature_for(target_np, aim.accuracy, model.temperature)
     return carried
 
@@ -497,15 +499,18 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
 def _least_change(
     logits: np.ndarray, estimate: estimates.Estimate, temperature: float = 1.0
 ) -> estimates.Estimate:
-    """The accuracy a plain model's (or the probe's) confidence follows without trusted rows: its own mean
-    top-label confidence at `temperature` where that lies inside the estimate's interval, else the nearer
-    end of the interval. The plain fine-tune is the baseline a user compares with; its confidence is changed
-    only as far as the noisy labels show it wrong. Matched to the moment estimate's point instead, it lost
-    calibration at low noise, where that estimate reads a few points low (docs/method.md, "Eighteenth round")."""
-    if not len(logits) or not np.isfinite(estimate.accuracy):
+    """The accuracy a plain model's (or the probe's) confidence follows without trusted rows. Above the
+    estimate, its own mean top-label confidence at `temperature` is flattened no further than the top of the
+    estimate's interval (left as it is inside it); below the estimate, it is raised to the estimate. The
+    plain fine-tune is the baseline a user compares with, and the moment estimate reads a few points low
+    where the noise is low, so it lowers the baseline's confidence only as far as its interval insists;
+    an under-confident model (a short fine-tune on few rows) it sharpens fully (docs/method.md,
+    "Eighteenth round"). A "bound" estimate is followed to its point: its interval is the region the
+    accuracy is known to lie in (all of [0, 1] on the design runs), not a statement of where."""
+    if not len(logits) or not np.isfinite(estimate.accuracy) or estimate.method == "bound":
         return estimate
     own = float(_top_confidence(logits, temperature).mean())
-    point = min(max(own, estimate.low), estimate.high)
+    point = min(own, estimate.high) if own > estimate.accuracy else estimate.accuracy
     return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)
 
 

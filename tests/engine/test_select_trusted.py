@@ -127,7 +127,7 @@ def _assert_moved_into(logits, temperature: float, estimate) -> None:
     assert _mean_confidence(logits, temperature) == pytest.approx(estimate.high, abs=1e-3)
 
 
-def test_least_change_leaves_a_confidence_inside_the_interval_alone():
+def test_least_change_flattens_only_to_the_interval_and_sharpens_to_the_estimate():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(400, 3)) * 2
     own = _mean_confidence(logits)
@@ -141,6 +141,12 @@ def test_least_change_leaves_a_confidence_inside_the_interval_alone():
     assert _mean_confidence(
         logits, select_stage._temperature_for(logits, followed.accuracy)
     ) == pytest.approx(own - 0.1, abs=1e-3)
+    # an under-confident model is raised to the estimate itself, even with its confidence in the interval
+    above = estimates.Estimate(own + 0.1, own - 0.05, own + 0.2, "moments", 400)
+    assert select_stage._least_change(logits, above).accuracy == pytest.approx(own + 0.1)
+    # a bound (near-singular T) says only where the accuracy can lie: its point is followed as before
+    bound = estimates.Estimate(own - 0.2, 0.0, 1.0, "bound", 400)
+    assert select_stage._least_change(logits, bound) == bound
 
 
 def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):

@@ -1,20 +1,21 @@
-"""Does calibrating the stage-1 ensemble to the noisy labels make the anchor T better? (issue 13, parts 1-2)
+"""Without trusted rows, where should a plain model's confidence go, and which noise matrix tells? (issue 13)
 
-    python -m benchmarks.research.anchor_calibration /work/dumps/*/seed*.npz [--out rows.jsonl]
+    python -m benchmarks.research.plain_confidence_rules /work/dumps/*/seed*.npz [--out rows.jsonl]
 
-The gold-free estimates read T from anchor points of the stage-1 ensemble's held-out P(ỹ | x)
-(`estimates.anchor_noise_matrix`): row i is the mean P(ỹ | x) of the texts most surely of class i. That
-assumes P(ỹ | x) is calibrated. An ensemble of early-stopped, co-regularised classifiers is under-confident,
-which puts mass off T's diagonal and reads as label noise. P(ỹ | x) can be calibrated without gold: its
-target *is* the noisy label, so one temperature fitted by the NLL of the validation rows' noisy labels is
-temperature scaling in the ordinary sense.
+Reads dumps of `benchmarks.quality --dump-arrays` (validation gold only; test is not read). Two questions:
 
-Per dump of `benchmarks.quality --dump-arrays` (validation gold only; test is not read), for each T:
-  current      anchor T of the raw ensemble probabilities (validation + evaluation texts, as the run did);
-  calibrated   the same after one temperature fitted to the validation rows' noisy labels;
-the wrong-label share 1 - label_accuracy and its error against the validation rows' true share, the mean
-absolute error of every candidate's moment estimate against its validation accuracy, and the plain model's
-validation ECE when its confidence follows its moment estimate (the gold-free rule of `_set_temperatures`).
+1. The plain model's temperature (`stages/select._set_temperatures`, gold-free). Rules, scored by the
+   validation ECE against gold: `untemp` (as fine-tuning left it: the noisy baseline), `follow` (mean top
+   confidence = its moment estimate's point, the rule before the eighteenth round), `nearest` (its own
+   confidence moved to the nearer end of the moment estimate's interval when outside it, else left:
+   `_least_change` before its bound exception), `capped` (flattened no further than the interval's top,
+   sharpened to the point), `adopted` (`capped`, a "bound" estimate followed to its point:
+   `_least_change`), `floor` (NLL-fitted to the validation gold, which no run can know).
+2. The anchor T (`estimates.anchor_noise_matrix`) assumes the stage-1 ensemble's P(ỹ | x) is calibrated.
+   Its target is the noisy label, so one temperature fitted by the validation rows' noisy-label NLL
+   calibrates it without gold. `current` (raw) against `calibrated`: the wrong-label share
+   1 - label_accuracy against the validation rows' true share, the mean absolute error of every
+   candidate's moment estimate against its validation accuracy, and the `follow` rule's ECE under each T.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def row(path: str) -> dict:
     noisy, gold = a["valid_noisy"], a["valid_gold"]
     labelled = (noisy >= 0) & (gold >= 0) & (gold < a["valid_noisy_posteriors"].shape[1])
     out = {
-        "run": os.path.basename(os.path.dirname(path)),
+        "run": f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)[:-4]}",
         "has_extra": "extra_stage1_ensemble" in a.files,
         "true_wrong_share": round(float((noisy[labelled] != gold[labelled]).mean()), 4),
     }
@@ -103,6 +104,12 @@ def row(path: str) -> dict:
             nearest = min(max(conf, est.low), est.high)
             r["plain_model_confidence_untempered"] = round(conf, 4)
             r["plain_model_ece_nearest"] = _ece_at(logits_plain, nearest, labelled, gold)
+            # flattened no further than the interval's top, sharpened to the point
+            capped = min(conf, est.high) if conf > est.accuracy else est.accuracy
+            r["plain_model_ece_capped"] = _ece_at(logits_plain, capped, labelled, gold)
+            # the rule adopted (`_least_change`): capped, but a "bound" estimate followed to its point
+            adopted = est.accuracy if est.method == "bound" else capped
+            r["plain_model_ece_adopted"] = _ece_at(logits_plain, adopted, labelled, gold)
         out[name] = r
     return out
 
@@ -125,19 +132,29 @@ def main(argv: list[str] | None = None) -> int:
             mae = np.mean(np.abs(errs)) if errs else float("nan")
             line += f"{r[v]['wrong_share']:>12.3f}{mae:>9.3f}{r[v].get('plain_model_ece_following', float('nan')):>7.3f}"
         print(line + f"   T={r['calibrated']['temperature']}")
+    rules = ("untempered", "following", "nearest", "capped", "adopted", "gold_floor")
     print(
-        f"{'run':<44}{'acc':>6}{'conf':>6}{'est':>6}{'low':>6}{'high':>6}{'untemp':>8}{'follow':>8}{'nearest':>8}{'floor':>7}"
+        f"{'run':<44}{'acc':>6}{'conf':>6}{'est':>6}{'low':>6}{'high':>6}"
+        + "".join(f"{k[:8]:>9}" for k in rules)
     )
-    for r in rows:
-        c = r["current"]
-        if "plain_model_estimate" not in c:
-            continue
-        e = c["plain_model_estimate"]
+    table = [r for r in rows if "plain_model_estimate" in r["current"]]
+    for r in table:
+        c, e = r["current"], r["current"]["plain_model_estimate"]
+        eces = {
+            **{k: c[f"plain_model_ece_{k}"] for k in rules[1:5]},
+            "untempered": r["plain_model_ece_untempered"],
+        }
+        eces["gold_floor"] = r["plain_model_ece_gold_floor"]
+        r["plain_model_eces"] = eces
         print(
             f"{r['run'][:43]:<44}{r['plain_model_valid_accuracy']:>6.3f}{c['plain_model_confidence_untempered']:>6.3f}"
-            f"{e['accuracy']:>6.3f}{e['low']:>6.3f}{e['high']:>6.3f}{r['plain_model_ece_untempered']:>8.3f}"
-            f"{c['plain_model_ece_following']:>8.3f}{c['plain_model_ece_nearest']:>8.3f}{r['plain_model_ece_gold_floor']:>7.3f}"
+            f"{e['accuracy']:>6.3f}{e['low']:>6.3f}{e['high']:>6.3f}"
+            + "".join(f"{eces[k]:>9.3f}" for k in rules)
+            + f"  {e['method']}"
         )
+    if table:
+        means = "  ".join(f"{k} {np.mean([r['plain_model_eces'][k] for r in table]):.3f}" for k in rules)
+        print(f"mean validation ECE of the plain model over {len(table)} runs: {means}")
     for v in variants:
         share = np.mean([abs(r[v]["wrong_share"] - r["true_wrong_share"]) for r in rows])
         acc = np.mean([abs(e) for r in rows for e in r[v]["accuracy_errors"].values()])
