@@ -8,9 +8,9 @@ Reads dumps of `benchmarks.quality --dump-arrays` (validation gold only; test is
    validation ECE against gold: `untemp` (as fine-tuning left it: the noisy baseline), `follow` (mean top
    confidence = its moment estimate's point, the rule before the eighteenth round), `nearest` (its own
    confidence moved to the nearer end of the moment estimate's interval when outside it, else left:
-   `_least_change` before its bound exception), `capped` (flattened no further than the interval's top,
+   `_confidence_target` before its bound exception), `capped` (flattened no further than the interval's top,
    sharpened to the point), `adopted` (`capped`, a "bound" estimate followed to its point:
-   `_least_change`), `floor` (NLL-fitted to the validation gold, which no run can know).
+   `_confidence_target`), `floor` (NLL-fitted to the validation gold, which no run can know).
 2. The anchor T (`estimates.anchor_noise_matrix`) assumes the stage-1 ensemble's P(ỹ | x) is calibrated.
    Its target is the noisy label, so one temperature fitted by the validation rows' noisy-label NLL
    calibrates it without gold. `current` (raw) against `calibrated`: the wrong-label share
@@ -107,7 +107,7 @@ def row(path: str) -> dict:
             # flattened no further than the interval's top, sharpened to the point
             capped = min(conf, est.high) if conf > est.accuracy else est.accuracy
             r["plain_model_ece_capped"] = _ece_at(logits_plain, capped, labelled, gold)
-            # the rule adopted (`_least_change`): capped, but a "bound" estimate followed to its point
+            # the rule adopted (`_confidence_target`): capped, but a "bound" estimate followed to its point
             adopted = est.accuracy if est.method == "bound" else capped
             r["plain_model_ece_adopted"] = _ece_at(logits_plain, adopted, labelled, gold)
         out[name] = r

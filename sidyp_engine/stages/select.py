@@ -316,12 +316,12 @@ def _set_temperatures(
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
         # the others' confidence is held to their moment estimates, not the refined posteriors' view of
         # them (where a plain model is kept the gate has just judged those posteriors not to be trusted),
-        # and flattened only as far as the estimate's interval insists (`_least_change`)
+        # and flattened only as far as the estimate's interval insists (`_confidence_target`)
         found = chosen.moment_estimates or chosen.estimates
         followed = dict(found)
         for name, model in models.items():
             if name != selection.SERVED:
-                followed[name] = _least_change(valid_logits[name], found[name])
+                followed[name] = _confidence_target(valid_logits[name], found[name])
                 model.temperature = _temperature_for(valid_logits[name], followed[name].accuracy)
         if selection.SERVED not in found:
             return GOLD_FREE_TEMPERATURE, followed
@@ -449,7 +449,7 @@ def _evaluation_estimate(
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
     carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
-    twelfth round); a plain model or the probe flattened only as far as its interval insists (`_least_change`)."""
+    twelfth round); a plain model or the probe flattened only as far as its interval insists (`_confidence_target`)."""
     trusted = _temperature_source(rows) is not None
     # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
     # nor from too few validation texts
@@ -474,7 +474,7 @@ def _evaluation_estimate(
         target_np = target_logits.numpy()
         aim = carried
         if name != selection.SERVED and followed[name].method != "bound":
-            aim = _least_change(target_np, carried, model.temperature)
+            aim = _confidence_target(target_np, carried, model.temperature)
         model.temperature = _temperature_for(target_np, aim.accuracy, model.temperature)
     return carried
 
@@ -496,7 +496,7 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
     return f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
 
 
-def _least_change(
+def _confidence_target(
     logits: np.ndarray, estimate: estimates.Estimate, temperature: float = 1.0
 ) -> estimates.Estimate:
     """The accuracy a plain model's (or the probe's) confidence follows without trusted rows. Above the
@@ -516,7 +516,7 @@ def _least_change(
 
 def _temperature_for(logits: np.ndarray, accuracy: float, current: float = 1.0) -> float:
     """T at which a model's mean top-label confidence on these texts equals its estimated accuracy there;
-    `current` where it already does (a `_least_change` estimate inside its interval).
+    `current` where it already does (a `_confidence_target` left inside its interval).
 
     A reference putting `accuracy` on the model's own top class has exactly that expected accuracy.
     """

@@ -120,33 +120,33 @@ def _mean_confidence(logits, temperature: float = 1.0) -> float:
 
 
 def _assert_moved_into(logits, temperature: float, estimate) -> None:
-    """The model's mean confidence was moved to the nearer end of the estimate's interval, and moved at all
-    (the planted plain model is over-confident: untempered, it lies above every interval here)."""
+    """The model's mean confidence was lowered to the top of the estimate's interval, not to its point (the
+    planted plain model is over-confident: untempered, it lies above every interval here)."""
     own = _mean_confidence(logits)
     assert own > estimate.high
     assert _mean_confidence(logits, temperature) == pytest.approx(estimate.high, abs=1e-3)
 
 
-def test_least_change_flattens_only_to_the_interval_and_sharpens_to_the_estimate():
+def test_confidence_target_flattens_only_to_the_interval_and_sharpens_to_the_estimate():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(400, 3)) * 2
     own = _mean_confidence(logits)
     inside = estimates.Estimate(own - 0.1, own - 0.15, own + 0.05, "moments", 400)
-    followed = select_stage._least_change(logits, inside)
+    followed = select_stage._confidence_target(logits, inside)
     assert followed.accuracy == own and (followed.low, followed.high) == (inside.low, inside.high)
     assert select_stage._temperature_for(logits, followed.accuracy) == 1.0  # the model as trained
     below = estimates.Estimate(own - 0.2, own - 0.3, own - 0.1, "moments", 400)
-    followed = select_stage._least_change(logits, below)
+    followed = select_stage._confidence_target(logits, below)
     assert followed.accuracy == pytest.approx(own - 0.1)
     assert _mean_confidence(
         logits, select_stage._temperature_for(logits, followed.accuracy)
     ) == pytest.approx(own - 0.1, abs=1e-3)
     # an under-confident model is raised to the estimate itself, even with its confidence in the interval
     above = estimates.Estimate(own + 0.1, own - 0.05, own + 0.2, "moments", 400)
-    assert select_stage._least_change(logits, above).accuracy == pytest.approx(own + 0.1)
+    assert select_stage._confidence_target(logits, above).accuracy == pytest.approx(own + 0.1)
     # a bound (near-singular T) says only where the accuracy can lie: its point is followed as before
     bound = estimates.Estimate(own - 0.2, 0.0, 1.0, "bound", 400)
-    assert select_stage._least_change(logits, bound) == bound
+    assert select_stage._confidence_target(logits, bound) == bound
 
 
 def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
@@ -165,8 +165,8 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     assert expected.temperature_source == "gold-free reference"
     assert all(e.method == "posterior" for e in expected.estimates.values())
     assert all(e.method in ("moments", "bound") for e in expected.moment_estimates.values())
-    # the plain model's confidence is moved into its moment estimate's interval (the gate may have just set
-    # the refined posteriors aside)
+    # the plain model's confidence is lowered to the top of its moment estimate's interval (the gate may have
+    # just set the refined posteriors aside)
     valid_logits = planted.plain.logits(planted.inputs.valid_texts)
     moments = expected.moment_estimates[selection.PLAIN_MODEL]
     _assert_moved_into(valid_logits, planted.plain.temperature, moments)
