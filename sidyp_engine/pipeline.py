@@ -50,7 +50,6 @@ from sidyp_engine.stages.select import (
     plain_model,
     select_outputs,
     selection_noise_matrix,
-    unlabelled_valid_posterior,
 )
 from sidyp_engine.stages.serve import distill_served, served_codec
 from sidyp_engine.types import (
@@ -163,7 +162,6 @@ def calibrate(
 
     with report.stage("posterior", "composing P(y | x)"):
         post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
-        refined_valid_unlabelled = unlabelled_valid_posterior(ens, refiner, cond, post.class_weights)
     metrics = {"posterior_temperature": post.temperature, "vote_smoothing": post.vote_smoothing}
     report("posterior", 1.0, "posteriors ready", metrics)
 
@@ -184,9 +182,7 @@ def calibrate(
     with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(plain_ens, tokenizer, inputs, cfg.max_length, device)
         probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed, trusted_ids)
-        kept = _select(
-            cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids
-        )
+        kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
     report.timings["total"] = time.perf_counter() - started
@@ -203,7 +199,7 @@ def calibrate(
     if collect_diagnostics:
         result.diagnostic_arrays = _diagnostic_arrays(flags, prior, post)
         result.diagnostic_arrays |= _candidate_arrays(kept, post, served, plain, probe, inputs)
-        result.diagnostic_arrays["valid_refined_unlabelled"] = refined_valid_unlabelled.numpy()
+        result.diagnostic_arrays["valid_refined_unlabelled"] = post.valid_unlabelled.numpy()
         if inputs.extra_texts:
             result.diagnostic_arrays["extra_stage1_ensemble"] = ens.noisy_posteriors["extra"].numpy()
     total = report.timings["total"]
@@ -225,7 +221,7 @@ def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
     return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
 
 
-def _select(cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served, plain, probe, trusted_ids):
+def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids):
     """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's."""
     t_matrix = selection_noise_matrix(ens)
     return select_outputs(
@@ -233,7 +229,6 @@ def _select(cfg, inputs, ens, plain_ens, post, refined_valid_unlabelled, served,
         ens,
         plain_ens,
         post,
-        refined_valid_unlabelled,
         served,
         plain,
         t_matrix,
@@ -258,6 +253,10 @@ def _run_facts(
         "vote_smoothing": post.vote_smoothing,
         # per-class weights of the class floor (None: no class was starved)
         "class_floor_weights": None if post.class_weights is None else post.class_weights.tolist(),
+        # the floor's further weights on texts read without a label (None: none needed)
+        "unlabelled_floor_weights": None
+        if post.unlabelled_weights is None
+        else post.unlabelled_weights.tolist(),
         "floor_temperature": post.floor_temperature,
         "knn_space": _space_name(cfg, prior.space),
         "texts_truncated": setup.texts_truncated,
@@ -446,6 +445,11 @@ def _diagnostic_arrays(flags, prior, post: Posteriors) -> dict[str, np.ndarray]:
         # the class floor's read-out, so research can recover the calibrated posteriors (`unfloored`)
         "class_floor_weights": (
             np.ones(post.train.shape[1]) if post.class_weights is None else post.class_weights.numpy()
+        ),
+        "unlabelled_floor_weights": (
+            np.ones(post.train.shape[1])
+            if post.unlabelled_weights is None
+            else post.unlabelled_weights.numpy()
         ),
         "floor_temperature": np.array(post.floor_temperature),
     }

@@ -51,7 +51,7 @@ from sidyp_engine.stages.prior import (
     split_rows,
 )
 from sidyp_engine.stages.refine import Conditioning, Refiner, conditioning, train_refiner
-from sidyp_engine.stages.select import calibrated, unlabelled_valid_posterior
+from sidyp_engine.stages.select import calibrated
 from sidyp_engine.types import CalibrationConfig
 
 # class-floor shares compared on the suggested training labels (0: plain argmax; 0.5 is the default)
@@ -145,8 +145,8 @@ def front_half(data_dir: str, seed: int, overrides: dict, cache_dir: str, arrays
     """Stages 1-4 of one variant on one set; the scores of the module docstring."""
     run = run_front_half(data_dir, seed, overrides, cache_dir)
     train, valid, classes, inputs = run.data["train"], run.data["valid"], run.classes, run.inputs
-    ens, prior, cond, refiner, post = run.ens, run.prior, run.cond, run.refiner, run.post
-    unlabelled = unlabelled_valid_posterior(ens, refiner, cond, post.class_weights)
+    ens, prior, post = run.ens, run.prior, run.post
+    unlabelled = post.valid_unlabelled
     c = inputs.n_classes
     g_train = gold_ids([train["gold"][i] for i in inputs.fit_rows], classes)
     g_valid = gold_ids(valid["gold"], classes)

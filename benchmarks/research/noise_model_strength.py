@@ -34,7 +34,7 @@ from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
 from benchmarks.research.plain_floor import scores
 from sidyp_engine import prior as prior_module
-from sidyp_engine.stages.select import calibrated, selection_noise_matrix, unlabelled_valid_posterior
+from sidyp_engine.stages.select import calibrated, selection_noise_matrix
 
 VARIANTS = ("pc20", "pc100", "prop0.25", "prop1", "prop2", "prop4", "prop8", "prop16", "anchor")
 
@@ -76,7 +76,7 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
 
     cal = calibrated(fh.post.train, fh.post).numpy()
     g_valid = gold_ids(fh.data["valid"]["gold"], fh.classes)
-    unlabelled_probs = unlabelled_valid_posterior(fh.ens, fh.refiner, fh.cond, fh.post.class_weights).numpy()
+    unlabelled_probs = fh.post.valid_unlabelled.numpy()
     unlabelled = unlabelled_probs.argmax(1)
     v_noisy = inputs.valid_ids
     v_lab = np.flatnonzero(v_noisy >= 0)

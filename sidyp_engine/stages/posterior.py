@@ -30,6 +30,12 @@ from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_t
 # spread mass onto classes the data hardly has (docs/method.md, "The class floor").
 CLASS_FLOOR = 1.0
 MAX_CLASS_WEIGHT = 100.0
+# The floor once more on the texts read without a label (validation texts read as unseen, evaluation
+# texts): they marginalise over the classifier's P(ỹ | x) where training rows read their own label, and a
+# class the training rows keep can vanish there (semeval noise 30-40 %: 0 of 178 validation texts for a
+# class with 9 % of the labels; docs/method.md, "Nineteenth round"). Fitted on all such texts together,
+# only when there are enough of them for a 5 % class's quota to be a few rows.
+UNLABELLED_FLOOR_MIN_ROWS = 80
 
 
 @dataclass
@@ -44,6 +50,18 @@ class Posteriors:
     # the prior was the k-NN vote of the noisy labels without the noise model: the posteriors' spread holds
     # the label noise (stages/select.py: _set_temperatures)
     vote_shares: bool = False
+    # the validation texts read without their label, as an evaluation text is (floored like `extra`)
+    valid_unlabelled: torch.Tensor | None = None
+    # [C] the floor's further weights on texts read without a label (None: all 1)
+    unlabelled_weights: torch.Tensor | None = None
+
+    def weights(self, unlabelled: bool = False) -> torch.Tensor | None:
+        """The class weights the delivered read-out carries: of labelled rows, or of texts without one."""
+        if not unlabelled or self.unlabelled_weights is None:
+            return self.class_weights
+        if self.class_weights is None:
+            return self.unlabelled_weights
+        return self.class_weights * self.unlabelled_weights
 
 
 def class_floor_weights(
@@ -52,13 +70,32 @@ def class_floor_weights(
     """Weights w [C] with which argmax(p * w) predicts every class for at least `floor` times the lesser of
     its expected share mean(p) and its share of the given labels (`given`, -1 = none), or None when no
     class falls short (the posteriors are read as they are)."""
-    n, c = probs.shape
-    labelled = given[given >= 0]
-    if n == 0 or not len(labelled):
+    shares = _floor_shares(probs, given, floor)
+    if shares is None or not len(probs):
         return None
-    used = torch.bincount(labelled, minlength=c)[:c].double() / len(labelled)
-    quota = torch.ceil(floor * floor_share(probs.double().mean(0), used) * n).long()
-    return quota_weights(probs, quota, rounds)
+    return quota_weights(probs, torch.ceil(shares * len(probs)).long(), rounds)
+
+
+def unlabelled_floor_weights(
+    probs: torch.Tensor, train: torch.Tensor, given: torch.Tensor, floor: float = CLASS_FLOOR
+) -> torch.Tensor | None:
+    """Further weights w [C] with which argmax(p * w) of the texts read without a label (`probs`, already
+    carrying the training rows' floor) predicts every class for at least the share the training rows'
+    floor guarantees (from `train`, their calibrated posteriors, and `given`, their labels); None when no
+    class falls short or there are fewer than UNLABELLED_FLOOR_MIN_ROWS texts."""
+    shares = _floor_shares(train, given, floor)
+    if shares is None or len(probs) < UNLABELLED_FLOOR_MIN_ROWS:
+        return None
+    return quota_weights(probs, torch.ceil(shares * len(probs)).long())
+
+
+def _floor_shares(train: torch.Tensor, given: torch.Tensor, floor: float) -> torch.Tensor | None:
+    """Per class, `floor` times the share the floor guarantees (None: no labelled rows)."""
+    labelled = given[given >= 0]
+    if not len(train) or not len(labelled):
+        return None
+    used = torch.bincount(labelled, minlength=train.shape[1])[: train.shape[1]].double() / len(labelled)
+    return floor * floor_share(train.double().mean(0), used)
 
 
 def floor_share(expected: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
@@ -144,9 +181,11 @@ def compose_posteriors(
     train = refined_posterior(transition(cond.train), noisy_post["train"], inputs.y_train)
     report("posterior", 0.5, "validation and extra texts")
     if len(y_valid):
-        valid = refined_posterior(transition(cond.valid), noisy_post["valid"], y_valid)
+        valid_transition = transition(cond.valid)
+        valid = refined_posterior(valid_transition, noisy_post["valid"], y_valid)
+        valid_unlabelled = compose_posterior(noisy_post["valid"], valid_transition)
     else:
-        valid = torch.zeros(0, inputs.n_classes)
+        valid = valid_unlabelled = torch.zeros(0, inputs.n_classes)
     extra = None
     if cond.extra is not None:
         # extra texts have no label: marginalise over the classifier's P(ỹ | x)
@@ -161,7 +200,8 @@ def compose_posteriors(
     def scaled(p: torch.Tensor) -> torch.Tensor:
         return apply_temperature(probs_to_logits(p), temperature).float()
 
-    train, valid = scaled(train), scaled(valid)
+    train, valid, valid_unlabelled = scaled(train), scaled(valid), scaled(valid_unlabelled)
+    extra = None if extra is None else scaled(extra)
     weights = class_floor_weights(train, inputs.y_train)
     # the weights move the confidence too: a second temperature makes the floored posteriors' mean
     # confidence what the calibrated ones expect of the floored labels (on the validation rows), as the
@@ -169,6 +209,20 @@ def compose_posteriors(
     floor_temperature = 1.0
     if weights is not None and len(valid):
         floor_temperature = fit_temperature(probs_to_logits(reweighted(valid, weights)), valid.double())
+    unlabelled = torch.cat([valid_unlabelled] + ([extra] if extra is not None else []))
+    unlabelled_weights = unlabelled_floor_weights(reweighted(unlabelled, weights), train, inputs.y_train)
+    post = Posteriors(
+        train,
+        valid,
+        extra,
+        temperature,
+        smoothing,
+        weights,
+        floor_temperature,
+        vote_shares=not prior.noise_model_on,
+        valid_unlabelled=valid_unlabelled,
+        unlabelled_weights=unlabelled_weights,
+    )
     report(
         "posterior",
         0.9,
@@ -176,19 +230,16 @@ def compose_posteriors(
         {
             "max_class_weight": 1.0 if weights is None else float(weights.max()),
             "floor_temperature": floor_temperature,
+            "max_unlabelled_class_weight": 1.0
+            if unlabelled_weights is None
+            else float(unlabelled_weights.max()),
         },
     )
 
-    def read(p: torch.Tensor) -> torch.Tensor:
-        return floored(p, weights, floor_temperature)
+    def read(p: torch.Tensor, unlabelled: bool = False) -> torch.Tensor:
+        return floored(p, post.weights(unlabelled), floor_temperature)
 
-    return Posteriors(
-        read(train),
-        read(valid),
-        None if extra is None else read(scaled(extra)),
-        temperature,
-        smoothing,
-        weights,
-        floor_temperature,
-        vote_shares=not prior.noise_model_on,
-    )
+    post.train, post.valid = read(train), read(valid)
+    post.valid_unlabelled = read(valid_unlabelled, unlabelled=True)
+    post.extra = None if extra is None else read(extra, unlabelled=True)
+    return post

@@ -18,12 +18,10 @@ import torch
 
 from sidyp_engine import estimates, probe, selection
 from sidyp_engine.classifier import EnsembleOutput
-from sidyp_engine.diffusion import compose_posterior
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs, fit_labels
-from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
-from sidyp_engine.stages.refine import Conditioning, Refiner
-from sidyp_engine.temperature import apply_temperature, fit_temperature, fit_temperature_nll, probs_to_logits
+from sidyp_engine.stages.posterior import Posteriors, unfloored
+from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
 # Fewest trusted rows that set the models' temperatures (NLL fit) in place of the gold-free rule. Planted
 # (docs/method.md, defaults of the select stage): 30 rows put the held-out ECE at a median 0.043, 20 rows
@@ -89,17 +87,6 @@ class Kept:
     trusted_rows: TrustedRows | None = None  # the candidates on the trusted rows (research)
 
 
-def unlabelled_valid_posterior(
-    ens: EnsembleOutput, refiner: Refiner, cond: Conditioning, class_weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The refined P(y | x) of the validation texts as if their labels were unknown (see selection.py),
-    read with the posteriors' class floor."""
-    if cond.valid is None or not len(cond.valid):
-        return torch.zeros(0, ens.noisy_posteriors["valid"].shape[1])
-    composed = compose_posterior(ens.noisy_posteriors["valid"], refiner.model.transition(cond.valid))
-    return reweighted(composed, class_weights)
-
-
 def selection_noise_matrix(ens: EnsembleOutput) -> np.ndarray:
     """T for the gold-free estimates: anchor points of the stage-1 ensemble's held-out P(ỹ | x).
 
@@ -114,11 +101,12 @@ def selection_noise_matrix(ens: EnsembleOutput) -> np.ndarray:
     return estimates.anchor_noise_matrix(rows.numpy())
 
 
-def calibrated(probs: torch.Tensor, post: Posteriors) -> torch.Tensor:
-    """`probs` (delivered refined posteriors) without the class floor's weights: the calibrated P(y | x)
-    the estimates read. The floor reweights classes for the argmax (docs/method.md, "The class floor");
-    an expected share of wrong labels or of right predictions is a property of the calibrated ones."""
-    return unfloored(probs, post.class_weights, post.floor_temperature)
+def calibrated(probs: torch.Tensor, post: Posteriors, unlabelled: bool = False) -> torch.Tensor:
+    """`probs` (delivered refined posteriors; `unlabelled`: of texts read without a label) without the class
+    floor's weights: the calibrated P(y | x) the estimates read. The floor reweights classes for the argmax
+    (docs/method.md, "The class floor"); an expected share of wrong labels or of right predictions is a
+    property of the calibrated ones."""
+    return unfloored(probs, post.weights(unlabelled), post.floor_temperature)
 
 
 def method_wrong_share(post: Posteriors, inputs: Inputs, seed: int) -> estimates.Estimate | None:
@@ -147,7 +135,6 @@ def select_outputs(
     ens: EnsembleOutput,
     plain_ens: EnsembleOutput,
     post: Posteriors,
-    refined_valid_unlabelled: torch.Tensor,
     served: ServedClassifier,
     plain: ServedClassifier,
     noise_matrix: np.ndarray,
@@ -169,7 +156,7 @@ def select_outputs(
         valid_logits[selection.PROBE] = probe_candidate.valid_logits
     valid_preds = {
         selection.PLAIN: plain_ens.noisy_posteriors["valid"].argmax(1).numpy(),
-        selection.REFINED: refined_valid_unlabelled.argmax(1).numpy(),
+        selection.REFINED: post.valid_unlabelled.argmax(1).numpy(),
         **{name: logits.argmax(1) for name, logits in valid_logits.items()},
     }
     rows = _trusted_rows(
@@ -198,9 +185,7 @@ def select_outputs(
         models, valid_logits, chosen, rows, post.vote_shares
     )
     eval_logits = _evaluation_logits(models, inputs, probe_candidate)
-    evaluation_confidences = _evaluation_confidences(
-        models, valid_logits, eval_logits, post, refined_valid_unlabelled
-    )
+    evaluation_confidences = _evaluation_confidences(models, valid_logits, eval_logits, post)
     on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, models, seed)
     chosen.evaluation_estimate = _evaluation_estimate(
         models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
@@ -370,7 +355,7 @@ def _top_confidence(logits: np.ndarray, temperature: float) -> np.ndarray:
     )
 
 
-def _evaluation_confidences(models, valid_logits, eval_logits, post, refined_valid_unlabelled) -> dict:
+def _evaluation_confidences(models, valid_logits, eval_logits, post) -> dict:
     """Candidate -> (top-label confidences on the validation texts, on the evaluation texts), each read as
     the candidate predicts: the models at their temperatures, the plain labels as the plain model, the
     refined labels by their posteriors without a label (as for an unseen text)."""
@@ -384,15 +369,10 @@ def _evaluation_confidences(models, valid_logits, eval_logits, post, refined_val
         for name in eval_logits
     }
     found[selection.PLAIN] = found[selection.PLAIN_MODEL]
-    if post.extra is not None:
-        # both as the calibrated refined posteriors without a label: the validation ones come with the floor's
-        # class weights and no temperature, the extra ones floored at the posterior temperature
-        weights = post.class_weights
-        composed = reweighted(refined_valid_unlabelled.double(), None if weights is None else 1.0 / weights)
-        source = apply_temperature(probs_to_logits(composed), post.temperature)
+    if post.extra is not None:  # both as the calibrated refined posteriors of texts without a label
         found[selection.REFINED] = (
-            source.max(1).values.numpy(),
-            calibrated(post.extra, post).max(1).values.double().numpy(),
+            calibrated(post.valid_unlabelled, post, unlabelled=True).max(1).values.double().numpy(),
+            calibrated(post.extra, post, unlabelled=True).max(1).values.double().numpy(),
         )
     return found
 

@@ -50,7 +50,14 @@ def planted():
     noisy_probs = torch.from_numpy(np.eye(C)[noisy] * 0.7 + 0.1).float()
     ens = SimpleNamespace(noisy_posteriors={"train": noisy_probs[fit_rows], "valid": noisy_probs[held]})
     refined = torch.from_numpy(probs).float()
-    post = Posteriors(refined[fit_rows], refined[held], None, temperature=1.0, vote_smoothing=0.0)
+    post = Posteriors(
+        refined[fit_rows],
+        refined[held],
+        None,
+        temperature=1.0,
+        vote_smoothing=0.0,
+        valid_unlabelled=refined[held],
+    )
     served = _LookupModel(texts, true_logits * SERVED_T)
     plain = _LookupModel(texts, true_logits * PLAIN_T)
     return SimpleNamespace(inputs=inputs, ens=ens, post=post, refined_valid=refined[held], served=served,
@@ -60,7 +67,7 @@ def planted():
 def _select(p, trusted_ids):
     t_matrix = np.full((C, C), 0.15) + np.eye(C) * 0.55
     return select_stage.select_outputs(
-        p.inputs, p.ens, p.ens, p.post, p.refined_valid, p.served, p.plain, t_matrix, trusted_ids, seed=0
+        p.inputs, p.ens, p.ens, p.post, p.served, p.plain, t_matrix, trusted_ids, seed=0
     )
 
 
@@ -178,7 +185,15 @@ def _diffuse_posteriors(p, vote_shares: bool, keep: float = 0.4) -> None:
     the posterior stage records (the prior had no noise model)."""
     refined = keep * p.refined_valid + (1 - keep) / C
     train = keep * p.post.train + (1 - keep) / C
-    p.post = Posteriors(train, refined, None, temperature=1.0, vote_smoothing=0.0, vote_shares=vote_shares)
+    p.post = Posteriors(
+        train,
+        refined,
+        None,
+        temperature=1.0,
+        vote_smoothing=0.0,
+        vote_shares=vote_shares,
+        valid_unlabelled=refined,
+    )
     p.refined_valid = refined
 
 

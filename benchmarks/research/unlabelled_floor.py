@@ -1,0 +1,96 @@
+"""The class floor on texts read without a label (research).
+
+    python -m benchmarks.research.unlabelled_floor <dump.npz> [<dump.npz> ...]
+
+The class floor (`stages.posterior.class_floor_weights`) is fitted on the training rows, whose refined
+posteriors read the row's own label. Texts without one (validation texts read as unseen, evaluation texts)
+marginalise over the classifier's P(ỹ | x) instead, and there a class the labeller's labels carry can
+lose most of its mass: the floor met on the training rows is not met there. Each rule below sets weights
+on the unlabelled read from gold-free quantities only, and is scored on the validation gold (design data;
+test is not read): `in-sample` fits the weights on all validation texts (as a run would on its evaluation
+texts), `2-fold` on one half and scores the other.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+
+from sidyp_engine.metrics import accuracy, macro_f1
+from sidyp_engine.stages.posterior import reweighted, unfloored, unlabelled_floor_weights
+
+
+def _train_rows(d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training rows' calibrated refined posteriors and their labels."""
+    train = unfloored(
+        torch.from_numpy(d["train_refined_posteriors"]).double(),
+        torch.from_numpy(d["class_floor_weights"]).double(),
+        float(d["floor_temperature"]),
+    )
+    return train, torch.from_numpy(d["train_noisy"][d["fit_rows"]])
+
+
+def _weights(probs: np.ndarray, d, floor: float) -> np.ndarray:
+    train, given = _train_rows(d)
+    w = unlabelled_floor_weights(torch.from_numpy(probs).double(), train, given, floor)
+    return np.ones(probs.shape[1]) if w is None else w.double().numpy()
+
+
+def _unlabelled_read(d) -> np.ndarray:
+    """The validation texts read without a label, without the unlabelled floor (dumps made with it carry
+    its weights)."""
+    probs = torch.from_numpy(d["valid_refined_unlabelled"]).double()
+    if "unlabelled_floor_weights" in d:
+        probs = reweighted(probs, 1.0 / torch.from_numpy(d["unlabelled_floor_weights"]).double())
+    return probs.numpy()
+
+
+RULES = {"floor 1 (engine)": 1.0, "floor 0.5": 0.5}
+
+
+def _scored(probs, gold, c, d, floor, folds) -> tuple[float, float]:
+    pred = np.empty(len(gold), dtype=int)
+    if folds == 1:
+        pred[:] = (probs * _weights(probs, d, floor)).argmax(1)
+    else:
+        order = np.random.default_rng(0).permutation(len(gold))
+        halves = np.array_split(order, 2)
+        for fit, score in ((halves[0], halves[1]), (halves[1], halves[0])):
+            pred[score] = (probs[score] * _weights(probs[fit], d, floor)).argmax(1)
+    return accuracy(gold, pred), macro_f1(gold, pred, c)
+
+
+def main(paths: list[str]) -> int:
+    print("run | output | as delivered | rule: in-sample | 2-fold (acc / macro-F1 on validation gold)")
+    for path in paths:
+        d = np.load(path)
+        gold = d["valid_gold"]
+        c = d["valid_refined_unlabelled"].shape[1]
+        logits = d["valid_logits_served"]
+        served = np.exp(logits - logits.max(1, keepdims=True))
+        outputs = {
+            "refined": _unlabelled_read(d),
+            "served": served / served.sum(1, keepdims=True),
+            "plain": d["valid_logits_plain_model"],
+        }
+        name = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
+        for out, probs in outputs.items():
+            if out == "plain":
+                pred = probs.argmax(1)
+                print(f"{name} | plain | {accuracy(gold, pred):.3f} / {macro_f1(gold, pred, c):.3f}")
+                continue
+            base = probs.argmax(1)
+            cells = [f"{accuracy(gold, base):.3f} / {macro_f1(gold, base, c):.3f}"]
+            for rule, floor in RULES.items():
+                a1, f1 = _scored(probs, gold, c, d, floor, 1)
+                a2, f2 = _scored(probs, gold, c, d, floor, 2)
+                cells.append(f"{rule}: {a1:.3f} / {f1:.3f} | {a2:.3f} / {f2:.3f}")
+            print(f"{name} | {out} | " + " | ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
