@@ -168,6 +168,7 @@ def select(
     method_wrong_share: Estimate | None = None,
     reference: np.ndarray | None = None,
     classes: list[str] | None = None,
+    refined_unforced: np.ndarray | None = None,
 ) -> Selection:
     """Decide labels and model from validation-row predictions (class ids) of every candidate.
 
@@ -181,7 +182,9 @@ def select(
     refined posteriors) each candidate's expected accuracy under it, else the method of moments (always
     kept as `moment_estimates`). `selection="trusted"` acts on trusted rows only, without the gate.
     Gold-free, a plain choice of the gate that starved a class the method keeps goes to the method
-    (`STARVED_RATIO`); `classes` names them in the reason.
+    (`STARVED_RATIO`); `classes` names them in the reason. `refined_unforced`: the refined labels without
+    the floor on texts read without a label, which the starved-class check reads in REFINED's place (a
+    class the floor raised to the labeller's share is not one the method found).
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -190,6 +193,7 @@ def select(
     if not has_trusted:  # the gold-free estimate reads rows with a noisy label only
         keep = noisy >= 0
         predictions = {name: np.asarray(pred)[keep] for name, pred in predictions.items()}
+        refined_unforced = None if refined_unforced is None else np.asarray(refined_unforced)[keep]
         noisy = noisy[keep]
         reference = None if reference is None else np.asarray(reference)[keep]
     found = {
@@ -230,7 +234,11 @@ def select(
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
         clearly_better = margins[decision] > 0 and has_trusted
         kept[decision] = plain if may_switch and (gated or clearly_better) else method
-    starved = _starved_choice(kept, predictions, noisy, t.shape[0]) if gated and not has_trusted else {}
+    starved = (
+        _starved_choice(kept, predictions, noisy, t.shape[0], refined_unforced)
+        if gated and not has_trusted
+        else {}
+    )
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
     basis = "trusted" if has_trusted else ("posterior" if found is not moments else "moments")
     reason = _reason(kept, found, basis, margins, starved, classes) + probe_note
@@ -293,16 +301,19 @@ def _class_name(class_id: int, classes: list[str] | None) -> str:
     return f"'{classes[class_id]}'" if classes and class_id < len(classes) else f"class {class_id}"
 
 
-def _starved_choice(kept, predictions, noisy, n_classes: int) -> dict[str, list[dict]]:
+def _starved_choice(kept, predictions, noisy, n_classes: int, refined_unforced=None) -> dict[str, list[dict]]:
     """Gold-free, after the gate: the method's output replaces a plain choice that starved a class every
     output of the method keeps (STARVED_RATIO): the refined labels and the served model both. The served
     model is distilled from the refined posteriors; where those starve the class, its own few predictions
     of it are not the method's judgement (a labeller's over-used class that plain rightly declines).
+    The refined labels are read without the floor on unlabelled texts (`refined_unforced`) when given.
     Returns, per decision switched, the classes plain starved."""
     switched = {}
-    outputs = [name for name in (REFINED, SERVED) if name in predictions]
+    outputs = {name: predictions[name] for name in (REFINED, SERVED) if name in predictions}
+    if refined_unforced is not None and REFINED in outputs:
+        outputs[REFINED] = refined_unforced
     starved_by_method = {
-        c["class"] for name in outputs for c in starved_classes(predictions[name], noisy, n_classes)
+        c["class"] for pred in outputs.values() for c in starved_classes(pred, noisy, n_classes)
     }
     for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
         if kept.get(decision) != plain or method not in predictions:

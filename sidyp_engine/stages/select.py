@@ -20,7 +20,7 @@ from sidyp_engine import estimates, probe, selection
 from sidyp_engine.classifier import EnsembleOutput
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs, fit_labels
-from sidyp_engine.stages.posterior import Posteriors, unfloored
+from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
 # Fewest trusted rows that set the models' temperatures (NLL fit) in place of the gold-free rule. Planted
@@ -179,6 +179,7 @@ def select_outputs(
         wrong,
         reference=reference,
         classes=list(inputs.classes),
+        refined_unforced=_refined_unforced(post),
     )
     chosen.trusted_sample = _trusted_sample(inputs, ens, trusted_ids)
     chosen.temperature_source, followed = _set_temperatures(
@@ -214,6 +215,15 @@ def select_outputs(
         valid_logits=valid_logits,
         trusted_rows=rows,
     )
+
+
+def _refined_unforced(post: Posteriors) -> np.ndarray | None:
+    """The validation texts' refined labels read without a label, with the training rows' class floor but
+    not the further floor on unlabelled texts (None when there is none)."""
+    if post.unlabelled_weights is None or post.valid_unlabelled is None:
+        return None
+    own = reweighted(calibrated(post.valid_unlabelled, post, unlabelled=True), post.class_weights)
+    return own.argmax(1).numpy()
 
 
 def _trusted_sample(inputs: Inputs, ens: EnsembleOutput, trusted_ids: np.ndarray | None) -> dict | None:

@@ -335,6 +335,28 @@ def test_the_gate_does_not_keep_a_plain_classifier_that_starved_a_class(
     assert with_trusted.starved == {}
 
 
+def test_a_class_only_the_unlabelled_floor_keeps_is_not_one_the_method_found():
+    """The refined labels keep the class plain starved only because the floor on unlabelled texts raised it
+    to the labeller's share: read without that floor they starve it too, and the gate's plain choice
+    stands."""
+    rng = np.random.default_rng(5)
+    noisy = _imbalanced(rng)
+    plain = (rng.random(len(noisy)) < 0.005).astype(np.int64)
+    preds = {
+        selection.PLAIN: plain,
+        selection.REFINED: (rng.random(len(noisy)) < 0.08).astype(np.int64),  # with the floor
+        selection.PLAIN_MODEL: plain,
+        selection.SERVED: (rng.random(len(noisy)) < 0.08).astype(np.int64),
+    }
+    args = (preds, noisy, np.eye(2))
+    kw = {"gold_free_may_switch": True, "method_wrong_share": _share(0.1)}
+    assert selection.select(*args, **kw).kept_labels == selection.REFINED  # the floored read alone switches
+    unforced = (rng.random(len(noisy)) < 0.005).astype(np.int64)
+    chosen = selection.select(*args, **kw, refined_unforced=unforced)
+    assert (chosen.kept_labels, chosen.kept_model) == (selection.PLAIN, selection.PLAIN_MODEL)
+    assert chosen.starved == {}
+
+
 def test_a_few_validation_rows_never_call_a_class_starved():
     # make demo's case: 19 validation rows, the labeller gives the class 4, plain predicts it once
     noisy = np.array([1] * 4 + [0] * 15)
