@@ -8,7 +8,9 @@ marginalise over the classifier's P(ỹ | x) instead, and there a class the labe
 lose most of its mass: the floor met on the training rows is not met there. Each rule below sets weights
 on the unlabelled read from gold-free quantities only, and is scored on the validation gold (design data;
 test is not read): `in-sample` fits the weights on all validation texts (as a run would on its evaluation
-texts), `2-fold` on one half and scores the other.
+texts), `2-fold` on one half and scores the other. The floor's share of a class is the lesser of the
+labeller's share and the expected share: the training rows' mean calibrated posterior (times 1 or 0.5),
+or the unlabelled texts' own (the engine's, `stages.posterior.unlabelled_floor_weights`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ def _train_rows(d) -> tuple[torch.Tensor, torch.Tensor]:
     return train, torch.from_numpy(d["train_noisy"][d["fit_rows"]])
 
 
-def _weights(probs: np.ndarray, d, floor: float) -> np.ndarray:
+def _weights(probs: np.ndarray, d, rule: str) -> np.ndarray:
     train, given = _train_rows(d)
-    w = unlabelled_floor_weights(torch.from_numpy(probs).double(), train, given, floor)
+    p = torch.from_numpy(probs).double()
+    if rule.startswith("own mean"):  # the engine: the texts' own expected shares (weights divided out)
+        own = reweighted(p, 1.0 / torch.from_numpy(d["class_floor_weights"]).double())
+        w = unlabelled_floor_weights(p, own, given)
+    else:  # the training rows' expected shares, as their floor reads them
+        w = unlabelled_floor_weights(p, train, given, RULES[rule])
     return np.ones(probs.shape[1]) if w is None else w.double().numpy()
 
 
@@ -48,18 +55,18 @@ def _unlabelled_read(d) -> np.ndarray:
     return probs.numpy()
 
 
-RULES = {"floor 1 (engine)": 1.0, "floor 0.5": 0.5}
+RULES = {"train mean": 1.0, "train mean x 0.5": 0.5, "own mean (engine)": 1.0}
 
 
-def _scored(probs, gold, c, d, floor, folds) -> tuple[float, float]:
+def _scored(probs, gold, c, d, rule, folds) -> tuple[float, float]:
     pred = np.empty(len(gold), dtype=int)
     if folds == 1:
-        pred[:] = (probs * _weights(probs, d, floor)).argmax(1)
+        pred[:] = (probs * _weights(probs, d, rule)).argmax(1)
     else:
         order = np.random.default_rng(0).permutation(len(gold))
         halves = np.array_split(order, 2)
         for fit, score in ((halves[0], halves[1]), (halves[1], halves[0])):
-            pred[score] = (probs[score] * _weights(probs[fit], d, floor)).argmax(1)
+            pred[score] = (probs[score] * _weights(probs[fit], d, rule)).argmax(1)
     return accuracy(gold, pred), macro_f1(gold, pred, c)
 
 
@@ -84,9 +91,9 @@ def main(paths: list[str]) -> int:
                 continue
             base = probs.argmax(1)
             cells = [f"{accuracy(gold, base):.3f} / {macro_f1(gold, base, c):.3f}"]
-            for rule, floor in RULES.items():
-                a1, f1 = _scored(probs, gold, c, d, floor, 1)
-                a2, f2 = _scored(probs, gold, c, d, floor, 2)
+            for rule in RULES:
+                a1, f1 = _scored(probs, gold, c, d, rule, 1)
+                a2, f2 = _scored(probs, gold, c, d, rule, 2)
                 cells.append(f"{rule}: {a1:.3f} / {f1:.3f} | {a2:.3f} / {f2:.3f}")
             print(f"{name} | {out} | " + " | ".join(cells))
     return 0

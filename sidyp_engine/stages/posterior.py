@@ -33,8 +33,9 @@ MAX_CLASS_WEIGHT = 100.0
 # The floor once more on the texts read without a label (validation texts read as unseen, evaluation
 # texts): they marginalise over the classifier's P(ỹ | x) where training rows read their own label, and a
 # class the training rows keep can vanish there (semeval noise 30-40 %: 0 of 178 validation texts for a
-# class with 9 % of the labels; docs/method.md, "Nineteenth round"). Fitted on all such texts together,
-# only when there are enough of them for a 5 % class's quota to be a few rows.
+# class with 9 % of the labels; docs/method.md, "Nineteenth round"). Fitted on all such texts together
+# against their own expected shares, only when there are enough of them for a 5 % class's quota to be a
+# few rows.
 UNLABELLED_FLOOR_MIN_ROWS = 80
 
 
@@ -77,25 +78,29 @@ def class_floor_weights(
 
 
 def unlabelled_floor_weights(
-    probs: torch.Tensor, train: torch.Tensor, given: torch.Tensor, floor: float = CLASS_FLOOR
+    probs: torch.Tensor, calibrated: torch.Tensor, given: torch.Tensor, floor: float = CLASS_FLOOR
 ) -> torch.Tensor | None:
     """Further weights w [C] with which argmax(p * w) of the texts read without a label (`probs`, already
-    carrying the training rows' floor) predicts every class for at least the share the training rows'
-    floor guarantees (from `train`, their calibrated posteriors, and `given`, their labels); None when no
-    class falls short or there are fewer than UNLABELLED_FLOOR_MIN_ROWS texts."""
-    shares = _floor_shares(train, given, floor)
+    carrying the training rows' floor) predicts every class for at least the lesser of what their own
+    calibrated posteriors (`calibrated`, the same texts without any weights) expect of it and the
+    labeller's share of it (`given`, the training rows' labels); None when no class falls short or there
+    are fewer than UNLABELLED_FLOOR_MIN_ROWS texts. Their own expectation, not the training rows': those
+    read the row's label and expect more of a class the labeller over-uses (docs/method.md, "Nineteenth
+    round")."""
+    shares = _floor_shares(calibrated, given, floor)
     if shares is None or len(probs) < UNLABELLED_FLOOR_MIN_ROWS:
         return None
     return quota_weights(probs, torch.ceil(shares * len(probs)).long())
 
 
-def _floor_shares(train: torch.Tensor, given: torch.Tensor, floor: float) -> torch.Tensor | None:
-    """Per class, `floor` times the share the floor guarantees (None: no labelled rows)."""
+def _floor_shares(probs: torch.Tensor, given: torch.Tensor, floor: float) -> torch.Tensor | None:
+    """Per class, `floor` times the share the floor guarantees: of `probs`' mean and the labels `given`
+    (None: no labelled rows)."""
     labelled = given[given >= 0]
-    if not len(train) or not len(labelled):
+    if not len(probs) or not len(labelled):
         return None
-    used = torch.bincount(labelled, minlength=train.shape[1])[: train.shape[1]].double() / len(labelled)
-    return floor * floor_share(train.double().mean(0), used)
+    used = torch.bincount(labelled, minlength=probs.shape[1])[: probs.shape[1]].double() / len(labelled)
+    return floor * floor_share(probs.double().mean(0), used)
 
 
 def floor_share(expected: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
@@ -210,7 +215,7 @@ def compose_posteriors(
     if weights is not None and len(valid):
         floor_temperature = fit_temperature(probs_to_logits(reweighted(valid, weights)), valid.double())
     unlabelled = torch.cat([valid_unlabelled] + ([extra] if extra is not None else []))
-    unlabelled_weights = unlabelled_floor_weights(reweighted(unlabelled, weights), train, inputs.y_train)
+    unlabelled_weights = unlabelled_floor_weights(reweighted(unlabelled, weights), unlabelled, inputs.y_train)
     post = Posteriors(
         train,
         valid,

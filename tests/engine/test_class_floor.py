@@ -98,22 +98,22 @@ def test_the_floored_read_out_is_recalibrated_and_inverts_exactly():
     assert floored(probs, None, t) is probs and unfloored(probs, None, t) is probs
 
 
-def test_texts_without_a_label_get_the_quota_the_training_rows_guarantee():
-    """Training rows read their own label and keep class 2; texts read without one (the classifier's
-    P(ỹ | x) marginalised) lose most of its mass, and their own weights bring it back to the same share."""
+def test_texts_without_a_label_get_the_share_their_own_posteriors_expect():
+    """Texts read without a label (the classifier's P(ỹ | x) marginalised) never predict class 2, though
+    their posteriors expect it of 8 % of them and the labeller used it for 10 %: their own weights bring
+    it to that 8 %."""
     from sidyp_engine.stages.posterior import UNLABELLED_FLOOR_MIN_ROWS, unlabelled_floor_weights
 
-    train, given, _ = _starved(seed=0)
-    train = torch.where((given == 2)[:, None], torch.tensor([0.1, 0.1, 0.8]), train)  # labelled: class 2 wins
-    assert class_floor_weights(train, given) is None
-    unlabelled, _, rare = _starved(n=400, seed=1)  # the same texts' kind, read without a label: 0 of class 2
-    weights = unlabelled_floor_weights(unlabelled, train, given)
+    _, given, _ = _starved(seed=0)  # the training rows' labels
+    unlabelled, _, rare = _starved(n=400, seed=1)
+    weights = unlabelled_floor_weights(unlabelled, unlabelled, given)
     won = reweighted(unlabelled, weights).argmax(1) == 2
-    share = min(float(train[:, 2].double().mean()), float((given == 2).double().mean()))
+    share = min(float(unlabelled[:, 2].double().mean()), float((given == 2).double().mean()))
+    assert share < 0.1  # their own expectation, under the labeller's share
     assert math.ceil(share * 400) <= int(won.sum()) <= 1.1 * math.ceil(share * 400)
     assert not bool((won & ~rare).any())
     assert float(weights[0]) == 1.0 and float(weights[1]) == 1.0
     # too few texts for a quota to mean anything: read as they are
-    assert unlabelled_floor_weights(unlabelled[: UNLABELLED_FLOOR_MIN_ROWS - 1], train, given) is None
-    # a class the labelled rows do not keep is not raised either
-    assert unlabelled_floor_weights(unlabelled, train, torch.where(given == 2, 0, given)) is None
+    assert unlabelled_floor_weights(unlabelled[: UNLABELLED_FLOOR_MIN_ROWS - 1], unlabelled, given) is None
+    # a class the labeller never used is not raised either
+    assert unlabelled_floor_weights(unlabelled, unlabelled, torch.where(given == 2, 0, given)) is None
