@@ -199,7 +199,17 @@ def dump_arrays(directory, seed, result, valid, classes, y_test, test_probs, tra
     arrays = {
         k: v
         for k, v in result.diagnostic_arrays.items()
-        if k.startswith(("valid_", "train_refined", "class_floor", "floor_", "trusted_", "extra_stage1"))
+        if k.startswith(
+            (
+                "valid_",
+                "train_refined",
+                "class_floor",
+                "unlabelled_floor",
+                "floor_",
+                "trusted_",
+                "extra_stage1",
+            )
+        )
     }
     arrays["selection_noise_matrix"] = result.diagnostic_arrays["selection_noise_matrix"]
     arrays["valid_noisy"] = np.array([classes.index(n) if n in classes else -1 for n in valid["noisy"]])
