@@ -35,11 +35,12 @@ def _train_rows(d) -> tuple[torch.Tensor, torch.Tensor]:
     return train, torch.from_numpy(d["train_noisy"][d["fit_rows"]])
 
 
-def _weights(probs: np.ndarray, d, rule: str) -> np.ndarray:
+def _weights(probs: np.ndarray, d, rule: str, weighted: bool) -> np.ndarray:
+    """`weighted`: `probs` carry the training rows' class floor (the refined read; not the served model)."""
     train, given = _train_rows(d)
     p = torch.from_numpy(probs).double()
     if rule.startswith("own mean"):  # the engine: the texts' own expected shares (weights divided out)
-        own = reweighted(p, 1.0 / torch.from_numpy(d["class_floor_weights"]).double())
+        own = reweighted(p, 1.0 / torch.from_numpy(d["class_floor_weights"]).double()) if weighted else p
         w = unlabelled_floor_weights(p, own, given)
     else:  # the training rows' expected shares, as their floor reads them
         w = unlabelled_floor_weights(p, train, given, RULES[rule])
@@ -58,15 +59,15 @@ def _unlabelled_read(d) -> np.ndarray:
 RULES = {"train mean": 1.0, "train mean x 0.5": 0.5, "own mean (engine)": 1.0}
 
 
-def _scored(probs, gold, c, d, rule, folds) -> tuple[float, float]:
+def _scored(probs, gold, c, d, rule, folds, weighted) -> tuple[float, float]:
     pred = np.empty(len(gold), dtype=int)
     if folds == 1:
-        pred[:] = (probs * _weights(probs, d, rule)).argmax(1)
+        pred[:] = (probs * _weights(probs, d, rule, weighted)).argmax(1)
     else:
         order = np.random.default_rng(0).permutation(len(gold))
         halves = np.array_split(order, 2)
         for fit, score in ((halves[0], halves[1]), (halves[1], halves[0])):
-            pred[score] = (probs[score] * _weights(probs[fit], d, rule)).argmax(1)
+            pred[score] = (probs[score] * _weights(probs[fit], d, rule, weighted)).argmax(1)
     return accuracy(gold, pred), macro_f1(gold, pred, c)
 
 
@@ -92,8 +93,8 @@ def main(paths: list[str]) -> int:
             base = probs.argmax(1)
             cells = [f"{accuracy(gold, base):.3f} / {macro_f1(gold, base, c):.3f}"]
             for rule in RULES:
-                a1, f1 = _scored(probs, gold, c, d, rule, 1)
-                a2, f2 = _scored(probs, gold, c, d, rule, 2)
+                a1, f1 = _scored(probs, gold, c, d, rule, 1, out == "refined")
+                a2, f2 = _scored(probs, gold, c, d, rule, 2, out == "refined")
                 cells.append(f"{rule}: {a1:.3f} / {f1:.3f} | {a2:.3f} / {f2:.3f}")
             print(f"{name} | {out} | " + " | ".join(cells))
     return 0
