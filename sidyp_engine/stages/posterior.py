@@ -37,6 +37,7 @@ MAX_CLASS_WEIGHT = 100.0
 # against their own expected shares, only when there are enough of them for a 5 % class's quota to be a
 # few rows.
 UNLABELLED_FLOOR_MIN_ROWS = 80
+UNLABELLED_STARVED_RATIO = 0.5
 
 
 @dataclass
@@ -78,7 +79,11 @@ def class_floor_weights(
 
 
 def unlabelled_floor_weights(
-    probs: torch.Tensor, calibrated: torch.Tensor, given: torch.Tensor, floor: float = CLASS_FLOOR
+    probs: torch.Tensor,
+    calibrated: torch.Tensor,
+    given: torch.Tensor,
+    floor: float = CLASS_FLOOR,
+    starved_only: bool = True,
 ) -> torch.Tensor | None:
     """Further weights w [C] with which argmax(p * w) of the texts read without a label (`probs`, already
     carrying the training rows' floor) predicts every class for at least the lesser of what their own
@@ -86,10 +91,15 @@ def unlabelled_floor_weights(
     labeller's share of it (`given`, the training rows' labels); None when no class falls short or there
     are fewer than UNLABELLED_FLOOR_MIN_ROWS texts. Their own expectation, not the training rows': those
     read the row's label and expect more of a class the labeller over-uses (docs/method.md, "Nineteenth
-    round")."""
+    round"). `starved_only`: only a class predicted for under UNLABELLED_STARVED_RATIO of that share is
+    raised; a class merely short of it is left (with two classes, raising the labeller's over-used one
+    undoes what the method found)."""
     shares = _floor_shares(calibrated, given, floor)
     if shares is None or len(probs) < UNLABELLED_FLOOR_MIN_ROWS:
         return None
+    if starved_only:
+        predicted = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
+        shares = torch.where(predicted < UNLABELLED_STARVED_RATIO * shares, shares, torch.zeros_like(shares))
     return quota_weights(probs, torch.ceil(shares * len(probs)).long())
 
 

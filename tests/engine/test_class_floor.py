@@ -102,7 +102,7 @@ def test_texts_without_a_label_get_the_share_their_own_posteriors_expect():
     """Texts read without a label (the classifier's P(ỹ | x) marginalised) never predict class 2, though
     their posteriors expect it of 8 % of them and the labeller used it for 10 %: their own weights bring
     it to that 8 %."""
-    from sidyp_engine.stages.posterior import UNLABELLED_FLOOR_MIN_ROWS, unlabelled_floor_weights
+    from sidyp_engine.stages.posterior import UNLABELLED_FLOOR_MIN_ROWS, quota_weights, unlabelled_floor_weights
 
     _, given, _ = _starved(seed=0)  # the training rows' labels
     unlabelled, _, rare = _starved(n=400, seed=1)
@@ -117,3 +117,11 @@ def test_texts_without_a_label_get_the_share_their_own_posteriors_expect():
     assert unlabelled_floor_weights(unlabelled[: UNLABELLED_FLOOR_MIN_ROWS - 1], unlabelled, given) is None
     # a class the labeller never used is not raised either
     assert unlabelled_floor_weights(unlabelled, unlabelled, torch.where(given == 2, 0, given)) is None
+    # a class short of its share but not starved (over half of it predicted) is left as it is: with two
+    # classes, raising the labeller's over-used one would undo what the method found
+    short = torch.tensor([0, 0, math.ceil(0.7 * share * 400)])
+    half = reweighted(unlabelled, quota_weights(unlabelled, short))
+    predicted = float((half.argmax(1) == 2).double().mean())
+    assert 0.5 * share < predicted < share
+    assert unlabelled_floor_weights(half, unlabelled, given) is None
+    assert unlabelled_floor_weights(half, unlabelled, given, starved_only=False) is not None
