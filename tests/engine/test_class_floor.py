@@ -102,7 +102,11 @@ def test_texts_without_a_label_get_the_share_their_own_posteriors_expect():
     """Texts read without a label (the classifier's P(ỹ | x) marginalised) never predict class 2, though
     their posteriors expect it of 8 % of them and the labeller used it for 10 %: their own weights bring
     it to that 8 %."""
-    from sidyp_engine.stages.posterior import UNLABELLED_FLOOR_MIN_ROWS, quota_weights, unlabelled_floor_weights
+    from sidyp_engine.stages.posterior import (
+        UNLABELLED_FLOOR_MIN_ROWS,
+        quota_weights,
+        unlabelled_floor_weights,
+    )
 
     _, given, _ = _starved(seed=0)  # the training rows' labels
     unlabelled, _, rare = _starved(n=400, seed=1)
