@@ -41,9 +41,9 @@ def _weights(probs: np.ndarray, d, rule: str, weighted: bool) -> np.ndarray:
     p = torch.from_numpy(probs).double()
     if rule.startswith("own mean"):  # the engine: the texts' own expected shares (weights divided out)
         own = reweighted(p, 1.0 / torch.from_numpy(d["class_floor_weights"]).double()) if weighted else p
-        w = unlabelled_floor_weights(p, own, given, starved_only=rule.endswith("starved only"))
+        w = unlabelled_floor_weights(p, own, given, starved_ratio=RULES[rule])
     else:  # the training rows' expected shares, as their floor reads them
-        w = unlabelled_floor_weights(p, train, given, RULES[rule], starved_only=False)
+        w = unlabelled_floor_weights(p, train, given, RULES[rule], starved_ratio=1.0)
     return np.ones(probs.shape[1]) if w is None else w.double().numpy()
 
 
@@ -56,7 +56,15 @@ def _unlabelled_read(d) -> np.ndarray:
     return probs.numpy()
 
 
-RULES = {"train mean": 1.0, "train mean x 0.5": 0.5, "own mean": 1.0, "own mean, starved only": 1.0}
+# the training rows' rules: the floor's factor on the share; the texts' own: the starved ratio (1: every
+# class short of its share)
+RULES = {
+    "train mean": 1.0,
+    "train mean x 0.5": 0.5,
+    "own mean": 1.0,
+    "own mean, starved only": 0.5,
+    "own mean, starved at 1/3": 1 / 3,
+}
 
 
 def _scored(probs, gold, c, d, rule, folds, weighted) -> tuple[float, float]:

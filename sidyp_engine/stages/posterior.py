@@ -83,7 +83,7 @@ def unlabelled_floor_weights(
     calibrated: torch.Tensor,
     given: torch.Tensor,
     floor: float = CLASS_FLOOR,
-    starved_only: bool = True,
+    starved_ratio: float = UNLABELLED_STARVED_RATIO,
 ) -> torch.Tensor | None:
     """Further weights w [C] with which argmax(p * w) of the texts read without a label (`probs`, already
     carrying the training rows' floor) predicts every class for at least the lesser of what their own
@@ -91,15 +91,14 @@ def unlabelled_floor_weights(
     labeller's share of it (`given`, the training rows' labels); None when no class falls short or there
     are fewer than UNLABELLED_FLOOR_MIN_ROWS texts. Their own expectation, not the training rows': those
     read the row's label and expect more of a class the labeller over-uses (docs/method.md, "Nineteenth
-    round"). `starved_only`: only a class predicted for under UNLABELLED_STARVED_RATIO of that share is
-    raised; a class merely short of it is left (with two classes, raising the labeller's over-used one
-    undoes what the method found)."""
+    round"). Only a class predicted for under `starved_ratio` of that share is raised; one merely short of
+    it is left (with two classes, raising the labeller's over-used one undoes what the method found). A
+    ratio of 1 raises every class short of its share."""
     shares = _floor_shares(calibrated, given, floor)
     if shares is None or len(probs) < UNLABELLED_FLOOR_MIN_ROWS:
         return None
-    if starved_only:
-        predicted = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
-        shares = torch.where(predicted < UNLABELLED_STARVED_RATIO * shares, shares, torch.zeros_like(shares))
+    predicted = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
+    shares = torch.where(predicted < starved_ratio * shares, shares, torch.zeros_like(shares))
     return quota_weights(probs, torch.ceil(shares * len(probs)).long())
 
 

@@ -128,4 +128,4 @@ def test_texts_without_a_label_get_the_share_their_own_posteriors_expect():
     predicted = float((half.argmax(1) == 2).double().mean())
     assert 0.5 * share < predicted < share
     assert unlabelled_floor_weights(half, unlabelled, given) is None
-    assert unlabelled_floor_weights(half, unlabelled, given, starved_only=False) is not None
+    assert unlabelled_floor_weights(half, unlabelled, given, starved_ratio=1.0) is not None
