@@ -25,6 +25,23 @@ import sys
 import numpy as np
 
 
+def code_of(doc: dict, path: str) -> str:
+    """The commit a run's code came from ("+edits" where the engine or benchmarks had uncommitted ones);
+    JSON written before the benchmark recorded it: the results folder it sits in (a round's)."""
+    code = doc.get("code")
+    if not code:
+        return f"unrecorded ({os.path.basename(os.path.dirname(os.path.abspath(path)))})"
+    return code["commit"] + ("+edits" if code.get("edited") else "")
+
+
+def code_versions(rows: list[dict]) -> dict[str, int]:
+    """Runs per code version, most runs first: how many versions of the code the summary pools."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["code"]] = counts.get(r["code"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def run_rows(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
@@ -33,6 +50,7 @@ def run_rows(path: str) -> list[dict]:
         scores, est = run["scores"], run.get("estimates", {})
         base = scores.get("noisy_baseline", {})
         row = {"set": os.path.basename(path)[:-5], "seed": run["seed"], "trusted": run.get("trusted_rows", 0)}
+        row["code"] = code_of(doc, path)
         for name in ("noisy_baseline", "sidyp", "served", "refined", "distilled", "plain_model", "logreg"):
             if name in scores:
                 row[name] = {m: round(scores[name][m], 4) for m in ("accuracy", "macro_f1", "ece")}
@@ -330,12 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     print("interval coverage:", intervals)
     bars = criteria(rows)
     print("acceptance bars:", json.dumps(bars, indent=1))
+    versions = code_versions(rows)
+    print("runs per code version:", versions)
     if args.out:
         summary = {
             "runs": rows,
             "mean_absolute_errors": errors,
             "interval_coverage": intervals,
             "criteria": bars,
+            "code_versions": versions,
         }
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)

@@ -117,6 +117,26 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
+def code_version() -> dict[str, Any] | None:
+    """The commit the run's code came from, and whether the engine or the benchmarks had uncommitted edits
+    (None outside a git checkout): a summary that pools runs of several rounds says which code made each."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        edited = git("status", "--porcelain", "--untracked-files=no", "--", "sidyp_engine", "benchmarks")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "edited": bool(edited)}
+
+
 def peak_rss_mb() -> dict[str, float]:
     """ru_maxrss (KiB on Linux) of this process and of its waited-for children."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -516,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import quality_estimates as qe
 
+    code = code_version()
+
     def write_report(runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Write the JSON for the seeds finished so far: a long run that is cut short keeps its results."""
         results = aggregate(runs, MAIN_ROWS)
@@ -545,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "peak_rss_mb": peak_rss_mb(),
             "machine": machine_info(device),
+            "code": code,
             "runs": runs,
             "estimate_mean_absolute_error": qe.mean_absolute_errors(runs),
         }

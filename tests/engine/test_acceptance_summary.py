@@ -3,7 +3,7 @@ gold-free estimators, each against the measured accuracies."""
 
 from __future__ import annotations
 
-from benchmarks.acceptance import _intervals, coverage, criteria
+from benchmarks.acceptance import _intervals, code_of, code_versions, coverage, criteria
 
 
 def _est(acc, low, high, method="posterior"):
@@ -124,3 +124,28 @@ def test_llm_labels_are_scored_against_the_labels_given_not_the_test_labeller():
     train = {"noisy": ["a", "b", None, "a"], "gold": ["a", "a", "b", "a"]}
     valid = {"noisy": ["b"], "gold": ["b"]}
     assert given_label_accuracy([train, valid]) == 0.75  # rows without a label are not given labels
+
+
+def test_each_run_names_the_code_that_made_it_and_the_summary_counts_versions(tmp_path):
+    old = tmp_path / "issue13c" / "trec-weak-vote-seed0.json"
+    assert code_of({}, str(old)) == "unrecorded (issue13c)"
+    assert code_of({"code": {"commit": "68c5a05abcde", "edited": False}}, "x.json") == "68c5a05abcde"
+    assert code_of({"code": {"commit": "68c5a05abcde", "edited": True}}, "x.json") == "68c5a05abcde+edits"
+    rows = [{"code": "b"}, {"code": "a"}, {"code": "b"}, {"code": "unrecorded (issue13c)"}]
+    assert list(code_versions(rows).items()) == [("b", 2), ("a", 1), ("unrecorded (issue13c)", 1)]
+
+
+def test_the_benchmark_records_the_checkout_it_ran_from():
+    import os
+    import subprocess
+
+    from benchmarks.quality import code_version
+
+    code = code_version()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):  # a copy of the tree without git: nothing to record
+        assert code is None
+        return
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    assert head.startswith(code["commit"]) and len(code["commit"]) == 12
+    assert isinstance(code["edited"], bool)
