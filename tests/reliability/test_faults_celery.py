@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from sidyp_core.artifacts import job_work_dir
 from tests.conftest import toy_dataset, write_csv
 from tests.reliability.conftest import Cluster, all_events, report, sigkill, wait_job
 from tests.service.conftest import KEY_2, tiny_params, wait_ready
@@ -391,5 +392,12 @@ def test_unwritable_models_dir_fails_the_job_cleanly_and_nothing_half_written_is
         assert ok["status"] == "succeeded", ok
         [model] = c.get("/v1/models").json()["data"]
         assert model["id"] == ok["model_id"]
+    # the worker removes the job's checkpoint folder just after it publishes the final status: a scan
+    # while that is under way reads a folder that vanishes, so wait for it to go first
+    work_dir = job_work_dir(cluster.data_dir, "t2", again["id"])
+    deadline = time.monotonic() + 30
+    while work_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not work_dir.exists(), "the finished job's checkpoint folder was not removed"
     leftovers = [p.name for p in (cluster.data_dir / "t2").rglob(".tmp-*")]
     assert leftovers == []
