@@ -118,8 +118,9 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def code_version() -> dict[str, Any] | None:
-    """The commit the run's code came from, and whether the engine or the benchmarks had uncommitted edits
-    (None outside a git checkout): a summary that pools runs of several rounds says which code made each."""
+    """The commit the run's code came from, and whether the engine's or the benchmarks' Python files had
+    uncommitted edits (None outside a git checkout): a summary that pools runs of several rounds says which
+    code made each."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,7 +132,8 @@ def code_version() -> dict[str, Any] | None:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        edited = git("status", "--porcelain", "--untracked-files=no", "--", "sidyp_engine", "benchmarks")
+        code_files = (":(glob)sidyp_engine/**/*.py", ":(glob)benchmarks/**/*.py")  # not results JSON
+        edited = git("status", "--porcelain", "--untracked-files=no", "--", *code_files)
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "edited": bool(edited)}
