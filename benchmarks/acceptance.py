@@ -30,7 +30,10 @@ def code_of(doc: dict, path: str) -> str:
     JSON written before the benchmark recorded it: the results folder it sits in (a round's)."""
     code = doc.get("code")
     if not code:
-        return f"unrecorded ({os.path.basename(os.path.dirname(os.path.abspath(path)))})"
+        folders = os.path.dirname(os.path.abspath(path)).split(os.sep)
+        # the folder under benchmarks/results (a round's, e.g. issue13m/dev), else the one it sits in
+        below = folders[folders.index("results") + 1 :] if "results" in folders else folders[-1:]
+        return f"unrecorded ({'/'.join(below) or folders[-1]})"
     return code["commit"] + ("+edits" if code.get("edited") else "")
 
 

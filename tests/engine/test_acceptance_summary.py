@@ -129,6 +129,8 @@ def test_llm_labels_are_scored_against_the_labels_given_not_the_test_labeller():
 def test_each_run_names_the_code_that_made_it_and_the_summary_counts_versions(tmp_path):
     old = tmp_path / "issue13c" / "trec-weak-vote-seed0.json"
     assert code_of({}, str(old)) == "unrecorded (issue13c)"
+    nested = tmp_path / "benchmarks" / "results" / "issue13m" / "dev" / "trec-weak-vote-noise05-seed0.json"
+    assert code_of({}, str(nested)) == "unrecorded (issue13m/dev)"
     assert code_of({"code": {"commit": "68c5a05abcde", "edited": False}}, "x.json") == "68c5a05abcde"
     assert code_of({"code": {"commit": "68c5a05abcde", "edited": True}}, "x.json") == "68c5a05abcde+edits"
     rows = [{"code": "b"}, {"code": "a"}, {"code": "b"}, {"code": "unrecorded (issue13c)"}]
