@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 
 import numpy as np
 
@@ -39,9 +40,7 @@ def code_of(doc: dict, path: str) -> str:
 
 def code_versions(rows: list[dict]) -> dict[str, int]:
     """Runs per code version, most runs first: how many versions of the code the summary pools."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["code"]] = counts.get(r["code"], 0) + 1
+    counts = Counter(r["code"] for r in rows)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

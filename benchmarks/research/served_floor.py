@@ -23,12 +23,7 @@ import numpy as np
 import torch
 
 from sidyp_engine.metrics import accuracy, macro_f1
-from sidyp_engine.stages.posterior import quota_weights
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+from sidyp_engine.stages.posterior import starved_weights
 
 
 def _target(rule: str, served: np.ndarray, refined_pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -43,15 +38,10 @@ def _target(rule: str, served: np.ndarray, refined_pred: np.ndarray, labels: np.
 
 
 def _weights(served, refined_pred, labels, rule) -> np.ndarray:
-    c = served.shape[1]
-    share = _target(rule, served, refined_pred, labels)
-    predicted = np.bincount(served.argmax(1), minlength=c) / len(served)
+    share = torch.from_numpy(_target(rule, served, refined_pred, labels))
     ratio = 0.5 if rule.endswith("starved") else 1.0
-    share = np.where(predicted < ratio * share, share, 0.0)
-    w = quota_weights(
-        torch.from_numpy(served).double(), torch.from_numpy(np.ceil(share * len(served))).long()
-    )
-    return np.ones(c) if w is None else w.double().numpy()
+    w = starved_weights(torch.from_numpy(served), share, ratio)
+    return np.ones(served.shape[1]) if w is None else w.double().numpy()
 
 
 RULES = [
@@ -71,7 +61,7 @@ def main(paths: list[str]) -> int:
         d = np.load(path)
         gold, labels = d["valid_gold"], d["train_noisy"][d["fit_rows"]]
         c = d["valid_refined_unlabelled"].shape[1]
-        served = _softmax(d["valid_logits_served"].astype(np.float64))
+        served = torch.softmax(torch.from_numpy(d["valid_logits_served"]).double(), dim=1).numpy()
         refined_pred = d["valid_refined_unlabelled"].argmax(1)
         plain = d["valid_pred_plain_model"]
 

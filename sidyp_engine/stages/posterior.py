@@ -97,6 +97,12 @@ def unlabelled_floor_weights(
     shares = _floor_shares(calibrated, given, floor)
     if shares is None or len(probs) < UNLABELLED_FLOOR_MIN_ROWS:
         return None
+    return starved_weights(probs, shares, starved_ratio)
+
+
+def starved_weights(probs: torch.Tensor, shares: torch.Tensor, starved_ratio: float) -> torch.Tensor | None:
+    """Weights w [C] with which argmax(p * w) predicts each class argmax(p) gives under `starved_ratio` of
+    its share (`shares` [C]) for that whole share; other classes are left (None: no class is raised)."""
     predicted = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
     shares = torch.where(predicted < starved_ratio * shares, shares, torch.zeros_like(shares))
     return quota_weights(probs, torch.ceil(shares * len(probs)).long())
