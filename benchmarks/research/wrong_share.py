@@ -1,14 +1,23 @@
 """Which posterior estimates the share of wrong labels best? (issue 13, part 2: within 5 points)
 
-    python -m benchmarks.research.wrong_share /work/runs/arrays/*.npz /work/dumps/*/seed*.npz
+    python -m benchmarks.research.wrong_share /work/dumps/*/seed*.npz
 
-Reads the design arrays of `defaults_sweep --arrays` and `benchmarks.quality --dump-arrays` (validation
-and training gold only; test is not read). Per run, against the validation rows' true wrong share:
+Reads the arrays of `benchmarks.quality --dump-arrays` (and the older `defaults_sweep --arrays` layout;
+validation and training gold only, test is not read). Per run, against the true wrong share of the rows
+each reading covers:
 
-- `conditioned`: mean 1 - P(y = given | x, given) of the calibrated refined posteriors of the validation
-  rows, the posterior the gate reads (`select.method_wrong_share`, which adds the training rows: `gate`);
-- `unconditioned`: the same with the posterior of the validation text alone, P(y | x), marginalised over the
-  classifiers' P(ỹ | x) as for an unlabelled text.
+- `conditioned`: mean 1 - P(y = given | x, given) of the calibrated (unfloored) refined posteriors of the
+  validation rows; `gate`: the same over the training and validation rows, what `select.method_wrong_share`
+  reports and the noise gate reads;
+- `unconditioned`: the validation rows' posterior of the text alone, P(y | x), marginalised over the
+  classifiers' P(ỹ | x) as for an unlabelled text, scored against the given label;
+- `hard`: the share of training and validation rows whose calibrated refined argmax is not the given label;
+- `sharp<p>`: `gate` on the posteriors raised to the power p and renormalised (temperature 1/p).
+
+A second table reads the same posteriors as the reference of the gold-free accuracy estimates
+(`estimates.reference_accuracy`: each candidate's validation predictions scored by the validation rows'
+calibrated refined posteriors, as they are, sharpened, or as their argmax) against each candidate's
+measured validation accuracy.
 """
 
 from __future__ import annotations
@@ -17,45 +26,123 @@ import os
 import sys
 
 import numpy as np
+import torch
+
+from sidyp_engine.stages.posterior import unfloored
+
+POWERS = (1.5, 2.0, 3.0)  # the sharpened readings: posteriors raised to these powers, renormalised
 
 
-def _share(posteriors: np.ndarray, noisy: np.ndarray) -> float:
+def _soft(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(noisy >= 0)
-    return float(1 - posteriors[rows, noisy[rows]].mean())
+    return 1 - posteriors[rows, noisy[rows]]
+
+
+def _hard(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(noisy >= 0)
+    return (posteriors[rows].argmax(1) != noisy[rows]).astype(float)
+
+
+def _sharp(posteriors: np.ndarray, power: float = 2.0) -> np.ndarray:
+    p = np.power(np.clip(posteriors, 1e-12, 1), power)
+    return p / p.sum(1, keepdims=True)
+
+
+def _calibrated(a, key: str) -> np.ndarray:
+    weights = torch.from_numpy(a["class_floor_weights"]).float()
+    return unfloored(torch.from_numpy(a[key]).float(), weights, float(a["floor_temperature"])).numpy()
+
+
+def _sweep_row(a, path: str) -> dict:
+    noisy, gold = a["valid_noisy"], a["valid_gold"]
+    labelled = noisy >= 0
+    out = {
+        "run": os.path.basename(path)[:-4],
+        "true_valid": float((noisy[labelled] != gold[labelled]).mean()),
+        "conditioned": float(_soft(a["valid_calibrated"], noisy).mean()),
+        "unconditioned": float(_soft(a["valid_unlabelled"], noisy).mean()),
+    }
+    train, given = a["train_calibrated"], a["train_noisy"]
+    out["gate"] = float(np.concatenate([_soft(a["valid_calibrated"], noisy), _soft(train, given)]).mean())
+    return out
 
 
 def row(path: str) -> dict:
     a = np.load(path)
-    noisy, gold = a["valid_noisy"], a["valid_gold"]
-    labelled = noisy >= 0
-    sweep = "valid_calibrated" in a.files  # defaults_sweep layout; else a benchmark dump
-    conditioned = a["valid_calibrated"] if sweep else a["valid_posteriors"]
-    unconditioned = a["valid_unlabelled"] if sweep else a["valid_refined_unlabelled"]
-    out = {
-        "run": os.path.basename(os.path.dirname(path)) if not sweep else os.path.basename(path)[:-4],
-        "true_valid": float((noisy[labelled] != gold[labelled]).mean()),
-        "conditioned": _share(conditioned, noisy),
-        "unconditioned": _share(unconditioned, noisy),
+    if "valid_calibrated" in a.files:
+        return _sweep_row(a, path)
+    v_noisy, v_gold = a["valid_noisy"], a["valid_gold"]
+    t_noisy, t_gold = a["train_noisy"], a["train_gold"]
+    valid, train = _calibrated(a, "valid_posteriors"), _calibrated(a, "train_refined_posteriors")
+    v_lab, t_lab = v_noisy >= 0, t_noisy >= 0
+    both_noisy = np.concatenate([v_noisy[v_lab], t_noisy[t_lab]])
+    both_gold = np.concatenate([v_gold[v_lab], t_gold[t_lab]])
+    both = np.concatenate([valid[v_lab], train[t_lab]])
+    return {
+        "run": os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path)[:-4],
+        "true_valid": float((v_noisy[v_lab] != v_gold[v_lab]).mean()),
+        "true_given": float((both_noisy != both_gold).mean()),
+        "conditioned": float(_soft(valid, v_noisy).mean()),
+        "gate": float(_soft(both, both_noisy).mean()),
+        "unconditioned": float(_soft(a["valid_refined_unlabelled"], v_noisy).mean()),
+        "hard": float(_hard(both, both_noisy).mean()),
+        **{f"sharp{p:g}": float(_soft(_sharp(both, p), both_noisy).mean()) for p in POWERS},
+        "accuracy": _accuracy_readings(a, valid),
     }
-    if sweep:
-        train, given = a["train_calibrated"], a["train_noisy"]
-        n_v, n_t = int(labelled.sum()), int((given >= 0).sum())
-        out["gate"] = (out["conditioned"] * n_v + _share(train, given) * n_t) / (n_v + n_t)
+
+
+def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per candidate: measured validation accuracy and its estimate under each reading of the reference."""
+    noisy, gold = a["valid_noisy"], a["valid_gold"]
+    rows = np.flatnonzero(noisy >= 0)
+    references = {
+        "soft": valid[rows],
+        **{f"sharp{p:g}": _sharp(valid[rows], p) for p in POWERS},
+        "hard": np.eye(valid.shape[1])[valid[rows].argmax(1)],
+    }
+    out = {}
+    for key in a.files:
+        if not key.startswith("valid_pred_"):
+            continue
+        pred = a[key][rows]
+        out[key[len("valid_pred_") :]] = {"measured": float((pred == gold[rows]).mean())} | {
+            name: float(ref[np.arange(len(rows)), pred].mean()) for name, ref in references.items()
+        }
     return out
+
+
+READINGS = ("conditioned", "gate", "unconditioned", "hard", *(f"sharp{p:g}" for p in POWERS))
 
 
 def main(argv: list[str] | None = None) -> int:
     paths = argv if argv is not None else sys.argv[1:]
     rows = [row(p) for p in paths]
-    print(f"{'run':<52}{'true':>7}{'cond.':>7}{'uncond.':>9}{'gate':>7}")
+    print(f"{'run':<58}{'true v':>7}{'true g':>7}" + "".join(f"{k[:7]:>8}" for k in READINGS))
     for r in rows:
-        gate = f"{r['gate']:>7.3f}" if "gate" in r else f"{'-':>7}"
-        print(
-            f"{r['run']:<52}{r['true_valid']:>7.3f}{r['conditioned']:>7.3f}{r['unconditioned']:>9.3f}{gate}"
-        )
-    for key in ("conditioned", "unconditioned"):
-        err = np.mean([abs(r[key] - r["true_valid"]) for r in rows])
-        print(f"mean absolute error, {key}: {err:.3f} over {len(rows)} runs")
+        cells = "".join(f"{r[k]:>8.3f}" if k in r else f"{'-':>8}" for k in READINGS)
+        print(f"{r['run']:<58}{r['true_valid']:>7.3f}{r.get('true_given', float('nan')):>7.3f}{cells}")
+    for key in READINGS:
+        errs = [abs(r[key] - r["true_valid"]) for r in rows if key in r and np.isfinite(r[key])]
+        if errs:
+            print(
+                f"mean absolute error against the validation share, {key}: {np.mean(errs):.3f} ({len(errs)} runs)"
+            )
+    print()
+    refs = ("soft", *(f"sharp{p:g}" for p in POWERS), "hard")
+    print(f"{'run':<58}{'candidate':<14}{'measured':>9}" + "".join(f"{k:>9}" for k in refs))
+    errors: dict[str, list[float]] = {k: [] for k in refs}
+    for r in rows:
+        for name, acc in r.get("accuracy", {}).items():
+            print(
+                f"{r['run']:<58}{name:<14}{acc['measured']:>9.3f}" + "".join(f"{acc[k]:>9.3f}" for k in refs)
+            )
+            for k in refs:
+                errors[k].append(abs(acc[k] - acc["measured"]))
+    for k in refs:
+        if errors[k]:
+            print(
+                f"accuracy estimates' mean absolute error against validation, {k}: {np.mean(errors[k]):.3f}"
+            )
     return 0
 
 
