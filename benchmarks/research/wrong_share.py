@@ -28,7 +28,9 @@ import sys
 import numpy as np
 import torch
 
+from sidyp_engine.metrics import ece
 from sidyp_engine.stages.posterior import unfloored
+from sidyp_engine.stages.select import _temperature_for
 
 POWERS = (1.5, 2.0, 3.0)  # the sharpened readings: posteriors raised to these powers, renormalised
 
@@ -92,7 +94,9 @@ def row(path: str) -> dict:
 
 
 def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per candidate: measured validation accuracy and its estimate under each reading of the reference."""
+    """Per candidate: measured validation accuracy and its estimate under each reading of the reference; for
+    the served model also its validation ECE with its temperature matched to each estimate (what the
+    gold-free served temperature follows, before the carry to the evaluation texts)."""
     noisy, gold = a["valid_noisy"], a["valid_gold"]
     rows = np.flatnonzero(noisy >= 0)
     references = {
@@ -108,6 +112,12 @@ def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
         out[key[len("valid_pred_") :]] = {"measured": float((pred == gold[rows]).mean())} | {
             name: float(ref[np.arange(len(rows)), pred].mean()) for name, ref in references.items()
         }
+    if "served" in out and "valid_logits_served" in a.files:
+        logits = a["valid_logits_served"][rows].astype(np.float64)
+        for name in references:
+            t = _temperature_for(logits, out["served"][name])
+            probs = torch.softmax(torch.from_numpy(logits) / t, dim=-1).numpy()
+            out["served"][f"ece_{name}"] = float(ece(probs, gold[rows]))
     return out
 
 
@@ -143,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"accuracy estimates' mean absolute error against validation, {k}: {np.mean(errors[k]):.3f}"
             )
+    print()
+    print("served model's validation ECE, temperature matched to each estimate")
+    print(f"{'run':<58}" + "".join(f"{k:>9}" for k in refs))
+    served = [
+        (r["run"], r["accuracy"]["served"])
+        for r in rows
+        if "ece_soft" in r.get("accuracy", {}).get("served", {})
+    ]
+    for run, s in served:
+        print(f"{run:<58}" + "".join(f"{s['ece_' + k]:>9.3f}" for k in refs))
+    if served:
+        print(f"{'mean':<58}" + "".join(f"{np.mean([s['ece_' + k] for _, s in served]):>9.3f}" for k in refs))
     return 0
 
 
