@@ -12,7 +12,10 @@ each reading covers:
 - `unconditioned`: the validation rows' posterior of the text alone, P(y | x), marginalised over the
   classifiers' P(ỹ | x) as for an unlabelled text, scored against the given label;
 - `hard`: the share of training and validation rows whose calibrated refined argmax is not the given label;
-- `sharp<p>`: `gate` on the posteriors raised to the power p and renormalised (temperature 1/p).
+- `sharp<p>`: `gate` on the posteriors raised to the power p and renormalised (temperature 1/p);
+- `selfcal`: `gate` at the power (0.5-4) under which the validation rows' sharpened unlabelled posteriors,
+  through the noise matrix the sharpened training posteriors imply, best predict the validation rows'
+  noisy labels (lowest NLL; gold-free). Its power is printed as `p*`.
 
 A second table reads the same posteriors as the reference of the gold-free accuracy estimates
 (`estimates.reference_accuracy`: each candidate's validation predictions scored by the validation rows'
@@ -33,6 +36,7 @@ from sidyp_engine.stages.posterior import unfloored
 from sidyp_engine.stages.select import _temperature_for
 
 POWERS = (1.5, 2.0, 3.0)  # the sharpened readings: posteriors raised to these powers, renormalised
+SELF_POWERS = np.round(np.arange(0.5, 4.01, 0.1), 2)  # the grid `selfcal` searches
 
 
 def _soft(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
@@ -76,6 +80,7 @@ def row(path: str) -> dict:
     v_noisy, v_gold = a["valid_noisy"], a["valid_gold"]
     t_noisy, t_gold = a["train_noisy"], a["train_gold"]
     valid, train = _calibrated(a, "valid_posteriors"), _calibrated(a, "train_refined_posteriors")
+    power = _self_calibrated_power(a, train, t_noisy)
     v_lab, t_lab = v_noisy >= 0, t_noisy >= 0
     both_noisy = np.concatenate([v_noisy[v_lab], t_noisy[t_lab]])
     both_gold = np.concatenate([v_gold[v_lab], t_gold[t_lab]])
@@ -89,8 +94,31 @@ def row(path: str) -> dict:
         "unconditioned": float(_soft(a["valid_refined_unlabelled"], v_noisy).mean()),
         "hard": float(_hard(both, both_noisy).mean()),
         **{f"sharp{p:g}": float(_soft(_sharp(both, p), both_noisy).mean()) for p in POWERS},
+        "selfcal": float(_soft(_sharp(both, power), both_noisy).mean()),
+        "p*": power,
         "accuracy": _accuracy_readings(a, valid),
     }
+
+
+def _self_calibrated_power(a, train: np.ndarray, t_noisy: np.ndarray) -> float:
+    """The power whose sharpened posteriors best predict the validation rows' noisy labels (no gold read)."""
+    weights = a["class_floor_weights"] * a["unlabelled_floor_weights"]
+    unlabelled = unfloored(
+        torch.from_numpy(a["valid_refined_unlabelled"]).float(),
+        torch.from_numpy(weights).float(),
+        float(a["floor_temperature"]),
+    ).numpy()
+    v_noisy, rows, given = a["valid_noisy"], t_noisy >= 0, t_noisy[t_noisy >= 0]
+    n_classes = train.shape[1]
+    losses = []
+    for power in SELF_POWERS:
+        sharp = _sharp(train[rows], power)
+        t = np.stack([sharp[given == j].sum(0) for j in range(n_classes)], 1)  # t[y, j] ~ P(given j | y)
+        t = t / np.clip(t.sum(1, keepdims=True), 1e-12, None)
+        noisy_probs = _sharp(unlabelled, power) @ t
+        labelled = np.flatnonzero(v_noisy >= 0)
+        losses.append(-np.log(np.clip(noisy_probs[labelled, v_noisy[labelled]], 1e-12, None)).mean())
+    return float(SELF_POWERS[int(np.argmin(losses))])
 
 
 def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
@@ -121,7 +149,7 @@ def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
     return out
 
 
-READINGS = ("conditioned", "gate", "unconditioned", "hard", *(f"sharp{p:g}" for p in POWERS))
+READINGS = ("conditioned", "gate", "unconditioned", "hard", *(f"sharp{p:g}" for p in POWERS), "selfcal", "p*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         cells = "".join(f"{r[k]:>8.3f}" if k in r else f"{'-':>8}" for k in READINGS)
         print(f"{r['run']:<58}{r['true_valid']:>7.3f}{r.get('true_given', float('nan')):>7.3f}{cells}")
-    for key in READINGS:
+    for key in READINGS[:-1]:  # the last column is the self-calibrated power, not a share
         errs = [abs(r[key] - r["true_valid"]) for r in rows if key in r and np.isfinite(r[key])]
         if errs:
             print(
