@@ -15,7 +15,8 @@ each reading covers:
 - `sharp<p>`: `gate` on the posteriors raised to the power p and renormalised (temperature 1/p);
 - `selfcal`: `gate` at the power (0.5-4) under which the validation rows' sharpened unlabelled posteriors,
   through the noise matrix the sharpened training posteriors imply, best predict the validation rows'
-  noisy labels (lowest NLL; gold-free). Its power is printed as `p*`.
+  noisy labels (lowest NLL; gold-free). Its power is printed as `p*`; `selfcal_v` the same on the
+  validation rows alone (`conditioned` at that power).
 
 A second table reads the same posteriors as the reference of the gold-free accuracy estimates
 (`estimates.reference_accuracy`: each candidate's validation predictions scored by the validation rows'
@@ -95,6 +96,7 @@ def row(path: str) -> dict:
         "hard": float(_hard(both, both_noisy).mean()),
         **{f"sharp{p:g}": float(_soft(_sharp(both, p), both_noisy).mean()) for p in POWERS},
         "selfcal": float(_soft(_sharp(both, power), both_noisy).mean()),
+        "selfcal_v": float(_soft(_sharp(valid, power), v_noisy).mean()),
         "p*": power,
         "accuracy": _accuracy_readings(a, valid),
     }
@@ -149,7 +151,16 @@ def _accuracy_readings(a, valid: np.ndarray) -> dict[str, dict[str, float]]:
     return out
 
 
-READINGS = ("conditioned", "gate", "unconditioned", "hard", *(f"sharp{p:g}" for p in POWERS), "selfcal", "p*")
+READINGS = (
+    "conditioned",
+    "gate",
+    "unconditioned",
+    "hard",
+    *(f"sharp{p:g}" for p in POWERS),
+    "selfcal",
+    "selfcal_v",
+    "p*",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
