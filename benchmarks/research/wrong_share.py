@@ -21,7 +21,8 @@ each reading covers:
 A second table reads the same posteriors as the reference of the gold-free accuracy estimates
 (`estimates.reference_accuracy`: each candidate's validation predictions scored by the validation rows'
 calibrated refined posteriors, as they are, sharpened, or as their argmax) against each candidate's
-measured validation accuracy.
+measured validation accuracy; a third, the served model's validation ECE with its temperature matched to
+each of those estimates of its accuracy (what the gold-free served temperature follows).
 """
 
 from __future__ import annotations
@@ -166,9 +167,9 @@ READINGS = (
 def main(argv: list[str] | None = None) -> int:
     paths = argv if argv is not None else sys.argv[1:]
     rows = [row(p) for p in paths]
-    print(f"{'run':<58}{'true v':>7}{'true g':>7}" + "".join(f"{k[:7]:>8}" for k in READINGS))
+    print(f"{'run':<58}{'true v':>7}{'true g':>7}" + "".join(f"{k:>10}" for k in READINGS))
     for r in rows:
-        cells = "".join(f"{r[k]:>8.3f}" if k in r else f"{'-':>8}" for k in READINGS)
+        cells = "".join(f"{r[k]:>10.3f}" if k in r else f"{'-':>10}" for k in READINGS)
         print(f"{r['run']:<58}{r['true_valid']:>7.3f}{r.get('true_given', float('nan')):>7.3f}{cells}")
     for key in READINGS[:-1]:  # the last column is the self-calibrated power, not a share
         errs = [abs(r[key] - r["true_valid"]) for r in rows if key in r and np.isfinite(r[key])]
