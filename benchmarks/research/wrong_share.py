@@ -167,9 +167,9 @@ READINGS = (
 def main(argv: list[str] | None = None) -> int:
     paths = argv if argv is not None else sys.argv[1:]
     rows = [row(p) for p in paths]
-    print(f"{'run':<58}{'true v':>7}{'true g':>7}" + "".join(f"{k:>10}" for k in READINGS))
+    print(f"{'run':<58}{'true v':>7}{'true g':>7}" + "".join(f"{k:>14}" for k in READINGS))
     for r in rows:
-        cells = "".join(f"{r[k]:>10.3f}" if k in r else f"{'-':>10}" for k in READINGS)
+        cells = "".join(f"{r[k]:>14.3f}" if k in r else f"{'-':>14}" for k in READINGS)
         print(f"{r['run']:<58}{r['true_valid']:>7.3f}{r.get('true_given', float('nan')):>7.3f}{cells}")
     for key in READINGS[:-1]:  # the last column is the self-calibrated power, not a share
         errs = [abs(r[key] - r["true_valid"]) for r in rows if key in r and np.isfinite(r[key])]
