@@ -36,6 +36,7 @@ import torch
 from sidyp_engine.metrics import ece
 from sidyp_engine.stages.posterior import unfloored
 from sidyp_engine.stages.select import _temperature_for
+from sidyp_engine.temperature import apply_temperature, probs_to_logits
 
 POWERS = (1.5, 2.0, 3.0)  # the sharpened readings: posteriors raised to these powers, renormalised
 SELF_POWERS = np.round(np.arange(0.5, 4.01, 0.1), 2)  # the grid `selfcal` searches
@@ -51,14 +52,15 @@ def _hard(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     return (posteriors[rows].argmax(1) != noisy[rows]).astype(float)
 
 
-def _sharp(posteriors: np.ndarray, power: float = 2.0) -> np.ndarray:
-    p = np.power(np.clip(posteriors, 1e-12, 1), power)
-    return p / p.sum(1, keepdims=True)
+def _sharp(posteriors: np.ndarray, power: float) -> np.ndarray:
+    """Raised to `power` and renormalised: temperature 1 / power on the log-probabilities."""
+    return apply_temperature(probs_to_logits(torch.from_numpy(posteriors)), 1.0 / power).numpy()
 
 
-def _calibrated(a, key: str) -> np.ndarray:
-    weights = torch.from_numpy(a["class_floor_weights"]).float()
-    return unfloored(torch.from_numpy(a[key]).float(), weights, float(a["floor_temperature"])).numpy()
+def _calibrated(a, key: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """The dump's posteriors under `key` without the floor's class weights (default: the labelled rows')."""
+    w = torch.from_numpy(a["class_floor_weights"] if weights is None else weights).float()
+    return unfloored(torch.from_numpy(a[key]).float(), w, float(a["floor_temperature"])).numpy()
 
 
 def _sweep_row(a, path: str) -> dict:
@@ -106,12 +108,9 @@ def row(path: str) -> dict:
 def _self_calibrated_power(a, train: np.ndarray, t_noisy: np.ndarray) -> float:
     """The power whose sharpened posteriors best predict the validation rows' noisy labels (no gold read)."""
     weights = a["class_floor_weights"] * a["unlabelled_floor_weights"]
-    unlabelled = unfloored(
-        torch.from_numpy(a["valid_refined_unlabelled"]).float(),
-        torch.from_numpy(weights).float(),
-        float(a["floor_temperature"]),
-    ).numpy()
+    unlabelled = _calibrated(a, "valid_refined_unlabelled", weights)
     v_noisy, rows, given = a["valid_noisy"], t_noisy >= 0, t_noisy[t_noisy >= 0]
+    labelled = np.flatnonzero(v_noisy >= 0)
     n_classes = train.shape[1]
     losses = []
     for power in SELF_POWERS:
@@ -119,7 +118,6 @@ def _self_calibrated_power(a, train: np.ndarray, t_noisy: np.ndarray) -> float:
         t = np.stack([sharp[given == j].sum(0) for j in range(n_classes)], 1)  # t[y, j] ~ P(given j | y)
         t = t / np.clip(t.sum(1, keepdims=True), 1e-12, None)
         noisy_probs = _sharp(unlabelled, power) @ t
-        labelled = np.flatnonzero(v_noisy >= 0)
         losses.append(-np.log(np.clip(noisy_probs[labelled, v_noisy[labelled]], 1e-12, None)).mean())
     return float(SELF_POWERS[int(np.argmin(losses))])
 
