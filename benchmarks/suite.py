@@ -9,7 +9,8 @@ sets once more with 100 trusted rows, several runs at a time, then the summary.
    time, writing `<out>/<set>[-trustedN]-seed<S>.json` (its log under `--log-dir`). A JSON already there is
    kept when no file that makes a run (`RUN_CODE`) changed between the commit it records and this checkout;
    `--force` re-runs it anyway. The rest (none, older code, edited code, a failed run) is run.
-3. `benchmarks.acceptance` over the suite's JSON prints the table and writes `<out>/summary.json`.
+3. `benchmarks.acceptance` over the plan's JSON found in `<out>` (with `--only`, those not just run too)
+   prints the table and writes `<out>/summary.json`.
 
 `--only TEXT` keeps the runs whose file name contains TEXT (repeatable), `--seeds` picks seeds, `--list`
 prints the plan and what would run without running anything. Arguments after `--` go to every
@@ -186,10 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     for shared in SUITE:
         if not os.path.isfile(os.path.join(args.shared, shared.name, "train.csv")):
             p.error(f"--shared {args.shared}: no {shared.name}/train.csv there")
-    build_development_sets(args.shared, args.dev_dir)
-    runs = plan(args.shared, args.dev_dir, seeds=tuple(args.seeds))
-    if args.only:
-        runs = [r for r in runs if any(text in r.file for text in args.only)]
+    build_development_sets(args.shared, args.dev_dir, SUITE)
+    everything = plan(args.shared, args.dev_dir, SUITE, tuple(args.seeds))
+    runs = [r for r in everything if not args.only or any(text in r.file for text in args.only)]
     todo = pending(runs, args.out, args.force)
     print(f"{len(runs)} runs in the plan, {len(runs) - len(todo)} current in {args.out}, {len(todo)} to run")
     if args.list:
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         dump_dir=args.dump_arrays,
         extra=extra,
     )
-    summarise(runs, args.out)
+    summarise(everything, args.out)  # every run of the plan found in --out, not only those just run
     for r in failed:
         print(f"failed: {r.file} (log in {args.log_dir})", file=sys.stderr)
     return 1 if failed else 0

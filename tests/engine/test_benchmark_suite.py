@@ -103,26 +103,39 @@ def test_a_missing_shared_set_is_named(tmp_path, capsys):
 
 
 @pytest.mark.slow  # one small benchmark run and one that fails at once (~20 s)
-def test_the_runs_write_their_json_and_the_summary_and_a_failure_is_reported(tmp_path, tiny_backbone):
+def test_the_runs_write_their_json_and_the_summary_and_a_failure_is_reported(
+    tmp_path, tiny_backbone, monkeypatch
+):
     texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
     data = tmp_path / "shared" / "toy"
     data.mkdir(parents=True)
     write_csv(data / "train.csv", texts[:24], noisy[:24], gold[:24])
     write_csv(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
     write_csv(data / "test.csv", texts, gold, gold)
-    toy = (suite.SharedSet("toy", False, (0,)),)
-    runs = suite.plan(str(tmp_path / "shared"), str(tmp_path / "dev"), sets=toy, seeds=(0,))
-    broken = suite.Run(str(tmp_path / "shared" / "absent"), 0, 0)
+    monkeypatch.setattr(suite, "SUITE", (suite.SharedSet("toy", False, (0,)),))
     out, logs = tmp_path / "out", tmp_path / "logs"
-    extra = ["--epochs", "1", "--branches", "2", "--diffusion-epochs", "1", "--k", "3"]
-    extra += ["--backbone", tiny_backbone]
-    failed = suite.execute(
-        [*runs, broken], str(out), str(logs), 2, cache_dir=None, dump_dir=None, extra=extra
-    )
-    assert failed == [broken]
-    assert (logs / "absent-seed0.log").read_text()  # the failure's own output is kept for the reader
+    common = ["--out", str(out), "--shared", str(tmp_path / "shared"), "--log-dir", str(logs), "--seeds", "0"]
+    extra = [
+        "--epochs",
+        "1",
+        "--branches",
+        "2",
+        "--diffusion-epochs",
+        "1",
+        "--k",
+        "3",
+        "--backbone",
+        tiny_backbone,
+    ]
+    assert suite.main([*common, "--", *extra]) == 0
     written = json.loads((out / "toy-seed0.json").read_text())
     assert written["seeds"] == [0] and "sidyp" in written["results"]
-    assert suite.summarise([*runs, broken], str(out)) == 1
-    summary = json.loads((out / "summary.json").read_text())
-    assert [r["set"] for r in summary["runs"]] == ["toy-seed0"]
+    # the summary covers every JSON of the plan in --out, not only the runs this call made
+    (out / "summary.json").unlink()
+    assert suite.main([*common, "--only", "no-such-run"]) == 0
+    assert [r["set"] for r in json.loads((out / "summary.json").read_text())["runs"]] == ["toy-seed0"]
+    broken = suite.Run(str(tmp_path / "shared" / "absent"), 0, 0)
+    assert suite.execute([broken], str(out), str(logs), 1, cache_dir=None, dump_dir=None, extra=[]) == [
+        broken
+    ]
+    assert (logs / "absent-seed0.log").read_text()  # the failure's own output is kept for the reader
