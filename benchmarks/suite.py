@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="re-run current JSON too")
     p.add_argument("--list", action="store_true", help="print the plan, run nothing")
     args = p.parse_args(argv)
+    # the runs start in the repository root: a path given relative to where the suite was started must not
+    # change meaning there
+    for name in ("out", "shared", "dev_dir", "log_dir", "cache_dir", "dump_arrays"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     for shared in SUITE:
         if not os.path.isfile(os.path.join(args.shared, shared.name, "train.csv")):
             p.error(f"--shared {args.shared}: no {shared.name}/train.csv there")
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} runs in the plan, {len(runs) - len(todo)} current in {args.out}, {len(todo)} to run")
     if args.list:
         for r in runs:
-            print(f"  {'run ' if r in todo else 'keep'}  {r.file}")
+            print(f"  {'run ' if r in todo else 'keep'}  {r.file}  ({r.data})")
         return 0
     failed = execute(
         todo,

@@ -80,11 +80,14 @@ def test_a_json_is_current_only_while_the_code_that_made_it_is_unchanged(tmp_pat
     assert not suite.is_current(written({"commit": commit, "edited": False}), str(repo))
 
 
-def test_list_writes_the_development_sets_and_runs_nothing(tmp_path, capsys):
+def test_list_writes_the_development_sets_and_runs_nothing(tmp_path, capsys, monkeypatch):
     shared, dev, out = _shared(tmp_path), tmp_path / "dev", tmp_path / "out"
-    args = ["--out", str(out), "--shared", str(shared), "--dev-dir", str(dev), "--list", "--only", "trec"]
+    monkeypatch.chdir(tmp_path)  # relative paths: the runs start in the repository root, so they are resolved
+    args = ["--out", "out", "--shared", "shared", "--dev-dir", "dev", "--list", "--only", "trec"]
     assert suite.main(args) == 0
     printed = capsys.readouterr().out
+    assert f"trec-weak-vote-noise05-seed2.json  ({dev / 'trec-weak-vote-noise05'})" in printed
+    assert f"trec-weak-vote-seed0.json  ({shared / 'trec-weak-vote'})" in printed
     assert "21 runs in the plan, 0 current in" in printed and ", 21 to run" in printed
     assert (
         "run   trec-weak-vote-noise05-seed2.json" in printed and "semeval" not in printed.split("to run")[1]
