@@ -101,6 +101,20 @@ def toy():
     return toy_dataset()
 
 
+# benchmarks.quality settings for a run that only has to go through every stage
+QUICK_BENCHMARK_ARGS = ["--epochs", "1", "--branches", "2", "--diffusion-epochs", "1"]
+
+
+def write_toy_benchmark_set(directory: Path) -> Path:
+    """The toy dataset as a benchmark folder: 24 training rows, the other 6 as validation, every text as test."""
+    texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
+    directory.mkdir(parents=True)
+    write_csv(directory / "train.csv", texts[:24], noisy[:24], gold[:24])
+    write_csv(directory / "valid.csv", texts[24:], noisy[24:], gold[24:])
+    write_csv(directory / "test.csv", texts, gold, gold)
+    return directory
+
+
 def write_csv(path: Path, texts, noisy, gold=None) -> Path:
     import csv
 

@@ -7,31 +7,15 @@ import json
 import pytest
 import torch
 
-from tests.conftest import toy_dataset, write_csv
+from tests.conftest import QUICK_BENCHMARK_ARGS, write_toy_benchmark_set
 
 
 @pytest.mark.slow  # two small benchmark runs (~10 s)
 def test_a_second_run_reuses_stage1_and_the_baseline(tmp_path, tiny_backbone):
     from benchmarks import quality
 
-    texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
-    data = tmp_path / "toy"
-    data.mkdir()
-    write_csv(data / "train.csv", texts[:24], noisy[:24], gold[:24])
-    write_csv(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
-    write_csv(data / "test.csv", texts, gold, gold)
-    common = [
-        "--data",
-        str(data),
-        "--seeds",
-        "1",
-        "--epochs",
-        "1",
-        "--branches",
-        "2",
-        "--diffusion-epochs",
-        "1",
-    ]
+    data = write_toy_benchmark_set(tmp_path / "toy")
+    common = ["--data", str(data), "--seeds", "1", *QUICK_BENCHMARK_ARGS]
     common += ["--backbone", tiny_backbone, "--cache-dir", str(tmp_path / "cache"), "--k", "3"]
     before = torch.get_num_threads()
     try:

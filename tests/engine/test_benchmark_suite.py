@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from benchmarks import suite
-from tests.conftest import toy_dataset, write_csv
+from tests.conftest import QUICK_BENCHMARK_ARGS, write_toy_benchmark_set
 
 
 def _shared(tmp_path, names=tuple(s.name for s in suite.SUITE)):
@@ -109,27 +109,11 @@ def test_a_missing_shared_set_is_named(tmp_path, capsys):
 def test_the_runs_write_their_json_and_the_summary_and_a_failure_is_reported(
     tmp_path, tiny_backbone, monkeypatch
 ):
-    texts, noisy, gold, _ = toy_dataset(n_per_class=10, noise=0.3, seed=2)
-    data = tmp_path / "shared" / "toy"
-    data.mkdir(parents=True)
-    write_csv(data / "train.csv", texts[:24], noisy[:24], gold[:24])
-    write_csv(data / "valid.csv", texts[24:], noisy[24:], gold[24:])
-    write_csv(data / "test.csv", texts, gold, gold)
+    write_toy_benchmark_set(tmp_path / "shared" / "toy")
     monkeypatch.setattr(suite, "SUITE", (suite.SharedSet("toy", False, (0,)),))
     out, logs = tmp_path / "out", tmp_path / "logs"
     common = ["--out", str(out), "--shared", str(tmp_path / "shared"), "--log-dir", str(logs), "--seeds", "0"]
-    extra = [
-        "--epochs",
-        "1",
-        "--branches",
-        "2",
-        "--diffusion-epochs",
-        "1",
-        "--k",
-        "3",
-        "--backbone",
-        tiny_backbone,
-    ]
+    extra = [*QUICK_BENCHMARK_ARGS, "--k", "3", "--backbone", tiny_backbone]
     assert suite.main([*common, "--", *extra]) == 0
     written = json.loads((out / "toy-seed0.json").read_text())
     assert written["seeds"] == [0] and "sidyp" in written["results"]
