@@ -38,9 +38,15 @@ def code_of(doc: dict, path: str) -> str:
     return code["commit"] + ("+edits" if code.get("edited") else "")
 
 
-def code_versions(rows: list[dict]) -> dict[str, int]:
-    """Runs per code version, most runs first: how many versions of the code the summary pools."""
-    counts = Counter(r["code"] for r in rows)
+def cpu_of(doc: dict) -> str:
+    """The processor a run was made on: one commit's runs differ between processors (trec's stage 1 took
+    another path on an Intel Xeon than on an AMD EPYC, docs/method.md, twenty-third round)."""
+    return doc.get("machine", {}).get("cpu") or "unrecorded"
+
+
+def tally(rows: list[dict], field: str) -> dict[str, int]:
+    """Runs per value of `field` ("code", "cpu"), most runs first: how many versions the summary pools."""
+    counts = Counter(r[field] for r in rows)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -53,6 +59,7 @@ def run_rows(path: str) -> list[dict]:
         base = scores.get("noisy_baseline", {})
         row = {"set": os.path.basename(path)[:-5], "seed": run["seed"], "trusted": run.get("trusted_rows", 0)}
         row["code"] = code_of(doc, path)
+        row["cpu"] = cpu_of(doc)
         for name in ("noisy_baseline", "sidyp", "served", "refined", "distilled", "plain_model", "logreg"):
             if name in scores:
                 row[name] = {m: round(scores[name][m], 4) for m in ("accuracy", "macro_f1", "ece")}
@@ -350,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     print("interval coverage:", intervals)
     bars = criteria(rows)
     print("acceptance bars:", json.dumps(bars, indent=1))
-    versions = code_versions(rows)
+    versions, cpus = tally(rows, "code"), tally(rows, "cpu")
     print("runs per code version:", versions)
+    print("runs per processor:", cpus)
     if args.out:
         summary = {
             "runs": rows,
@@ -359,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             "interval_coverage": intervals,
             "criteria": bars,
             "code_versions": versions,
+            "processors": cpus,
         }
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)

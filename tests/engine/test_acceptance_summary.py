@@ -3,7 +3,7 @@ gold-free estimators, each against the measured accuracies."""
 
 from __future__ import annotations
 
-from benchmarks.acceptance import _intervals, code_of, code_versions, coverage, criteria
+from benchmarks.acceptance import _intervals, code_of, coverage, cpu_of, criteria, tally
 
 
 def _est(acc, low, high, method="posterior"):
@@ -126,7 +126,7 @@ def test_llm_labels_are_scored_against_the_labels_given_not_the_test_labeller():
     assert given_label_accuracy([train, valid]) == 0.75  # rows without a label are not given labels
 
 
-def test_each_run_names_the_code_that_made_it_and_the_summary_counts_versions(tmp_path):
+def test_each_run_names_the_code_and_processor_that_made_it_and_the_summary_counts_them(tmp_path):
     old = tmp_path / "issue13c" / "trec-weak-vote-seed0.json"
     assert code_of({}, str(old)) == "unrecorded (issue13c)"
     nested = tmp_path / "benchmarks" / "results" / "issue13m" / "dev" / "trec-weak-vote-noise05-seed0.json"
@@ -134,7 +134,9 @@ def test_each_run_names_the_code_that_made_it_and_the_summary_counts_versions(tm
     assert code_of({"code": {"commit": "68c5a05abcde", "edited": False}}, "x.json") == "68c5a05abcde"
     assert code_of({"code": {"commit": "68c5a05abcde", "edited": True}}, "x.json") == "68c5a05abcde+edits"
     rows = [{"code": "b"}, {"code": "a"}, {"code": "b"}, {"code": "unrecorded (issue13c)"}]
-    assert list(code_versions(rows).items()) == [("b", 2), ("a", 1), ("unrecorded (issue13c)", 1)]
+    assert list(tally(rows, "code").items()) == [("b", 2), ("a", 1), ("unrecorded (issue13c)", 1)]
+    assert cpu_of({"machine": {"cpu": "AMD EPYC", "cores": 2}}) == "AMD EPYC"
+    assert cpu_of({}) == "unrecorded"
 
 
 def test_the_benchmark_records_the_checkout_it_ran_from():
