@@ -168,7 +168,9 @@ def pooled(path: str) -> dict[str, np.ndarray | None]:
     gold = np.concatenate([a["trusted_labels"][n_valid:], a["valid_gold"]])
     noisy = np.concatenate([np.full(len(a["trusted_labels"]) - n_valid, -1), a["valid_noisy"]])
     known = gold >= 0
-    plain = rows("logits_plain_model").astype(np.float64)[known] if "trusted_logits_plain_model" in a else None
+    plain = (
+        rows("logits_plain_model").astype(np.float64)[known] if "trusted_logits_plain_model" in a else None
+    )
     return {
         "served": rows("logits_served").astype(np.float64)[known],
         "plain": plain,
