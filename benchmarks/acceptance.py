@@ -39,8 +39,8 @@ def code_of(doc: dict, path: str) -> str:
 
 
 def cpu_of(doc: dict) -> str:
-    """The processor a run was made on: one commit's runs differ between processors (trec's stage 1 took
-    another path on an Intel Xeon than on an AMD EPYC, docs/method.md, twenty-third round)."""
+    """The processor a run was made on: one commit's trec runs differed between an Intel Xeon and an AMD
+    EPYC (docs/method.md, twenty-third round), so rows are compared on one processor."""
     return doc.get("machine", {}).get("cpu") or "unrecorded"
 
 
