@@ -39,14 +39,11 @@ import sys
 import numpy as np
 import torch
 
+from benchmarks.research.trusted_temperature import top as softmax
 from sidyp_engine import metrics
 from sidyp_engine.temperature import fit_temperature_nll
 
 RIDGE = 1.0  # the bias penalty per trusted row's NLL: lam / n * |b|^2 with lam = RIDGE * C
-
-
-def softmax(logits: np.ndarray, t: float) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(logits).double() / t, dim=-1).numpy()
 
 
 def _lbfgs(params, loss_fn, steps: int = 100) -> None:
