@@ -93,6 +93,40 @@ def test_near_singular_noise_matrix_falls_back_with_a_wide_interval(rng):
     assert estimates.label_accuracy(noisy, t).method == "bound"
 
 
+def test_a_copier_the_moments_read_as_perfect_is_held_to_the_wrong_share(rng):
+    """A model that reproduces its labels, where T cannot see the labeller's errors (T read as the identity,
+    as anchor points of such a model give): the moments say 1.0. With 30 % of the labels wrong, it can be right
+    at most where the labels are right (plus where it departs from them): the held estimate says so."""
+    y = rng.integers(0, C, N)
+    noisy = _draw(rng, y, _symmetric(0.3))
+    copy = noisy.copy()
+    copy[:40] = (copy[:40] + 1) % C  # departs from 1 % of the labels
+    moments = estimates.predictor_accuracy(copy, noisy, np.eye(C))
+    assert moments.accuracy > 0.98
+    wrong = float((noisy != y).mean())
+    held = estimates.held_to_wrong_share(moments, copy, noisy, wrong)
+    truth = float((copy == y).mean())
+    assert abs(held.accuracy - truth) < 0.02 and held.accuracy < 0.72
+    assert held.low <= held.accuracy <= held.high and held.high >= moments.high  # widened, not narrowed
+    assert held.method == moments.method
+
+
+def test_an_estimate_the_wrong_share_allows_is_left_as_it_is(rng):
+    y = rng.integers(0, C, N)
+    t = _symmetric(0.3)
+    noisy = _draw(rng, y, t)
+    pred = _draw(
+        rng, y, _symmetric(0.1)
+    )  # averages the noise out: agrees with 66 % of the labels, 90 % right
+    moments = estimates.predictor_accuracy(pred, noisy, t)
+    assert estimates.held_to_wrong_share(moments, pred, noisy, float((noisy != y).mean())) == moments
+    # a wrong share too low for the disagreement moves it: accuracy >= agreement - share
+    low = estimates.held_to_wrong_share(moments, pred, noisy, 0.1)
+    assert (
+        abs(low.accuracy - (float((pred == noisy).mean()) + 0.1)) < 1e-9 and low.accuracy < moments.accuracy
+    )
+
+
 def test_nonnegative_solve_never_goes_negative(rng):
     t = _symmetric(0.4)
     a = rng.random((C, C))

@@ -152,6 +152,27 @@ def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
     assert only.kept_labels == selection.REFINED  # selection="trusted": no gate
 
 
+def test_the_moments_of_a_model_that_copies_its_labels_follow_the_runs_wrong_share(planted):
+    rng, y, _, noisy = planted
+    copy = noisy.copy()
+    preds = {
+        selection.PLAIN: copy,
+        selection.REFINED: _draw(rng, y, _symmetric(0.2)),
+        selection.PLAIN_MODEL: copy,
+        selection.SERVED: _draw(rng, y, _symmetric(0.2)),
+    }
+    blind = np.eye(C)  # a noise matrix that cannot see the labeller's errors
+    unheld = selection.select(preds, noisy, blind)
+    assert unheld.moment_estimates[selection.PLAIN_MODEL].accuracy > 0.99
+    chosen = selection.select(preds, noisy, blind, gold_free_may_switch=True, method_wrong_share=_share(0.3))
+    held = chosen.moment_estimates[selection.PLAIN_MODEL]
+    assert abs(held.accuracy - 0.7) < 1e-9 and abs(held.accuracy - float((copy == y).mean())) < 0.03
+    assert chosen.estimates[selection.PLAIN_MODEL].accuracy == held.accuracy  # no refined posteriors here
+    # the others agree with fewer labels than are right: the wrong share leaves them be
+    served = chosen.moment_estimates[selection.SERVED]
+    assert served == unheld.moment_estimates[selection.SERVED]
+
+
 def test_rows_without_a_noisy_label_are_left_out(planted):
     rng, y, t, noisy = planted
     noisy = noisy.copy()
