@@ -186,26 +186,25 @@ def _bound(pred: np.ndarray, noisy: np.ndarray, t: np.ndarray, seed: int) -> Est
 def held_to_wrong_share(
     estimate: Estimate, pred: np.ndarray, noisy: np.ndarray, wrong_share: float
 ) -> Estimate:
-    """A predictor's gold-free estimate moved into what a share `wrong_share` of wrong labels allows.
+    """A predictor's gold-free estimate no higher than a share `wrong_share` of wrong labels allows.
 
-    With its predictions agreeing with a share a of the noisy labels, its accuracy is within
-    a +- wrong_share, and at most (1 - wrong_share) + (1 - a): it is right at most where the label is right
+    With its predictions agreeing with a share a of the noisy labels, its accuracy is at most
+    a + wrong_share and at most (1 - wrong_share) + (1 - a): it is right at most where the label is right
     or where it departs from the label. The moments assume a predictor's errors do not depend on the
     labels' errors; a model that reproduces its labels breaks that, and where T cannot see the labeller's
     errors the moments read it as perfect while the run estimates many labels wrong (docs/method.md,
-    "Twenty-fourth round"). The point is moved into the region; the interval is widened to hold it, not
-    narrowed (the wrong share is an estimate too)."""
+    "Twenty-fourth round"). Only the top is held: the run's share reads low where a labeller's errors are
+    systematic, and a floor from it would lift the moments there. The interval is widened to hold the point,
+    not narrowed (the wrong share is an estimate too)."""
     pred, noisy = np.asarray(pred), np.asarray(noisy)
     keep = noisy >= 0
     if not keep.any() or not np.isfinite(estimate.accuracy) or not np.isfinite(wrong_share):
         return estimate
     agreement = float((pred[keep] == noisy[keep]).mean())
-    low = max(0.0, agreement - wrong_share)
-    high = min(1.0, agreement + wrong_share, 2.0 - wrong_share - agreement)
-    point = float(np.clip(estimate.accuracy, low, max(low, high)))
-    return Estimate(
-        point, min(estimate.low, point), max(estimate.high, point), estimate.method, estimate.rows
-    )
+    top = min(1.0, agreement + wrong_share, 2.0 - wrong_share - agreement)
+    if estimate.accuracy <= top:
+        return estimate
+    return Estimate(top, min(estimate.low, top), estimate.high, estimate.method, estimate.rows)
 
 
 def mean_estimate(values: np.ndarray, method: str, seed: int = 0) -> Estimate:

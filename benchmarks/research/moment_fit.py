@@ -7,8 +7,8 @@ predictions and the true classes, from A, the joint of its predictions and the n
 anchor-point noise matrix. It assumes the candidate's errors do not depend on the labels' errors given
 the true class. A model trained on the labels that reproduces them breaks that, and where T cannot see
 the labeller's errors the moments read the model as perfect. Per candidate: its agreement with the noisy
-labels, the moment and posterior estimates, the region the run's own wrong-label share allows
-(`estimates.held_to_wrong_share`), the held estimate and the validation gold's accuracy. Test is not read.
+labels, the moment and posterior estimates, the moments held under the top the run's own wrong-label share
+allows (`estimates.held_to_wrong_share`) and the validation gold's accuracy. Test is not read.
 """
 
 from __future__ import annotations

@@ -120,11 +120,13 @@ def test_an_estimate_the_wrong_share_allows_is_left_as_it_is(rng):
     )  # averages the noise out: agrees with 66 % of the labels, 90 % right
     moments = estimates.predictor_accuracy(pred, noisy, t)
     assert estimates.held_to_wrong_share(moments, pred, noisy, float((noisy != y).mean())) == moments
-    # a wrong share too low for the disagreement moves it: accuracy >= agreement - share
+    # a share too low for the disagreement caps it at agreement + share; none lifts it (only the top is held)
     low = estimates.held_to_wrong_share(moments, pred, noisy, 0.1)
     assert (
         abs(low.accuracy - (float((pred == noisy).mean()) + 0.1)) < 1e-9 and low.accuracy < moments.accuracy
     )
+    under = estimates.Estimate(0.4, 0.35, 0.45, "moments", N)  # below agreement (0.66) - share (0.02)
+    assert estimates.held_to_wrong_share(under, pred, noisy, 0.02) == under
 
 
 def test_nonnegative_solve_never_goes_negative(rng):
