@@ -27,6 +27,7 @@ import numpy as np
 # T's smallest singular value below this: its inverse amplifies sampling noise more than 20-fold and
 # the moment estimate is not trusted (symmetric binary noise at 47.5 % reaches it).
 SINGULAR_FLOOR = 0.05
+HELD = "held"  # the method of a moment estimate `held_to_wrong_share` lowered
 BOOTSTRAP_SAMPLES = 200
 LEVEL = 0.95
 _NNLS_ITERATIONS = 500
@@ -37,9 +38,10 @@ class Estimate:
     accuracy: float
     low: float
     high: float
-    method: str  # "moments", "bound" (near-singular T), "trusted" (rows with gold), "posterior" (the
-    # refined posteriors' expected wrong-label share), "transferred" (trusted rows carried to other texts by
-    # their confidence), "carried" (a gold-free estimate carried so), "none" (no rows)
+    method: str  # "moments", "bound" (near-singular T), "held" (moments held to the run's wrong-label
+    # share: `held_to_wrong_share`), "trusted" (rows with gold), "posterior" (the refined posteriors' expected
+    # wrong-label share), "transferred" (trusted rows carried to other texts by their confidence), "carried"
+    # (a gold-free estimate carried so), "none" (no rows)
     rows: int
 
     def as_dict(self) -> dict:
@@ -195,7 +197,8 @@ def held_to_wrong_share(
     errors the moments read it as perfect while the run estimates many labels wrong (docs/method.md,
     "Twenty-fourth round"). Only the top is held: the run's share reads low where a labeller's errors are
     systematic, and a floor from it would lift the moments there. The interval is widened to hold the point,
-    not narrowed (the wrong share is an estimate too)."""
+    not narrowed (the wrong share is an estimate too); a lowered estimate's method is HELD: such a model's
+    confidence is the labeller's certainty, and the select stage does not carry it by confidence."""
     pred, noisy = np.asarray(pred), np.asarray(noisy)
     keep = noisy >= 0
     if not keep.any() or not np.isfinite(estimate.accuracy) or not np.isfinite(wrong_share):
@@ -204,7 +207,7 @@ def held_to_wrong_share(
     top = min(1.0, agreement + wrong_share, 2.0 - wrong_share - agreement)
     if estimate.accuracy <= top:
         return estimate
-    return Estimate(top, min(estimate.low, top), estimate.high, estimate.method, estimate.rows)
+    return Estimate(top, min(estimate.low, top), estimate.high, HELD, estimate.rows)
 
 
 def mean_estimate(values: np.ndarray, method: str, seed: int = 0) -> Estimate:

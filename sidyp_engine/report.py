@@ -356,6 +356,7 @@ ESTIMATE_SOURCES = {
     "posterior": "refined posteriors; interval spans the method of moments'",
     "moments": "method of moments",
     "bound": "bound: noise matrix near-singular",
+    "held": "method of moments, held to the estimated share of wrong labels (the model reproduces its labels)",
     "trusted": "trusted rows (Wilson 95 %)",
     "transferred": "trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)",
     "carried": "its estimate on the validation texts, carried to these texts by confidence (ATC)",

@@ -271,7 +271,9 @@ const ESTIMATE_ROWS = { llm_labels: 'given (LLM) labels', wrong_label_share: 'sh
   noisy_classifier_on_evaluation: 'plain classifier, on the evaluation texts',
   delivered_model_on_evaluation: 'delivered model, on the evaluation texts' };
 const ESTIMATE_SOURCES = { posterior: "refined posteriors; interval spans the method of moments'",
-  moments: 'method of moments', bound: 'bound: noise matrix near-singular', trusted: 'trusted rows (Wilson 95 %)',
+  moments: 'method of moments', bound: 'bound: noise matrix near-singular',
+  held: 'method of moments, held to the estimated share of wrong labels (the model reproduces its labels)',
+  trusted: 'trusted rows (Wilson 95 %)',
   transferred: 'trusted rows, carried to these texts by confidence (ATC; bootstrap 95 %)',
   carried: 'its estimate on the validation texts, carried to these texts by confidence (ATC)' };
 const MEASURED = ['trusted', 'transferred']; // read from trusted rows, not from the noisy labels

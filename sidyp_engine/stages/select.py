@@ -316,8 +316,10 @@ def _set_temperatures(
         followed = dict(found)
         for name, model in models.items():
             if name != selection.SERVED:
-                followed[name] = _confidence_target(valid_logits[name], found[name])
-                model.temperature = _temperature_for(valid_logits[name], followed[name].accuracy)
+                target = _confidence_target(valid_logits[name], found[name])
+                model.temperature = _temperature_for(valid_logits[name], target.accuracy)
+                # a model that copies its labels: its figure is the held estimate, not its own confidence
+                followed[name] = found[name] if found[name].method == estimates.HELD else target
         if selection.SERVED not in found:
             return GOLD_FREE_TEMPERATURE, followed
         # the distillation matched the served confidence to the refined posteriors' expectation
@@ -398,7 +400,9 @@ def _candidates_on_evaluation(
     model's); the refined labels have no logits on those rows and are left out. {} otherwise."""
     if rows is None:
         return {
-            name: estimates.carried_accuracy(source, chosen.estimates[name], target, seed)
+            name: chosen.estimates[name]
+            if _copies_its_labels(chosen, name)
+            else estimates.carried_accuracy(source, chosen.estimates[name], target, seed)
             for name, (source, target) in confidences.items()
             if name in chosen.estimates and len(source) >= MIN_VALIDATION_FOR_CARRYING
         }
@@ -413,6 +417,15 @@ def _candidates_on_evaluation(
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
+
+
+def _copies_its_labels(chosen: selection.Selection, name: str) -> bool:
+    """Gold-free, the candidate's moment estimate was held to the run's wrong-label share: it reproduces its
+    labels, and its confidence says how sure the labeller is, not whether it is right (on the design dumps
+    its confidence ranked its validation correctness no better than chance: docs/method.md, "Twenty-fourth
+    round"). Its estimate is then not carried to other texts by confidence."""
+    moments = (chosen.moment_estimates or {}).get(name)
+    return moments is not None and moments.method == estimates.HELD
 
 
 def _with_the_kept_row(
@@ -439,7 +452,8 @@ def _evaluation_estimate(
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
     carried estimate, so that its confidence follows the texts it will be used on (docs/method.md,
-    twelfth round); a plain model or the probe flattened only as far as its interval insists (`_confidence_target`)."""
+    twelfth round); a plain model or the probe flattened only as far as its interval insists (`_confidence_target`).
+    A model that copies its labels gets its held estimate, not carried (`_copies_its_labels`)."""
     trusted = _temperature_source(rows) is not None
     # gold-free, not from a few trusted rows (the temperatures follow neither them nor a carried estimate)
     # nor from too few validation texts
@@ -456,6 +470,8 @@ def _evaluation_estimate(
         source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
         right = source.argmax(1).numpy() == rows.trusted
         return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
+    if followed[name].method == estimates.HELD:  # a model that copies its labels (`_copies_its_labels`)
+        return followed[name]
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)

@@ -302,6 +302,42 @@ def test_every_candidate_is_estimated_on_the_evaluation_texts_gold_free():
     assert select_stage._candidates_on_evaluation(chosen, few, None, {}, seed=0) == {}
 
 
+def test_a_model_that_copies_its_labels_is_not_carried_by_its_confidence():
+    """Its moments were held to the wrong share: its confidence is the labeller's certainty, so the evaluation
+    texts' figures are its validation estimates, however much surer it is of them."""
+    n = select_stage.MIN_VALIDATION_FOR_CARRYING
+    source = np.array([0.9, 0.4] * (n // 2))
+    target = np.array([0.9] * 50)  # every evaluation text as sure as the surest validation texts
+    names = (selection.PLAIN_MODEL, selection.SERVED)
+    held = estimates.Estimate(0.68, 0.68, 1.0, estimates.HELD, n)
+    chosen = selection.Selection(
+        selection.PLAIN,
+        selection.PLAIN_MODEL,
+        "",
+        {name: estimates.Estimate(0.5, 0.45, 1.0, "posterior", n) for name in names},
+        estimates.Estimate(0.6, 0.5, 0.7, "posterior", n),
+        estimates.Estimate(0.4, 0.3, 0.5, "posterior", n),
+        {},
+        moment_estimates={
+            selection.PLAIN_MODEL: held,
+            selection.SERVED: estimates.Estimate(0.5, 0.45, 0.55, "moments", n),
+        },
+    )
+    found = select_stage._candidates_on_evaluation(chosen, {m: (source, target) for m in names}, None, {}, 0)
+    assert found[selection.PLAIN_MODEL] == chosen.estimates[selection.PLAIN_MODEL]  # not carried
+    assert found[selection.SERVED].method == "carried" and found[selection.SERVED].accuracy == 1.0
+    # kept: its figure on the evaluation texts is the held estimate, and its temperature is left as set
+    texts = [f"text {i}" for i in range(50)]
+    model = _FixedLogits({t: [3.0, 0.0] for t in texts}, temperature=1.3)
+    valid = {selection.PLAIN_MODEL: np.array([[3.0, 0.0], [0.25, 0.0]] * (n // 2))}
+    args = ({selection.PLAIN_MODEL: model}, valid, {}, selection.PLAIN_MODEL, None, texts)
+    assert select_stage._evaluation_estimate(*args, {selection.PLAIN_MODEL: held}, seed=0) == held
+    assert model.temperature == 1.3
+    moments = estimates.Estimate(0.68, 0.6, 0.75, "moments", n)
+    carried = select_stage._evaluation_estimate(*args, {selection.PLAIN_MODEL: moments}, seed=0)
+    assert carried.method == "carried" and carried.accuracy == 1.0  # what a copier's confidence would say
+
+
 def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluation_texts():
     # the trusted rows as in the kept model's test above: 70 % right, the right ones the confident ones
     src = np.array([[3.0, 0.0]] * 50 + [[0.25, 0.0]] * 50)

@@ -422,3 +422,18 @@ def test_a_random_order_is_one_fixed_shuffle_that_pages_like_the_others(api):
     assert sum(head) / 50 > sum(quality[i] for i in worst_first[:50]) / 50 + 0.2
     filtered = [it["index"] for it in walk(api, job_id, order="random", is_label_issue=True, limit=5)]
     assert filtered == [i for i in first if table["rows"]["is_label_issue"][i]]
+
+
+def test_the_console_names_every_estimate_source_as_the_report_does(api):
+    """The console renders the report's estimates itself: each method the engine can write has the same words
+    there as in report.html and `sidyp calibrate` (a method the console lacks would show as a bare code)."""
+    from sidyp_engine.report import ESTIMATE_SOURCES, ESTIMATE_TITLES
+
+    script = TestClient(api.app).get("/console/jobs.js").text
+
+    def js_map(name: str) -> dict[str, str]:
+        body = re.search(rf"const {name} = \{{(.*?)\}};", script, re.S).group(1)
+        return {k: a if a else b for k, a, b in re.findall(r"(\w+): (?:'([^']*)'|\"([^\"]*)\")", body)}
+
+    assert js_map("ESTIMATE_SOURCES") == ESTIMATE_SOURCES
+    assert js_map("ESTIMATE_ROWS") == ESTIMATE_TITLES
