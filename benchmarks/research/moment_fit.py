@@ -8,7 +8,9 @@ anchor-point noise matrix. It assumes the candidate's errors do not depend on th
 the true class. A model trained on the labels that reproduces them breaks that, and where T cannot see
 the labeller's errors the moments read the model as perfect. Per candidate: its agreement with the noisy
 labels, the moment and posterior estimates, the moments held under the top the run's own wrong-label share
-allows (`estimates.held_to_wrong_share`) and the validation gold's accuracy. Test is not read.
+allows (`estimates.held_to_wrong_share`) and the validation gold's accuracy. Then, per model, how well its
+top-label confidence ranks its validation correctness (area under the ROC curve; 0.5 = not at all), which
+carrying an estimate by confidence (ATC) assumes. Test is not read.
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def run(dump: str, wrong_share: float, seed: int = 0) -> list[dict]:
     return rows
 
 
+def confidence_auroc(d) -> dict[str, float]:
+    """Model -> AUROC of its top-label confidence (logits at T = 1) against being right on validation gold."""
+    found = {}
+    for name in ("plain_model", "served", "probe"):
+        probs = torch.softmax(torch.from_numpy(d[f"valid_logits_{name}"]).double(), -1)
+        conf, right = probs.max(1).values.numpy(), probs.argmax(1).numpy() == d["valid_gold"]
+        ranks = np.empty(len(conf))
+        ranks[np.argsort(conf, kind="stable")] = np.arange(1, len(conf) + 1)
+        n_right, n_wrong = int(right.sum()), int((~right).sum())
+        if n_right and n_wrong:
+            found[name] = (ranks[right].sum() - n_right * (n_right + 1) / 2) / (n_right * n_wrong)
+    return found
+
+
 def main(argv: list[str]) -> int:
     rows = []
     for pair in argv:
@@ -77,6 +93,15 @@ def main(argv: list[str]) -> int:
             after = np.mean([abs(r["held"][0] - r["measured_valid"]) for r in picked])
             print(
                 f"# {label}: {len(picked)} rows, moments MAE {before:.4f}, held {after:.4f} (validation gold)"
+            )
+    for pair in argv:
+        dump = pair.split(":", 1)[0]
+        held = {r["candidate"] for r in rows if r["dump"] == dump and r["held"][0] != r["moments"][0]}
+        for name, auc in confidence_auroc(np.load(dump)).items():
+            mark = "  (moments held)" if name in held else ""
+            print(
+                f"{dump.split('/')[-2][:36]:36s} {dump[-9:-4]} {name:12s}"
+                f" confidence ranks correctness: AUROC {auc:.3f}{mark}"
             )
     return 0
 
