@@ -460,6 +460,8 @@ def _evaluation_estimate(
     gold_free = rows is None and name in followed and len(valid_logits[name]) >= MIN_VALIDATION_FOR_CARRYING
     if not texts or not (trusted or gold_free):
         return None
+    if not trusted and followed[name].method == estimates.HELD:  # copies its labels: `_copies_its_labels`
+        return followed[name]
     model = models[name]
     # a kept probe gets its own pass through the encoder it is served with, not the frozen embeddings'
     # logits: the delivered model's exact logits (its temperature is set on them below)
@@ -470,8 +472,6 @@ def _evaluation_estimate(
         source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
         right = source.argmax(1).numpy() == rows.trusted
         return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
-    if followed[name].method == estimates.HELD:  # a model that copies its labels (`_copies_its_labels`)
-        return followed[name]
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
