@@ -33,7 +33,9 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = np.asarray(x, np.float64)[order], np.asarray(y, np.float64)[order]
     values, weights, counts = [], [], []
     for v in ys:
-        values.append(v), weights.append(1.0), counts.append(1)
+        values.append(v)
+        weights.append(1.0)
+        counts.append(1)
         while len(values) > 1 and values[-2] > values[-1]:
             w = weights[-2] + weights[-1]
             values[-2] = (values[-2] * weights[-2] + values[-1] * weights[-1]) / w
