@@ -19,12 +19,10 @@ import json
 import sys
 
 import numpy as np
-import torch
 
-from benchmarks.research.carried_rows import _candidates
+from benchmarks.research.carried_rows import _candidates, valid_reference
 from benchmarks.research.evaluation_temperature import _splits, _texts
 from sidyp_engine import estimates
-from sidyp_engine.stages.posterior import unfloored
 
 
 def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +53,7 @@ def carried_isotonic(source_conf, source_right_prob, target_conf) -> float:
 def run_rows(data: str, dump: str, seed: int = 0) -> list[dict]:
     d = np.load(dump)
     gold, noisy = d["valid_gold"], d["valid_noisy"]
-    reference = unfloored(
-        torch.from_numpy(d["valid_posteriors"]).float(),
-        torch.from_numpy(d["class_floor_weights"]).float(),
-        float(d["floor_temperature"]),
-    ).numpy()
+    reference = valid_reference(d)
     reference = reference / reference.sum(1, keepdims=True)
     rows = []
     for name, (pred, conf) in _candidates(d).items():

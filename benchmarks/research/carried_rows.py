@@ -39,14 +39,20 @@ def _candidates(d) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return found
 
 
-def run_rows(data: str, dump: str, seed: int = 0) -> list[dict]:
-    d = np.load(dump)
-    gold, noisy = d["valid_gold"], d["valid_noisy"]
-    reference = unfloored(
+def valid_reference(d) -> np.ndarray:
+    """The validation rows' calibrated refined posteriors (the class floor's weights taken out): the reference
+    the run's gold-free estimates read."""
+    return unfloored(
         torch.from_numpy(d["valid_posteriors"]).float(),
         torch.from_numpy(d["class_floor_weights"]).float(),
         float(d["floor_temperature"]),
     ).numpy()
+
+
+def run_rows(data: str, dump: str, seed: int = 0) -> list[dict]:
+    d = np.load(dump)
+    gold, noisy = d["valid_gold"], d["valid_noisy"]
+    reference = valid_reference(d)
     rows = []
     for name, (pred, conf) in _candidates(d).items():
         for split, (source, target) in _splits(_texts(data), seed).items():

@@ -21,8 +21,9 @@ import sys
 import numpy as np
 import torch
 
+from benchmarks.research.carried_rows import valid_reference
+from benchmarks.research.lab import auroc
 from sidyp_engine import estimates
-from sidyp_engine.stages.posterior import unfloored
 
 CANDIDATES = ("plain", "refined", "served", "plain_model", "probe")
 
@@ -31,11 +32,7 @@ def run(dump: str, wrong_share: float, seed: int = 0) -> list[dict]:
     d = np.load(dump)
     noisy, gold, t = d["valid_noisy"], d["valid_gold"], d["selection_noise_matrix"]
     labelled = noisy >= 0
-    reference = unfloored(
-        torch.from_numpy(d["valid_posteriors"]).float(),
-        torch.from_numpy(d["class_floor_weights"]).float(),
-        float(d["floor_temperature"]),
-    ).numpy()[labelled]
+    reference = valid_reference(d)[labelled]
     rows = []
     for name in CANDIDATES:
         key = f"valid_pred_{name}"
@@ -65,11 +62,7 @@ def confidence_auroc(d) -> dict[str, float]:
     for name in ("plain_model", "served", "probe"):
         probs = torch.softmax(torch.from_numpy(d[f"valid_logits_{name}"]).double(), -1)
         conf, right = probs.max(1).values.numpy(), probs.argmax(1).numpy() == d["valid_gold"]
-        ranks = np.empty(len(conf))
-        ranks[np.argsort(conf, kind="stable")] = np.arange(1, len(conf) + 1)
-        n_right, n_wrong = int(right.sum()), int((~right).sum())
-        if n_right and n_wrong:
-            found[name] = (ranks[right].sum() - n_right * (n_right + 1) / 2) / (n_right * n_wrong)
+        found[name] = auroc(conf, right)  # nan where every row is right or every row is wrong
     return found
 
 
