@@ -125,3 +125,47 @@ def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, gold_
     assert "from the noisy labels alone" in page.inner_text("#report .kept")
     page.screenshot(path=str(screenshot_dir / "console-gold-free-carried.png"), full_page=True)
     assert watched.dialogs == [] and watched.errors == []
+
+
+HELD = {
+    "kept": "plain",
+    "kept_model": "plain_model",
+    "reason": "the run estimates 32% of the labels wrong, below the 40% where refinement has helped, so the "
+    "plain classifier is kept",
+    "estimates": {
+        "plain": _estimate(0.668, 0.653, 1.0, "posterior", 466),
+        "refined": _estimate(0.719, 0.709, 0.838, "posterior", 466),
+        "served": _estimate(0.707, 0.696, 0.866, "posterior", 466),
+        "plain_model": _estimate(0.668, 0.653, 1.0, "posterior", 466),
+    },
+    "llm_label_accuracy": _estimate(0.678, 0.673, 0.998, "posterior", 4791),
+    "noise_share": _estimate(0.322, 0.002, 0.327, "posterior", 4791),
+    "temperature_source": "gold-free reference",
+    "evaluation_estimate": _estimate(0.680, 0.680, 1.0, method="held", rows=466),
+    "evaluation_estimates": {
+        "plain": _estimate(0.680, 0.680, 1.0, method="held", rows=466),
+        "served": _estimate(0.870, 0.844, 0.954, method="carried", rows=500),
+    },
+}
+
+
+@pytest.fixture
+def held_job(tmp_path):
+    app, job_id = _job_with(tmp_path, HELD)
+    with app as base:
+        yield base, job_id
+
+
+def test_a_model_that_copies_its_labels_is_shown_with_its_held_estimate(open_page, held_job, screenshot_dir):
+    """A kept plain model that reproduces a rule-made labeller: its figure on the evaluation texts is its held
+    validation estimate, and the console says where it comes from in words, not as a bare method code."""
+    watched = _open_report(open_page, *held_job)
+    page = watched.page
+    row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
+    assert (
+        "0.680" in row
+        and "held to the estimated share of wrong labels (the model reproduces its labels)" in row
+    )
+    assert "from the noisy labels alone" in page.inner_text("#report .kept")
+    page.screenshot(path=str(screenshot_dir / "console-held-estimate.png"), full_page=True)
+    assert watched.dialogs == [] and watched.errors == []
