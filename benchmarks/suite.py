@@ -4,7 +4,8 @@ sets once more with 100 trusted rows, several runs at a time, then the summary.
     python -m benchmarks.suite --out benchmarks/results/<round> --lanes 2 --cache-dir /tmp/bench-cache
 
 1. The development sets are written where missing (`benchmarks.dev_sets`, under `--dev-dir`, outside the
-   repository): 40 / 30 / 20 / 5 % noise and the two-class set of each shared set marked `development`.
+   repository): 40 / 30 / 20 / 5 % noise and the two-class set of each shared set marked `development`, and
+   the grouped set (classes merged, `dev_sets.GROUPINGS`) of each one marked `grouped`.
 2. Each (set, seed, trusted rows) is one `benchmarks.quality` process with one torch thread, `--lanes` at a
    time, writing `<out>/<set>[-trustedN]-seed<S>.json` (its log under `--log-dir`). A JSON already there is
    kept when no file that makes a run (`RUN_CODE`) changed between the commit it records and this checkout;
@@ -44,12 +45,13 @@ class SharedSet:
     name: str  # a folder of `--shared` with train.csv, valid.csv, test.csv
     development: bool  # the development sets are made from it (noise levels and the two-class set)
     trusted: tuple[int, ...]  # trusted-row counts it is run with (0: none)
+    grouped: bool = False  # a development set with its classes merged (`dev_sets.GROUPINGS`) is made from it
 
 
 SUITE = (
-    SharedSet("semeval-mixtral-fewshot", True, (0, TRUSTED_ROWS)),
+    SharedSet("semeval-mixtral-fewshot", True, (0, TRUSTED_ROWS), grouped=True),
     SharedSet("trec-weak-vote", True, (0, TRUSTED_ROWS)),
-    SharedSet("semeval-weak-vote", False, (0,)),
+    SharedSet("semeval-weak-vote", False, (0,), grouped=True),
 )
 
 
@@ -70,7 +72,10 @@ class Run:
 
 
 def development_names(shared: SharedSet) -> list[str]:
-    return [f"{shared.name}-noise{round(level * 100):02d}" for level in DEV_NOISE] + [f"{shared.name}-binary"]
+    names = [f"{shared.name}-noise{round(level * 100):02d}" for level in DEV_NOISE] + [
+        f"{shared.name}-binary"
+    ]
+    return (names if shared.development else []) + ([f"{shared.name}-grouped"] if shared.grouped else [])
 
 
 def plan(
@@ -80,8 +85,7 @@ def plan(
     runs = []
     for shared in sets:
         folders = [(os.path.join(shared_dir, shared.name), t) for t in shared.trusted]
-        if shared.development:
-            folders += [(os.path.join(dev_dir, name), 0) for name in development_names(shared)]
+        folders += [(os.path.join(dev_dir, name), 0) for name in development_names(shared)]
         runs += [Run(folder, seed, trusted) for folder, trusted in folders for seed in seeds]
     return runs
 
@@ -89,15 +93,16 @@ def plan(
 def build_development_sets(shared_dir: str, dev_dir: str, sets: tuple[SharedSet, ...] = SUITE) -> None:
     """Write each development set that is not there yet (train, valid and test files)."""
     for shared in sets:
-        if not shared.development:
-            continue
         missing = [
             n for n in development_names(shared) if not os.path.isfile(os.path.join(dev_dir, n, "test.csv"))
         ]
         if missing:
-            levels = [str(level) for level in DEV_NOISE]
+            levels = [str(level) for level in DEV_NOISE] if shared.development else []
+            variants = (["--binary"] if shared.development else []) + (
+                ["--grouped"] if shared.grouped else []
+            )
             source = os.path.join(shared_dir, shared.name)
-            dev_sets.main(["--source", source, "--out", dev_dir, "--noise", *levels, "--binary"])
+            dev_sets.main(["--source", source, "--out", dev_dir, "--noise", *levels, *variants])
 
 
 def is_current(path: str, repo: str = REPO) -> bool:

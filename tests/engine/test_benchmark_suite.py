@@ -16,24 +16,29 @@ def _shared(tmp_path, names=tuple(s.name for s in suite.SUITE)):
     root = tmp_path / "shared"
     for name in names:
         (root / name).mkdir(parents=True)
+        # the semeval sets' grouped variant needs classes its grouping knows
+        x, y = ("Cause-Effect", "Entity-Origin") if name.startswith("semeval") else ("x", "y")
         for split in ("train", "valid", "test"):
             with open(root / name / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
                 writer.writerow(["text", "noisy_label", "gold_label"])
-                writer.writerows([["a", "x", "x"], ["b", "x", "y"], ["c", "y", "y"], ["d", "y", "x"]])
+                writer.writerows([["a", x, x], ["b", x, y], ["c", y, y], ["d", y, x]])
     return root
 
 
 def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     runs = suite.plan(str(tmp_path / "shared"), str(tmp_path / "dev"))
     files = [r.file for r in runs]
-    assert len(files) == len(set(files)) == 45
+    assert len(files) == len(set(files)) == 51
     assert sum(r.trusted == 100 for r in runs) == 6  # both shared sets with trusted rows, three seeds
     assert "semeval-mixtral-fewshot-trusted100-seed2.json" in files
     assert "trec-weak-vote-noise30-seed1.json" in files and "trec-weak-vote-binary-seed0.json" in files
     assert not any(f.startswith("semeval-weak-vote-noise") for f in files)  # no development sets of its own
-    dev = [r for r in runs if "-noise" in r.name or r.name.endswith("-binary")]
-    assert len(dev) == 30 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
+    dev = [r for r in runs if "-noise" in r.name or r.name.endswith(("-binary", "-grouped"))]
+    assert len(dev) == 36 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
+    # the grouped sets: the LLM-labelled semeval set and its rule-vote twin, not trec (no grouping of its classes)
+    grouped = {r.name for r in runs if r.name.endswith("-grouped")}
+    assert grouped == {"semeval-mixtral-fewshot-grouped", "semeval-weak-vote-grouped"}
 
 
 def test_a_run_command_names_its_seed_trusted_rows_cache_and_arrays():
@@ -93,7 +98,7 @@ def test_list_writes_the_development_sets_and_runs_nothing(tmp_path, capsys, mon
         "run   trec-weak-vote-noise05-seed2.json" in printed and "semeval" not in printed.split("to run")[1]
     )
     assert sorted(p.name for p in dev.iterdir()) == sorted(
-        n for s in suite.SUITE if s.development for n in suite.development_names(s)
+        n for s in suite.SUITE for n in suite.development_names(s)
     )
     assert not out.exists()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from benchmarks import dev_sets
 
 
@@ -45,3 +47,46 @@ def test_a_noise_level_corrects_wrong_labels_from_gold_down_to_the_level(tmp_pat
     rows = dev_sets.read_rows(str(out / "toy-noise20" / "train.csv"))
     assert sum(r["noisy_label"] != r["gold_label"] for r in rows) == 1  # 4 of 5 were wrong or missing
     assert [r["text"] for r in rows] == ["a", "b", "c", "d", "e"]
+
+
+def test_grouped_merges_the_classes_by_their_grouping_and_keeps_the_labellers_errors(tmp_path):
+    src, out = tmp_path / "rel", tmp_path / "out"
+    src.mkdir()
+    rows = [
+        {
+            "text": "a",
+            "noisy_label": "Cause-Effect",
+            "gold_label": "Product-Producer",
+        },  # same group: now right
+        {
+            "text": "b",
+            "noisy_label": "Member-Collection",
+            "gold_label": "Entity-Origin",
+        },  # across groups: wrong
+        {"text": "c", "noisy_label": "", "gold_label": "Component-Whole"},  # missing stays missing
+        {"text": "d", "noisy_label": "Message-Topic", "gold_label": "Message-Topic"},
+    ]
+    for split in ("train", "valid", "test"):
+        _write(src / f"{split}.csv", rows)
+    assert dev_sets.main(["--source", str(src), "--out", str(out), "--grouped", "--noise"]) == 0
+    for split in ("train", "valid", "test"):
+        got = dev_sets.read_rows(str(out / "rel-grouped" / f"{split}.csv"))
+        assert [r["gold_label"] for r in got] == [
+            "cause-agency",
+            "movement-topic",
+            "part-member",
+            "movement-topic",
+        ]
+        assert [r["noisy_label"] for r in got] == ["cause-agency", "part-member", "", "movement-topic"]
+    assert not (out / "rel-binary").exists() and not (out / "rel-noise40").exists()
+
+
+def test_grouped_refuses_a_set_no_grouping_covers(tmp_path, capsys):
+    src, out = _source(tmp_path), tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        dev_sets.main(["--source", str(src), "--out", str(out), "--grouped", "--noise"])
+    assert (
+        stop.value.code == 2
+        and "no grouping in GROUPINGS covers the classes of toy" in capsys.readouterr().err
+    )
+    assert not (out / "toy-grouped").exists()
