@@ -5,7 +5,13 @@
 Per benchmark run without trusted rows: the wrong-label share the gate read (the reason's "the run
 estimates N% ..."), the measured validation share, and the measured *validation* accuracy of the refined
 labels minus the plain classifier's and of the distilled model minus the plain model's (validation gold,
-read by the benchmark for the estimates table). Test columns are not read. Sorted by the reading.
+read by the benchmark for the estimates table). Beside each measured difference, the run's own gold-free
+estimate of it (the estimates table's points: the refined posteriors' expected accuracy of each
+candidate). Test columns are not read. Sorted by the reading.
+
+Then a second way through the gate, tried as research (twenty-fifth round): a run the gate closes also
+delivers the method's output where its estimated gain over plain is at least a threshold. Per threshold,
+the runs it would open and what validation gold says of them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ def rows(paths: list[str]) -> list[dict]:
         if path.endswith("summary.json"):
             continue
         for run in run_rows(path):  # the acceptance summary's reading of each run, gate share included
-            valid = {name: pair[1] for name, pair in run["estimated_vs_measured_valid"].items()}
+            pairs = run["estimated_vs_measured_valid"]
+            valid = {name: pair[1] for name, pair in pairs.items()}
+            estimated = {name: pair[0] for name, pair in pairs.items()}
             if run["trusted"] or not valid:
                 continue
             out.append(
@@ -32,19 +40,53 @@ def rows(paths: list[str]) -> list[dict]:
                     "kept": run["kept"].split("/")[0],
                     "refined_minus_plain_valid": round(valid["refined"] - valid["plain"], 3),
                     "served_minus_plain_model_valid": round(valid["served"] - valid["plain_model"], 3),
+                    "refined_minus_plain_estimated": round(estimated["refined"] - estimated["plain"], 3),
+                    "served_minus_plain_model_estimated": round(
+                        estimated["served"] - estimated["plain_model"], 3
+                    ),
                 }
             )
     return sorted(out, key=lambda r: r["reading"])
 
 
+THRESHOLDS = (0.06, 0.08, 0.09, 0.10, 0.12, 0.15)
+HARM = -0.01  # a validation difference below this counts as a harm (the issue's one point)
+
+
+def second_path(found: list[dict]) -> list[str]:
+    """Per threshold: the closed runs whose estimated gain (labels) reaches it, with their validation gains."""
+    closed = [r for r in found if r["kept"] == "plain"]
+    lines = []
+    for threshold in THRESHOLDS:
+        opened = [r for r in closed if r["refined_minus_plain_estimated"] >= threshold]
+        gains = [r["refined_minus_plain_valid"] for r in opened] + [
+            r["served_minus_plain_model_valid"] for r in opened
+        ]
+        harms = sum(g < HARM for g in gains)
+        mean = sum(gains) / len(gains) if gains else 0.0
+        names = ", ".join(f"{r['run']} ({r['refined_minus_plain_valid']:+.3f})" for r in opened) or "-"
+        lines.append(
+            f">= {threshold:.2f}: opens {len(opened)} of {len(closed)} closed runs, mean validation gain "
+            f"(labels and model) {mean:+.3f}, {harms} of {len(gains)} below {HARM:+.2f}: {names}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     found = rows(argv if argv is not None else sys.argv[1:])
-    print(f"{'reading':>8} {'true':>6}  {'run':<48}{'kept':<9}{'refined-plain':>14}{'served-plain':>13}")
+    print(
+        f"{'reading':>8} {'true':>6}  {'run':<48}{'kept':<9}{'refined-plain':>14}{'(estimated)':>12}"
+        f"{'served-plain':>13}{'(estimated)':>12}"
+    )
     for r in found:
         print(
             f"{r['reading']:>8.2f} {r['true_valid']:>6.3f}  {r['run']:<48}{r['kept']:<9}"
-            f"{r['refined_minus_plain_valid']:>+14.3f}{r['served_minus_plain_model_valid']:>+13.3f}"
+            f"{r['refined_minus_plain_valid']:>+14.3f}{r['refined_minus_plain_estimated']:>+12.3f}"
+            f"{r['served_minus_plain_model_valid']:>+13.3f}{r['served_minus_plain_model_estimated']:>+12.3f}"
         )
+    print("\nthe gate closed; opened also where the estimated gain of the refined labels reaches:")
+    for line in second_path(found):
+        print(line)
     return 0
 
 

@@ -111,6 +111,24 @@ def test_a_copier_the_moments_read_as_perfect_is_held_to_the_wrong_share(rng):
     assert held.method == estimates.HELD and moments.method == "moments"
 
 
+def test_a_held_interval_reaches_down_to_agreement_minus_the_wrong_share(rng):
+    """A copier that also errs where its label is right (it departs from 4 % of the labels, all of them right
+    ones): the held point is the top the wrong share allows, above the truth; the interval reaches down to
+    agreement - share, the least it can be right, and so holds the truth (the grouped weak-vote runs)."""
+    y = rng.integers(0, C, N)
+    noisy = _draw(rng, y, _symmetric(0.1))
+    copy = noisy.copy()
+    right_rows = np.flatnonzero(noisy == y)[: int(0.04 * N)]
+    copy[right_rows] = (copy[right_rows] + 1) % C
+    moments = estimates.predictor_accuracy(copy, noisy, np.eye(C))
+    wrong, agreement = float((noisy != y).mean()), float((copy == noisy).mean())
+    held = estimates.held_to_wrong_share(moments, copy, noisy, wrong)
+    truth = float((copy == y).mean())
+    assert held.method == estimates.HELD and held.accuracy > truth + 0.05  # the point is an upper bound
+    assert held.low == pytest.approx(agreement - wrong) and held.low <= truth <= held.high
+    assert held.high >= moments.high  # widened, not narrowed
+
+
 def test_an_estimate_the_wrong_share_allows_is_left_as_it_is(rng):
     y = rng.integers(0, C, N)
     t = _symmetric(0.3)
