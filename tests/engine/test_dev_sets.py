@@ -52,18 +52,11 @@ def test_a_noise_level_corrects_wrong_labels_from_gold_down_to_the_level(tmp_pat
 def test_grouped_merges_the_classes_by_their_grouping_and_keeps_the_labellers_errors(tmp_path):
     src, out = tmp_path / "rel", tmp_path / "out"
     src.mkdir()
+    # a: same group, now right; b: across groups, still wrong; c: missing stays missing; d: right as it was
     rows = [
-        {
-            "text": "a",
-            "noisy_label": "Cause-Effect",
-            "gold_label": "Product-Producer",
-        },  # same group: now right
-        {
-            "text": "b",
-            "noisy_label": "Member-Collection",
-            "gold_label": "Entity-Origin",
-        },  # across groups: wrong
-        {"text": "c", "noisy_label": "", "gold_label": "Component-Whole"},  # missing stays missing
+        {"text": "a", "noisy_label": "Cause-Effect", "gold_label": "Product-Producer"},
+        {"text": "b", "noisy_label": "Member-Collection", "gold_label": "Entity-Origin"},
+        {"text": "c", "noisy_label": "", "gold_label": "Component-Whole"},
         {"text": "d", "noisy_label": "Message-Topic", "gold_label": "Message-Topic"},
     ]
     for split in ("train", "valid", "test"):
