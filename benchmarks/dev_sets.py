@@ -107,9 +107,10 @@ def _write_variant(out: str, name: str, splits: dict[str, list[dict[str, str]]],
     """Every split relabelled into `out/name`; the training split's wrong share after relabelling."""
     target = os.path.join(out, name)
     os.makedirs(target, exist_ok=True)
-    for split, rows in splits.items():
-        write_rows(os.path.join(target, f"{split}.csv"), relabel(rows))
-    train = relabel(splits["train"])
+    written = {split: relabel(rows) for split, rows in splits.items()}
+    for split, rows in written.items():
+        write_rows(os.path.join(target, f"{split}.csv"), rows)
+    train = written["train"]
     return sum(r["noisy_label"] != r["gold_label"] for r in train) / max(1, len(train))
 
 
