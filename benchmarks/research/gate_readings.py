@@ -12,13 +12,23 @@ candidate). Test columns are not read. Sorted by the reading.
 Then a second way through the gate, tried as research (twenty-fifth round): a run the gate closes also
 delivers the method's output where its estimated gain over plain is at least a threshold. Per threshold,
 the runs it would open and what validation gold says of them.
+
+    python -m benchmarks.research.gate_readings <run JSON ...> --dumps <dump .npz ...>
+
+With dumps (`benchmarks.quality --dump-arrays`; each named <set>/seed<N>.npz), also each dumped run's
+validation accuracy and macro-F1 of the refined labels minus the plain classifier's and of the distilled
+model minus the plain model's: the JSON carries validation accuracy only, and the issue's bar is on both.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
+import numpy as np
+
 from benchmarks.acceptance import run_rows
+from sidyp_engine.metrics import macro_f1
 
 
 def rows(paths: list[str]) -> list[dict]:
@@ -72,8 +82,29 @@ def second_path(found: list[dict]) -> list[str]:
     return lines
 
 
+def dump_gains(path: str) -> str:
+    """One dump's validation differences, accuracy and macro-F1 (labelled rows with a gold label)."""
+    a = np.load(path)
+    gold = a["valid_gold"]
+    n_classes = int(max(gold.max(), *(a[f"valid_pred_{k}"].max() for k in ("plain", "refined"))) + 1)
+    keep = gold >= 0
+
+    def scores(name: str) -> tuple[float, float]:
+        pred = a[f"valid_pred_{name}"][keep]
+        return float((pred == gold[keep]).mean()), macro_f1(gold[keep], pred, n_classes)
+
+    run = f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)[:-4]}"
+    parts = []
+    for method, plain in (("refined", "plain"), ("served", "plain_model")):
+        (acc, f1), (acc0, f10) = scores(method), scores(plain)
+        parts.append(f"{method}-{plain} accuracy {acc - acc0:+.3f} macro-F1 {f1 - f10:+.3f}")
+    return f"{run:<48}" + "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
-    found = rows(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    dumps = argv[argv.index("--dumps") + 1 :] if "--dumps" in argv else []
+    found = rows(argv[: argv.index("--dumps")] if "--dumps" in argv else argv)
     print(
         f"{'reading':>8} {'true':>6}  {'run':<48}{'kept':<9}{'refined-plain':>14}{'(estimated)':>12}"
         f"{'served-plain':>13}{'(estimated)':>12}"
@@ -87,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nthe gate closed; opened also where the estimated gain of the refined labels reaches:")
     for line in second_path(found):
         print(line)
+    if dumps:
+        print("\nvalidation differences from the dumps (gold of the validation rows):")
+        for path in dumps:
+            print(dump_gains(path))
     return 0
 
 

@@ -10,7 +10,11 @@ Reads dumps of `benchmarks.quality --dump-arrays` (validation gold only; test is
    confidence moved to the nearer end of the moment estimate's interval when outside it, else left:
    `_confidence_target` before its bound exception), `capped` (flattened no further than the interval's top,
    sharpened to the point), `adopted` (`capped`, a "bound" estimate followed to its point:
-   `_confidence_target`), `floor` (NLL-fitted to the validation gold, which no run can know).
+   `_confidence_target`), and two tried in the twenty-sixth round, not adopted: `within` (left as trained
+   inside the interval, flattened to its top from above, sharpened to the point only from below its low
+   end) and `agree` (`adopted`, but sharpened no further than the model's agreement with its noisy
+   validation labels), each following a "bound" to its point; `floor` (NLL-fitted to the validation gold,
+   which no run can know).
 2. The anchor T (`estimates.anchor_noise_matrix`) assumes the stage-1 ensemble's P(ỹ | x) is calibrated.
    Its target is the noisy label, so one temperature fitted by the validation rows' noisy-label NLL
    calibrates it without gold. `current` (raw) against `calibrated`: the wrong-label share
@@ -110,6 +114,22 @@ def row(path: str) -> dict:
             # the rule adopted (`_confidence_target`): capped, but a "bound" estimate followed to its point
             adopted = est.accuracy if est.method == "bound" else capped
             r["plain_model_ece_adopted"] = _ece_at(logits_plain, adopted, labelled, gold)
+            # left as trained anywhere inside the interval, flattened to its top from above it, sharpened to
+            # the point only from below it (a "bound" followed to its point): the twenty-sixth round's rule
+            within = est.high if conf > est.high else (est.accuracy if conf < est.low else conf)
+            within = est.accuracy if est.method == "bound" else within
+            r["plain_model_ece_within"] = _ece_at(logits_plain, within, labelled, gold)
+            # sharpened no further than its agreement with its noisy validation labels (gold-free: a model less
+            # confident than that is under-confident by its own labels), nor beyond the point; else `adopted`
+            given = noisy >= 0
+            agreement = float((logits_plain.argmax(1) == noisy)[given].mean())
+            r["plain_model_agreement"] = round(agreement, 4)
+            agree = min(est.accuracy, max(conf, agreement)) if conf < est.accuracy else capped
+            agree = est.accuracy if est.method == "bound" else agree
+            r["plain_model_ece_agree"] = _ece_at(logits_plain, agree, labelled, gold)
+            # the accuracy the report then gives the plain model (its confidence's target), against validation
+            for rule, figure in (("adopted", adopted), ("within", within), ("agree", agree)):
+                r[f"plain_model_figure_error_{rule}"] = round(figure - out["plain_model_valid_accuracy"], 4)
         out[name] = r
     return out
 
@@ -132,22 +152,23 @@ def main(argv: list[str] | None = None) -> int:
             mae = np.mean(np.abs(errs)) if errs else float("nan")
             line += f"{r[v]['wrong_share']:>12.3f}{mae:>9.3f}{r[v].get('plain_model_ece_following', float('nan')):>7.3f}"
         print(line + f"   T={r['calibrated']['temperature']}")
-    rules = ("untempered", "following", "nearest", "capped", "adopted", "gold_floor")
+    rules = ("untempered", "following", "nearest", "capped", "adopted", "within", "agree", "gold_floor")
     print(
-        f"{'run':<44}{'acc':>6}{'conf':>6}{'est':>6}{'low':>6}{'high':>6}"
+        f"{'run':<44}{'acc':>6}{'conf':>6}{'agree':>6}{'est':>6}{'low':>6}{'high':>6}"
         + "".join(f"{k[:8]:>9}" for k in rules)
     )
     table = [r for r in rows if "plain_model_estimate" in r["current"]]
     for r in table:
         c, e = r["current"], r["current"]["plain_model_estimate"]
         eces = {
-            **{k: c[f"plain_model_ece_{k}"] for k in rules[1:5]},
+            **{k: c[f"plain_model_ece_{k}"] for k in rules[1:7]},
             "untempered": r["plain_model_ece_untempered"],
         }
         eces["gold_floor"] = r["plain_model_ece_gold_floor"]
         r["plain_model_eces"] = eces
         print(
             f"{r['run'][:43]:<44}{r['plain_model_valid_accuracy']:>6.3f}{c['plain_model_confidence_untempered']:>6.3f}"
+            f"{c['plain_model_agreement']:>6.3f}"
             f"{e['accuracy']:>6.3f}{e['low']:>6.3f}{e['high']:>6.3f}"
             + "".join(f"{eces[k]:>9.3f}" for k in rules)
             + f"  {e['method']}"
@@ -155,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     if table:
         means = "  ".join(f"{k} {np.mean([r['plain_model_eces'][k] for r in table]):.3f}" for k in rules)
         print(f"mean validation ECE of the plain model over {len(table)} runs: {means}")
+        errors = "  ".join(
+            f"{k} {np.mean([abs(r['current'][f'plain_model_figure_error_{k}']) for r in table]):.3f}"
+            for k in ("adopted", "within", "agree")
+        )
+        print(f"mean error of the plain model's figure against its validation accuracy: {errors}")
     for v in variants:
         share = np.mean([abs(r[v]["wrong_share"] - r["true_wrong_share"]) for r in rows])
         acc = np.mean([abs(e) for r in rows for e in r[v]["accuracy_errors"].values()])
