@@ -115,7 +115,7 @@ def row(path: str) -> dict:
             adopted = est.accuracy if est.method == "bound" else capped
             r["plain_model_ece_adopted"] = _ece_at(logits_plain, adopted, labelled, gold)
             # left as trained anywhere inside the interval, flattened to its top from above it, sharpened to
-            # the point only from below it (a "bound" followed to its point): the twenty-sixth round's rule
+            # the point only from below it (a "bound" followed to its point): tried, not adopted (26th round)
             within = est.high if conf > est.high else (est.accuracy if conf < est.low else conf)
             within = est.accuracy if est.method == "bound" else within
             r["plain_model_ece_within"] = _ece_at(logits_plain, within, labelled, gold)
