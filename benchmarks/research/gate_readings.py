@@ -85,8 +85,7 @@ def second_path(found: list[dict]) -> list[str]:
 def dump_gains(path: str) -> str:
     """One dump's validation differences, accuracy and macro-F1 (labelled rows with a gold label)."""
     a = np.load(path)
-    gold = a["valid_gold"]
-    n_classes = int(max(gold.max(), *(a[f"valid_pred_{k}"].max() for k in ("plain", "refined"))) + 1)
+    gold, n_classes = a["valid_gold"], a["selection_noise_matrix"].shape[0]  # the run's classes
     keep = gold >= 0
 
     def scores(name: str) -> tuple[float, float]:
@@ -103,8 +102,8 @@ def dump_gains(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
-    dumps = argv[argv.index("--dumps") + 1 :] if "--dumps" in argv else []
-    found = rows(argv[: argv.index("--dumps")] if "--dumps" in argv else argv)
+    cut = argv.index("--dumps") if "--dumps" in argv else len(argv)
+    found, dumps = rows(argv[:cut]), argv[cut + 1 :]
     print(
         f"{'reading':>8} {'true':>6}  {'run':<48}{'kept':<9}{'refined-plain':>14}{'(estimated)':>12}"
         f"{'served-plain':>13}{'(estimated)':>12}"
