@@ -52,6 +52,7 @@ from sidyp_engine.stages.select import (
     selection_noise_matrix,
 )
 from sidyp_engine.stages.serve import distill_served, served_codec
+from sidyp_engine.stages.trusted import refined_labels_unchecked
 from sidyp_engine.types import (
     CalibrationConfig,
     CalibrationResult,
@@ -162,6 +163,12 @@ def calibrate(
 
     with report.stage("posterior", "composing P(y | x)"):
         post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
+        unchecked = None
+        if trusted_ids is not None:  # the select stage scores the refined labels on these (stages/trusted.py)
+            report("posterior", 0.8, "refined labels of the trusted rows, as if unchecked")
+            unchecked = refined_labels_unchecked(
+                cfg, inputs, ens, flags, frozen, cond, trusted_ids, device, stop
+            )
     metrics = {"posterior_temperature": post.temperature, "vote_smoothing": post.vote_smoothing}
     report("posterior", 1.0, "posteriors ready", metrics)
 
@@ -182,7 +189,7 @@ def calibrate(
     with report.stage("select", "estimating the accuracy of each candidate"):
         plain = plain_model(plain_ens, tokenizer, inputs, cfg.max_length, device)
         probe = linear_probe(inputs, frozen, encoder, cfg.max_length, device, cfg.seed, trusted_ids)
-        kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids)
+        kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
     report.timings["total"] = time.perf_counter() - started
@@ -221,8 +228,10 @@ def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
     return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
 
 
-def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids):
-    """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's."""
+def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked):
+    """The do-no-harm choice between the method's outputs, the plain classifier's and the linear probe's;
+    `unchecked`: the refined labels of the trusted training rows from re-fits that hid them
+    (`refined_labels_unchecked`)."""
     t_matrix = selection_noise_matrix(ens)
     return select_outputs(
         inputs,
@@ -236,6 +245,7 @@ def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids
         cfg.seed,
         gold_free_may_switch=cfg.selection == "auto",
         probe_candidate=probe,
+        refined_unchecked=unchecked,
     )
 
 

@@ -6,8 +6,8 @@ Two decisions, each between the method's output and the plain one:
 The plain fine-tune is stage 1 with one branch (`stages.ensemble.plain_config`): what a user gets by
 fine-tuning on the labels as they are, so keeping it never delivers less than plain fine-tuning.
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
-(measured on the trusted rows, else the run's own estimate), and with trusted rows also when plain is better
-on them in at least 95 % of paired bootstrap resamples. Gold-free, a plain choice of the gate goes back to
+(measured on the trusted rows, else the run's own estimate); with trusted rows, whichever side is better
+on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is. Gold-free, a plain choice of the gate goes back to
 the method's output where plain has starved a class the labeller uses that the method's refined labels and
 served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
@@ -107,7 +107,7 @@ class Selection:
             "reason": self.reason,
             "rule": (
                 f"plain unless >= {METHOD_MIN_NOISE:.0%} of the labels are wrong (measured on trusted rows, "
-                f"else the run's estimate); with trusted rows also plain when better on them in >= "
+                f"else the run's estimate); with trusted rows, whichever is better on them in >= "
                 f"{CONFIDENCE:.0%} of paired bootstrap resamples; without them, not a plain classifier that "
                 f"predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
                 f">= {STARVED_MIN_SHARE:.0%} and >= {STARVED_MIN_ROWS} of them) where neither the refined labels "
@@ -175,7 +175,8 @@ def select(
     `predictions` holds PLAIN and REFINED, and SERVED / PLAIN_MODEL when there is a model to choose;
     `noisy` the rows' noisy label ids (-1 = none), `trusted` their trusted label ids (-1 = not trusted).
     Plain is kept when it is clearly better on the trusted rows (when there are any) and, with
-    `gold_free_may_switch` (config `selection="auto"`, the default), when the wrong-label share is below
+    `gold_free_may_switch` (config `selection="auto"`, the default), when the method is not clearly better
+    on them and the wrong-label share is below
     METHOD_MIN_NOISE: measured on the trusted rows, else the run's own estimate `method_wrong_share`
     (which is then also the reported wrong-label share, and its complement the LLM labels' accuracy).
     The gold-free estimates are computed and reported, never acted on: with `reference` (the rows'
@@ -241,7 +242,17 @@ def select(
         # gold-free, the moment estimates are reported but never overturn the method: on the shared sets
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
         clearly_better = margins[decision] > 0 and has_trusted
-        kept[decision] = plain if may_switch and (gated or clearly_better) else method
+        # trusted rows measure both sides: a method clearly better on them is kept whatever the gate reads
+        # (the gate is a share of wrong labels, a proxy for that very difference; docs/method.md,
+        # "Twenty-seventh round")
+        method_clearly_better = False
+        if has_trusted:
+            margins[f"{decision}_method"] = plain_margin(
+                predictions[method], predictions[plain], noisy, t, trusted, seed
+            )
+            method_clearly_better = margins[f"{decision}_method"] > 0
+        switch = (gated and not method_clearly_better) or clearly_better
+        kept[decision] = plain if may_switch and switch else method
     starved = (
         _starved_choice(kept, predictions, noisy, t.shape[0], refined_unforced)
         if gated and not has_trusted
@@ -258,6 +269,8 @@ def select(
         )
     if gated:
         unless = " unless it has not learnt a class the labeller uses" if starved else ""
+        if has_trusted and any(margins.get(f"{d}_method", 0.0) > 0 for d in ("labels", "model")):
+            unless = " unless the method is clearly better on them"
         reason = (
             f"{who} {gate_share:.0%} of the labels wrong, below the "
             f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept{unless}; "
@@ -423,6 +436,8 @@ def _reason(
             )
         elif plain in found and method in found:
             why = "not clearly better" if has_trusted else "gold-free estimates are not acted on"
+            if has_trusted and margins.get(f"{decision}_method", 0.0) > 0:
+                why = "clearly better on the trusted rows"
             parts.append(
                 f"{decision}: {method} ({found[method].accuracy:.3f}; plain {found[plain].accuracy:.3f}, {why})"
             )

@@ -142,11 +142,14 @@ def select_outputs(
     seed: int,
     gold_free_may_switch: bool = False,
     probe_candidate: Probe | None = None,
+    refined_unchecked: np.ndarray | None = None,
 ) -> Kept:
     """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept.
 
     `ens` is stage 1 (its held-out P(ỹ | x) are kept for research); `plain_ens` the plain fine-tune, whose
-    P(ỹ | x) are the "plain" labels and whose model is "plain_model"."""
+    P(ỹ | x) are the "plain" labels and whose model is "plain_model". `refined_unchecked`: the refined
+    labels of the trusted training rows from re-fits that never read their trusted label
+    (`stages.trusted`), which score the refined labels there in place of the delivered ones."""
     models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
     valid_logits = {
         name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
@@ -160,7 +163,15 @@ def select_outputs(
         **{name: logits.argmax(1) for name, logits in valid_logits.items()},
     }
     rows = _trusted_rows(
-        inputs, plain_ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate
+        inputs,
+        plain_ens,
+        post,
+        models,
+        valid_preds,
+        valid_logits,
+        trusted_ids,
+        probe_candidate,
+        refined_unchecked,
     )
     if rows is None:
         preds, noisy, trusted = valid_preds, inputs.valid_ids, None
@@ -276,10 +287,20 @@ class TrustedRows:
 
 
 def _trusted_rows(
-    inputs, plain_ens, post, models, valid_preds, valid_logits, trusted_ids, probe_candidate=None
+    inputs,
+    plain_ens,
+    post,
+    models,
+    valid_preds,
+    valid_logits,
+    trusted_ids,
+    probe_candidate=None,
+    refined_unchecked=None,
 ) -> TrustedRows | None:
     """Every candidate on the trusted rows (None without any): validation rows as above, training rows by
-    the suggested label (labels candidates) and the prediction on the text (models)."""
+    the suggested label (labels candidates) and the prediction on the text (models). The refined labels
+    of training rows are `refined_unchecked` where given: the delivered ones read the row's own trusted
+    label (`stages.trusted`)."""
     train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
     keep, rows = valid_trusted >= 0, np.flatnonzero(train_trusted >= 0)
     if not keep.any() and not len(rows):
@@ -291,7 +312,9 @@ def _trusted_rows(
     }
     on_train = {
         selection.PLAIN: plain_ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
-        selection.REFINED: post.train[rows].argmax(1).numpy(),
+        selection.REFINED: post.train[rows].argmax(1).numpy()
+        if refined_unchecked is None
+        else np.asarray(refined_unchecked),
     }
     if probe_candidate is not None:
         on_train[selection.PROBE] = probe_candidate.train[rows].argmax(1).numpy()

@@ -416,3 +416,52 @@ def test_a_kept_plain_model_reads_the_same_in_the_plain_classifier_row_on_the_ev
     rows = select_stage._with_the_kept_row(table, selection.SERVED, kept)
     assert rows[selection.SERVED] == kept and rows[selection.PLAIN] == table[selection.PLAIN]
     assert select_stage._with_the_kept_row(table, selection.SERVED, None) == table
+
+
+@pytest.mark.slow  # two whole calibrate runs: in `make test`, not `make test-fast`
+def test_refined_labels_are_scored_on_trusted_rows_by_refits_that_hid_them(toy, tiny_backbone, monkeypatch):
+    from sidyp_engine import pipeline
+    from sidyp_engine.stages import trusted as trusted_stage
+    from sidyp_engine.stages.inputs import validate
+
+    texts, noisy, _, classes, trusted = toy
+    cfg = _config(tiny_backbone)
+    hidden_per_refit, found = [], {}
+    real_prior, real_unchecked, real_rows = (
+        trusted_stage.dynamic_prior,
+        pipeline.refined_labels_unchecked,
+        select_stage._trusted_rows,
+    )
+
+    def prior_spy(cfg, inputs, ens, flags, frozen, report, ids):
+        hidden_per_refit.append(np.flatnonzero((full >= 0) & (ids < 0)))
+        return real_prior(cfg, inputs, ens, flags, frozen, report, ids)
+
+    def unchecked_spy(*args):
+        found["unchecked"] = real_unchecked(*args)
+        return found["unchecked"]
+
+    def rows_spy(*args):
+        found["rows"] = real_rows(*args)
+        return found["rows"]
+
+    full = np.array([classes.index(t) if t is not None else -1 for t in trusted])
+    monkeypatch.setattr(trusted_stage, "dynamic_prior", prior_spy)
+    monkeypatch.setattr(pipeline, "refined_labels_unchecked", unchecked_spy)
+    monkeypatch.setattr(select_stage, "_trusted_rows", rows_spy)
+    run = {"config": cfg, "trusted_labels": trusted, "collect_diagnostics": True}
+    result = calibrate(texts, noisy, classes, **run)
+    inputs = validate(cfg, texts, noisy, classes, None, None, None)
+    on_train = np.flatnonzero(full[inputs.fit_rows] >= 0)
+    # two re-fits, each hiding its own part of the trusted training rows, together all of them
+    assert len(hidden_per_refit) == trusted_stage.TRUSTED_FOLDS
+    assert all(len(h) for h in hidden_per_refit)
+    assert sorted(np.concatenate(hidden_per_refit).tolist()) == inputs.fit_rows[on_train].tolist()
+    # the refined labels of those rows are the re-fits' (the validation rows come first)
+    rows = found["rows"]
+    assert (rows.predictions[selection.REFINED][rows.n_valid :] == found["unchecked"]).all()
+    # nothing before the choice moved: without the re-fits the run trains the same served and plain models
+    monkeypatch.setattr(pipeline, "refined_labels_unchecked", lambda *args: None)
+    again = calibrate(texts, noisy, classes, **run)
+    for name in ("valid_posteriors", "valid_logits_served", "valid_logits_plain_model", "noise_scores"):
+        assert np.array_equal(result.diagnostic_arrays[name], again.diagnostic_arrays[name]), name

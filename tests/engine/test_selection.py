@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -130,9 +132,9 @@ def test_noise_gate_keeps_plain_when_the_run_finds_few_wrong_labels(planted):
 
 def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
     rng, y, t, noisy = planted  # 30 % of the noisy labels wrong
-    preds = {
-        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
-        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+    preds = {  # the method a little better, not clearly so on 400 trusted rows: the gate decides
+        selection.PLAIN: _draw(rng, y, _symmetric(0.22)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.2)),
     }
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
@@ -141,6 +143,7 @@ def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
         preds, noisy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.6)
     )
     assert chosen.kept_labels == selection.PLAIN and "the trusted rows show" in chosen.reason
+    assert chosen.margins["labels_method"] <= 0 < chosen.margins["labels_method"] + 0.1
     heavy = _draw(rng, y, _symmetric(0.6))  # 60 % wrong: the gate lets the method through
     chosen = selection.select(
         preds, heavy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.1)
@@ -150,6 +153,32 @@ def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
         preds, noisy, t, trusted, gold_free_may_switch=False, method_wrong_share=_share(0.1)
     )
     assert only.kept_labels == selection.REFINED  # selection="trusted": no gate
+
+
+def test_a_method_clearly_better_on_the_trusted_rows_is_kept_whatever_the_gate_reads(planted):
+    rng, y, t, noisy = planted  # 30 % of the noisy labels wrong: below the gate
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+        selection.PLAIN_MODEL: _draw(rng, y, _symmetric(0.25)),
+        selection.SERVED: _draw(rng, y, _symmetric(0.24)),
+    }
+    trusted = np.full(N, -1)
+    trusted[:400] = y[:400]
+    chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=True)
+    # labels: 20 points better on 400 rows overrule the gate; model: one point is not clearly better
+    assert (chosen.kept_labels, chosen.kept_model) == (selection.REFINED, selection.PLAIN_MODEL)
+    assert chosen.margins["labels_method"] > 0.1 and chosen.margins["model_method"] < 0
+    assert "so the plain classifier is kept unless the method is clearly better on them" in chosen.reason
+    assert re.search(
+        r"labels: refined \(0\.\d+; plain 0\.\d+, clearly better on the trusted rows\)", chosen.reason
+    )
+    # the reverse holds as before: plain clearly better on them is kept above the gate too
+    heavy = _draw(rng, y, _symmetric(0.6))
+    flipped = {**preds, selection.PLAIN: preds[selection.REFINED], selection.REFINED: preds[selection.PLAIN]}
+    chosen = selection.select(flipped, heavy, t, trusted, gold_free_may_switch=True)
+    assert chosen.kept_labels == selection.PLAIN and chosen.margins["labels"] > 0.1
+    assert chosen.margins["labels_method"] < 0
 
 
 def test_the_moments_of_a_model_that_copies_its_labels_follow_the_runs_wrong_share(planted):

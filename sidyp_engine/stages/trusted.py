@@ -1,0 +1,62 @@
+"""The refined labels of the trusted training rows as they would be had nobody checked them (cross-fitted).
+
+The run anchors the prior with every trusted label and fits the refiner to those rows' one-hot priors, so
+its refined label on a trusted training row partly reads that row's own trusted label: scored against it,
+the refined labels looked better than on any row nobody checked (docs/method.md, "Twenty-seventh round").
+The select stage scores them instead by these: the trusted rows are split into folds, each fold's trusted
+labels hidden (its rows keep their noisy label, as any row does), and the prior, the refiner and the
+posteriors re-run for it. Nothing delivered is changed; the refiner re-fits seed themselves (`seeded_rng`),
+so the stages after this one compute what they computed without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sidyp_engine.classifier import EnsembleOutput
+from sidyp_engine.stages.inputs import Inputs
+from sidyp_engine.stages.posterior import compose_posteriors
+from sidyp_engine.stages.prior import NoiseFlags, dynamic_prior
+from sidyp_engine.stages.refine import Conditioning, train_refiner
+from sidyp_engine.types import CalibrationConfig, ShouldStop
+
+# Two folds: each re-fit keeps half the trusted anchors, as close to the delivered run as one more fit allows.
+TRUSTED_FOLDS = 2
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The re-fits' progress is not the run's: the select stage reports its own."""
+
+
+def refined_labels_unchecked(
+    cfg: CalibrationConfig,
+    inputs: Inputs,
+    ens: EnsembleOutput,
+    flags: NoiseFlags,
+    frozen: dict[str, torch.Tensor],
+    cond: Conditioning,
+    trusted_ids: np.ndarray | None,
+    device: torch.device,
+    should_stop: ShouldStop | None = None,
+) -> np.ndarray | None:
+    """Refined label id of each trusted training row (in the order of `np.flatnonzero` over the fitted rows'
+    trusted ids) from a prior and refiner that never read its trusted label; None without such rows."""
+    if trusted_ids is None:
+        return None
+    rows = np.flatnonzero(trusted_ids[inputs.fit_rows] >= 0)
+    if not len(rows):
+        return None
+    fold = np.random.default_rng(cfg.seed).permutation(len(rows)) % TRUSTED_FOLDS
+    found = np.full(len(rows), -1, dtype=np.int64)
+    for f in range(TRUSTED_FOLDS):
+        hidden = rows[fold == f]
+        if not len(hidden):
+            continue
+        ids = trusted_ids.copy()
+        ids[inputs.fit_rows[hidden]] = -1
+        prior = dynamic_prior(cfg, inputs, ens, flags, frozen, _quiet, ids)
+        refiner = train_refiner(cfg, inputs, cond, prior, device, None, should_stop)
+        post = compose_posteriors(inputs, ens, refiner, cond, prior, _quiet)
+        found[fold == f] = post.train[torch.from_numpy(hidden)].argmax(1).numpy()
+    return found
