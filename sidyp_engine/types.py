@@ -87,8 +87,9 @@ class CalibrationConfig(BaseModel):
     selection: Literal["trusted", "auto"] = Field(
         "auto",
         description="do no harm: which evidence may replace the refined labels and the served model by the "
-        "plain noisy-label classifier. 'auto' = trusted rows when there are any, else the gold-free rule "
-        "(plain unless the run finds >= 40 % of the labels wrong and plain is not estimated clearly better); "
+        "plain noisy-label classifier. 'auto' = the noise gate (plain unless >= 40 % of the labels are "
+        "wrong: measured on the trusted rows when there are any, else the run's estimate), and with trusted "
+        "rows whichever side is clearly better on them; "
         "'trusted' = only trusted rows, the gold-free estimates are reported",
     )
     valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="held-out share when no validation set")
