@@ -7,9 +7,9 @@ The plain fine-tune is stage 1 with one branch (`stages.ensemble.plain_config`):
 fine-tuning on the labels as they are, so keeping it never delivers less than plain fine-tuning.
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate); with trusted rows, whichever side is better
-on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is. Gold-free, a plain choice of the gate goes back to
-the method's output where plain has starved a class the labeller uses that the method's refined labels and
-served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
+on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is.
+Gold-free, a plain choice of the gate goes back to the method's output where plain has starved a class
+the labeller uses that the method's refined labels and served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
 rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
 "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
@@ -175,9 +175,9 @@ def select(
     `predictions` holds PLAIN and REFINED, and SERVED / PLAIN_MODEL when there is a model to choose;
     `noisy` the rows' noisy label ids (-1 = none), `trusted` their trusted label ids (-1 = not trusted).
     Plain is kept when it is clearly better on the trusted rows (when there are any) and, with
-    `gold_free_may_switch` (config `selection="auto"`, the default), when the method is not clearly better
-    on them and the wrong-label share is below
-    METHOD_MIN_NOISE: measured on the trusted rows, else the run's own estimate `method_wrong_share`
+    `gold_free_may_switch` (config `selection="auto"`, the default), when the wrong-label share is below
+    METHOD_MIN_NOISE and the method is not clearly better on the trusted rows (when there are any); the
+    share is measured on the trusted rows, else the run's own estimate `method_wrong_share`
     (which is then also the reported wrong-label share, and its complement the LLM labels' accuracy).
     The gold-free estimates are computed and reported, never acted on: with `reference` (the rows'
     refined posteriors) each candidate's expected accuracy under it, else the method of moments (always

@@ -26,7 +26,7 @@ TRUSTED_FOLDS = 2
 
 
 def _quiet(*_args, **_kwargs) -> None:
-    """The re-fits' progress is not the run's: the select stage reports its own."""
+    """The re-fits report nothing of their own: the posterior stage says it is making them."""
 
 
 def refined_labels_unchecked(

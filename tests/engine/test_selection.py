@@ -143,7 +143,7 @@ def test_trusted_rows_measure_the_wrong_share_for_the_gate(planted):
         preds, noisy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.6)
     )
     assert chosen.kept_labels == selection.PLAIN and "the trusted rows show" in chosen.reason
-    assert chosen.margins["labels_method"] <= 0 < chosen.margins["labels_method"] + 0.1
+    assert -0.1 < chosen.margins["labels_method"] <= 0  # not clearly better, and recorded
     heavy = _draw(rng, y, _symmetric(0.6))  # 60 % wrong: the gate lets the method through
     chosen = selection.select(
         preds, heavy, t, trusted, gold_free_may_switch=True, method_wrong_share=_share(0.1)
