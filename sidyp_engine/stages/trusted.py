@@ -48,6 +48,9 @@ def refined_labels_unchecked(
     if not len(rows):
         return None
     fold = np.random.default_rng(cfg.seed).permutation(len(rows)) % TRUSTED_FOLDS
+    # the training rows' labels read only the training and validation rows: the evaluation texts' passes
+    # (their floor weights) would be computed and dropped
+    labelled = Conditioning(cond.train, cond.valid, None)
     found = np.full(len(rows), -1, dtype=np.int64)
     for f in range(TRUSTED_FOLDS):
         hidden = rows[fold == f]
@@ -56,7 +59,7 @@ def refined_labels_unchecked(
         ids = trusted_ids.copy()
         ids[inputs.fit_rows[hidden]] = -1
         prior = dynamic_prior(cfg, inputs, ens, flags, frozen, _quiet, ids)
-        refiner = train_refiner(cfg, inputs, cond, prior, device, None, should_stop)
-        post = compose_posteriors(inputs, ens, refiner, cond, prior, _quiet)
+        refiner = train_refiner(cfg, inputs, labelled, prior, device, None, should_stop)
+        post = compose_posteriors(inputs, ens, refiner, labelled, prior, _quiet)
         found[fold == f] = post.train[torch.from_numpy(hidden)].argmax(1).numpy()
     return found
