@@ -32,7 +32,6 @@ from sidyp_engine.classifier import release_memory
 from sidyp_engine.device import resolve_device
 from sidyp_engine.model import load_tokenizer, resolve_backbone
 from sidyp_engine.prior import noise_matrix as estimate_noise_matrix
-from sidyp_engine.stages import refine
 from sidyp_engine.stages.ensemble import (
     encode_stage1,
     keep_best_branch,
@@ -44,13 +43,7 @@ from sidyp_engine.stages.ensemble import (
 from sidyp_engine.stages.inputs import Inputs, count_truncated, validate
 from sidyp_engine.stages.posterior import Posteriors, compose_posteriors
 from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, knn_epoch, split_rows
-from sidyp_engine.stages.refine import (
-    conditioning,
-    crossfit_train_transition,
-    encode_refiner,
-    refiner_decoder,
-    train_refiner,
-)
+from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
 from sidyp_engine.stages.select import (
     Kept,
     linear_probe,
@@ -169,13 +162,7 @@ def calibrate(
     report("refiner", 1.0, "refiner ready")
 
     with report.stage("posterior", "composing P(y | x)"):
-        train_transition = None
-        if refine.REFINER_FOLDS > 1:
-            report("posterior", 0.1, "training rows read by refiners fitted without them")
-            train_transition = crossfit_train_transition(
-                cfg, inputs, cond, prior, device, refine.REFINER_FOLDS, stop
-            )
-        post = compose_posteriors(inputs, ens, refiner, cond, prior, report, train_transition)
+        post = compose_posteriors(inputs, ens, refiner, cond, prior, report)
         unchecked = None
         if trusted_ids is not None:  # the select stage scores the refined labels on these (stages/trusted.py)
             report("posterior", 0.8, "refined labels of the trusted rows, as if unchecked")

@@ -194,21 +194,11 @@ def refined_posterior(
 
 
 def compose_posteriors(
-    inputs: Inputs,
-    ens: EnsembleOutput,
-    refiner: Refiner,
-    cond: Conditioning,
-    prior: Prior,
-    report: Report,
-    train_transition: torch.Tensor | None = None,
+    inputs: Inputs, ens: EnsembleOutput, refiner: Refiner, cond: Conditioning, prior: Prior, report: Report
 ) -> Posteriors:
-    """`train_transition`: the training rows' P(y | ỹ, x) when read otherwise than by `refiner`
-    (`stages.refine.crossfit_train_transition`)."""
     noisy_post, transition = ens.noisy_posteriors, refiner.model.transition
     y_valid = inputs.y_valid
-    if train_transition is None:
-        train_transition = transition(cond.train)
-    train = refined_posterior(train_transition, noisy_post["train"], inputs.y_train)
+    train = refined_posterior(transition(cond.train), noisy_post["train"], inputs.y_train)
     report("posterior", 0.5, "validation and extra texts")
     if len(y_valid):
         valid_transition = transition(cond.valid)

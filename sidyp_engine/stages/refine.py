@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from sidyp_engine.classifier import EnsembleOutput
@@ -66,44 +65,6 @@ def train_refiner(
         should_stop=should_stop,
     )
     return Refiner(refiner, history)
-
-
-# Folds of the cross-fitted read of the training rows (0: the refiner reads the rows it was fitted on).
-REFINER_FOLDS = 0
-
-
-def crossfit_train_transition(
-    cfg: CalibrationConfig,
-    inputs: Inputs,
-    cond: Conditioning,
-    prior: Prior,
-    device: torch.device,
-    folds: int,
-    should_stop: ShouldStop | None = None,
-) -> torch.Tensor:
-    """P(y | ỹ, x) [N_train, C, C] of each training row from a refiner fitted on the other folds.
-
-    The refiner is fitted to the training rows' priors; read on those same rows it partly gives their
-    prior back, while on texts it never saw it gives what it learned across rows. Each fold's rows are
-    read by a refiner that never saw them, as a validation text is."""
-    n = len(inputs.y_train)
-    fold = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(n) % folds)
-    out = torch.zeros(n, inputs.n_classes, inputs.n_classes)
-    y_valid = inputs.y_valid
-    for f in range(folds):
-        held, fit = fold == f, fold != f
-        refiner = DiffusionRefiner(refiner_config(cfg), device=device)
-        refiner.fit(
-            cond.train[:, fit],
-            inputs.y_train[fit],
-            prior.train.probs[fit],
-            prior.train.candidates[fit],
-            prior.train.certain[fit],
-            valid=(cond.valid, y_valid, prior.valid.probs) if len(y_valid) else None,
-            should_stop=should_stop,
-        )
-        out[held] = refiner.transition(cond.train[:, held])
-    return out
 
 
 def encode_refiner(refiner: Refiner) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
