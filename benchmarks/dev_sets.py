@@ -91,6 +91,11 @@ def grouped(rows: list[dict[str, str]], groups: dict[str, str]) -> list[dict[str
     return relabelled(rows, lambda label: groups.get(label, ""))
 
 
+def noise_name(name: str, level: float) -> str:
+    """The folder name of `name`'s set at noise `level` (0.05 -> `<name>-noise05`)."""
+    return f"{name}-noise{round(level * 100):02d}"
+
+
 def read_rows(path: str) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         wrong = _write_variant(args.out, f"{name}-binary", splits, lambda rows: one_vs_rest(rows, positive))
         print(f"{args.out}/{name}-binary: {positive} against the rest, wrong share train {wrong:.3f}")
     for level in args.noise:
-        target = os.path.join(args.out, f"{name}-noise{round(level * 100):02d}")
+        target = os.path.join(args.out, noise_name(name, level))
         os.makedirs(target, exist_ok=True)
         shares = {}
         for offset, split in enumerate(("train", "valid")):

@@ -75,13 +75,10 @@ class Run:
         return f"{self.name}-seed{self.seed}.json"
 
 
-def _noise_suffix(level: float) -> str:
-    return f"noise{round(level * 100):02d}"
-
-
 def development_names(shared: SharedSet) -> list[str]:
-    names = [f"{shared.name}-{_noise_suffix(level)}" for level in DEV_NOISE] + [f"{shared.name}-binary"]
-    names += [f"{shared.name}-binary-{_noise_suffix(level)}" for level in shared.binary_noise]
+    binary = f"{shared.name}-binary"
+    names = [dev_sets.noise_name(shared.name, level) for level in DEV_NOISE] + [binary]
+    names += [dev_sets.noise_name(binary, level) for level in shared.binary_noise]
     return (names if shared.development else []) + ([f"{shared.name}-grouped"] if shared.grouped else [])
 
 
@@ -112,8 +109,8 @@ def build_development_sets(shared_dir: str, dev_dir: str, sets: tuple[SharedSet,
             dev_sets.main(["--source", source, "--out", dev_dir, "--noise", *levels, *variants])
             if shared.development and shared.binary_noise:  # made from the two-class set just written
                 binary = os.path.join(dev_dir, f"{shared.name}-binary")
-                levels = [str(level) for level in shared.binary_noise]
-                dev_sets.main(["--source", binary, "--out", dev_dir, "--noise", *levels])
+                binary_levels = [str(level) for level in shared.binary_noise]
+                dev_sets.main(["--source", binary, "--out", dev_dir, "--noise", *binary_levels])
 
 
 def is_current(path: str, repo: str = REPO) -> bool:
