@@ -8,11 +8,11 @@ embeddings come from --cache-dir when there; everything after is recomputed with
 
 from __future__ import annotations
 
-import json
 import sys
 
 from benchmarks import quality
 from benchmarks.research.class_floor_quota import RULES
+from benchmarks.research.script_io import record_variant
 from sidyp_engine.stages import posterior
 
 
@@ -20,13 +20,7 @@ def main(argv: list[str]) -> int:
     rule, args = argv[0], argv[1:]
     posterior.floor_share = RULES[rule]
     code = quality.main(args)
-    if "--out" in args:  # the JSON's `command` is the benchmark's own: say which rule was in place
-        path = args[args.index("--out") + 1]
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        doc["variant"] = {"floor_share": rule, "runner": "python -m benchmarks.research.floor_share_run"}
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
+    record_variant(args, {"floor_share": rule, "runner": "python -m benchmarks.research.floor_share_run"})
     return code
 
 

@@ -12,16 +12,18 @@ reads train and validation gold, never test.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
+
+from benchmarks.research.script_io import dump_key
 
 
 def row(path: str) -> str:
     d = np.load(path)
     tg, tn, vg, vn = d["train_gold"], d["train_noisy"], d["valid_gold"], d["valid_noisy"]
-    name = f"{os.path.basename(os.path.dirname(path))} ({os.path.basename(path)[len('seed') : -len('.npz')]})"
+    set_name, seed = dump_key(path)
+    name = f"{set_name} ({seed})"
     cells = [
         (tn == tg).mean(),
         (vn == vg).mean(),

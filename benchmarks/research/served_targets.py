@@ -19,10 +19,7 @@ import sys
 import numpy as np
 
 from benchmarks.research.lab import ece, macro_f1
-
-
-def _key(path: str) -> tuple[str, int]:
-    return os.path.basename(os.path.dirname(path)), int(os.path.basename(path)[len("seed") : -len(".npz")])
+from benchmarks.research.script_io import dump_key, grouped_args
 
 
 def _temperatures(paths: list[str]) -> dict[str, float]:
@@ -60,29 +57,21 @@ def _cells(path: str, temperatures: dict[str, float]) -> tuple[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    groups: dict[str, list[str]] = {"--base": [], "--variant": [], "--runs": []}
-    current = None
-    for arg in argv:
-        if arg in groups:
-            current = arg
-        elif current is None:
-            raise SystemExit(f"unexpected argument {arg!r}: give --base, --variant and --runs")
-        else:
-            groups[current].append(arg)
+    groups = grouped_args(argv, ("--base", "--variant", "--runs"), "give --base, --variant and --runs")
     temperatures = _temperatures(groups["--runs"])
-    found = {_key(p): p for p in groups["--variant"]}
+    found = {dump_key(p): p for p in groups["--variant"]}
     print(
         "| run | served valid, base (acc / macro-F1 / ECE) | variant | class counts: gold / base / variant |"
     )
     print("|---|---|---|---|")
     for path in sorted(groups["--base"]):
-        if _key(path) not in found:
+        if dump_key(path) not in found:
             continue
         base, base_counts = _cells(path, temperatures)
-        variant, variant_counts = _cells(found[_key(path)], temperatures)
+        variant, variant_counts = _cells(found[dump_key(path)], temperatures)
         gold = np.bincount(np.load(path)["valid_gold"], minlength=len(base_counts))
         counts = " / ".join(" ".join(str(int(c)) for c in a) for a in (gold, base_counts, variant_counts))
-        print(f"| {_key(path)[0]} ({_key(path)[1]}) | {base} | {variant} | {counts} |")
+        print(f"| {dump_key(path)[0]} ({dump_key(path)[1]}) | {base} | {variant} | {counts} |")
     return 0
 
 

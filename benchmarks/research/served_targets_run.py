@@ -12,12 +12,12 @@ is scored once.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import torch
 
 from benchmarks import quality
+from benchmarks.research.script_io import record_variant
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages import serve
 
@@ -53,16 +53,9 @@ def main(argv: list[str]) -> int:
     rule, args = argv[0], argv[1:]
     serve.ServedClassifier = _Distil(targets_rule(rule))
     code = quality.main(args)
-    if "--out" in args:  # the JSON's `command` is the benchmark's own: say which rule was in place
-        path = args[args.index("--out") + 1]
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        doc["variant"] = {
-            "served_targets": rule,
-            "runner": "python -m benchmarks.research.served_targets_run",
-        }
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
+    record_variant(
+        args, {"served_targets": rule, "runner": "python -m benchmarks.research.served_targets_run"}
+    )
     return code
 
 

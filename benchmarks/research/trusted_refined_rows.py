@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from benchmarks.quality_estimates import draw_trusted
+from benchmarks.research.script_io import dump_key, grouped_args
 
 
 def _estimates(paths: list[str]) -> dict[tuple[str, int], float]:
@@ -41,8 +42,7 @@ def table(dumps: list[str], runs: list[str], before: list[str]) -> list[dict]:
     now, earlier = _estimates(runs), _estimates(before)
     out = []
     for path in sorted(dumps):
-        name = os.path.basename(os.path.dirname(path))
-        seed = int(os.path.basename(path)[len("seed") : -len(".npz")])
+        name, seed = dump_key(path)
         if (name, seed) not in now:
             continue
         d = np.load(path)
@@ -68,15 +68,9 @@ def table(dumps: list[str], runs: list[str], before: list[str]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    groups: dict[str, list[str]] = {"--dumps": [], "--runs": [], "--before": []}
-    current = None
-    for arg in argv:
-        if arg in groups:
-            current = arg
-        elif current is None:
-            raise SystemExit(f"unexpected argument {arg!r}: give --dumps, --runs and optionally --before")
-        else:
-            groups[current].append(arg)
+    groups = grouped_args(
+        argv, ("--dumps", "--runs", "--before"), "give --dumps, --runs and optionally --before"
+    )
     rows = table(groups["--dumps"], groups["--runs"], groups["--before"])
     print(
         "| run | reported before | reported now | delivered refined labels on the trusted rows | "

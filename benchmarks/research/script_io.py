@@ -1,0 +1,40 @@
+"""What the research scripts share: a dump's (set, seed), file arguments in named groups, and the record of
+which variant a design run had in place."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def dump_key(path: str) -> tuple[str, int]:
+    """(set, seed) of a `benchmarks.quality --dump-arrays` file, <set>/seed<N>.npz."""
+    return os.path.basename(os.path.dirname(path)), int(os.path.basename(path)[len("seed") : -len(".npz")])
+
+
+def grouped_args(argv: list[str], flags: tuple[str, ...], usage: str) -> dict[str, list[str]]:
+    """`--a x y --b z` -> {"--a": [x, y], "--b": [z]} for the given flags; SystemExit(usage) on a value
+    before any flag."""
+    groups: dict[str, list[str]] = {flag: [] for flag in flags}
+    current = None
+    for arg in argv:
+        if arg in groups:
+            current = arg
+        elif current is None:
+            raise SystemExit(f"unexpected argument {arg!r}: {usage}")
+        else:
+            groups[current].append(arg)
+    return groups
+
+
+def record_variant(args: list[str], variant: dict) -> None:
+    """Add `variant` to the JSON a `benchmarks.quality` run with `args` wrote (its `command` is the
+    benchmark's own and does not say which variant was in place)."""
+    if "--out" not in args:
+        return
+    path = args[args.index("--out") + 1]
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    doc["variant"] = variant
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
