@@ -30,6 +30,8 @@ def _estimates(paths: list[str]) -> dict[tuple[str, int], float]:
     for path in paths:
         with open(path) as f:
             doc = json.load(f)
+        if "dataset" not in doc:  # an acceptance summary beside the runs (a folder's *.json)
+            continue
         name = os.path.basename(doc["dataset"].rstrip("/"))
         for run in doc["runs"]:
             refined = run.get("estimates", {}).get("rows", {}).get("refined")
