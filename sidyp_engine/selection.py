@@ -34,6 +34,8 @@ from sidyp_engine import estimates
 from sidyp_engine.estimates import Estimate
 
 PLAIN, REFINED, SERVED, PLAIN_MODEL, PROBE = "plain", "refined", "served", "plain_model", "probe"
+# decision -> (its plain candidate, the method's); labels first, the model may follow them
+DECISIONS = {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}
 # what each candidate is, in the words the report page and the demo show
 CANDIDATE_DESCRIPTIONS = {
     REFINED: "the refined labels (SiDyP)",
@@ -234,24 +236,35 @@ def select(
     )
     margins: dict[str, float] = {}
     kept = {}
-    for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
+    # per decision, (plain clearly better, method clearly better) on the trusted rows
+    clear: dict[str, tuple[bool, bool]] = {}
+    followed = False
+    for decision, (plain, method) in DECISIONS.items():
         if plain not in predictions or method not in predictions or not (noisy >= 0).any():
             kept[decision] = method
             continue
         margins[decision] = plain_margin(predictions[plain], predictions[method], noisy, t, trusted, seed)
         # gold-free, the moment estimates are reported but never overturn the method: on the shared sets
         # they put plain clearly ahead where the method gains 6 points (docs/method.md, "The noise gate")
-        clearly_better = margins[decision] > 0 and has_trusted
-        # trusted rows measure both sides: a method clearly better on them is kept whatever the gate reads
-        # (the gate is a share of wrong labels, a proxy for that very difference; docs/method.md,
-        # "Twenty-seventh round")
-        method_clearly_better = False
+        plain_clearly_better, method_clearly_better = margins[decision] > 0 and has_trusted, False
         if has_trusted:
+            # trusted rows measure both sides: a method clearly better on them is kept whatever the gate
+            # reads (the gate is a share of wrong labels, a proxy for that very difference; docs/method.md,
+            # "Twenty-seventh round")
             margins[f"{decision}_method"] = plain_margin(
                 predictions[method], predictions[plain], noisy, t, trusted, seed
             )
             method_clearly_better = margins[f"{decision}_method"] > 0
-        switch = (gated and not method_clearly_better) or clearly_better
+        labels_clear = clear.get("labels", (False, False))
+        if decision == "model" and not (plain_clearly_better or method_clearly_better):
+            # the served model is the refined labels' distillation: where the trusted rows settle the
+            # labels and not the model, the model follows the labels rather than the gate (docs/method.md,
+            # "Twenty-ninth round")
+            followed = ((gated and not labels_clear[1]) or labels_clear[0]) != gated
+            if followed:
+                plain_clearly_better, method_clearly_better = labels_clear
+        clear[decision] = (plain_clearly_better, method_clearly_better)
+        switch = (gated and not method_clearly_better) or plain_clearly_better
         kept[decision] = plain if may_switch and switch else method
     starved = (
         _starved_choice(kept, predictions, noisy, t.shape[0], refined_unforced)
@@ -260,7 +273,7 @@ def select(
     )
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
     basis = "trusted" if has_trusted else ("posterior" if found is not moments else "moments")
-    reason = _reason(kept, found, basis, margins, starved, classes) + probe_note
+    reason = _reason(kept, found, basis, margins, starved, classes, followed) + probe_note
     who = "the trusted rows show" if has_trusted else "the run estimates"
     if gold_free_may_switch and gate_share is not None and not gated:
         reason = (
@@ -336,7 +349,7 @@ def _starved_choice(kept, predictions, noisy, n_classes: int, refined_unforced=N
     starved_by_method = {
         c["class"] for pred in outputs.values() for c in starved_classes(pred, noisy, n_classes)
     }
-    for decision, (plain, method) in {"labels": (PLAIN, REFINED), "model": (PLAIN_MODEL, SERVED)}.items():
+    for decision, (plain, method) in DECISIONS.items():
         if kept.get(decision) != plain or method not in predictions:
             continue
         starved = [
@@ -406,13 +419,21 @@ def _reason(
     margins: dict[str, float],
     starved: dict[str, list[dict]] | None = None,
     classes: list[str] | None = None,
+    followed: bool = False,
 ) -> str:
+    """`followed`: the model decision took the labels decision's clear result on the trusted rows."""
     source, has_trusted = _SOURCES[basis], basis == "trusted"
     parts = []
     for decision, name in kept.items():
-        method = REFINED if decision == "labels" else SERVED
-        plain = PLAIN if decision == "labels" else PLAIN_MODEL
+        plain, method = DECISIONS[decision]
         if name == PROBE:  # the probe's own note follows
+            continue
+        if followed and decision == "model":
+            which = "the plain classifier" if name == PLAIN_MODEL else method
+            parts.append(
+                f"model: {which}, following the labels ({method} {found[method].accuracy:.3f}; plain "
+                f"{found[plain].accuracy:.3f} on the trusted rows, which settle neither model clearly)"
+            )
             continue
         if starved and decision in starved:
             which = ", ".join(

@@ -166,13 +166,24 @@ def test_a_method_clearly_better_on_the_trusted_rows_is_kept_whatever_the_gate_r
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
     chosen = selection.select(preds, noisy, t, trusted, gold_free_may_switch=True)
-    # labels: 20 points better on 400 rows overrule the gate; model: one point is not clearly better
-    assert (chosen.kept_labels, chosen.kept_model) == (selection.REFINED, selection.PLAIN_MODEL)
+    # labels: 20 points better on 400 rows overrule the gate; model: one point settles neither side, so the
+    # served model (the refined labels' distillation) follows the labels instead of the gate
+    assert (chosen.kept_labels, chosen.kept_model) == (selection.REFINED, selection.SERVED)
     assert chosen.margins["labels_method"] > 0.1 and chosen.margins["model_method"] < 0
+    assert chosen.margins["model"] < 0
     assert "so the plain classifier is kept unless the method is clearly better on them" in chosen.reason
     assert re.search(
         r"labels: refined \(0\.\d+; plain 0\.\d+, clearly better on the trusted rows\)", chosen.reason
     )
+    assert re.search(r"model: served, following the labels \(served 0\.\d+; plain 0\.\d+", chosen.reason)
+    # a plain model clearly better on the trusted rows is kept, whatever the labels decided
+    weak = dict(preds, **{selection.SERVED: _draw(rng, y, _symmetric(0.45))})
+    chosen = selection.select(weak, noisy, t, trusted, gold_free_may_switch=True)
+    assert (chosen.kept_labels, chosen.kept_model) == (selection.REFINED, selection.PLAIN_MODEL)
+    assert chosen.margins["model"] > 0 and "following the labels" not in chosen.reason
+    # without trusted rows nothing is settled: the gate decides both
+    chosen = selection.select(preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2))
+    assert (chosen.kept_labels, chosen.kept_model) == (selection.PLAIN, selection.PLAIN_MODEL)
     # the reverse holds as before: plain clearly better on them is kept above the gate too
     heavy = _draw(rng, y, _symmetric(0.6))
     flipped = {**preds, selection.PLAIN: preds[selection.REFINED], selection.REFINED: preds[selection.PLAIN]}
