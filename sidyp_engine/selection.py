@@ -7,7 +7,9 @@ The plain fine-tune is stage 1 with one branch (`stages.ensemble.plain_config`):
 fine-tuning on the labels as they are, so keeping it never delivers less than plain fine-tuning.
 The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE of the labels are wrong
 (measured on the trusted rows, else the run's own estimate); with trusted rows, whichever side is better
-on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is.
+on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is. Where
+they settle the labels and not the model, the model follows the labels (the served model is the refined
+labels' distillation).
 Gold-free, a plain choice of the gate goes back to the method's output where plain has starved a class
 the labeller uses that the method's refined labels and served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
