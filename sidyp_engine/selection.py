@@ -260,9 +260,12 @@ def select(
         labels_clear = clear.get("labels", (False, False))
         if decision == "model" and not (plain_clearly_better or method_clearly_better):
             # the served model is the refined labels' distillation: where the trusted rows settle the
-            # labels and not the model, the model follows the labels rather than the gate (docs/method.md,
-            # "Twenty-ninth round")
-            followed = ((gated and not labels_clear[1]) or labels_clear[0]) != gated
+            # labels and not the model, the model follows the labels rather than the gate, unless the
+            # model's own reading on them points the other way (docs/method.md, "Twenty-ninth round")
+            side, other = (plain, method) if labels_clear[0] else (method, plain)
+            followed = ((gated and not labels_clear[1]) or labels_clear[0]) != gated and (
+                found[side].accuracy >= found[other].accuracy
+            )
             if followed:
                 plain_clearly_better, method_clearly_better = labels_clear
         clear[decision] = (plain_clearly_better, method_clearly_better)

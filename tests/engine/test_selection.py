@@ -176,6 +176,19 @@ def test_a_method_clearly_better_on_the_trusted_rows_is_kept_whatever_the_gate_r
         r"labels: refined \(0\.\d+; plain 0\.\d+, clearly better on the trusted rows\)", chosen.reason
     )
     assert re.search(r"model: served, following the labels \(served 0\.\d+; plain 0\.\d+", chosen.reason)
+    # the model's own reading pointing the other way, not clearly: the gate decides, as before
+    plain_model = preds[selection.PLAIN_MODEL]
+    right = np.flatnonzero(plain_model[:400] == y[:400])
+    wrong = np.flatnonzero(plain_model[:400] != y[:400])
+    served = plain_model.copy()
+    served[right[:22]] = (y[right[:22]] + 1) % C  # 22 trusted rows lost, 18 won: one point behind
+    served[wrong[:18]] = y[wrong[:18]]
+    against = selection.select(
+        {**preds, selection.SERVED: served}, noisy, t, trusted, gold_free_may_switch=True
+    )
+    assert against.margins["model"] <= 0 and against.margins["model_method"] <= 0
+    assert (against.kept_labels, against.kept_model) == (selection.REFINED, selection.PLAIN_MODEL)
+    assert "following the labels" not in against.reason
     # a plain model clearly better on the trusted rows is kept, whatever the labels decided
     weak = dict(preds, **{selection.SERVED: _draw(rng, y, _symmetric(0.45))})
     chosen = selection.select(weak, noisy, t, trusted, gold_free_may_switch=True)
