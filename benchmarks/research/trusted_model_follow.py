@@ -6,7 +6,8 @@ twenty-ninth round (docs/method.md): validation gold only.
 Per `--trusted` run (its JSON: the trusted rows' wrong-label share, the kept choices and the margins the
 select stage recorded) and its dump (`benchmarks.quality --dump-arrays`, <set>/seed<N>.npz, matched by set
 and seed): what the trusted rows settled for the labels and for the model, the model the gate keeps there
-and the one kept where the model follows the labels (both before the probe step), the model the run
+and the one kept where the model follows the labels (unless the two models' accuracies on the trusted
+rows order them the other way; both before the probe step), the model the run
 delivered (after it), and each model candidate's validation accuracy / macro-F1. Test is not read.
 """
 
@@ -35,12 +36,17 @@ def settled(margins: dict, decision: str) -> str:
 
 def model_choice(run: dict, follow: bool) -> str:
     """The model decision before the probe step: the side the trusted rows settle for the model, else (with
-    `follow`) the side they settle for the labels, else the gate's."""
+    `follow`) the side they settle for the labels where the models' own accuracies on them do not order
+    the two the other way, else the gate's."""
     est = run["estimates"]
     margins, gated = est["margins"], est["wrong_label_share"]["estimated"]["accuracy"] < METHOD_MIN_NOISE
+    on_trusted = {name: row["estimated"]["accuracy"] for name, row in est["rows"].items()}
     side = settled(margins, "model")
     if side == "-" and follow:
-        side = settled(margins, "labels")
+        labels = settled(margins, "labels")
+        ahead, behind = (PLAIN_MODEL, SERVED) if labels == "plain" else (SERVED, PLAIN_MODEL)
+        if labels != "-" and on_trusted[ahead] >= on_trusted[behind]:
+            side = labels
     if side == "-":
         side = "plain" if gated else "method"
     return PLAIN_MODEL if side == "plain" else SERVED
