@@ -9,7 +9,7 @@ The rule (`select`, the same for both): plain when fewer than METHOD_MIN_NOISE o
 (measured on the trusted rows, else the run's own estimate); with trusted rows, whichever side is better
 on them in at least 95 % of paired bootstrap resamples, the gate deciding only where neither is. Where
 they settle the labels and not the model, the model follows the labels (the served model is the refined
-labels' distillation).
+labels' distillation) unless the two models' accuracies on them point the other way.
 Gold-free, a plain choice of the gate goes back to the method's output where plain has starved a class
 the labeller uses that the method's refined labels and served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
 (gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
@@ -112,8 +112,9 @@ class Selection:
             "rule": (
                 f"plain unless >= {METHOD_MIN_NOISE:.0%} of the labels are wrong (measured on trusted rows, "
                 f"else the run's estimate); with trusted rows, whichever is better on them in >= "
-                f"{CONFIDENCE:.0%} of paired bootstrap resamples; without them, not a plain classifier that "
-                f"predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
+                f"{CONFIDENCE:.0%} of paired bootstrap resamples (the model following the labels where only "
+                f"the labels are settled, unless the models' accuracies on them disagree); without them, not a "
+                f"plain classifier that predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
                 f">= {STARVED_MIN_SHARE:.0%} and >= {STARVED_MIN_ROWS} of them) where neither the refined labels "
                 f"nor the served model does"
             ),
@@ -257,17 +258,10 @@ def select(
                 predictions[method], predictions[plain], noisy, t, trusted, seed
             )
             method_clearly_better = margins[f"{decision}_method"] > 0
-        labels_clear = clear.get("labels", (False, False))
         if decision == "model" and not (plain_clearly_better or method_clearly_better):
-            # the served model is the refined labels' distillation: where the trusted rows settle the
-            # labels and not the model, the model follows the labels rather than the gate, unless the
-            # model's own reading on them points the other way (docs/method.md, "Twenty-ninth round")
-            side, other = (plain, method) if labels_clear[0] else (method, plain)
-            followed = ((gated and not labels_clear[1]) or labels_clear[0]) != gated and (
-                found[side].accuracy >= found[other].accuracy
-            )
+            followed = _follows_labels(clear.get("labels", (False, False)), gated, found, plain, method)
             if followed:
-                plain_clearly_better, method_clearly_better = labels_clear
+                plain_clearly_better, method_clearly_better = clear["labels"]
         clear[decision] = (plain_clearly_better, method_clearly_better)
         switch = (gated and not method_clearly_better) or plain_clearly_better
         kept[decision] = plain if may_switch and switch else method
@@ -311,6 +305,21 @@ def select(
         gate_close=bool(gate_close),
         starved=starved,
     )
+
+
+def _follows_labels(
+    labels_clear: tuple[bool, bool], gated: bool, found: dict[str, Estimate], plain: str, method: str
+) -> bool:
+    """Whether the model decision, which the trusted rows settle neither way, takes the labels decision's
+    side (`labels_clear`: plain, method clearly better on them) instead of the gate's. The served model is
+    the refined labels' distillation, so where the trusted rows settle the labels their reading stands for
+    the model too; not where the two models' own accuracies on them (`found`) order them the other way
+    (docs/method.md, "Twenty-ninth round")."""
+    plain_side, method_side = labels_clear
+    if not (plain_side or method_side) or plain_side == gated:  # nothing settled, or the gate's side already
+        return False
+    ahead, behind = (plain, method) if plain_side else (method, plain)
+    return found[ahead].accuracy >= found[behind].accuracy
 
 
 def starved_classes(pred: np.ndarray, noisy: np.ndarray, n_classes: int) -> list[dict]:
