@@ -1,5 +1,6 @@
 """The acceptance suite (issue 13) in one command: every development and shared set, three seeds, the shared
-sets once more with 100 trusted rows, several runs at a time, then the summary.
+sets and the accurate labeller's two-class set once more with 100 trusted rows, several runs at a time,
+then the summary.
 
     python -m benchmarks.suite --out benchmarks/results/<round> --lanes 2 --cache-dir /tmp/bench-cache
 
@@ -75,21 +76,31 @@ class Run:
         return f"{self.name}-seed{self.seed}.json"
 
 
+def binary_noise_names(shared: SharedSet) -> list[str]:
+    """Its two-class set at the `binary_noise` levels (development sets only)."""
+    levels = shared.binary_noise if shared.development else ()
+    return [dev_sets.noise_name(f"{shared.name}-binary", level) for level in levels]
+
+
 def development_names(shared: SharedSet) -> list[str]:
-    binary = f"{shared.name}-binary"
-    names = [dev_sets.noise_name(shared.name, level) for level in DEV_NOISE] + [binary]
-    names += [dev_sets.noise_name(binary, level) for level in shared.binary_noise]
-    return (names if shared.development else []) + ([f"{shared.name}-grouped"] if shared.grouped else [])
+    names = [dev_sets.noise_name(shared.name, level) for level in DEV_NOISE] + [f"{shared.name}-binary"]
+    names = names if shared.development else []
+    return names + binary_noise_names(shared) + ([f"{shared.name}-grouped"] if shared.grouped else [])
 
 
 def plan(
     shared_dir: str, dev_dir: str, sets: tuple[SharedSet, ...] = SUITE, seeds: tuple[int, ...] = SEEDS
 ) -> list[Run]:
-    """Every run of the suite: per set, its seeds; trusted-row runs of the shared sets after the plain ones."""
+    """Every run of the suite: per set, its seeds; trusted-row runs of the shared sets after the plain ones.
+    The two-class set at the `binary_noise` levels (an accurate labeller) is also run with the shared set's
+    trusted rows: there the gate keeps plain and the trusted rows decide (docs/method.md, "Twenty-ninth
+    round")."""
     runs = []
     for shared in sets:
         folders = [(os.path.join(shared_dir, shared.name), t) for t in shared.trusted]
         folders += [(os.path.join(dev_dir, name), 0) for name in development_names(shared)]
+        trusted = [t for t in shared.trusted if t]
+        folders += [(os.path.join(dev_dir, name), t) for name in binary_noise_names(shared) for t in trusted]
         runs += [Run(folder, seed, trusted) for folder, trusted in folders for seed in seeds]
     return runs
 

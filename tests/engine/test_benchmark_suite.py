@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 
 import pytest
@@ -29,15 +30,18 @@ def _shared(tmp_path, names=tuple(s.name for s in suite.SUITE)):
 def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     runs = suite.plan(str(tmp_path / "shared"), str(tmp_path / "dev"))
     files = [r.file for r in runs]
-    assert len(files) == len(set(files)) == 54
-    assert sum(r.trusted == 100 for r in runs) == 6  # both shared sets with trusted rows, three seeds
+    assert len(files) == len(set(files)) == 57
+    # both shared sets and the LLM's two-class set at 17 % noise with trusted rows, three seeds each
+    assert sum(r.trusted == 100 for r in runs) == 9
     assert "semeval-mixtral-fewshot-trusted100-seed2.json" in files
+    assert "semeval-mixtral-fewshot-binary-noise17-trusted100-seed0.json" in files
     assert "trec-weak-vote-noise30-seed1.json" in files and "trec-weak-vote-binary-seed0.json" in files
     assert not any(f.startswith("semeval-weak-vote-noise") for f in files)  # no development sets of its own
     dev = [r for r in runs if "-noise" in r.name or r.name.endswith(("-binary", "-grouped"))]
-    assert len(dev) == 39 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
+    assert len(dev) == 42 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
     # the two-class set at 17 % noise: of the LLM-labelled set only
-    assert {r.name for r in runs if "-binary-noise" in r.name} == {"semeval-mixtral-fewshot-binary-noise17"}
+    binary_noise = {os.path.basename(r.data) for r in runs if "-binary-noise" in r.name}
+    assert binary_noise == {"semeval-mixtral-fewshot-binary-noise17"}
     # the grouped sets: the LLM-labelled semeval set and its rule-vote twin, not trec (no grouping of its classes)
     grouped = {r.name for r in runs if r.name.endswith("-grouped")}
     assert grouped == {"semeval-mixtral-fewshot-grouped", "semeval-weak-vote-grouped"}
