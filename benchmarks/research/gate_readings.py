@@ -25,10 +25,8 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
-
 from benchmarks.acceptance import run_rows
-from sidyp_engine.metrics import macro_f1
+from benchmarks.research.script_io import validation_scores
 
 
 def rows(paths: list[str]) -> list[dict]:
@@ -84,18 +82,11 @@ def second_path(found: list[dict]) -> list[str]:
 
 def dump_gains(path: str) -> str:
     """One dump's validation differences, accuracy and macro-F1 (labelled rows with a gold label)."""
-    a = np.load(path)
-    gold, n_classes = a["valid_gold"], a["selection_noise_matrix"].shape[0]  # the run's classes
-    keep = gold >= 0
-
-    def scores(name: str) -> tuple[float, float]:
-        pred = a[f"valid_pred_{name}"][keep]
-        return float((pred == gold[keep]).mean()), macro_f1(gold[keep], pred, n_classes)
-
+    scores = validation_scores(path, ("refined", "plain", "served", "plain_model"))
     run = f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)[:-4]}"
     parts = []
     for method, plain in (("refined", "plain"), ("served", "plain_model")):
-        (acc, f1), (acc0, f10) = scores(method), scores(plain)
+        (acc, f1), (acc0, f10) = scores[method], scores[plain]
         parts.append(f"{method}-{plain} accuracy {acc - acc0:+.3f} macro-F1 {f1 - f10:+.3f}")
     return f"{run:<48}" + "; ".join(parts)
 

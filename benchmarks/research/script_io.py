@@ -1,15 +1,32 @@
-"""What the research scripts share: a dump's (set, seed), file arguments in named groups, and the record of
-which variant a design run had in place."""
+"""What the research scripts share: a dump's (set, seed), its candidates' validation scores, file arguments in
+named groups, and the record of which variant a design run had in place."""
 
 from __future__ import annotations
 
 import json
 import os
 
+import numpy as np
+
+from sidyp_engine.metrics import macro_f1
+
 
 def dump_key(path: str) -> tuple[str, int]:
     """(set, seed) of a `benchmarks.quality --dump-arrays` file, <set>/seed<N>.npz."""
     return os.path.basename(os.path.dirname(path)), int(os.path.basename(path)[len("seed") : -len(".npz")])
+
+
+def validation_scores(path: str, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Accuracy and macro-F1 of each candidate's validation predictions (`valid_pred_<name>`) in a dump,
+    against the validation gold of the rows that have one."""
+    a = np.load(path)
+    gold, n_classes = a["valid_gold"], a["selection_noise_matrix"].shape[0]  # the run's classes
+    keep = gold >= 0
+    out = {}
+    for name in names:
+        pred = a[f"valid_pred_{name}"][keep]
+        out[name] = (float((pred == gold[keep]).mean()), macro_f1(gold[keep], pred, n_classes))
+    return out
 
 
 def grouped_args(argv: list[str], flags: tuple[str, ...], usage: str) -> dict[str, list[str]]:

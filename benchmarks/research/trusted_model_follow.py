@@ -17,11 +17,9 @@ import json
 import os
 import sys
 
-import numpy as np
-
-from benchmarks.research.script_io import dump_key, grouped_args
-from sidyp_engine.metrics import macro_f1
-from sidyp_engine.selection import METHOD_MIN_NOISE, PLAIN_MODEL, PROBE, SERVED
+from benchmarks.research.script_io import dump_key, grouped_args, validation_scores
+from sidyp_engine.estimates import Estimate
+from sidyp_engine.selection import METHOD_MIN_NOISE, PLAIN_MODEL, PROBE, SERVED, _follows_labels
 
 USAGE = "--runs <run JSON ...> --dumps <dump .npz ...>"
 MODELS = (PLAIN_MODEL, SERVED, PROBE)
@@ -36,31 +34,19 @@ def settled(margins: dict, decision: str) -> str:
 
 def model_choice(run: dict, follow: bool) -> str:
     """The model decision before the probe step: the side the trusted rows settle for the model, else (with
-    `follow`) the side they settle for the labels where the models' own accuracies on them do not order
-    the two the other way, else the gate's."""
+    `follow`) the labels' side where the engine's rule (`selection._follows_labels`) takes it, else the
+    gate's."""
     est = run["estimates"]
     margins, gated = est["margins"], est["wrong_label_share"]["estimated"]["accuracy"] < METHOD_MIN_NOISE
-    on_trusted = {name: row["estimated"]["accuracy"] for name, row in est["rows"].items()}
     side = settled(margins, "model")
     if side == "-" and follow:
         labels = settled(margins, "labels")
-        ahead, behind = (PLAIN_MODEL, SERVED) if labels == "plain" else (SERVED, PLAIN_MODEL)
-        if labels != "-" and on_trusted[ahead] >= on_trusted[behind]:
+        on_trusted = {name: Estimate(**row["estimated"]) for name, row in est["rows"].items()}
+        if _follows_labels((labels == "plain", labels == "method"), gated, on_trusted, PLAIN_MODEL, SERVED):
             side = labels
     if side == "-":
         side = "plain" if gated else "method"
     return PLAIN_MODEL if side == "plain" else SERVED
-
-
-def validation_scores(path: str) -> dict[str, tuple[float, float]]:
-    a = np.load(path)
-    gold, n_classes = a["valid_gold"], a["selection_noise_matrix"].shape[0]
-    keep = gold >= 0
-    out = {}
-    for name in MODELS:
-        pred = a[f"valid_pred_{name}"][keep]
-        out[name] = (float((pred == gold[keep]).mean()), macro_f1(gold[keep], pred, n_classes))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             if not run.get("trusted_rows") or key not in dumps:
                 continue
             est = run["estimates"]
-            scores = validation_scores(dumps[key])
+            scores = validation_scores(dumps[key], MODELS)
             print(
                 f"{name + f' ({key[1]})':<50}"
                 f"{est['wrong_label_share']['estimated']['accuracy']:>6.2f}  "
