@@ -83,6 +83,25 @@ def test_a_close_gate_reading_is_a_warning_that_asks_for_trusted_rows():
     assert "noise_gate_close" not in _codes(build_report(fake_result(diagnostics={"selection": far})))
 
 
+def test_a_large_gain_the_gate_set_aside_is_a_warning_that_asks_for_trusted_rows():
+    chosen = dict(_selection_dict(0.3), method_noise_share=0.31, kept="plain", set_aside_gain=0.137)
+    chosen["estimates"] = {
+        **chosen["estimates"],
+        "plain": dict(chosen["estimates"]["plain"], accuracy=0.651),
+        "refined": dict(chosen["estimates"]["refined"], accuracy=0.788),
+    }
+    warning = next(
+        w
+        for w in build_report(fake_result(diagnostics={"selection": chosen}))["warnings"]
+        if w["code"] == "refined_gain_set_aside"
+    )
+    assert "31% of the labels wrong" in warning["message"] and "14 points" in warning["message"]
+    assert "79% against 65%" in warning["message"] and "trusted_label" in warning["message"]
+    assert warning["estimated_gain"] == 0.137 and warning["threshold"] == selection.SET_ASIDE_GAIN
+    quiet = dict(chosen, set_aside_gain=None)
+    assert "refined_gain_set_aside" not in _codes(build_report(fake_result(diagnostics={"selection": quiet})))
+
+
 def test_trusted_rows_that_do_not_look_random_get_a_warning():
     chosen = _selection_dict(0.3)
     check = {"trusted_rows": 100, "other_rows": 178, "given_label_probability_trusted": 0.21,

@@ -357,6 +357,49 @@ def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(plan
     assert not chosen(0.41, trusted=trusted).gate_close
 
 
+def test_a_large_expected_gain_the_gate_set_aside_is_recorded_for_the_report(planted):
+    """Gold-free, the gate keeps plain on the run's wrong-label share; where the refined posteriors still
+    expect the refined labels SET_ASIDE_GAIN or more ahead, that gain is kept for the report (which asks
+    for trusted rows), and only there: not on a close call, a kept method, a small gain, the moments' view,
+    a reading on fewer than SET_ASIDE_MIN_ROWS rows, or with trusted rows, which decide themselves."""
+    rng, y, t, noisy = planted
+    plain = _draw(rng, y, _symmetric(0.3))
+    reference = np.full((N, C), 0.2 / (C - 1))  # calibrated: 80 % on the true class
+    reference[np.arange(N), y] = 0.8
+
+    def chosen(refined_error, share, **kw):
+        preds = {selection.PLAIN: plain, selection.REFINED: _draw(rng, y, _symmetric(refined_error))}
+        kw.setdefault("reference", reference)
+        return selection.select(
+            preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(share), **kw
+        )
+
+    far_behind = chosen(0.1, 0.2)
+    expected = (
+        far_behind.estimates[selection.REFINED].accuracy - far_behind.estimates[selection.PLAIN].accuracy
+    )
+    assert far_behind.kept_labels == selection.PLAIN and expected >= selection.SET_ASIDE_GAIN
+    assert far_behind.set_aside_gain == pytest.approx(expected)
+    assert far_behind.as_dict()["set_aside_gain"] == pytest.approx(expected, abs=1e-4)
+    assert chosen(0.27, 0.2).set_aside_gain is None  # the refined labels barely ahead in their own view
+    assert chosen(0.1, 0.37).gate_close and chosen(0.1, 0.37).set_aside_gain is None  # its own warning
+    assert chosen(0.1, 0.5).kept_labels == selection.REFINED and chosen(0.1, 0.5).set_aside_gain is None
+    assert chosen(0.1, 0.2, reference=None).set_aside_gain is None  # the moments' view
+    few = selection.select(
+        {selection.PLAIN: plain[:60], selection.REFINED: _draw(rng, y[:60], _symmetric(0.1))},
+        noisy[:60],
+        t,
+        gold_free_may_switch=True,
+        method_wrong_share=_share(0.2),
+        reference=reference[:60],
+    )
+    assert few.kept_labels == selection.PLAIN and few.set_aside_gain is None  # too few rows to read it
+    trusted = np.full(N, -1)
+    trusted[:400] = y[:400]
+    assert chosen(0.1, 0.2, trusted=trusted).set_aside_gain is None
+    assert chosen(0.1, 0.2, trusted=trusted).as_dict()["set_aside_gain"] is None
+
+
 def _imbalanced(rng, n: int = 1000, minority: float = 0.1) -> np.ndarray:
     """Two classes, the labeller giving the minority class to about `minority` of the rows."""
     return (rng.random(n) < minority).astype(np.int64)
