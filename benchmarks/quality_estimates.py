@@ -88,6 +88,9 @@ def estimate_table(result, train, valid, test, classes, y_test, test_preds) -> d
         "reason": chosen["reason"],
         "margins": chosen.get("margins", {}),
         "trusted_sample": chosen.get("trusted_sample"),
+        # the report's asks for trusted rows: a close gate reading, a large expected gain the gate set aside
+        "gate_close": chosen.get("gate_close"),
+        "set_aside_gain": chosen.get("set_aside_gain"),
         "wrong_label_share": {
             "estimated": chosen["noise_share"],
             "measured_valid": 1 - llm_valid,

@@ -128,6 +128,9 @@ def test_the_runs_write_their_json_and_the_summary_and_a_failure_is_reported(
     assert suite.main([*common, "--", *extra]) == 0
     written = json.loads((out / "toy-seed0.json").read_text())
     assert written["seeds"] == [0] and "sidyp" in written["results"]
+    # the run's asks for trusted rows are recorded beside its choice
+    recorded = written["runs"][0]["estimates"]
+    assert isinstance(recorded["gate_close"], bool) and "set_aside_gain" in recorded
     # the summary covers every JSON of the plan in --out, not only the runs this call made
     (out / "summary.json").unlink()
     assert suite.main([*common, "--only", "no-such-run"]) == 0
