@@ -237,6 +237,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     return out
 
 
+# A warning's `asks_for`: what settles it is hand-checked rows drawn at random (the console offers the review
+# table's random sample beside it)
+ASKS_FOR_TRUSTED_ROWS = "trusted_rows"
 FLAGGED_NOISE_GAP = 0.10  # flagged share and estimated share of wrong labels further apart: say why
 
 
@@ -278,6 +281,7 @@ def _noise_gate_close(result: Any) -> dict | None:
     kept = "the refined labels" if selection.get("kept") == "refined" else "the plain classifier"
     return {
         "code": "noise_gate_close",
+        "asks_for": ASKS_FOR_TRUSTED_ROWS,
         "message": f"the run estimates {share:.0%} of the labels wrong, within {GATE_CLOSE_BAND * 100:.0f} "
         f"points of the {METHOD_MIN_NOISE:.0%} that decides between the refined labels and the plain "
         f"classifier ({kept} kept). The estimate has been off by more than that on development sets, so the "
@@ -302,6 +306,7 @@ def _refined_gain_set_aside(result: Any) -> dict | None:
     refined, plain = found["refined"]["accuracy"], found["plain"]["accuracy"]
     return {
         "code": "refined_gain_set_aside",
+        "asks_for": ASKS_FOR_TRUSTED_ROWS,
         "message": f"the plain classifier was kept because the run estimates {share:.0%} of the labels "
         f"wrong, under the {METHOD_MIN_NOISE:.0%} where refinement has helped, but the refined posteriors "
         f"expect the refined labels to be {gain * 100:.0f} points more accurate ({refined:.0%} against "
@@ -336,6 +341,7 @@ def _trusted_rows_not_random(result: Any) -> dict | None:
     )
     return {
         "code": "trusted_rows_not_random",
+        "asks_for": ASKS_FOR_TRUSTED_ROWS,
         "message": f"the {check['trusted_rows']} trusted rows {picked}: the noisy-label classifier gives their "
         f"given labels {check['given_label_probability_trusted']:.0%} probability on average against "
         f"{check['given_label_probability_others']:.0%} on the other validation rows. The share of wrong "
@@ -366,6 +372,7 @@ def _labels_look_like_a_rule(result: Any) -> dict | None:
     )
     return {
         "code": "labels_look_like_a_rule",
+        "asks_for": ASKS_FOR_TRUSTED_ROWS,
         "message": f"the classifiers reproduce {agreement:.0%} of the held-out labels: the labels look like a "
         "rule of the text (keyword or pattern votes) rather than a labeller's habits. The gold-free confidences "
         f"and accuracy estimates can then be far too low.{served} Add about 100 hand-checked rows as "

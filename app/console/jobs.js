@@ -307,6 +307,20 @@ function keptSummary(sel, found) {
       + '(trusted_label) replace them with measured accuracies.') : null);
 }
 
+// A warning that hand-checked rows would settle leads to the review table's random sample, every filter
+// cleared: rows picked by label quality or by flag are not a random draw, and every figure measured on
+// trusted rows assumes one. Reviewed rows become trusted rows of the dataset the table saves.
+function sampleForTrusted() {
+  const order = document.getElementById('review-order');
+  if (!order) return;
+  const box = order.closest('.filters');
+  for (const field of box.querySelectorAll('select, input')) field.value = '';
+  order.value = 'random';
+  order.dispatchEvent(new Event('change'));
+  const review = order.closest('.card') || box;
+  if (review.scrollIntoView) review.scrollIntoView({ block: 'start' });
+}
+
 function reportSummary(r) {
   const served = r.served || {};
   const ev = r.eval || {};
@@ -315,7 +329,10 @@ function reportSummary(r) {
     figure('flagged as label issues', r.n_flagged),
     typeof ev.llm_label_accuracy === 'number' ? figure('given labels right (gold rows)', pct(ev.llm_label_accuracy)) : null,
     typeof served.temperature === 'number' ? figure('served model temperature', num(served.temperature, 2)) : null);
-  const warnings = (r.warnings || []).map((w) => h('li', {}, typeof w === 'string' ? w : w.message || w.code));
+  const warnings = (r.warnings || []).map((w) => h('li', { 'data-warning': w.code || '' },
+    typeof w === 'string' ? w : w.message || w.code,
+    w.asks_for === 'trusted_rows' ? h('button', { type: 'button', class: 'ghost sample-for-trusted',
+      onclick: sampleForTrusted }, 'Check a random sample') : null));
   const scores = scoresTable(ev);
   const best = (ev.served && ev.served.per_class) || (ev.refined_posterior && ev.refined_posterior.per_class);
   return h('div', {}, figures, keptSummary(r.selection, r.estimates),

@@ -169,3 +169,40 @@ def test_a_model_that_copies_its_labels_is_shown_with_its_held_estimate(open_pag
     assert "from the noisy labels alone" in page.inner_text("#report .kept")
     page.screenshot(path=str(screenshot_dir / "console-held-estimate.png"), full_page=True)
     assert watched.dialogs == [] and watched.errors == []
+
+
+SET_ASIDE = dict(
+    HELD,
+    reason="the run estimates 31% of the labels wrong, below the 40% where refinement has helped, so the "
+    "plain classifier is kept",
+    estimates=dict(HELD["estimates"], refined=_estimate(0.788, 0.709, 0.838, "posterior", 466)),
+    method_noise_share=0.31,
+    set_aside_gain=0.12,
+)
+
+
+@pytest.fixture
+def set_aside_job(tmp_path):
+    app, job_id = _job_with(tmp_path, SET_ASIDE)
+    with app as base:
+        yield base, job_id
+
+
+def test_a_warning_that_trusted_rows_settle_leads_to_a_random_sample_to_review(
+    open_page, set_aside_job, screenshot_dir
+):
+    """The gate kept plain where the method's own view expects a large gain: the warning says so, and its
+    button turns the review table to a random sample with every filter cleared (a filtered pick is not a
+    random draw, which every figure measured on trusted rows assumes)."""
+    watched = _open_report(open_page, *set_aside_job)
+    page = watched.page
+    warning = page.locator('#report .warnings li[data-warning="refined_gain_set_aside"]')
+    assert "12 points more accurate" in warning.inner_text() and "trusted_label" in warning.inner_text()
+    page.wait_for_selector("#review-count")
+    page.select_option("#review-flag", "true")  # a reviewer's filter, which a random draw must not keep
+    page.wait_for_selector("#review-count:not(:has-text('of 40'))")
+    warning.locator("button.sample-for-trusted").click()
+    page.wait_for_selector("#review-count:has-text('rows 1–40 of 40')")
+    assert page.input_value("#review-order") == "random" and page.input_value("#review-flag") == ""
+    page.screenshot(path=str(screenshot_dir / "console-set-aside-warning.png"), full_page=True)
+    assert watched.dialogs == [] and watched.errors == []

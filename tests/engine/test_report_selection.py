@@ -79,6 +79,7 @@ def test_a_close_gate_reading_is_a_warning_that_asks_for_trusted_rows():
     )
     assert "41%" in warning["message"] and "the refined labels kept" in warning["message"]
     assert "trusted_label" in warning["message"] and warning["threshold"] == selection.METHOD_MIN_NOISE
+    assert warning["asks_for"] == "trusted_rows"
     far = dict(chosen, gate_close=False)
     assert "noise_gate_close" not in _codes(build_report(fake_result(diagnostics={"selection": far})))
 
@@ -98,6 +99,7 @@ def test_a_large_gain_the_gate_set_aside_is_a_warning_that_asks_for_trusted_rows
     assert "31% of the labels wrong" in warning["message"] and "14 points" in warning["message"]
     assert "79% against 65%" in warning["message"] and "trusted_label" in warning["message"]
     assert warning["estimated_gain"] == 0.137 and warning["threshold"] == selection.SET_ASIDE_GAIN
+    assert warning["asks_for"] == "trusted_rows"  # the console offers a random sample to review beside it
     quiet = dict(chosen, set_aside_gain=None)
     assert "refined_gain_set_aside" not in _codes(build_report(fake_result(diagnostics={"selection": quiet})))
 
