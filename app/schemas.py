@@ -280,9 +280,15 @@ class Histogram(BaseModel):
 
 
 class ReportWarning(BaseModel):
-    model_config = ConfigDict(extra="allow")  # details per code: count, max_length, labels, threshold
+    # details per code: count, max_length, labels, threshold, ...; a warning that hand-checked rows settle
+    # also carries asks_for: "trusted_rows" (docs/report.md)
+    model_config = ConfigDict(extra="allow")
 
-    code: str = Field(description="texts_truncated | class_never_labelled | class_few_rows | eval_not_scored")
+    code: str = Field(
+        description="texts_truncated | class_never_labelled | class_few_rows | eval_not_scored | "
+        "flagged_vs_noise_share | labels_look_like_a_rule | noise_gate_close | refined_gain_set_aside | "
+        "trusted_rows_not_random (docs/report.md); those that trusted rows settle carry asks_for: trusted_rows"
+    )
     message: str
 
 

@@ -3,12 +3,17 @@ one job with a gold-labelled evaluation set, one without and with a class name h
 
 from __future__ import annotations
 
+import inspect
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
+from app.schemas import ReportWarning
 from sidyp_core.artifacts import artifact_dir
 from sidyp_core.ids import new_id
+from sidyp_engine import report as report_module
 from tests.conftest import toy_dataset, write_csv
 from tests.service.conftest import KEY_2, tiny_params, wait_status
 
@@ -148,3 +153,12 @@ def test_old_missing_or_partial_outputs_are_clear_problems(local):
     (folder / "report.html").unlink()
     r = c.get(f"/v1/jobs/{job_id}/report.html")
     assert r.status_code == 410 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_every_warning_the_report_can_give_is_named_in_the_api_schema_and_the_report_docs():
+    codes = set(re.findall(r'"code": "(\w+)"', inspect.getsource(report_module)))
+    assert {"noise_gate_close", "refined_gain_set_aside", "texts_truncated"} <= codes  # the regex reads them
+    described = ReportWarning.model_fields["code"].description
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text()
+    assert [c for c in sorted(codes) if c not in described] == []
+    assert [c for c in sorted(codes) if f"`{c}`" not in docs] == []
