@@ -11,9 +11,11 @@ on them in at least 95 % of paired bootstrap resamples, the gate deciding only w
 they settle the labels and not the model, the model follows the labels (the served model is the refined
 labels' distillation) unless the two models' accuracies on them point the other way.
 Gold-free, a plain choice of the gate goes back to the method's output where plain has starved a class
-the labeller uses that the method's refined labels and served model both keep (`STARVED_RATIO`). The accuracy estimates of `sidyp_engine.estimates`
-(gold-free: what the refined posteriors expect, and the method of moments; or plain accuracy on trusted
-rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
+the labeller uses that the method's refined labels and served model both keep (`STARVED_RATIO`); where it
+keeps plain although the refined posteriors expect the refined labels far ahead (`SET_ASIDE_GAIN`), that
+gain is recorded for the report, which asks for trusted rows: it decides nothing. The accuracy estimates of
+`sidyp_engine.estimates` (gold-free: what the refined posteriors expect, and the method of moments; or plain
+accuracy on trusted rows) are computed for every candidate and reported; the gold-free ones never decide (docs/method.md,
 "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
 estimators' row-sampling intervals: neither includes its own bias, so where they disagree the interval says
 so. A third candidate for both, the linear probe
