@@ -16,9 +16,9 @@ keeps plain although the refined posteriors expect the refined labels far ahead 
 gain is recorded for the report, which asks for trusted rows: it decides nothing. The accuracy estimates of
 `sidyp_engine.estimates` (gold-free: what the refined posteriors expect, and the method of moments; or plain
 accuracy on trusted rows) are computed for every candidate and reported; the gold-free ones never decide
-(docs/method.md, "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval spans both
-estimators' row-sampling intervals: neither includes its own bias, so where they disagree the interval says
-so. A third candidate for both, the linear probe
+(docs/method.md, "Do no harm"). A gold-free estimate's point is the refined posteriors' and its interval
+spans both estimators' row-sampling intervals: neither includes its own bias, so where they disagree the
+interval says so. A third candidate for both, the linear probe
 ("probe": a logistic regression on the frozen embeddings), replaces the choice where it is clearly better:
 on the trusted rows, or gold-free against the plain classifier by agreement with the noisy validation
 labels (`_probe_choice`).
