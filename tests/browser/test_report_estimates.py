@@ -4,6 +4,8 @@ texts, and no gold-free note. The job's outputs are written directly (no trainin
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from sidyp_core.artifacts import REPORT_FILE, artifact_dir, write_json
@@ -46,6 +48,19 @@ def _job_with(tmp_path, selection):
     return app_in_thread(settings, store), job_id
 
 
+@pytest.fixture
+def job_serving(tmp_path):
+    """job_serving(selection) -> (base, job id): a finished job whose report carries `selection`, served by
+    the app in a thread until the test ends."""
+    with contextlib.ExitStack() as stack:
+
+        def serve(selection):
+            app, job_id = _job_with(tmp_path, selection)
+            return stack.enter_context(app), job_id
+
+        yield serve
+
+
 def _open_report(open_page, base, job_id):
     """Sign in and open the job page at its estimates table; returns the watched page."""
     watched = open_page(base)
@@ -59,17 +74,10 @@ def _open_report(open_page, base, job_id):
     return watched
 
 
-@pytest.fixture
-def trusted_job(tmp_path):
-    app, job_id = _job_with(tmp_path, SELECTION)
-    with app as base:
-        yield base, job_id
-
-
 def test_the_job_page_shows_the_delivered_model_on_the_evaluation_texts(
-    open_page, trusted_job, screenshot_dir
+    open_page, job_serving, screenshot_dir
 ):
-    watched = _open_report(open_page, *trusted_job)
+    watched = _open_report(open_page, *job_serving(SELECTION))
     page = watched.page
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert "delivered model, on the evaluation texts" in row and "0.784" in row and "0.686 – 0.860" in row
@@ -104,15 +112,8 @@ GOLD_FREE = {
 }
 
 
-@pytest.fixture
-def gold_free_job(tmp_path):
-    app, job_id = _job_with(tmp_path, GOLD_FREE)
-    with app as base:
-        yield base, job_id
-
-
-def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, gold_free_job, screenshot_dir):
-    watched = _open_report(open_page, *gold_free_job)
+def test_gold_free_the_carried_estimate_is_shown_as_an_estimate(open_page, job_serving, screenshot_dir):
+    watched = _open_report(open_page, *job_serving(GOLD_FREE))
     page = watched.page
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert (
@@ -149,17 +150,12 @@ HELD = {
 }
 
 
-@pytest.fixture
-def held_job(tmp_path):
-    app, job_id = _job_with(tmp_path, HELD)
-    with app as base:
-        yield base, job_id
-
-
-def test_a_model_that_copies_its_labels_is_shown_with_its_held_estimate(open_page, held_job, screenshot_dir):
+def test_a_model_that_copies_its_labels_is_shown_with_its_held_estimate(
+    open_page, job_serving, screenshot_dir
+):
     """A kept plain model that reproduces a rule-made labeller: its figure on the evaluation texts is its held
     validation estimate, and the console says where it comes from in words, not as a bare method code."""
-    watched = _open_report(open_page, *held_job)
+    watched = _open_report(open_page, *job_serving(HELD))
     page = watched.page
     row = page.inner_text('#report .kept tr[data-estimate="delivered_model_on_evaluation"]')
     assert (
@@ -181,20 +177,13 @@ SET_ASIDE = dict(
 )
 
 
-@pytest.fixture
-def set_aside_job(tmp_path):
-    app, job_id = _job_with(tmp_path, SET_ASIDE)
-    with app as base:
-        yield base, job_id
-
-
 def test_a_warning_that_trusted_rows_settle_leads_to_a_random_sample_to_review(
-    open_page, set_aside_job, screenshot_dir
+    open_page, job_serving, screenshot_dir
 ):
     """The gate kept plain where the method's own view expects a large gain: the warning says so, and its
     button turns the review table to a random sample with every filter cleared (a filtered pick is not a
     random draw, which every figure measured on trusted rows assumes)."""
-    watched = _open_report(open_page, *set_aside_job)
+    watched = _open_report(open_page, *job_serving(SET_ASIDE))
     page = watched.page
     warning = page.locator('#report .warnings li[data-warning="refined_gain_set_aside"]')
     assert "12 points more accurate" in warning.inner_text() and "trusted_label" in warning.inner_text()
