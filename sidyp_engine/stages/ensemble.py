@@ -1,5 +1,7 @@
-"""Stage "classifier" (stage 1): the M-branch ensemble on the noisy labels, and its checkpoint codec; and
-stage "plain": the plain fine-tune on the same labels, the do-no-harm fallback the "select" stage may keep."""
+"""Stage "classifier" (stage 1): the M-branch ensemble on the noisy labels, and its checkpoint codec;
+stage "plain": the plain fine-tune on the same labels, the do-no-harm fallback the "select" stage may keep;
+and stage "refit": where that fallback is kept with trusted rows, the plain fine-tune again on every row with
+the trusted labels in place of the given ones (what is delivered)."""
 
 from __future__ import annotations
 
@@ -75,6 +77,60 @@ def train_plain(
         plain_config(cfg), inputs, backbone, tokenizer, device, report, should_stop, trusted_ids
     )
     out.dynamics = {}  # the noise score reads stage 1's; without them `encode_stage1` stores only the rest
+    return out
+
+
+def corrected_labels(inputs: Inputs, trusted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) label ids with each trusted row's trusted label in place of its given one.
+    Validation rows carry trusted labels only when they were held out of the caller's training rows."""
+
+    def corrected(given: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.where(trusted_ids[rows] >= 0, trusted_ids[rows], given)
+
+    held = np.flatnonzero(inputs.is_validation)
+    valid = corrected(inputs.valid_ids, held) if len(held) else inputs.valid_ids
+    return corrected(inputs.train_ids, inputs.fit_rows), valid
+
+
+def refit_plain(
+    cfg: CalibrationConfig,
+    inputs: Inputs,
+    backbone: str,
+    tokenizer,
+    device: torch.device,
+    trusted_ids: np.ndarray,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+) -> EnsembleOutput:
+    """The plain fine-tune (`plain_config`) on every row, trusted rows at their trusted label; progress "refit".
+
+    `train_plain` leaves the trusted rows unlabelled so that they can score it and fit its temperature;
+    that makes it another draw of plain fine-tuning on fewer rows, which can land points away from what a
+    user gets by fine-tuning on their labels (docs/method.md, thirty-first round). Where the plain classifier is
+    kept, this fit is delivered: the user's labels with their checks applied, the baseline's recipe and seed.
+    """
+    report = None
+    if progress is not None:
+
+        def report(p: Progress) -> None:
+            progress(Progress("refit", p.fraction, p.message, p.metrics))
+
+    train, valid = corrected_labels(inputs, trusted_ids)
+    out = train_ensemble(
+        plain_config(cfg),
+        backbone,
+        tokenizer,
+        inputs.train_texts,
+        torch.from_numpy(train),
+        inputs.valid_texts,
+        torch.from_numpy(valid),
+        inputs.extra_texts,
+        inputs.n_classes,
+        device,
+        report,
+        should_stop,
+    )
+    out.dynamics = {}
     return out
 
 
