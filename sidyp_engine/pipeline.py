@@ -9,7 +9,9 @@ Stages (progress stage names in quotes), each a function in `sidyp_engine.stages
   "served"     one classifier distilled from the refined posteriors, temperature-scaled on validation;
   "plain"      the plain fine-tune on the noisy labels (stage 1 with one branch): the fallback;
   "select"     do no harm: the plain noisy-label classifier is delivered instead when the labels are mostly
-               right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures.
+               right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures;
+  "refit"      with trusted rows, where the plain classifier is kept: its fine-tune again on every row with the
+               trusted labels in place of the given ones, delivered in place of the fit they scored.
 
 With `work_dir`, the costly stages are checkpointed there (`sidyp_engine.checkpoints`, keyed by a hash of
 the inputs and config) and reused when the same call is repeated, so a re-delivered job resumes.
@@ -36,6 +38,7 @@ from sidyp_engine.stages.ensemble import (
     encode_stage1,
     keep_best_branch,
     plain_config,
+    refit_plain,
     stage1_decoder,
     train_classifiers,
     train_plain,
@@ -47,9 +50,11 @@ from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_dec
 from sidyp_engine.stages.select import (
     Kept,
     linear_probe,
+    plain_is_kept,
     plain_model,
     select_outputs,
     selection_noise_matrix,
+    with_plain_refit,
 )
 from sidyp_engine.stages.serve import distill_served, served_codec
 from sidyp_engine.stages.trusted import refined_labels_unchecked
@@ -192,6 +197,20 @@ def calibrate(
         kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
+    if trusted_ids is not None and plain_is_kept(kept.selection):
+        with report.stage("refit", "fine-tuning the plain classifier again, with the trusted labels"):
+            refit, reused = ckpt.run(
+                "refit",
+                lambda: refit_plain(cfg, inputs, backbone, tokenizer, device, trusted_ids, progress, stop),
+                encode_stage1,
+                stage1_decoder(backbone, inputs.n_classes, device),
+            )
+            n_trusted = int((trusted_ids >= 0).sum())
+            kept = with_plain_refit(kept, refit, tokenizer, inputs, cfg.max_length, device, n_trusted)
+        report(
+            "refit", 1.0, "reused checkpoint" if reused else "plain classifier fitted with the trusted labels"
+        )
+
     report.timings["total"] = time.perf_counter() - started
     diagnostics = _run_facts(cfg, setup, ens, reused, refiner, prior, post, kept)
     delivered = Posteriors(
@@ -304,7 +323,7 @@ def _setup(
     if trusted_ids is not None and (trusted_ids >= 0).any():
         stage1 = _call_key(inputs, cfg, backbone, encoder, trusted_ids, exclude=LATER_STAGE_FIELDS)
     # the plain fine-tune reads exactly what stage 1 reads
-    stage_keys = {"stage1": stage1, "plain": stage1, "embeddings": early}
+    stage_keys = {"stage1": stage1, "plain": stage1, "refit": stage1, "embeddings": early}
     checkpoints = Checkpoints(work_dir, _call_key(inputs, cfg, backbone, encoder, trusted_ids), stage_keys)
     tokenizer = load_tokenizer(backbone)
     truncated = count_truncated(tokenizer, inputs.texts, cfg.max_length)

@@ -116,6 +116,9 @@ class Selection:
     trusted_sample: dict | None = None
     # gold-free, per decision the gate's plain choice was overturned for: the classes plain starved
     starved: dict[str, list[dict]] = field(default_factory=dict)
+    # with trusted rows, where the plain classifier's labels or model are kept: what was fitted again on every
+    # row with the trusted labels in place (`stages.select.with_plain_refit`), else None
+    refit: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -146,6 +149,7 @@ class Selection:
             "evaluation_estimates": {name: e.as_dict() for name, e in self.evaluation_estimates.items()},
             "trusted_sample": self.trusted_sample,
             "starved": self.starved,
+            "refit": self.refit,
         }
 
 

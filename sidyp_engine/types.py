@@ -112,9 +112,8 @@ def check_noise_fraction(v: Any) -> Any:
 
 @dataclass(frozen=True)
 class Progress:
-    stage: (
-        str  # "validate", "classifier", "prior", "refiner", "posterior", "served", "plain", "select", "done"
-    )
+    # "validate", "classifier", "prior", "refiner", "posterior", "served", "plain", "select", "refit", "done"
+    stage: str
     fraction: float  # 0..1 within the stage
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)

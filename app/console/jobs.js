@@ -2,7 +2,7 @@
 // list), a job's page (progress by stage, events, cancel, the report with its plots). Uses console.js.
 'use strict';
 
-const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'plain', 'select', 'succeeded'];
+const STAGES = ['queued', 'classifier', 'prior', 'refiner', 'posterior', 'served', 'plain', 'select', 'refit', 'succeeded'];
 const PLOTS = [
   ['reliability', 'Reliability: confidence vs accuracy, before and after'],
   ['noise_matrix', 'Estimated noise matrix'],
@@ -140,8 +140,12 @@ async function pageJobs(ctx, query) {
 }
 
 // ---------------------------------------------------------------- a job's page
+// a stage only some jobs run: its pill shows once it has started
+const OPTIONAL_STAGES = new Set(['refit']);
+
 function stagePills(seen, current, status) {
-  return h('ol', { class: 'stages' }, STAGES.map((s) => {
+  const shown = STAGES.filter((s) => !OPTIONAL_STAGES.has(s) || seen.has(s));
+  return h('ol', { class: 'stages' }, shown.map((s) => {
     let state = seen.has(s) ? 'done' : 'todo';
     if (s === current && !TERMINAL.has(status)) state = 'now';
     if (s === 'succeeded' && status !== 'succeeded') state = 'todo';

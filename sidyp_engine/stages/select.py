@@ -11,7 +11,7 @@ method-of-moments estimates (noise matrix from anchor points of the stage-1 ense
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -225,6 +225,44 @@ def select_outputs(
         valid_noisy_posteriors=ens.noisy_posteriors["valid"].numpy(),
         valid_logits=valid_logits,
         trusted_rows=rows,
+    )
+
+
+def plain_is_kept(chosen: selection.Selection) -> bool:
+    """The plain fine-tune's labels or model are delivered."""
+    return chosen.kept_labels == selection.PLAIN or chosen.kept_model == selection.PLAIN_MODEL
+
+
+def with_plain_refit(
+    kept: Kept, refit: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device, n_trusted: int
+) -> Kept:
+    """`kept` with the plain fine-tune fitted on every row, trusted labels in place (`refit_plain`), for
+    whatever of the plain classifier is kept: its labels, its model or both.
+
+    The held-out fit the trusted rows scored stays what the estimates and the decision describe. The refit
+    model takes its temperature: fitted to the refit's own training rows it would read them as unseen
+    texts, and it is the same recipe with the same seed on nearly the same labels."""
+    chosen, model, rows = kept.selection, kept.model, (kept.train_posteriors, kept.valid_posteriors)
+    extra = kept.extra_posteriors
+    fitted = []
+    if chosen.kept_labels == selection.PLAIN:
+        rows, extra = (refit.noisy_posteriors["train"], refit.noisy_posteriors["valid"]), None
+        if inputs.extra_texts:
+            extra = refit.noisy_posteriors["extra"]
+        fitted.append("labels")
+    if chosen.kept_model == selection.PLAIN_MODEL:
+        model = ServedClassifier(
+            refit.models[0], tokenizer, inputs.classes, kept.model.temperature, max_length, device
+        )
+        fitted.append("model")
+    chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": float(model.temperature)}
+    chosen.reason += (
+        f"; the plain classifier's {' and '.join(fitted)} delivered are its fine-tune again on every row "
+        f"with the {n_trusted} trusted labels in place of the given ones (the figures above are of the fit "
+        "that left them out, which they scored)"
+    )
+    return replace(
+        kept, model=model, train_posteriors=rows[0], valid_posteriors=rows[1], extra_posteriors=extra
     )
 
 

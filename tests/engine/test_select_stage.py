@@ -113,10 +113,55 @@ def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monk
     assert not np.allclose(served, result.diagnostic_arrays["extra_served"], atol=1e-3)
     flagged = np.array(result.suggested_labels) != np.array(noisy, dtype=object)
     assert (flagged == result.is_label_issue).all()
+    assert result.diagnostics["selection"]["refit"] is None  # without trusted rows nothing is fitted again
 
 
-def _plain_fine_tune(texts, noisy, classes, extra, cfg) -> np.ndarray:
-    """P(ỹ | x) of the extra texts from plain fine-tuning as the benchmark's baseline runs it."""
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
+def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_labels(
+    toy, tiny_backbone, monkeypatch
+):
+    texts, noisy, _, classes, trusted = toy
+    real_select = selection.select
+
+    def plain_wins(*args, **kwargs):
+        chosen = real_select(*args, **kwargs)
+        chosen.kept_labels, chosen.kept_model = selection.PLAIN, selection.PLAIN_MODEL
+        return chosen
+
+    monkeypatch.setattr(select_stage.selection, "select", plain_wins)
+    extra = ["the pizza recipe with cheese", "the laptop server code"]
+    seen = []
+    cfg = _config(tiny_backbone)
+    result = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=cfg, collect_diagnostics=True,
+        trusted_labels=trusted, progress=seen.append,
+    )  # fmt: skip
+    corrected = [t if t is not None else n for n, t in zip(noisy, trusted, strict=True)]
+    assert corrected != list(noisy)  # some trusted rows fix a wrong label
+    chosen = result.diagnostics["selection"]
+    n_trusted = sum(t is not None for t in trusted)
+    assert chosen["refit"] == {
+        "trusted_rows": n_trusted, "fitted": ["labels", "model"], "temperature": result.model.temperature,
+    }  # fmt: skip
+    assert f"with the {n_trusted} trusted labels in place" in chosen["reason"]
+    assert any(p.stage == "refit" for p in seen)
+    # delivered: plain fine-tuning on the labels with the user's checks applied, validation rows included
+    refit = _plain_fine_tune(texts, noisy, classes, extra, cfg, fitted_labels=corrected)
+    assert not np.allclose(refit, _plain_fine_tune(texts, noisy, classes, extra, cfg), atol=1e-3)
+    assert np.allclose(result.extra_posteriors, refit, atol=1e-5)
+    assert (result.model.predict_proba(extra).argmax(1) == refit.argmax(1)).all()
+    # not the fit that left the trusted rows out, which they scored and whose temperature it carries
+    held_out = result.diagnostic_arrays["extra_plain_model"]
+    assert not np.allclose(result.model.predict_proba(extra), held_out, atol=1e-3)
+    temperature = chosen["refit"]["temperature"]
+    assert temperature != 1.0
+    tempered = torch.softmax(torch.from_numpy(np.log(refit)).double() / temperature, dim=-1).numpy()
+    assert np.allclose(result.model.predict_proba(extra), tempered, atol=1e-4)
+
+
+def _plain_fine_tune(texts, noisy, classes, extra, cfg, fitted_labels=None) -> np.ndarray:
+    """P(ỹ | x) of the extra texts from plain fine-tuning as the benchmark's baseline runs it: on `noisy`, or
+    on `fitted_labels` with the validation rows the run holds out of `noisy`."""
     from sidyp_engine.classifier import train_ensemble
     from sidyp_engine.device import resolve_device
     from sidyp_engine.model import load_tokenizer
@@ -124,14 +169,17 @@ def _plain_fine_tune(texts, noisy, classes, extra, cfg) -> np.ndarray:
     from sidyp_engine.stages.inputs import validate
 
     inputs = validate(cfg, texts, noisy, classes, None, None, extra)
+    ids = inputs.ids
+    if fitted_labels is not None:
+        ids = np.array([classes.index(y) for y in fitted_labels])
     out = train_ensemble(
         plain_config(cfg),
         cfg.backbone,
         load_tokenizer(cfg.backbone),
         inputs.train_texts,
-        torch.from_numpy(inputs.train_ids),
+        torch.from_numpy(ids[inputs.fit_rows]),
         inputs.valid_texts,
-        torch.from_numpy(inputs.valid_ids),
+        torch.from_numpy(ids[inputs.is_validation]),
         extra,
         len(classes),
         resolve_device(cfg.device),  # the run's own device: CPU and CUDA arithmetic differ in the last digits
@@ -198,8 +246,10 @@ def test_no_candidate_fits_the_trusted_rows_labels(toy, tiny_backbone, monkeypat
     # every trusted row unlabelled, every other row's label as before; the probe's full fit alike
     assert (with_trusted == np.where(known, -1, inputs.train_ids)).all()
     assert (fitted["probe"][0] == with_trusted).all()
-    # the plain fine-tune, the fallback the select stage may deliver, leaves them out the same way
-    assert len(fitted["plain"]) == 2 and (fitted["plain"][1] == with_trusted).all()
+    # the plain fine-tune, the fallback the select stage may deliver, leaves them out the same way (where it
+    # is kept, a third fit with their trusted labels is what is delivered)
+    assert len(fitted["plain"]) in (2, 3) and (fitted["plain"][1] == with_trusted).all()
+    assert (len(fitted["plain"]) == 3) == (result.diagnostics["selection"]["refit"] is not None)
 
 
 @pytest.mark.slow  # a whole calibrate run: in `make test`, not `make test-fast`
@@ -465,3 +515,21 @@ def test_refined_labels_are_scored_on_trusted_rows_by_refits_that_hid_them(toy, 
     again = calibrate(texts, noisy, classes, **run)
     for name in ("valid_posteriors", "valid_logits_served", "valid_logits_plain_model", "noise_scores"):
         assert np.array_equal(result.diagnostic_arrays[name], again.diagnostic_arrays[name]), name
+
+
+def test_the_refit_labels_put_each_trusted_label_in_place_on_both_sides_of_the_holdout():
+    from sidyp_engine.stages.ensemble import corrected_labels
+    from sidyp_engine.stages.inputs import validate
+
+    texts, noisy, gold, classes = toy_dataset(n_per_class=20, noise=0.4, seed=5)
+    cfg = CalibrationConfig(seed=0)
+    trusted = np.array([classes.index(g) if i % 3 == 0 else -1 for i, g in enumerate(gold)])
+    held = validate(cfg, texts, noisy, classes, None, None, None)
+    train, valid = corrected_labels(held, trusted)
+    want = np.where(trusted >= 0, trusted, held.ids)
+    assert (train == want[held.fit_rows]).all() and (valid == want[held.is_validation]).all()
+    assert (train != held.train_ids).any() and (valid != held.valid_ids).any()
+    # a validation set the caller gave has no trusted labels: it stays as given
+    given = validate(cfg, texts, noisy, classes, texts[:6], noisy[:6], None)
+    train, valid = corrected_labels(given, trusted)
+    assert (train == want).all() and (valid == given.valid_ids).all()
