@@ -4,8 +4,11 @@ Starts `sidyp serve` in its embedded default (SQLite store + worker process) in 
 free loopback port, uploads a toy dataset labelled with systematic LLM-like noise through the REST API,
 creates a calibration job with small parameters on the bundled MiniLM, polls it with a one-line progress
 display, prints the report, three flagged rows and three predictions, then what the run kept and why (the
-report's `selection`) beside the accuracies measured on the toy gold, and stops the service. When the
-delivered output is worse than the plain noisy-label classifier on the toy gold, the summary says so.
+report's `selection`) beside the accuracies measured on the toy gold. When the delivered output is worse than
+the plain noisy-label classifier on the toy gold, the summary says so. Then it does what the report asks a
+user to do: it checks a random sample of the training rows by hand (the toy gold stands in for the person),
+uploads them as a `trusted_label` column, runs the same job again and prints what changed, and stops the
+service.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import random
 import secrets
 import signal
 import socket
@@ -36,19 +40,33 @@ DEMO_PARAMS = {
 }
 
 
+# rows the demo's "person" checks: over the 30 that let the trusted rows set the temperatures, a few minutes' work
+CHECKED_ROWS = 40
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _csv_bytes(texts, noisy, gold=None) -> bytes:
+def _csv_bytes(texts, noisy, gold=None, trusted=None) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["text", "noisy_label"] + (["gold_label"] if gold is not None else []))
+    extra = (["gold_label"] if gold is not None else []) + (["trusted_label"] if trusted is not None else [])
+    w.writerow(["text", "noisy_label"] + extra)
     for i, t in enumerate(texts):
-        w.writerow([t, noisy[i] or ""] + ([gold[i]] if gold is not None else []))
+        row = [t, noisy[i] or ""] + ([gold[i]] if gold is not None else [])
+        w.writerow(row + ([trusted[i] or ""] if trusted is not None else []))
     return buf.getvalue().encode("utf-8")
+
+
+def checked_rows(gold: list[str], n: int, seed: int = 0) -> list[str | None]:
+    """`trusted_label` per row: the gold label on `n` rows drawn at random (a person checking a random
+    sample, as the report's warnings ask), else None. A random draw, not the worst-looking rows: every
+    figure measured on trusted rows assumes one."""
+    picked = set(random.Random(seed).sample(range(len(gold)), min(n, len(gold))))
+    return [g if i in picked else None for i, g in enumerate(gold)]
 
 
 def _start_server(data_dir: Path, key: str, port: int, log_path: Path) -> subprocess.Popen:
@@ -291,6 +309,36 @@ def format_summary(report: dict) -> list[str]:
     return lines
 
 
+def _accuracy(part: dict | None) -> str:
+    return "not scored" if not part else f"{part['accuracy']:.3f}"
+
+
+def format_checked_summary(before: dict, after: dict, n_checked: int, labelled: int, wrong: int) -> list[str]:
+    """The second run, with `n_checked` rows checked by hand (`wrong` of the `labelled` ones that had an LLM
+    label were wrong), beside the first: what was kept, why, and what changed on the toy gold."""
+    sel = (after.get("diagnostics") or {}).get("selection") or after.get("selection") or {}
+    unlabelled = f", and {n_checked - labelled} the LLM left unlabelled" if labelled < n_checked else ""
+    lines = [
+        "",
+        f"=== the same job with {n_checked} training rows checked by hand (a random sample) ===",
+        f"the checks found {wrong} of {labelled} LLM labels wrong ({wrong / max(labelled, 1):.0%}){unlabelled}; "
+        "the run measures on those rows instead of estimating",
+        f"labels delivered: {sel.get('kept', '?')}; model served: {sel.get('kept_model', '?')}",
+        f"why: {sel.get('reason', '?')}",
+        f"temperatures fitted on: {sel.get('temperature_source', '?')}",
+    ]
+    lines += [f"warning: {w.get('message', w.get('code'))}" for w in after.get("warnings") or []]
+    first, second = before.get("eval") or {}, after.get("eval") or {}
+    if not second.get("n_scored"):
+        return lines + ["no evaluation rows with gold labels: nothing measured"]
+    lines.append(
+        f"measured on the toy gold ({second['n_scored']} evaluation rows), without checks -> with them:"
+    )
+    for name, key in (("delivered labels", "refined_posterior"), ("delivered model", "served")):
+        lines.append(f"  {name:<28} accuracy {_accuracy(first.get(key))} -> {_accuracy(second.get(key))}")
+    return lines
+
+
 def _print_flagged(client: httpx.Client, job_id: str, gold: list[str]) -> None:
     """Three flagged rows, and how many flags are right on the toy gold."""
     labels = _check(client.get(f"/v1/jobs/{job_id}/labels", params={"limit": 1000}), 200)["data"]
@@ -341,6 +389,25 @@ def _walk_through(client: httpx.Client, n_per_class: int) -> int:
     _print_flagged(client, job["id"], train["gold"])
     _print_predictions(client, job["model_id"], held_out)
     print("\n".join(format_summary(report)))
+    return _with_checked_rows(client, train, ev, report)
+
+
+def _with_checked_rows(client: httpx.Client, train: dict, ev: dict, before: dict) -> int:
+    """The report's advice taken: a random sample checked by hand, uploaded as trusted labels, run again."""
+    trusted = checked_rows(train["gold"], CHECKED_ROWS)
+    content = _csv_bytes(train["texts"], train["noisy"], trusted=trusted)
+    ds = _upload(client, "toy-train-checked.csv", f"toy ({CHECKED_ROWS} rows checked)", content)
+    body = {"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
+    job = _check(client.post("/v1/jobs", json=body), 202)
+    print(f"\njob {job['id']} queued: the same data with {CHECKED_ROWS} rows checked by hand")
+    job = _follow(client, job["id"])
+    if job["status"] != "succeeded":
+        print(f"job ended {job['status']}: {job['error']}")
+        return 1
+    after = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+    checked = [(t, n) for t, n in zip(trusted, train["noisy"], strict=True) if t is not None and n]
+    wrong = sum(t != n for t, n in checked)
+    print("\n".join(format_checked_summary(before, after, CHECKED_ROWS, len(checked), wrong)))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.demo import _truth, format_summary
+from app.demo import _truth, checked_rows, format_checked_summary, format_summary
 from sidyp_engine.synthetic import make_toy_dataset
 
 
@@ -105,3 +105,33 @@ def test_summary_prints_the_report_warnings():
     ]
     assert "warning: the run estimates 41% of the labels wrong" in "\n".join(format_summary(report))
     assert "warning:" not in "\n".join(format_summary(_report()))
+
+
+def test_the_rows_the_demo_checks_by_hand_are_a_random_sample_with_their_gold_label():
+    gold = [f"c{i % 3}" for i in range(150)]
+    trusted = checked_rows(gold, 40)
+    picked = [i for i, t in enumerate(trusted) if t is not None]
+    assert len(picked) == 40 and all(trusted[i] == gold[i] for i in picked)
+    assert picked != list(range(40)) and max(picked) > 100  # spread over the set, not its first rows
+    assert checked_rows(gold, 40) == trusted  # the same draw every time
+
+
+def test_the_checked_run_is_set_beside_the_first_on_the_toy_gold():
+    before = _report(kept="plain", kept_model="plain_model", labels=0.81, model=0.80)
+    after = _report(kept="refined", kept_model="served", labels=0.86, model=0.84)
+    after["diagnostics"]["selection"]["reason"] = "the trusted rows measure 30% of the labels wrong"
+    after["diagnostics"]["selection"]["temperature_source"] = "trusted rows (n=40: 0 validation, 40 training)"
+    after["warnings"] = [{"code": "flagged_vs_noise_share", "message": "flagged 12% against 30% wrong"}]
+    text = "\n".join(format_checked_summary(before, after, 40, 40, 12))
+    assert "with 40 training rows checked by hand (a random sample)" in text
+    assert "the checks found 12 of 40 LLM labels wrong (30%); the run measures" in text
+    assert "labels delivered: refined; model served: served" in text
+    assert "why: the trusted rows measure 30% of the labels wrong" in text
+    assert "temperatures fitted on: trusted rows (n=40" in text
+    assert "warning: flagged 12% against 30% wrong" in text
+    assert "delivered labels             accuracy 0.810 -> 0.860" in text
+    assert "delivered model              accuracy 0.800 -> 0.840" in text
+    after["eval"] = None
+    short = format_checked_summary(before, after, 40, 37, 13)
+    assert "the checks found 13 of 37 LLM labels wrong (35%), and 3 the LLM left unlabelled;" in short[2]
+    assert short[-1] == "no evaluation rows with gold labels: nothing measured"
