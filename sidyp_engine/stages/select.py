@@ -240,8 +240,9 @@ def with_plain_refit(
     whatever of the plain classifier is kept: its labels, its model or both.
 
     The held-out fit the trusted rows scored stays what the estimates and the decision describe. The refit
-    model takes its temperature: fitted to the refit's own training rows it would read them as unseen
-    texts, and it is the same recipe with the same seed on nearly the same labels."""
+    model takes that fit's temperature: the trusted rows are now among its training rows, so a temperature
+    fitted on them would read memorised rows as unseen texts (over-confident), and it is the same recipe
+    and seed on nearly the same labels."""
     chosen, model, rows = kept.selection, kept.model, (kept.train_posteriors, kept.valid_posteriors)
     extra = kept.extra_posteriors
     fitted = []
@@ -255,7 +256,8 @@ def with_plain_refit(
             refit.models[0], tokenizer, inputs.classes, kept.model.temperature, max_length, device
         )
         fitted.append("model")
-    chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": float(model.temperature)}
+    temperature = float(model.temperature) if "model" in fitted else None
+    chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": temperature}
     chosen.reason += (
         f"; the plain classifier's {' and '.join(fitted)} delivered are its fine-tune again on every row "
         f"with the {n_trusted} trusted labels in place of the given ones (the figures above are of the fit "
