@@ -299,3 +299,46 @@ def test_trusted_rows_picked_among_wrong_labels_do_not_look_random(planted):
     assert not chosen.trusted_sample["looks_random"] and chosen.trusted_sample["z"] < -3
     assert chosen.as_dict()["trusted_sample"] == chosen.trusted_sample
     assert _select(p, None).selection.trusted_sample is None
+
+
+class _StubNetwork:
+    """Stands in for the refit's TextClassifier: what ServedClassifier's constructor touches."""
+
+    n_classes = C
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+
+@pytest.mark.parametrize(
+    ("labels", "model", "fitted"),
+    [
+        (selection.PLAIN, selection.PLAIN_MODEL, ["labels", "model"]),
+        (selection.REFINED, selection.PLAIN_MODEL, ["model"]),
+        (selection.PLAIN, selection.SERVED, ["labels"]),
+    ],
+)
+def test_only_what_is_kept_of_the_plain_classifier_is_replaced_by_its_refit(planted, labels, model, fitted):
+    kept = _select(planted, _trusted(planted, N_VALID, 100))
+    kept.selection.kept_labels, kept.selection.kept_model = labels, model
+    kept.model = {selection.PLAIN_MODEL: planted.plain, selection.SERVED: planted.served}[model]
+    kept.model.temperature = 1.7
+    before = kept.train_posteriors
+    n_train, n_valid = len(planted.inputs.train_texts), len(planted.inputs.valid_texts)
+    refit = SimpleNamespace(
+        models=[_StubNetwork()],
+        noisy_posteriors={"train": torch.full((n_train, C), 1 / C), "valid": torch.full((n_valid, C), 1 / C)},
+    )
+    out = select_stage.with_plain_refit(kept, refit, None, planted.inputs, 32, "cpu", 100)
+    assert out.selection.refit == {
+        "trusted_rows": 100, "fitted": fitted, "temperature": 1.7 if "model" in fitted else None,
+    }  # fmt: skip
+    assert (getattr(out.model, "model", None) is refit.models[0]) == ("model" in fitted)
+    assert ("model" in fitted) or out.model is kept.model
+    assert out.model.temperature == 1.7  # the held-out fit's, carried (or the served model's, untouched)
+    assert (out.train_posteriors is refit.noisy_posteriors["train"]) == ("labels" in fitted)
+    assert ("labels" in fitted) or out.train_posteriors is before
+    assert f"plain classifier's {' and '.join(fitted)} delivered" in out.selection.reason
