@@ -259,9 +259,9 @@ def with_plain_refit(
     temperature = float(model.temperature) if "model" in fitted else None
     chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": temperature}
     chosen.reason += (
-        f"; the plain classifier's {' and '.join(fitted)} delivered are its fine-tune again on every row "
-        f"with the {n_trusted} trusted labels in place of the given ones (the figures above are of the fit "
-        "that left them out, which they scored)"
+        f"; delivered: the plain classifier's {' and '.join(fitted)}, fine-tuned again on every row with the "
+        f"{n_trusted} trusted labels in place of the given ones (the figures above are of the fit that left "
+        "them out, which they scored)"
     )
     return replace(
         kept, model=model, train_posteriors=rows[0], valid_posteriors=rows[1], extra_posteriors=extra

@@ -341,4 +341,6 @@ def test_only_what_is_kept_of_the_plain_classifier_is_replaced_by_its_refit(plan
     assert out.model.temperature == 1.7  # the held-out fit's, carried (or the served model's, untouched)
     assert (out.train_posteriors is refit.noisy_posteriors["train"]) == ("labels" in fitted)
     assert ("labels" in fitted) or out.train_posteriors is before
-    assert f"plain classifier's {' and '.join(fitted)} delivered" in out.selection.reason
+    assert (
+        f"delivered: the plain classifier's {' and '.join(fitted)}, fine-tuned again" in out.selection.reason
+    )
