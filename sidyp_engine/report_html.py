@@ -78,6 +78,17 @@ def _warnings(report: Mapping[str, Any]) -> str:
     return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>' if items else ""
 
 
+def _refit_line(refit: Mapping[str, Any] | None) -> str:
+    """A kept plain classifier fine-tuned again with the trusted labels (`selection.refit`), said in a line."""
+    if not refit:
+        return ""
+    fitted = " and ".join(str(part) for part in refit.get("fitted", []))
+    return (
+        f"<p>Fine-tuned again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: the plain "
+        f"classifier&#x27;s {escape(fitted)}. The estimates are of the fit that left those rows out.</p>"
+    )
+
+
 def _delivered(report: Mapping[str, Any]) -> str:
     """What the do-no-harm stage kept and why, and the accuracy estimates that need no gold labels."""
     selection = report.get("selection") or {}
@@ -88,6 +99,7 @@ def _delivered(report: Mapping[str, Any]) -> str:
         "<h2>What was delivered, and why</h2>"
         f"<p>Labels: {escape(CANDIDATE_DESCRIPTIONS.get(labels, labels))}. "
         f"Model: {escape(CANDIDATE_DESCRIPTIONS.get(model, str(model)))}.</p>"
+        f"{_refit_line(selection.get('refit'))}"
         f'<p class="meta">{escape(str(selection.get("reason", "")))}</p>'
     )
     shown = shown_estimates(report)

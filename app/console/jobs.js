@@ -303,6 +303,9 @@ function keptSummary(sel, found) {
   return h('div', { class: 'kept', 'data-kept': sel.kept },
     h('h3', {}, 'What was delivered'),
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
+    sel.refit ? h('p', { class: 'refit', 'data-refit': sel.refit.fitted.join(' ') },
+      `Fine-tuned again with the ${sel.refit.trusted_rows} trusted labels in place: the plain classifier's `
+      + `${sel.refit.fitted.join(' and ')}. The estimates are of the fit that left those rows out.`) : null,
     h('p', { class: 'muted' }, sel.reason || ''),
     table ? h('h3', {}, 'Estimates') : null, table,
     table && Object.values(found).some((e) => e && typeof e.accuracy === 'number' && !MEASURED.includes(e.method))

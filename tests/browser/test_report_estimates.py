@@ -195,3 +195,31 @@ def test_a_warning_that_trusted_rows_settle_leads_to_a_random_sample_to_review(
     assert page.input_value("#review-order") == "random" and page.input_value("#review-flag") == ""
     page.screenshot(path=str(screenshot_dir / "console-set-aside-warning.png"), full_page=True)
     assert watched.dialogs == [] and watched.errors == []
+
+
+REFIT = dict(
+    SELECTION,
+    kept="plain",
+    kept_model="plain_model",
+    reason="the trusted rows show 20% of the labels wrong, below the 40% where refinement has helped, so the "
+    "plain classifier is kept; delivered: the plain classifier's labels and model, fine-tuned again on every "
+    "row with the 100 trusted labels in place of the given ones",
+    refit={"trusted_rows": 100, "fitted": ["labels", "model"], "temperature": 1.06},
+)
+
+
+def test_a_plain_classifier_refitted_with_the_trusted_labels_says_so_above_its_estimates(
+    open_page, job_serving, screenshot_dir
+):
+    watched = _open_report(open_page, *job_serving(REFIT))
+    page = watched.page
+    line = page.locator('#report .kept p.refit[data-refit="labels model"]')
+    assert line.inner_text() == (
+        "Fine-tuned again with the 100 trusted labels in place: the plain classifier's labels and model. "
+        "The estimates are of the fit that left those rows out."
+    )
+    page.screenshot(path=str(screenshot_dir / "console-refit.png"), full_page=True)
+    assert watched.dialogs == [] and watched.errors == []
+    # a job that did not refit has no such line
+    watched = _open_report(open_page, *job_serving(SELECTION))
+    assert watched.page.locator("#report .kept p.refit").count() == 0
