@@ -83,10 +83,11 @@ def _refit_line(refit: Mapping[str, Any] | None) -> str:
     if not refit:
         return ""
     fitted = " and ".join(str(part) for part in refit.get("fitted", []))
-    return (
-        f"<p>Fine-tuned again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: the plain "
-        f"classifier&#x27;s {escape(fitted)}. The estimates are of the fit that left those rows out.</p>"
+    line = (
+        f"Fine-tuned again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: the plain "
+        f"classifier's {fitted}. The estimates are of the fit that left those rows out."
     )
+    return f"<p>{escape(line)}</p>"
 
 
 def _delivered(report: Mapping[str, Any]) -> str:

@@ -171,7 +171,7 @@ def _plain_fine_tune(texts, noisy, classes, extra, cfg, fitted_labels=None) -> n
     inputs = validate(cfg, texts, noisy, classes, None, None, extra)
     ids = inputs.ids
     if fitted_labels is not None:
-        ids = np.array([classes.index(y) for y in fitted_labels])
+        ids = np.array([classes.index(y) if y is not None else -1 for y in fitted_labels])
     out = train_ensemble(
         plain_config(cfg),
         cfg.backbone,
