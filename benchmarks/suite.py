@@ -51,10 +51,20 @@ class SharedSet:
     # noise levels of its two-class set (made after every default was chosen: an accurate labeller on a
     # two-class task, where a held-out set lost 18.5 points in the issue)
     binary_noise: tuple[float, ...] = ()
+    # noise levels of its development sets also run with its trusted rows: where the trusted rows keep the
+    # plain classifier, so the refit with their labels is watched (docs/method.md, "Thirty-first round")
+    trusted_noise: tuple[float, ...] = ()
 
 
 SUITE = (
-    SharedSet("semeval-mixtral-fewshot", True, (0, TRUSTED_ROWS), grouped=True, binary_noise=(0.17,)),
+    SharedSet(
+        "semeval-mixtral-fewshot",
+        True,
+        (0, TRUSTED_ROWS),
+        grouped=True,
+        binary_noise=(0.17,),
+        trusted_noise=(0.20,),
+    ),  # fmt: skip
     SharedSet("trec-weak-vote", True, (0, TRUSTED_ROWS)),
     SharedSet("semeval-weak-vote", False, (0,), grouped=True),
 )
@@ -94,13 +104,16 @@ def plan(
     """Every run of the suite: per set, its seeds; trusted-row runs of the shared sets after the plain ones.
     The two-class set at the `binary_noise` levels (an accurate labeller) is also run with the shared set's
     trusted rows: there the gate keeps plain and the trusted rows decide (docs/method.md, "Twenty-ninth
-    round")."""
+    round"); so are the `trusted_noise` levels, where the trusted rows keep plain ("Thirty-first round")."""
     runs = []
     for shared in sets:
         folders = [(os.path.join(shared_dir, shared.name), t) for t in shared.trusted]
         folders += [(os.path.join(dev_dir, name), 0) for name in development_names(shared)]
         trusted = [t for t in shared.trusted if t]
-        folders += [(os.path.join(dev_dir, name), t) for name in binary_noise_names(shared) for t in trusted]
+        trusted_names = binary_noise_names(shared) + [
+            dev_sets.noise_name(shared.name, level) for level in shared.trusted_noise if shared.development
+        ]
+        folders += [(os.path.join(dev_dir, name), t) for name in trusted_names for t in trusted]
         runs += [Run(folder, seed, trusted) for folder, trusted in folders for seed in seeds]
     return runs
 

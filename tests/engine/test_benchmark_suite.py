@@ -30,15 +30,18 @@ def _shared(tmp_path, names=tuple(s.name for s in suite.SUITE)):
 def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     runs = suite.plan(str(tmp_path / "shared"), str(tmp_path / "dev"))
     files = [r.file for r in runs]
-    assert len(files) == len(set(files)) == 57
-    # both shared sets and the LLM's two-class set at 17 % noise with trusted rows, three seeds each
-    assert sum(r.trusted == 100 for r in runs) == 9
+    assert len(files) == len(set(files)) == 60
+    # both shared sets, the LLM's two-class set at 17 % noise and its 20 % level with trusted rows, three
+    # seeds each
+    assert sum(r.trusted == 100 for r in runs) == 12
     assert "semeval-mixtral-fewshot-trusted100-seed2.json" in files
     assert "semeval-mixtral-fewshot-binary-noise17-trusted100-seed0.json" in files
+    assert "semeval-mixtral-fewshot-noise20-trusted100-seed1.json" in files
+    assert "trec-weak-vote-noise20-trusted100-seed1.json" not in files
     assert "trec-weak-vote-noise30-seed1.json" in files and "trec-weak-vote-binary-seed0.json" in files
     assert not any(f.startswith("semeval-weak-vote-noise") for f in files)  # no development sets of its own
     dev = [r for r in runs if "-noise" in r.name or r.name.endswith(("-binary", "-grouped"))]
-    assert len(dev) == 42 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
+    assert len(dev) == 45 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
     # the two-class set at 17 % noise: of the LLM-labelled set only
     binary_noise = {os.path.basename(r.data) for r in runs if "-binary-noise" in r.name}
     assert binary_noise == {"semeval-mixtral-fewshot-binary-noise17"}
