@@ -118,7 +118,7 @@ def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monk
 
 @pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_labels(
-    toy, tiny_backbone, monkeypatch
+    toy, tiny_backbone, monkeypatch, tmp_path
 ):
     texts, noisy, _, classes, trusted = toy
     real_select = selection.select
@@ -134,7 +134,7 @@ def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_la
     cfg = _config(tiny_backbone)
     result = calibrate(
         texts, noisy, classes, extra_texts=extra, config=cfg, collect_diagnostics=True,
-        trusted_labels=trusted, progress=seen.append,
+        trusted_labels=trusted, progress=seen.append, work_dir=tmp_path,
     )  # fmt: skip
     corrected = [t if t is not None else n for n, t in zip(noisy, trusted, strict=True)]
     assert corrected != list(noisy)  # some trusted rows fix a wrong label
@@ -157,6 +157,15 @@ def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_la
     assert temperature != 1.0
     tempered = torch.softmax(torch.from_numpy(np.log(refit)).double() / temperature, dim=-1).numpy()
     assert np.allclose(result.model.predict_proba(extra), tempered, atol=1e-4)
+    # a resumed job reuses the refit from its checkpoint and delivers the same
+    again = []
+    resumed = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=cfg, trusted_labels=trusted, progress=again.append,
+        work_dir=tmp_path,
+    )  # fmt: skip
+    assert [p.message for p in again if p.stage == "refit"][-1] == "reused checkpoint"
+    assert np.allclose(resumed.extra_posteriors, result.extra_posteriors, atol=1e-6)
+    assert np.allclose(resumed.model.predict_proba(extra), result.model.predict_proba(extra), atol=1e-6)
 
 
 def _plain_fine_tune(texts, noisy, classes, extra, cfg, fitted_labels=None) -> np.ndarray:
