@@ -370,6 +370,18 @@ def _print_predictions(client: httpx.Client, model_id: str, held_out: dict) -> N
         print(f"  {t[:60]!r}\n    -> {p['label']} ({p['confidence']:.2f}; gold {g})  [{probs}]")
 
 
+def _run_job(client: httpx.Client, dataset_id: str, eval_id: str, what: str) -> tuple[dict, dict] | None:
+    """Start a demo job on the dataset, follow it; (its record, its report), or None (said why) if it failed."""
+    body = {"dataset_id": dataset_id, "eval_dataset_id": eval_id, "params": DEMO_PARAMS}
+    job = _check(client.post("/v1/jobs", json=body), 202)
+    print(f"job {job['id']} queued: {what}")
+    job = _follow(client, job["id"])
+    if job["status"] != "succeeded":
+        print(f"job ended {job['status']}: {job['error']}")
+        return None
+    return job, _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+
+
 def _walk_through(client: httpx.Client, n_per_class: int) -> int:
     """Upload, calibrate, report and predict, as a client of the running service; the exit status."""
     from sidyp_engine.synthetic import make_toy_dataset
@@ -377,14 +389,10 @@ def _walk_through(client: httpx.Client, n_per_class: int) -> int:
     train = make_toy_dataset(n_per_class=n_per_class, seed=0)
     held_out = make_toy_dataset(n_per_class=max(n_per_class // 2, 10), seed=1)
     ds, ev = _upload_datasets(client, train, held_out)
-    body = {"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
-    job = _check(client.post("/v1/jobs", json=body), 202)
-    print(f"job {job['id']} queued with params {DEMO_PARAMS}")
-    job = _follow(client, job["id"])
-    if job["status"] != "succeeded":
-        print(f"job ended {job['status']}: {job['error']}")
+    finished = _run_job(client, ds["id"], ev["id"], f"with params {DEMO_PARAMS}")
+    if finished is None:
         return 1
-    report = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+    job, report = finished
     _print_report(report)
     _print_flagged(client, job["id"], train["gold"])
     _print_predictions(client, job["model_id"], held_out)
@@ -397,14 +405,11 @@ def _with_checked_rows(client: httpx.Client, train: dict, ev: dict, before: dict
     trusted = checked_rows(train["gold"], CHECKED_ROWS)
     content = _csv_bytes(train["texts"], train["noisy"], trusted=trusted)
     ds = _upload(client, "toy-train-checked.csv", f"toy ({CHECKED_ROWS} rows checked)", content)
-    body = {"dataset_id": ds["id"], "eval_dataset_id": ev["id"], "params": DEMO_PARAMS}
-    job = _check(client.post("/v1/jobs", json=body), 202)
-    print(f"\njob {job['id']} queued: the same data with {CHECKED_ROWS} rows checked by hand")
-    job = _follow(client, job["id"])
-    if job["status"] != "succeeded":
-        print(f"job ended {job['status']}: {job['error']}")
+    print()
+    finished = _run_job(client, ds["id"], ev["id"], f"the same data with {CHECKED_ROWS} rows checked by hand")
+    if finished is None:
         return 1
-    after = _check(client.get(f"/v1/jobs/{job['id']}/report"), 200)
+    after = finished[1]
     checked = [(t, n) for t, n in zip(trusted, train["noisy"], strict=True) if t is not None and n]
     wrong = sum(t != n for t, n in checked)
     print("\n".join(format_checked_summary(before, after, CHECKED_ROWS, len(checked), wrong)))

@@ -82,9 +82,8 @@ def test_a_trusted_label_outside_the_classes_names_the_row(toy, tiny_backbone):
     assert err.value.rows == [5] and err.value.column == "trusted_label"
 
 
-@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
-def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
-    texts, noisy, _, classes, _ = toy
+def _plain_wins(monkeypatch) -> None:
+    """Whatever the select stage reads, it keeps the plain classifier's labels and model."""
     real_select = selection.select
 
     def plain_wins(*args, **kwargs):
@@ -93,6 +92,12 @@ def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monk
         return chosen
 
     monkeypatch.setattr(select_stage.selection, "select", plain_wins)
+
+
+@pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
+def test_kept_plain_classifier_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
+    texts, noisy, _, classes, _ = toy
+    _plain_wins(monkeypatch)
     extra = ["the pizza recipe with cheese", "the laptop server code"]
     result = calibrate(
         texts, noisy, classes, extra_texts=extra, config=_config(tiny_backbone), collect_diagnostics=True
@@ -121,14 +126,7 @@ def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_la
     toy, tiny_backbone, monkeypatch, tmp_path
 ):
     texts, noisy, _, classes, trusted = toy
-    real_select = selection.select
-
-    def plain_wins(*args, **kwargs):
-        chosen = real_select(*args, **kwargs)
-        chosen.kept_labels, chosen.kept_model = selection.PLAIN, selection.PLAIN_MODEL
-        return chosen
-
-    monkeypatch.setattr(select_stage.selection, "select", plain_wins)
+    _plain_wins(monkeypatch)
     extra = ["the pizza recipe with cheese", "the laptop server code"]
     seen = []
     cfg = _config(tiny_backbone)
