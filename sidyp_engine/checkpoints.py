@@ -103,5 +103,6 @@ class Checkpoints:
     def key_of(self, stage: str) -> str:
         return self.stage_keys.get(stage, self.key)
 
-    def served_dir(self) -> Path | None:
-        return None if self.dir is None else self.dir / "served"
+    def served_dir(self, stage: str = "served") -> Path | None:
+        """Where a stage that stores a served model keeps it (its checkpoint is only a marker)."""
+        return None if self.dir is None else self.dir / stage

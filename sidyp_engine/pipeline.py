@@ -10,8 +10,9 @@ Stages (progress stage names in quotes), each a function in `sidyp_engine.stages
   "plain"      the plain fine-tune on the noisy labels (stage 1 with one branch): the fallback;
   "select"     do no harm: the plain noisy-label classifier is delivered instead when the labels are mostly
                right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures;
-  "refit"      with trusted rows, where the plain classifier is kept: its fine-tune again on every row with the
-               trusted labels in place of the given ones, delivered in place of the fit they scored.
+  "refit"      with trusted rows: what is kept of the plain classifier (its fine-tune) and the served model (its
+               distillation) fitted again on every row with the trusted labels in place of the given ones,
+               delivered in place of the fits they scored.
 
 With `work_dir`, the costly stages are checkpointed there (`sidyp_engine.checkpoints`, keyed by a hash of
 the inputs and config) and reused when the same call is repeated, so a re-delivered job resumes.
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidyp_engine import selection
 from sidyp_engine.checkpoints import Checkpoints, call_key
 from sidyp_engine.classifier import release_memory
 from sidyp_engine.device import resolve_device
@@ -50,11 +52,11 @@ from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_dec
 from sidyp_engine.stages.select import (
     Kept,
     linear_probe,
-    plain_is_kept,
     plain_model,
     select_outputs,
     selection_noise_matrix,
-    with_plain_refit,
+    to_refit,
+    with_refits,
 )
 from sidyp_engine.stages.serve import distill_served, served_codec
 from sidyp_engine.stages.trusted import refined_labels_unchecked
@@ -197,18 +199,11 @@ def calibrate(
         kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
-    if trusted_ids is not None and plain_is_kept(kept.selection):
-        with report.stage("refit", "fine-tuning the plain classifier again, with the trusted labels"):
-            refit, reused = ckpt.run(
-                "refit",
-                lambda: refit_plain(cfg, inputs, backbone, tokenizer, device, trusted_ids, progress, stop),
-                encode_stage1,
-                stage1_decoder(backbone, inputs.n_classes, device),
-            )
-            n_trusted = int((trusted_ids >= 0).sum())
-            kept = with_plain_refit(kept, refit, tokenizer, inputs, cfg.max_length, device, n_trusted)
+    if trusted_ids is not None and to_refit(kept.selection):
+        with report.stage("refit", "fitting what is kept again, with the trusted labels"):
+            kept, reused = _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop)
         report(
-            "refit", 1.0, "reused checkpoint" if reused else "plain classifier fitted with the trusted labels"
+            "refit", 1.0, "reused checkpoint" if reused else "kept classifier fitted with the trusted labels"
         )
 
     report.timings["total"] = time.perf_counter() - started
@@ -245,6 +240,43 @@ def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
         stage1_decoder(backbone, inputs.n_classes, device),
     )
     return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
+
+
+def _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop) -> tuple[Kept, bool]:
+    """(kept, reused): what `to_refit` names fitted again on every row with the trusted labels in place."""
+    ckpt, device, fitted = setup.checkpoints, setup.device, to_refit(kept.selection)
+    plain, served, reused = None, None, []
+    if selection.PLAIN in fitted or selection.PLAIN_MODEL in fitted:
+        plain, was_reused = ckpt.run(
+            "refit",
+            lambda: refit_plain(
+                cfg, inputs, setup.backbone, setup.tokenizer, device, trusted_ids, progress, stop
+            ),
+            encode_stage1,
+            stage1_decoder(setup.backbone, inputs.n_classes, device),
+        )
+        reused.append(was_reused)
+    if selection.SERVED in fitted:
+        served, was_reused = ckpt.run(
+            "served_refit",
+            lambda: distill_served(
+                cfg,
+                inputs,
+                ens,
+                setup.backbone,
+                post,
+                device,
+                progress,
+                stop,
+                trusted_ids,
+                trusted_in_place=True,
+            ),
+            *served_codec(ckpt.served_dir("served_refit"), device),
+        )
+        reused.append(was_reused)
+    n_trusted = int((trusted_ids >= 0).sum())
+    kept = with_refits(kept, plain, served, setup.tokenizer, inputs, cfg.max_length, device, n_trusted)
+    return kept, all(reused)
 
 
 def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked):
@@ -401,13 +433,13 @@ def _assemble(
     # labelled rows, of 1 - P(y = given | x) under the method's refined posteriors, also when the plain
     # classifier is kept: its in-sample P(ỹ = given) would call nearly every label right. The expectation
     # rather than the flagged share, because flags only count rows where another class wins.
-    selection = diagnostics.get("selection") or {}
-    measured = selection.get("noise_share") or {}
+    chosen = diagnostics.get("selection") or {}
+    measured = chosen.get("noise_share") or {}
     noise_share = float((1.0 - quality[labelled]).mean()) if labelled.any() else 0.0
     if measured.get("method") == "trusted":
         noise_share = float(measured["accuracy"])
-    elif selection.get("method_noise_share") is not None:
-        noise_share = float(selection["method_noise_share"])
+    elif chosen.get("method_noise_share") is not None:
+        noise_share = float(chosen["method_noise_share"])
     diagnostics["flagged_share"] = float(is_issue[labelled].mean()) if labelled.any() else 0.0
     return CalibrationResult(
         classes=names,
@@ -456,6 +488,9 @@ def _candidate_arrays(
         arrays["trusted_labels"] = rows.trusted
         arrays["trusted_n_valid"] = np.array(rows.n_valid)
     arrays["train_refined_posteriors"] = post.train.numpy()
+    refit = kept.selection.refit
+    if refit is not None and refit["temperature"] is not None:  # the delivered model, fitted with them
+        arrays["valid_logits_refit_model"] = kept.model.logits(inputs.valid_texts)
     if inputs.extra_texts:
         arrays["extra_refined_posteriors"] = post.extra.numpy()
         arrays["extra_served"] = served.predict_proba(inputs.extra_texts)

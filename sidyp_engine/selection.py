@@ -48,6 +48,17 @@ CANDIDATE_DESCRIPTIONS = {
     PLAIN_MODEL: "the plain classifier (fine-tuned on the given labels)",
     PROBE: "the linear probe (a logistic regression on the frozen sentence embeddings)",
 }
+
+
+def refit_summary(fitted: list[str]) -> str:
+    """What the trusted rows fitted again (`Selection.refit["fitted"]`, candidate names), in words."""
+    plain = [part for part, name in (("labels", PLAIN), ("model", PLAIN_MODEL)) if name in fitted]
+    parts = [f"the plain classifier's {' and '.join(plain)}"] if plain else []
+    if SERVED in fitted:
+        parts.append("the distilled served model")
+    return " and ".join(parts)
+
+
 CONFIDENCE = 0.95
 # Gold-free gate: the method's outputs are delivered only when the run itself finds at least this share of
 # the labels wrong. On the development sets the method lost to the plain classifier wherever the run
@@ -116,8 +127,8 @@ class Selection:
     trusted_sample: dict | None = None
     # gold-free, per decision the gate's plain choice was overturned for: the classes plain starved
     starved: dict[str, list[dict]] = field(default_factory=dict)
-    # with trusted rows, where the plain classifier's labels or model are kept: what was fitted again on every
-    # row with the trusted labels in place (`stages.select.with_plain_refit`), else None
+    # with trusted rows: the kept candidates fitted again on every row with the trusted labels in place
+    # (`stages.select.with_refits`: trusted_rows, fitted (candidate names), the model's temperature), else None
     refit: dict | None = None
 
     def as_dict(self) -> dict:

@@ -123,6 +123,17 @@ ProgressCallback = Callable[[Progress], None]
 ShouldStop = Callable[[], bool]
 
 
+def progress_as_stage(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:
+    """`progress` with every event re-labelled as `stage` (a stage that reruns another's training)."""
+    if progress is None:
+        return None
+
+    def report(p: Progress) -> None:
+        progress(Progress(stage, p.fraction, p.message, p.metrics))
+
+    return report
+
+
 @dataclass
 class CalibrationResult:
     """Everything one run produces. Row arrays follow the order of the training inputs.

@@ -13,7 +13,7 @@ import torch
 from sidyp_engine.classifier import EnsembleOutput, release_memory, train_ensemble
 from sidyp_engine.model import TextClassifier
 from sidyp_engine.stages.inputs import Inputs, fit_labels
-from sidyp_engine.types import CalibrationConfig, Progress, ProgressCallback, ShouldStop
+from sidyp_engine.types import CalibrationConfig, ProgressCallback, ShouldStop, progress_as_stage
 
 
 def train_classifiers(
@@ -67,12 +67,7 @@ def train_plain(
     (it seeds itself as stage 1 does, so a run reproduces it), not a stage-1 branch trained beside others
     with co-regularisation, which differed from it by +-2 points either way on the development sets.
     """
-    report = None
-    if progress is not None:
-
-        def report(p: Progress) -> None:
-            progress(Progress("plain", p.fraction, p.message, p.metrics))
-
+    report = progress_as_stage(progress, "plain")
     out = train_classifiers(
         plain_config(cfg), inputs, backbone, tokenizer, device, report, should_stop, trusted_ids
     )
@@ -109,12 +104,6 @@ def refit_plain(
     user gets by fine-tuning on their labels (docs/method.md, thirty-first round). Where the plain classifier is
     kept, this fit is delivered: the user's labels with their checks applied, the baseline's recipe and seed.
     """
-    report = None
-    if progress is not None:
-
-        def report(p: Progress) -> None:
-            progress(Progress("refit", p.fraction, p.message, p.metrics))
-
     train, valid = corrected_labels(inputs, trusted_ids)
     out = train_ensemble(
         plain_config(cfg),
@@ -127,7 +116,7 @@ def refit_plain(
         inputs.extra_texts,
         inputs.n_classes,
         device,
-        report,
+        progress_as_stage(progress, "refit"),
         should_stop,
     )
     out.dynamics = {}

@@ -228,40 +228,51 @@ def select_outputs(
     )
 
 
-def plain_is_kept(chosen: selection.Selection) -> bool:
-    """The plain fine-tune's labels or model are delivered."""
-    return chosen.kept_labels == selection.PLAIN or chosen.kept_model == selection.PLAIN_MODEL
+def to_refit(chosen: selection.Selection) -> list[str]:
+    """The kept candidates that trusted rows fit again after the decision: the plain classifier's labels
+    and model, and the distilled served model (the refined labels already carry the trusted labels)."""
+    kept = {chosen.kept_labels, chosen.kept_model}
+    return [name for name in (selection.PLAIN, selection.PLAIN_MODEL, selection.SERVED) if name in kept]
 
 
-def with_plain_refit(
-    kept: Kept, refit: EnsembleOutput, tokenizer, inputs: Inputs, max_length: int, device, n_trusted: int
+def with_refits(
+    kept: Kept,
+    plain_refit: EnsembleOutput | None,
+    served_refit: ServedClassifier | None,
+    tokenizer,
+    inputs: Inputs,
+    max_length: int,
+    device,
+    n_trusted: int,
 ) -> Kept:
-    """`kept` with the plain fine-tune fitted on every row, trusted labels in place (`refit_plain`), for
-    whatever of the plain classifier is kept: its labels, its model or both.
+    """`kept` with what `to_refit` names replaced by its fit on every row with the trusted labels in place:
+    the plain fine-tune again (`refit_plain`) for the plain labels and model, the distillation again
+    (`distill_served(trusted_in_place=True)`) for the served model.
 
-    The held-out fit the trusted rows scored stays what the estimates and the decision describe. The refit
-    model takes that fit's temperature: the trusted rows are now among its training rows, so a temperature
-    fitted on them would read memorised rows as unseen texts (over-confident), and it is the same recipe
-    and seed on nearly the same labels."""
+    The held-out fits the trusted rows scored stay what the estimates and the decision describe. A refitted
+    model takes its held-out fit's temperature: the trusted rows are now among its training rows, so a
+    temperature fitted on them would read memorised rows as unseen texts (over-confident), and it is the
+    same recipe and seed on nearly the same labels."""
     chosen, model, rows = kept.selection, kept.model, (kept.train_posteriors, kept.valid_posteriors)
     extra = kept.extra_posteriors
-    fitted = []
-    if chosen.kept_labels == selection.PLAIN:
-        rows, extra = (refit.noisy_posteriors["train"], refit.noisy_posteriors["valid"]), None
+    fitted = to_refit(chosen)
+    if selection.PLAIN in fitted:
+        rows, extra = (plain_refit.noisy_posteriors["train"], plain_refit.noisy_posteriors["valid"]), None
         if inputs.extra_texts:
-            extra = refit.noisy_posteriors["extra"]
-        fitted.append("labels")
-    if chosen.kept_model == selection.PLAIN_MODEL:
+            extra = plain_refit.noisy_posteriors["extra"]
+    if selection.PLAIN_MODEL in fitted:
         model = ServedClassifier(
-            refit.models[0], tokenizer, inputs.classes, kept.model.temperature, max_length, device
+            plain_refit.models[0], tokenizer, inputs.classes, kept.model.temperature, max_length, device
         )
-        fitted.append("model")
-    temperature = float(model.temperature) if "model" in fitted else None
+    elif selection.SERVED in fitted:
+        served_refit.temperature = kept.model.temperature
+        model = served_refit
+    temperature = float(model.temperature) if model is not kept.model else None
     chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": temperature}
     chosen.reason += (
-        f"; delivered: the plain classifier's {' and '.join(fitted)}, fine-tuned again on every row with the "
-        f"{n_trusted} trusted labels in place of the given ones (the figures above are of the fit that left "
-        "them out, which they scored)"
+        f"; delivered: {selection.refit_summary(fitted)}, fitted again on every row with the {n_trusted} "
+        "trusted labels in place of the given ones (the figures above are of the fits that left them out, "
+        "which they scored)"
     )
     return replace(
         kept, model=model, train_posteriors=rows[0], valid_posteriors=rows[1], extra_posteriors=extra

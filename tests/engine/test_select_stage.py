@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sidyp_engine import calibrate, estimates, selection
+from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages import select as select_stage
 from sidyp_engine.types import CalibrationConfig, InvalidInputError
 from tests.conftest import toy_dataset
@@ -139,7 +140,7 @@ def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_la
     chosen = result.diagnostics["selection"]
     n_trusted = sum(t is not None for t in trusted)
     assert chosen["refit"] == {
-        "trusted_rows": n_trusted, "fitted": ["labels", "model"], "temperature": result.model.temperature,
+        "trusted_rows": n_trusted, "fitted": ["plain", "plain_model"], "temperature": result.model.temperature,
     }  # fmt: skip
     assert f"with the {n_trusted} trusted labels in place" in chosen["reason"]
     assert any(p.stage == "refit" for p in seen)
@@ -163,6 +164,66 @@ def test_a_plain_classifier_kept_with_trusted_rows_is_fitted_again_with_their_la
     )  # fmt: skip
     assert [p.message for p in again if p.stage == "refit"][-1] == "reused checkpoint"
     assert np.allclose(resumed.extra_posteriors, result.extra_posteriors, atol=1e-6)
+    assert np.allclose(resumed.model.predict_proba(extra), result.model.predict_proba(extra), atol=1e-6)
+
+
+@pytest.mark.slow  # two whole calibrate runs: in `make test`, not `make test-fast`
+def test_a_served_model_kept_with_trusted_rows_is_distilled_again_with_their_labels(
+    toy, tiny_backbone, monkeypatch, tmp_path
+):
+    texts, noisy, _, classes, trusted = toy
+    real_select, real_distill = selection.select, ServedClassifier.distill
+
+    def method_wins(*args, **kwargs):
+        chosen = real_select(*args, **kwargs)
+        chosen.kept_labels, chosen.kept_model = selection.REFINED, selection.SERVED
+        return chosen
+
+    distilled = []
+
+    def recorded(*args, **kwargs):
+        model = real_distill(*args, **kwargs)
+        distilled.append((list(args[3]), torch.as_tensor(args[4]).clone(), model))
+        return model
+
+    monkeypatch.setattr(select_stage.selection, "select", method_wins)
+    monkeypatch.setattr(ServedClassifier, "distill", recorded)
+    extra = ["the pizza recipe with cheese", "the laptop server code"]
+    cfg, seen = _config(tiny_backbone), []
+    result = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=cfg, collect_diagnostics=True,
+        trusted_labels=trusted, progress=seen.append, work_dir=tmp_path,
+    )  # fmt: skip
+    chosen = result.diagnostics["selection"]
+    n_trusted = sum(t is not None for t in trusted)
+    temperature = result.model.temperature
+    assert chosen["refit"] == {"trusted_rows": n_trusted, "fitted": ["served"], "temperature": temperature}
+    assert "delivered: the distilled served model, fitted again" in chosen["reason"]
+    assert [p.message for p in seen if p.stage == "refit"][
+        -1
+    ] == "kept classifier fitted with the trusted labels"
+    (held_texts, held_targets, held_out), (refit_texts, refit_targets, refit) = distilled
+    # the first distillation left the trusted rows out; the second has every training row, each trusted row
+    # at its trusted label and every other at the refined posterior the first learned
+    checked = {t: c for t, c in zip(texts, trusted, strict=True) if c is not None}
+    assert not set(held_texts) & set(checked) and set(held_texts) < set(refit_texts)
+    for text, target in zip(refit_texts, refit_targets, strict=True):
+        if text in checked:
+            assert target.tolist() == [float(c == checked[text]) for c in classes]
+        else:
+            assert torch.allclose(target, held_targets[held_texts.index(text)])
+    # delivered: the second, at the temperature the trusted rows fitted to the first
+    assert result.model is refit and refit.temperature == held_out.temperature
+    assert not np.allclose(
+        result.model.predict_proba(extra), result.diagnostic_arrays["extra_served"], atol=1e-4
+    )
+    # a resumed job reuses the refit from its checkpoint and delivers the same
+    again = []
+    resumed = calibrate(
+        texts, noisy, classes, extra_texts=extra, config=cfg, trusted_labels=trusted, progress=again.append,
+        work_dir=tmp_path,
+    )  # fmt: skip
+    assert [p.message for p in again if p.stage == "refit"][-1] == "reused checkpoint"
     assert np.allclose(resumed.model.predict_proba(extra), result.model.predict_proba(extra), atol=1e-6)
 
 
@@ -256,7 +317,10 @@ def test_no_candidate_fits_the_trusted_rows_labels(toy, tiny_backbone, monkeypat
     # the plain fine-tune, the fallback the select stage may deliver, leaves them out the same way (where it
     # is kept, a third fit with their trusted labels is what is delivered)
     assert len(fitted["plain"]) in (2, 3) and (fitted["plain"][1] == with_trusted).all()
-    assert (len(fitted["plain"]) == 3) == (result.diagnostics["selection"]["refit"] is not None)
+    refit = result.diagnostics["selection"]["refit"]
+    assert (len(fitted["plain"]) == 3) == (
+        refit is not None and bool({"plain", "plain_model"} & set(refit["fitted"]))
+    )
 
 
 @pytest.mark.slow  # a whole calibrate run: in `make test`, not `make test-fast`

@@ -314,33 +314,40 @@ class _StubNetwork:
 
 
 @pytest.mark.parametrize(
-    ("labels", "model", "fitted"),
+    ("labels", "model", "fitted", "words"),
     [
-        (selection.PLAIN, selection.PLAIN_MODEL, ["labels", "model"]),
-        (selection.REFINED, selection.PLAIN_MODEL, ["model"]),
-        (selection.PLAIN, selection.SERVED, ["labels"]),
+        (selection.PLAIN, selection.PLAIN_MODEL, ["plain", "plain_model"], "the plain classifier's labels and model"),
+        (selection.REFINED, selection.PLAIN_MODEL, ["plain_model"], "the plain classifier's model"),
+        (selection.PLAIN, selection.SERVED, ["plain", "served"],
+         "the plain classifier's labels and the distilled served model"),
+        (selection.REFINED, selection.SERVED, ["served"], "the distilled served model"),
     ],
-)
-def test_only_what_is_kept_of_the_plain_classifier_is_replaced_by_its_refit(planted, labels, model, fitted):
+)  # fmt: skip
+def test_only_what_is_kept_is_replaced_by_its_refit(planted, labels, model, fitted, words):
     kept = _select(planted, _trusted(planted, N_VALID, 100))
     kept.selection.kept_labels, kept.selection.kept_model = labels, model
     kept.model = {selection.PLAIN_MODEL: planted.plain, selection.SERVED: planted.served}[model]
     kept.model.temperature = 1.7
+    assert select_stage.to_refit(kept.selection) == fitted
     before = kept.train_posteriors
     n_train, n_valid = len(planted.inputs.train_texts), len(planted.inputs.valid_texts)
-    refit = SimpleNamespace(
+    plain_refit = SimpleNamespace(
         models=[_StubNetwork()],
         noisy_posteriors={"train": torch.full((n_train, C), 1 / C), "valid": torch.full((n_valid, C), 1 / C)},
     )
-    out = select_stage.with_plain_refit(kept, refit, None, planted.inputs, 32, "cpu", 100)
-    assert out.selection.refit == {
-        "trusted_rows": 100, "fitted": fitted, "temperature": 1.7 if "model" in fitted else None,
-    }  # fmt: skip
-    assert (getattr(out.model, "model", None) is refit.models[0]) == ("model" in fitted)
-    assert ("model" in fitted) or out.model is kept.model
-    assert out.model.temperature == 1.7  # the held-out fit's, carried (or the served model's, untouched)
-    assert (out.train_posteriors is refit.noisy_posteriors["train"]) == ("labels" in fitted)
-    assert ("labels" in fitted) or out.train_posteriors is before
-    assert (
-        f"delivered: the plain classifier's {' and '.join(fitted)}, fine-tuned again" in out.selection.reason
-    )
+    served_refit = SimpleNamespace(temperature=1.0)  # a distillation's own validation fit, replaced
+    out = select_stage.with_refits(kept, plain_refit, served_refit, None, planted.inputs, 32, "cpu", 100)
+    assert out.selection.refit == {"trusted_rows": 100, "fitted": fitted, "temperature": 1.7}
+    assert (getattr(out.model, "model", None) is plain_refit.models[0]) == ("plain_model" in fitted)
+    assert (out.model is served_refit) == ("served" in fitted)
+    assert out.model.temperature == 1.7  # the held-out fit's, carried
+    assert (out.train_posteriors is plain_refit.noisy_posteriors["train"]) == ("plain" in fitted)
+    assert ("plain" in fitted) or out.train_posteriors is before
+    assert f"delivered: {words}, fitted again on every row" in out.selection.reason
+    assert selection.refit_summary(fitted) == words
+
+
+def test_nothing_is_refitted_where_only_the_method_s_labels_and_the_probe_are_kept(planted):
+    kept = _select(planted, _trusted(planted, N_VALID, 100))
+    kept.selection.kept_labels, kept.selection.kept_model = selection.REFINED, selection.PROBE
+    assert select_stage.to_refit(kept.selection) == []
