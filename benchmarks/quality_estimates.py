@@ -91,7 +91,7 @@ def estimate_table(result, train, valid, test, classes, y_test, test_preds) -> d
         # the report's asks for trusted rows: a close gate reading, a large expected gain the gate set aside
         "gate_close": chosen.get("gate_close"),
         "set_aside_gain": chosen.get("set_aside_gain"),
-        # with trusted rows, what of a kept plain classifier was fitted again with their labels
+        # with trusted rows, what of the kept classifiers was fitted again with their labels
         "refit": chosen.get("refit"),
         "wrong_label_share": {
             "estimated": chosen["noise_share"],

@@ -13,7 +13,7 @@ from typing import Any
 
 from sidyp_engine.plots import MODEL_TITLES
 from sidyp_engine.report import ESTIMATE_SOURCES, gold_free_note, shown_estimates
-from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS
+from sidyp_engine.selection import CANDIDATE_DESCRIPTIONS, refit_summary
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; padding: 0 1rem; color: #222; }
@@ -79,13 +79,13 @@ def _warnings(report: Mapping[str, Any]) -> str:
 
 
 def _refit_line(refit: Mapping[str, Any] | None) -> str:
-    """A kept plain classifier fine-tuned again with the trusted labels (`selection.refit`), said in a line."""
+    """What the trusted rows fitted again after the decision (`selection.refit`), said in a line."""
     if not refit:
         return ""
-    fitted = " and ".join(str(part) for part in refit.get("fitted", []))
     line = (
-        f"Fine-tuned again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: the plain "
-        f"classifier's {fitted}. The estimates are of the fit that left those rows out."
+        f"Fitted again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: "
+        f"{refit_summary([str(name) for name in refit.get('fitted', [])])}. The estimates are of the fits "
+        "that left those rows out."
     )
     return f"<p>{escape(line)}</p>"
 

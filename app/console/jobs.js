@@ -296,6 +296,14 @@ function estimatesTable(found) {
     })));
 }
 
+// What the trusted rows fitted again (selection.refit.fitted, candidate names), as selection.refit_summary says it.
+function refitSummary(fitted) {
+  const plain = [['labels', 'plain'], ['model', 'plain_model']].filter(([, name]) => fitted.includes(name));
+  const parts = plain.length ? [`the plain classifier's ${plain.map(([part]) => part).join(' and ')}`] : [];
+  if (fitted.includes('served')) parts.push('the distilled served model');
+  return parts.join(' and ');
+}
+
 // What the do-no-harm stage delivered, and why, in the report's own words, with the estimates.
 function keptSummary(sel, found) {
   if (!sel || !sel.kept) return null;
@@ -304,8 +312,8 @@ function keptSummary(sel, found) {
     h('h3', {}, 'What was delivered'),
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
     sel.refit ? h('p', { class: 'refit', 'data-refit': sel.refit.fitted.join(' ') },
-      `Fine-tuned again with the ${sel.refit.trusted_rows} trusted labels in place: the plain classifier's `
-      + `${sel.refit.fitted.join(' and ')}. The estimates are of the fit that left those rows out.`) : null,
+      `Fitted again with the ${sel.refit.trusted_rows} trusted labels in place: ${refitSummary(sel.refit.fitted)}. `
+      + 'The estimates are of the fits that left those rows out.') : null,
     h('p', { class: 'muted' }, sel.reason || ''),
     table ? h('h3', {}, 'Estimates') : null, table,
     table && Object.values(found).some((e) => e && typeof e.accuracy === 'number' && !MEASURED.includes(e.method))

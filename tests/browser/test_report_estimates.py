@@ -202,23 +202,38 @@ REFIT = dict(
     kept="plain",
     kept_model="plain_model",
     reason="the trusted rows show 20% of the labels wrong, below the 40% where refinement has helped, so the "
-    "plain classifier is kept; delivered: the plain classifier's labels and model, fine-tuned again on every "
+    "plain classifier is kept; delivered: the plain classifier's labels and model, fitted again on every "
     "row with the 100 trusted labels in place of the given ones",
-    refit={"trusted_rows": 100, "fitted": ["labels", "model"], "temperature": 1.06},
+    refit={"trusted_rows": 100, "fitted": ["plain", "plain_model"], "temperature": 1.06},
+)
+SERVED_REFIT = dict(
+    SELECTION,
+    kept="refined",
+    kept_model="served",
+    reason="the trusted rows show 55% of the labels wrong; delivered: the distilled served model, fitted again "
+    "on every row with the 100 trusted labels in place of the given ones",
+    refit={"trusted_rows": 100, "fitted": ["served"], "temperature": 1.06},
 )
 
 
-def test_a_plain_classifier_refitted_with_the_trusted_labels_says_so_above_its_estimates(
-    open_page, job_serving, screenshot_dir
+@pytest.mark.parametrize(
+    ("selection", "words", "shot"),
+    [
+        (REFIT, "the plain classifier's labels and model", "console-refit.png"),
+        (SERVED_REFIT, "the distilled served model", "console-refit-served.png"),
+    ],
+)
+def test_what_the_trusted_labels_fitted_again_is_said_above_the_estimates(
+    open_page, job_serving, screenshot_dir, selection, words, shot
 ):
-    watched = _open_report(open_page, *job_serving(REFIT))
+    watched = _open_report(open_page, *job_serving(selection))
     page = watched.page
-    line = page.locator('#report .kept p.refit[data-refit="labels model"]')
+    line = page.locator(f'#report .kept p.refit[data-refit="{" ".join(selection["refit"]["fitted"])}"]')
     assert line.inner_text() == (
-        "Fine-tuned again with the 100 trusted labels in place: the plain classifier's labels and model. "
-        "The estimates are of the fit that left those rows out."
+        f"Fitted again with the 100 trusted labels in place: {words}. "
+        "The estimates are of the fits that left those rows out."
     )
-    page.screenshot(path=str(screenshot_dir / "console-refit.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / shot), full_page=True)
     assert watched.dialogs == [] and watched.errors == []
     # a job that did not refit has no such line
     watched = _open_report(open_page, *job_serving(SELECTION))

@@ -107,15 +107,19 @@ def test_the_page_says_what_was_delivered_and_why_with_the_estimates():
     ):
         assert f"<td>{title}</td>{cells}" in table
     assert "interval spans the method of moments" in table
-    assert "Fine-tuned again" not in page  # no trusted rows: nothing refitted
-    refit = {"trusted_rows": 40, "fitted": ["labels", "model"], "temperature": 1.2}
-    page = render_report_html(
-        build_report(fake_result(diagnostics={"selection": selection | {"refit": refit}})), {}
-    )
-    assert (
-        "<p>Fine-tuned again with the 40 trusted labels in place: the plain classifier&#x27;s labels and model. "
-        "The estimates are of the fit that left those rows out.</p>" in page
-    )
+    assert "Fitted again" not in page  # no trusted rows: nothing refitted
+    for fitted, words in (
+        (["plain", "plain_model"], "the plain classifier&#x27;s labels and model"),
+        (["served"], "the distilled served model"),
+    ):
+        refit = {"trusted_rows": 40, "fitted": fitted, "temperature": 1.2}
+        page = render_report_html(
+            build_report(fake_result(diagnostics={"selection": selection | {"refit": refit}})), {}
+        )
+        assert (
+            f"<p>Fitted again with the 40 trusted labels in place: {words}. "
+            "The estimates are of the fits that left those rows out.</p>" in page
+        )
     # a report without a selection (an older job) has no such section
     assert "What was delivered" not in render_report_html(build_report(fake_result()), {})
 
