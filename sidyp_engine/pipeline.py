@@ -10,8 +10,8 @@ Stages (progress stage names in quotes), each a function in `sidyp_engine.stages
   "plain"      the plain fine-tune on the noisy labels (stage 1 with one branch): the fallback;
   "select"     do no harm: the plain noisy-label classifier is delivered instead when the labels are mostly
                right (the noise gate) or trusted rows show it better; trusted rows also refit temperatures;
-  "refit"      with trusted rows: what is kept of the plain classifier (its fine-tune) and the served model (its
-               distillation) fitted again on every row with the trusted labels in place of the given ones,
+  "refit"      with trusted rows: the kept model and labels (unless refined) fitted again on every row with the
+               trusted labels in place of the given ones (the plain fine-tune, the distillation or the probe),
                delivered in place of the fits they scored.
 
 With `work_dir`, the costly stages are checkpointed there (`sidyp_engine.checkpoints`, keyed by a hash of
@@ -51,6 +51,7 @@ from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddin
 from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
 from sidyp_engine.stages.select import (
     Kept,
+    Refits,
     linear_probe,
     plain_model,
     select_outputs,
@@ -199,9 +200,11 @@ def calibrate(
         kept = _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked)
     report("select", 1.0, kept.selection.reason, {"kept_plain": float(kept.selection.kept_labels == "plain")})
 
-    if trusted_ids is not None and to_refit(kept.selection):
+    if trusted_ids is not None:
         with report.stage("refit", "fitting what is kept again, with the trusted labels"):
-            kept, reused = _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop)
+            kept, reused = _refit_kept(
+                cfg, inputs, setup, ens, post, frozen, kept, trusted_ids, progress, stop
+            )
         report(
             "refit", 1.0, "reused checkpoint" if reused else "kept classifier fitted with the trusted labels"
         )
@@ -242,12 +245,14 @@ def _plain_fine_tune(cfg, inputs, setup, ens, progress, stop, trusted_ids):
     return plain_ens, "reused checkpoint" if reused else "plain classifier ready"
 
 
-def _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop) -> tuple[Kept, bool]:
+def _refit_kept(
+    cfg, inputs, setup, ens, post, frozen, kept, trusted_ids, progress, stop
+) -> tuple[Kept, bool]:
     """(kept, reused): what `to_refit` names fitted again on every row with the trusted labels in place."""
     ckpt, device, fitted = setup.checkpoints, setup.device, to_refit(kept.selection)
-    plain, served, reused = None, None, []
+    refits, reused = Refits(), []
     if selection.PLAIN in fitted or selection.PLAIN_MODEL in fitted:
-        plain, was_reused = ckpt.run(
+        refits.plain, was_reused = ckpt.run(
             "refit",
             lambda: refit_plain(
                 cfg, inputs, setup.backbone, setup.tokenizer, device, trusted_ids, progress, stop
@@ -257,7 +262,7 @@ def _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop
         )
         reused.append(was_reused)
     if selection.SERVED in fitted:
-        served, was_reused = ckpt.run(
+        refits.served, was_reused = ckpt.run(
             "served_refit",
             lambda: distill_served(
                 cfg,
@@ -274,9 +279,20 @@ def _refit_kept(cfg, inputs, setup, ens, post, kept, trusted_ids, progress, stop
             *served_codec(ckpt.served_dir("served_refit"), device),
         )
         reused.append(was_reused)
+    if selection.PROBE in fitted:  # a logistic regression on the embeddings: seconds, not checkpointed
+        refits.probe = linear_probe(
+            inputs,
+            frozen,
+            setup.encoder,
+            cfg.max_length,
+            device,
+            cfg.seed,
+            trusted_ids,
+            trusted_in_place=True,
+        )
     n_trusted = int((trusted_ids >= 0).sum())
-    kept = with_refits(kept, plain, served, setup.tokenizer, inputs, cfg.max_length, device, n_trusted)
-    return kept, all(reused)
+    kept = with_refits(kept, refits, setup.tokenizer, inputs, cfg.max_length, device, n_trusted)
+    return kept, bool(reused) and all(reused)
 
 
 def _select(cfg, inputs, ens, plain_ens, post, served, plain, probe, trusted_ids, unchecked):
@@ -488,8 +504,7 @@ def _candidate_arrays(
         arrays["trusted_labels"] = rows.trusted
         arrays["trusted_n_valid"] = np.array(rows.n_valid)
     arrays["train_refined_posteriors"] = post.train.numpy()
-    refit = kept.selection.refit
-    if refit is not None and refit["temperature"] is not None:  # the delivered model, fitted with them
+    if kept.selection.refit is not None:  # the delivered model, fitted with the trusted labels
         arrays["valid_logits_refit_model"] = kept.model.logits(inputs.valid_texts)
     if inputs.extra_texts:
         arrays["extra_refined_posteriors"] = post.extra.numpy()

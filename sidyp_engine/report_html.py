@@ -84,7 +84,7 @@ def _refit_line(refit: Mapping[str, Any] | None) -> str:
         return ""
     line = (
         f"Fitted again with the {int(refit.get('trusted_rows', 0))} trusted labels in place: "
-        f"{refit_summary([str(name) for name in refit.get('fitted', [])])}. The estimates are of the fits "
+        f"{refit_summary(refit.get('labels'), str(refit.get('model')))}. The estimates are of the fits "
         "that left those rows out."
     )
     return f"<p>{escape(line)}</p>"

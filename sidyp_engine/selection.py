@@ -50,13 +50,14 @@ CANDIDATE_DESCRIPTIONS = {
 }
 
 
-def refit_summary(fitted: list[str]) -> str:
-    """What the trusted rows fitted again (`Selection.refit["fitted"]`, candidate names), in words."""
-    plain = [part for part, name in (("labels", PLAIN), ("model", PLAIN_MODEL)) if name in fitted]
-    parts = [f"the plain classifier's {' and '.join(plain)}"] if plain else []
-    if SERVED in fitted:
-        parts.append("the distilled served model")
-    return " and ".join(parts)
+def refit_summary(labels: str | None, model: str) -> str:
+    """What the trusted rows fitted again (`Selection.refit`: the labels' and the model's candidate), in words."""
+    owners = {PLAIN: "the plain classifier", PLAIN_MODEL: "the plain classifier", PROBE: "the linear probe"}
+    if labels is not None and owners[labels] == owners.get(model):
+        return f"{owners[labels]}'s labels and model"
+    words = [f"{owners[labels]}'s labels"] if labels is not None else []
+    words.append("the distilled served model" if model == SERVED else f"{owners[model]}'s model")
+    return " and ".join(words)
 
 
 CONFIDENCE = 0.95
@@ -128,7 +129,8 @@ class Selection:
     # gold-free, per decision the gate's plain choice was overturned for: the classes plain starved
     starved: dict[str, list[dict]] = field(default_factory=dict)
     # with trusted rows: the kept candidates fitted again on every row with the trusted labels in place
-    # (`stages.select.with_refits`: trusted_rows, fitted (candidate names), the model's temperature), else None
+    # (`stages.select.with_refits`: trusted_rows, labels (None: the refined ones, not refitted), model and its
+    # temperature), else None
     refit: dict | None = None
 
     def as_dict(self) -> dict:

@@ -296,12 +296,14 @@ function estimatesTable(found) {
     })));
 }
 
-// What the trusted rows fitted again (selection.refit.fitted, candidate names), as selection.refit_summary says it.
-function refitSummary(fitted) {
-  const plain = [['labels', 'plain'], ['model', 'plain_model']].filter(([, name]) => fitted.includes(name));
-  const parts = plain.length ? [`the plain classifier's ${plain.map(([part]) => part).join(' and ')}`] : [];
-  if (fitted.includes('served')) parts.push('the distilled served model');
-  return parts.join(' and ');
+// What the trusted rows fitted again (selection.refit: the labels' and the model's candidate), as
+// selection.refit_summary says it.
+function refitSummary(refit) {
+  const owners = { plain: 'the plain classifier', plain_model: 'the plain classifier', probe: 'the linear probe' };
+  if (refit.labels && owners[refit.labels] === owners[refit.model]) return `${owners[refit.labels]}'s labels and model`;
+  const words = refit.labels ? [`${owners[refit.labels]}'s labels`] : [];
+  words.push(refit.model === 'served' ? 'the distilled served model' : `${owners[refit.model]}'s model`);
+  return words.join(' and ');
 }
 
 // What the do-no-harm stage delivered, and why, in the report's own words, with the estimates.
@@ -311,8 +313,8 @@ function keptSummary(sel, found) {
   return h('div', { class: 'kept', 'data-kept': sel.kept },
     h('h3', {}, 'What was delivered'),
     h('p', {}, `Labels: ${KEPT[sel.kept] || sel.kept}. Model: ${KEPT[sel.kept_model] || sel.kept_model}.`),
-    sel.refit ? h('p', { class: 'refit', 'data-refit': sel.refit.fitted.join(' ') },
-      `Fitted again with the ${sel.refit.trusted_rows} trusted labels in place: ${refitSummary(sel.refit.fitted)}. `
+    sel.refit ? h('p', { class: 'refit', 'data-refit': [sel.refit.labels, sel.refit.model].filter(Boolean).join(' ') },
+      `Fitted again with the ${sel.refit.trusted_rows} trusted labels in place: ${refitSummary(sel.refit)}. `
       + 'The estimates are of the fits that left those rows out.') : null,
     h('p', { class: 'muted' }, sel.reason || ''),
     table ? h('h3', {}, 'Estimates') : null, table,

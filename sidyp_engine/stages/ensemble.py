@@ -12,7 +12,7 @@ import torch
 
 from sidyp_engine.classifier import EnsembleOutput, release_memory, train_ensemble
 from sidyp_engine.model import TextClassifier
-from sidyp_engine.stages.inputs import Inputs, fit_labels
+from sidyp_engine.stages.inputs import Inputs, corrected_labels, fit_labels
 from sidyp_engine.types import CalibrationConfig, ProgressCallback, ShouldStop, progress_as_stage
 
 
@@ -73,18 +73,6 @@ def train_plain(
     )
     out.dynamics = {}  # the noise score reads stage 1's; without them `encode_stage1` stores only the rest
     return out
-
-
-def corrected_labels(inputs: Inputs, trusted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(training, validation) label ids with each trusted row's trusted label in place of its given one.
-    Validation rows carry trusted labels only when they were held out of the caller's training rows."""
-
-    def corrected(given: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return np.where(trusted_ids[rows] >= 0, trusted_ids[rows], given)
-
-    held = np.flatnonzero(inputs.is_validation)
-    valid = corrected(inputs.valid_ids, held) if len(held) else inputs.valid_ids
-    return corrected(inputs.train_ids, inputs.fit_rows), valid
 
 
 def refit_plain(

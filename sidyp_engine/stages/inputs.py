@@ -100,6 +100,18 @@ def fit_labels(inputs: Inputs, trusted_ids: np.ndarray | None) -> np.ndarray:
     return np.where(trusted_ids[inputs.fit_rows] >= 0, -1, inputs.train_ids)
 
 
+def corrected_labels(inputs: Inputs, trusted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) label ids with each trusted row's trusted label in place of its given one.
+    Validation rows carry trusted labels only when they were held out of the caller's training rows."""
+
+    def corrected(given: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.where(trusted_ids[rows] >= 0, trusted_ids[rows], given)
+
+    held = np.flatnonzero(inputs.is_validation)
+    valid = corrected(inputs.valid_ids, held) if len(held) else inputs.valid_ids
+    return corrected(inputs.train_ids, inputs.fit_rows), valid
+
+
 def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
     """Texts longer than `max_length` tokens (special tokens included): the model sees only their start."""
     if not texts:

@@ -19,7 +19,7 @@ import torch
 from sidyp_engine import estimates, probe, selection
 from sidyp_engine.classifier import EnsembleOutput
 from sidyp_engine.served import ServedClassifier
-from sidyp_engine.stages.inputs import Inputs, fit_labels
+from sidyp_engine.stages.inputs import Inputs, corrected_labels, fit_labels
 from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
@@ -55,10 +55,15 @@ def linear_probe(
     device,
     seed: int,
     trusted_ids: np.ndarray | None = None,
+    trusted_in_place: bool = False,
 ) -> Probe:
     """The probe fitted on the training rows' frozen embeddings and noisy labels (sidyp_engine.probe),
-    trusted rows left out as in stage 1 (`inputs.fit_labels`)."""
-    y = torch.from_numpy(fit_labels(inputs, trusted_ids))
+    trusted rows left out as in stage 1 (`inputs.fit_labels`), or with `trusted_in_place` each at its
+    trusted label (`inputs.corrected_labels`: the refit of a kept probe)."""
+    if trusted_in_place:
+        y = torch.from_numpy(corrected_labels(inputs, trusted_ids)[0])
+    else:
+        y = torch.from_numpy(fit_labels(inputs, trusted_ids))
     weight, bias = probe.fit_probe(frozen["train"], y, inputs.n_classes)
     model = probe.probe_classifier(encoder, weight, bias, inputs.classes, max_length, device)
     valid_logits = probe.probe_logits(frozen["valid"], weight, bias)
@@ -228,52 +233,52 @@ def select_outputs(
     )
 
 
-def to_refit(chosen: selection.Selection) -> list[str]:
-    """The kept candidates that trusted rows fit again after the decision: the plain classifier's labels
-    and model, and the distilled served model (the refined labels already carry the trusted labels)."""
-    kept = {chosen.kept_labels, chosen.kept_model}
-    return [name for name in (selection.PLAIN, selection.PLAIN_MODEL, selection.SERVED) if name in kept]
+def to_refit(chosen: selection.Selection) -> tuple[str | None, str]:
+    """(labels, model): the kept candidates that trusted rows fit again after the decision. Every model; the
+    labels unless they are the refined ones, which already carry the trusted labels (None)."""
+    return (None if chosen.kept_labels == selection.REFINED else chosen.kept_labels), chosen.kept_model
+
+
+@dataclass
+class Refits:
+    """The fits on every row with the trusted labels in place, for what `to_refit` names."""
+
+    plain: EnsembleOutput | None = None  # `refit_plain`: the plain labels and model
+    served: ServedClassifier | None = None  # `distill_served(trusted_in_place=True)`
+    probe: Probe | None = None  # `linear_probe(trusted_in_place=True)`: its labels and model
 
 
 def with_refits(
-    kept: Kept,
-    plain_refit: EnsembleOutput | None,
-    served_refit: ServedClassifier | None,
-    tokenizer,
-    inputs: Inputs,
-    max_length: int,
-    device,
-    n_trusted: int,
+    kept: Kept, refits: Refits, tokenizer, inputs: Inputs, max_length: int, device, n_trusted: int
 ) -> Kept:
-    """`kept` with what `to_refit` names replaced by its fit on every row with the trusted labels in place:
-    the plain fine-tune again (`refit_plain`) for the plain labels and model, the distillation again
-    (`distill_served(trusted_in_place=True)`) for the served model.
+    """`kept` with what `to_refit` names replaced by its fit on every row with the trusted labels in place.
 
     The held-out fits the trusted rows scored stay what the estimates and the decision describe. A refitted
     model takes its held-out fit's temperature: the trusted rows are now among its training rows, so a
     temperature fitted on them would read memorised rows as unseen texts (over-confident), and it is the
     same recipe and seed on nearly the same labels."""
-    chosen, model, rows = kept.selection, kept.model, (kept.train_posteriors, kept.valid_posteriors)
-    extra = kept.extra_posteriors
-    fitted = to_refit(chosen)
-    if selection.PLAIN in fitted:
-        rows, extra = (plain_refit.noisy_posteriors["train"], plain_refit.noisy_posteriors["valid"]), None
-        if inputs.extra_texts:
-            extra = plain_refit.noisy_posteriors["extra"]
-    if selection.PLAIN_MODEL in fitted:
-        model = ServedClassifier(
-            plain_refit.models[0], tokenizer, inputs.classes, kept.model.temperature, max_length, device
-        )
-    elif selection.SERVED in fitted:
-        served_refit.temperature = kept.model.temperature
-        model = served_refit
-    temperature = float(model.temperature) if model is not kept.model else None
-    chosen.refit = {"trusted_rows": int(n_trusted), "fitted": fitted, "temperature": temperature}
+    chosen = kept.selection
+    labels, model_name = to_refit(chosen)
+    rows = (kept.train_posteriors, kept.valid_posteriors, kept.extra_posteriors)
+    if labels == selection.PLAIN:
+        posteriors = refits.plain.noisy_posteriors
+        rows = (posteriors["train"], posteriors["valid"], posteriors.get("extra"))
+    elif labels == selection.PROBE:
+        rows = (refits.probe.train, refits.probe.valid, refits.probe.extra)
+    if model_name == selection.PLAIN_MODEL:
+        model = ServedClassifier(refits.plain.models[0], tokenizer, inputs.classes, 1.0, max_length, device)
+    else:
+        model = refits.served if model_name == selection.SERVED else refits.probe.model
+    model.temperature = kept.model.temperature
+    chosen.refit = {
+        "trusted_rows": int(n_trusted), "labels": labels, "model": model_name, "temperature": model.temperature
+    }  # fmt: skip
     chosen.reason += (
-        f"; delivered: {selection.refit_summary(fitted)}, fitted again on every row with the {n_trusted} "
-        "trusted labels in place of the given ones (the figures above are of the fits that left them out, "
-        "which they scored)"
+        f"; delivered: {selection.refit_summary(labels, model_name)}, fitted again on every row with the "
+        f"{n_trusted} trusted labels in place of the given ones (the figures above are of the fits that "
+        "left them out, which they scored)"
     )
+    extra = rows[2] if inputs.extra_texts else None
     return replace(
         kept, model=model, train_posteriors=rows[0], valid_posteriors=rows[1], extra_posteriors=extra
     )

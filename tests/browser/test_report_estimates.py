@@ -204,7 +204,7 @@ REFIT = dict(
     reason="the trusted rows show 20% of the labels wrong, below the 40% where refinement has helped, so the "
     "plain classifier is kept; delivered: the plain classifier's labels and model, fitted again on every "
     "row with the 100 trusted labels in place of the given ones",
-    refit={"trusted_rows": 100, "fitted": ["plain", "plain_model"], "temperature": 1.06},
+    refit={"trusted_rows": 100, "labels": "plain", "model": "plain_model", "temperature": 1.06},
 )
 SERVED_REFIT = dict(
     SELECTION,
@@ -212,7 +212,7 @@ SERVED_REFIT = dict(
     kept_model="served",
     reason="the trusted rows show 55% of the labels wrong; delivered: the distilled served model, fitted again "
     "on every row with the 100 trusted labels in place of the given ones",
-    refit={"trusted_rows": 100, "fitted": ["served"], "temperature": 1.06},
+    refit={"trusted_rows": 100, "labels": None, "model": "served", "temperature": 1.06},
 )
 
 
@@ -228,7 +228,9 @@ def test_what_the_trusted_labels_fitted_again_is_said_above_the_estimates(
 ):
     watched = _open_report(open_page, *job_serving(selection))
     page = watched.page
-    line = page.locator(f'#report .kept p.refit[data-refit="{" ".join(selection["refit"]["fitted"])}"]')
+    refit = selection["refit"]
+    fitted = " ".join(name for name in (refit["labels"], refit["model"]) if name)
+    line = page.locator(f'#report .kept p.refit[data-refit="{fitted}"]')
     assert line.inner_text() == (
         f"Fitted again with the 100 trusted labels in place: {words}. "
         "The estimates are of the fits that left those rows out."

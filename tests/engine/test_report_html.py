@@ -108,11 +108,12 @@ def test_the_page_says_what_was_delivered_and_why_with_the_estimates():
         assert f"<td>{title}</td>{cells}" in table
     assert "interval spans the method of moments" in table
     assert "Fitted again" not in page  # no trusted rows: nothing refitted
-    for fitted, words in (
-        (["plain", "plain_model"], "the plain classifier&#x27;s labels and model"),
-        (["served"], "the distilled served model"),
+    for labels, model, words in (
+        ("plain", "plain_model", "the plain classifier&#x27;s labels and model"),
+        (None, "served", "the distilled served model"),
+        ("probe", "served", "the linear probe&#x27;s labels and the distilled served model"),
     ):
-        refit = {"trusted_rows": 40, "fitted": fitted, "temperature": 1.2}
+        refit = {"trusted_rows": 40, "labels": labels, "model": model, "temperature": 1.2}
         page = render_report_html(
             build_report(fake_result(diagnostics={"selection": selection | {"refit": refit}})), {}
         )

@@ -314,40 +314,63 @@ class _StubNetwork:
 
 
 @pytest.mark.parametrize(
-    ("labels", "model", "fitted", "words"),
+    ("labels", "model", "words"),
     [
-        (selection.PLAIN, selection.PLAIN_MODEL, ["plain", "plain_model"], "the plain classifier's labels and model"),
-        (selection.REFINED, selection.PLAIN_MODEL, ["plain_model"], "the plain classifier's model"),
-        (selection.PLAIN, selection.SERVED, ["plain", "served"],
-         "the plain classifier's labels and the distilled served model"),
-        (selection.REFINED, selection.SERVED, ["served"], "the distilled served model"),
+        (selection.PLAIN, selection.PLAIN_MODEL, "the plain classifier's labels and model"),
+        (selection.REFINED, selection.PLAIN_MODEL, "the plain classifier's model"),
+        (selection.PLAIN, selection.SERVED, "the plain classifier's labels and the distilled served model"),
+        (selection.REFINED, selection.SERVED, "the distilled served model"),
+        (selection.PROBE, selection.PROBE, "the linear probe's labels and model"),
+        (selection.REFINED, selection.PROBE, "the linear probe's model"),
+        (selection.PROBE, selection.SERVED, "the linear probe's labels and the distilled served model"),
     ],
-)  # fmt: skip
-def test_only_what_is_kept_is_replaced_by_its_refit(planted, labels, model, fitted, words):
+)
+def test_what_is_kept_is_replaced_by_its_refit(planted, labels, model, words):
     kept = _select(planted, _trusted(planted, N_VALID, 100))
     kept.selection.kept_labels, kept.selection.kept_model = labels, model
-    kept.model = {selection.PLAIN_MODEL: planted.plain, selection.SERVED: planted.served}[model]
+    kept.model = {
+        selection.PLAIN_MODEL: planted.plain,
+        selection.SERVED: planted.served,
+        selection.PROBE: planted.plain,
+    }[model]
     kept.model.temperature = 1.7
-    assert select_stage.to_refit(kept.selection) == fitted
+    refitted_labels = (
+        None if labels == selection.REFINED else labels
+    )  # the refined labels carry the trusted ones
+    assert select_stage.to_refit(kept.selection) == (refitted_labels, model)
     before = kept.train_posteriors
     n_train, n_valid = len(planted.inputs.train_texts), len(planted.inputs.valid_texts)
-    plain_refit = SimpleNamespace(
-        models=[_StubNetwork()],
-        noisy_posteriors={"train": torch.full((n_train, C), 1 / C), "valid": torch.full((n_valid, C), 1 / C)},
+
+    def flat(n):
+        return torch.full((n, C), 1 / C)
+
+    refits = select_stage.Refits(
+        plain=SimpleNamespace(
+            models=[_StubNetwork()], noisy_posteriors={"train": flat(n_train), "valid": flat(n_valid)}
+        ),
+        served=SimpleNamespace(temperature=1.0),  # a distillation's own validation fit, replaced
+        probe=SimpleNamespace(
+            model=SimpleNamespace(temperature=1.0), train=flat(n_train), valid=flat(n_valid), extra=None
+        ),
     )
-    served_refit = SimpleNamespace(temperature=1.0)  # a distillation's own validation fit, replaced
-    out = select_stage.with_refits(kept, plain_refit, served_refit, None, planted.inputs, 32, "cpu", 100)
-    assert out.selection.refit == {"trusted_rows": 100, "fitted": fitted, "temperature": 1.7}
-    assert (getattr(out.model, "model", None) is plain_refit.models[0]) == ("plain_model" in fitted)
-    assert (out.model is served_refit) == ("served" in fitted)
+    out = select_stage.with_refits(kept, refits, None, planted.inputs, 32, "cpu", 100)
+    assert out.selection.refit == {
+        "trusted_rows": 100,
+        "labels": refitted_labels,
+        "model": model,
+        "temperature": 1.7,
+    }
+    delivered = {
+        selection.PLAIN_MODEL: getattr(out.model, "model", None) is refits.plain.models[0],
+        selection.SERVED: out.model is refits.served,
+        selection.PROBE: out.model is refits.probe.model,
+    }
+    assert delivered == {name: name == model for name in delivered}
     assert out.model.temperature == 1.7  # the held-out fit's, carried
-    assert (out.train_posteriors is plain_refit.noisy_posteriors["train"]) == ("plain" in fitted)
-    assert ("plain" in fitted) or out.train_posteriors is before
+    train_rows = {
+        selection.PLAIN: refits.plain.noisy_posteriors["train"],
+        selection.PROBE: refits.probe.train,
+    }
+    assert out.train_posteriors is train_rows.get(labels, before)
     assert f"delivered: {words}, fitted again on every row" in out.selection.reason
-    assert selection.refit_summary(fitted) == words
-
-
-def test_nothing_is_refitted_where_only_the_method_s_labels_and_the_probe_are_kept(planted):
-    kept = _select(planted, _trusted(planted, N_VALID, 100))
-    kept.selection.kept_labels, kept.selection.kept_model = selection.REFINED, selection.PROBE
-    assert select_stage.to_refit(kept.selection) == []
+    assert selection.refit_summary(refitted_labels, model) == words
