@@ -88,7 +88,7 @@ def test_console_walk_through(watched, embedded_service, tmp_path, screenshot_di
     page.click(f'#jobs a:has-text("{job_id}")')
     page.wait_for_selector("#review-rows tr[data-index]")
     assert page.locator(".stages li.done").count() >= 6
-    # a stage only trusted rows bring (the plain classifier refitted with them) has no pill on this job
+    # a stage only trusted rows bring (what is kept, refitted with them) has no pill on this job
     assert "refit" not in page.locator(".stages li").all_inner_texts()
     page.wait_for_selector("#report .figures")
     assert "gold-labelled rows" in page.inner_text("#report")
