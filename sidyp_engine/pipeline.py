@@ -119,7 +119,8 @@ def calibrate(
     `trusted_labels` (per training row, None = not trusted): labels the user checked; those rows are never
     flagged, their trusted label is the suggestion, they anchor the k-NN prior, no candidate fits them
     (stage 1 and the probe take them unlabelled, the distillation leaves them out), and they measure the
-    wrong-label share and the candidates of the "select" stage and refit the temperatures.
+    wrong-label share and the candidates of the "select" stage and refit the temperatures; what is kept is
+    then fitted again with their labels in place ("refit").
     """
     started = time.perf_counter()
     cfg = config if config is not None else CalibrationConfig()
