@@ -43,9 +43,8 @@ def compare(path: str) -> dict | None:
     dump_dir = command[command.index("--dump-arrays") + 1]
     run = doc["runs"][0]
     refit = run["estimates"].get("refit") or {}
-    if refit.get("model") != "served" and "served" not in refit.get(
-        "fitted", []
-    ):  # runs on 18c405f wrote "fitted": ["served"]
+    fitted = refit.get("fitted", [])  # runs on 18c405f wrote "fitted": ["served"]
+    if refit.get("model") != "served" and "served" not in fitted:
         return None
     a = np.load(os.path.join(dump_dir, f"seed{run['seed']}.npz"))
     gold = a["valid_gold"]

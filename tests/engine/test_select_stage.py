@@ -83,16 +83,20 @@ def test_a_trusted_label_outside_the_classes_names_the_row(toy, tiny_backbone):
     assert err.value.rows == [5] and err.value.column == "trusted_label"
 
 
-def _plain_wins(monkeypatch) -> None:
-    """Whatever the select stage reads, it keeps the plain classifier's labels and model."""
+def _keeps(monkeypatch, labels: str, model: str) -> None:
+    """Whatever the select stage reads, it keeps `labels` and `model`."""
     real_select = selection.select
 
-    def plain_wins(*args, **kwargs):
+    def forced(*args, **kwargs):
         chosen = real_select(*args, **kwargs)
-        chosen.kept_labels, chosen.kept_model = selection.PLAIN, selection.PLAIN_MODEL
+        chosen.kept_labels, chosen.kept_model = labels, model
         return chosen
 
-    monkeypatch.setattr(select_stage.selection, "select", plain_wins)
+    monkeypatch.setattr(select_stage.selection, "select", forced)
+
+
+def _plain_wins(monkeypatch) -> None:
+    _keeps(monkeypatch, selection.PLAIN, selection.PLAIN_MODEL)
 
 
 @pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
@@ -173,13 +177,7 @@ def test_a_served_model_kept_with_trusted_rows_is_distilled_again_with_their_lab
     toy, tiny_backbone, monkeypatch, tmp_path
 ):
     texts, noisy, _, classes, trusted = toy
-    real_select, real_distill = selection.select, ServedClassifier.distill
-
-    def method_wins(*args, **kwargs):
-        chosen = real_select(*args, **kwargs)
-        chosen.kept_labels, chosen.kept_model = selection.REFINED, selection.SERVED
-        return chosen
-
+    real_distill = ServedClassifier.distill
     distilled = []
 
     def recorded(*args, **kwargs):
@@ -187,7 +185,7 @@ def test_a_served_model_kept_with_trusted_rows_is_distilled_again_with_their_lab
         distilled.append((list(args[3]), torch.as_tensor(args[4]).clone(), model))
         return model
 
-    monkeypatch.setattr(select_stage.selection, "select", method_wins)
+    _keeps(monkeypatch, selection.REFINED, selection.SERVED)
     monkeypatch.setattr(ServedClassifier, "distill", recorded)
     extra = ["the pizza recipe with cheese", "the laptop server code"]
     cfg, seen = _config(tiny_backbone), []
@@ -261,14 +259,7 @@ def _plain_fine_tune(texts, noisy, classes, extra, cfg, fitted_labels=None) -> n
 @pytest.mark.slow  # a whole calibrate run (5-13 s): in `make test`, not `make test-fast`
 def test_a_kept_probe_is_what_the_run_delivers(toy, tiny_backbone, monkeypatch):
     texts, noisy, _, classes, _ = toy
-    real_select = selection.select
-
-    def probe_wins(*args, **kwargs):
-        chosen = real_select(*args, **kwargs)
-        chosen.kept_labels, chosen.kept_model = selection.PROBE, selection.PROBE
-        return chosen
-
-    monkeypatch.setattr(select_stage.selection, "select", probe_wins)
+    _keeps(monkeypatch, selection.PROBE, selection.PROBE)
     extra = ["the pizza recipe with cheese", "the laptop server code"]
     result = calibrate(
         texts, noisy, classes, extra_texts=extra, config=_config(tiny_backbone), collect_diagnostics=True
@@ -289,20 +280,14 @@ def test_a_probe_kept_with_trusted_rows_is_fitted_again_with_their_labels(toy, t
     from sidyp_engine import probe as probe_module
     from sidyp_engine.stages.inputs import validate
 
-    real_select, real_fit = selection.select, probe_module.fit_probe
-
-    def probe_wins(*args, **kwargs):
-        chosen = real_select(*args, **kwargs)
-        chosen.kept_labels, chosen.kept_model = selection.PROBE, selection.PROBE
-        return chosen
-
+    real_fit = probe_module.fit_probe
     fits = []
 
     def recorded(x, y, *rest, **kw):
         fits.append(y.numpy().copy())
         return real_fit(x, y, *rest, **kw)
 
-    monkeypatch.setattr(select_stage.selection, "select", probe_wins)
+    _keeps(monkeypatch, selection.PROBE, selection.PROBE)
     monkeypatch.setattr(probe_module, "fit_probe", recorded)
     extra = ["the pizza recipe with cheese", "the laptop server code"]
     cfg = _config(tiny_backbone)
