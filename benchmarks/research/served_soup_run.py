@@ -1,0 +1,117 @@
+"""The benchmark with a second served model distilled from the weight average ("soup") of the stage-1
+branches instead of the best branch alone (design runs for `stages.serve.distill_served`).
+
+    python -m benchmarks.research.served_soup_run SIDE.npz <benchmarks.quality arguments>
+
+The run itself is the engine's, unchanged. Beside it, every distillation is repeated from the uniform
+average of the stage-1 branches' weights (the branches are trained together from one pretrained encoder
+and pulled towards their mean, so their average is one model of the same shape), with the same targets,
+seed and temperature rule. SIDE.npz gets, per distillation call i (0: the run's served model; with
+trusted rows 1: its refit), the validation and evaluation-text logits and the temperature of both, and
+the stage-1 best branch and soup read as they are. Stage 1 must be trained in the run (not read from a
+--cache-dir checkpoint, which keeps only the best branch). Score with
+`python -m benchmarks.research.served_soup SIDE.npz --data DIR`; read validation for a decision.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import torch
+
+from benchmarks import quality
+from benchmarks.research.script_io import record_variant
+from sidyp_engine import pipeline
+from sidyp_engine.served import ServedClassifier
+from sidyp_engine.stages import serve
+
+_seen: dict[str, object] = {}
+_side: dict[str, np.ndarray] = {}
+
+
+def weight_soup(models) -> torch.nn.Module:
+    """The uniform average of the models' floating-point weights (other tensors from the first)."""
+    soup = copy.deepcopy(models[0]).float()
+    states = [m.state_dict() for m in models]
+    averaged = {
+        k: (torch.stack([s[k].float() for s in states]).mean(0) if v.is_floating_point() else v)
+        for k, v in states[0].items()
+    }
+    soup.load_state_dict(averaged)
+    return soup
+
+
+def _keep_best_branch(ens):
+    if len(ens.models) < 2:
+        raise SystemExit("stage 1 came from a checkpoint with one branch: run without --cache-dir reuse")
+    soup = weight_soup(ens.models)
+    _seen["soup"] = soup
+    extra = _seen["calibrate_kwargs"].get("extra_texts") or []
+    valid = _seen["calibrate_kwargs"].get("valid_texts") or []
+    tokenizer = _seen.get("tokenizer")
+    for name, model in (("branch", ens.models[0]), ("soup", soup)):
+        reader = ServedClassifier(model, tokenizer, _seen["classes"], 1.0, _seen["max_length"], _device(model))
+        _side[f"stage1_{name}_valid_logits"] = reader.logits(valid)
+        _side[f"stage1_{name}_extra_logits"] = reader.logits(extra)
+    return _original_keep(ens)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+class _Distil:
+    """ServedClassifier whose `distill` also distils from the soup and keeps both models' outputs."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def distill(self, init_model, backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw):
+        base = ServedClassifier.distill(
+            init_model, backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw
+        )
+        soup = ServedClassifier.distill(
+            _seen["soup"], backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw
+        )
+        extra = _seen["calibrate_kwargs"].get("extra_texts") or []
+        i = self.calls
+        for name, model in (("base", base), ("soup", soup)):
+            _side[f"call{i}_{name}_valid_logits"] = model.logits(valid_texts or [])
+            _side[f"call{i}_{name}_extra_logits"] = model.logits(extra)
+            _side[f"call{i}_{name}_temperature"] = np.array(model.temperature)
+        self.calls += 1
+        return base
+
+
+def _calibrate(*args, **kwargs):
+    _seen["calibrate_kwargs"] = kwargs
+    _seen["classes"] = list(args[2])
+    cfg = kwargs.get("config")
+    _seen["max_length"] = cfg.max_length
+    from sidyp_engine.model import load_tokenizer, resolve_backbone
+
+    _seen["tokenizer"] = load_tokenizer(resolve_backbone(cfg.backbone))
+    return _original_calibrate(*args, **kwargs)
+
+
+_original_keep = pipeline.keep_best_branch
+_original_calibrate = pipeline.calibrate
+
+
+def main(argv: list[str]) -> int:
+    side, args = argv[0], argv[1:]
+    if "--seeds" in args and args[args.index("--seeds") + 1] != "1":
+        raise SystemExit("one seed per run: the side file holds one run")
+    pipeline.keep_best_branch = _keep_best_branch
+    pipeline.calibrate = _calibrate
+    serve.ServedClassifier = _Distil()
+    code = quality.main(args)
+    np.savez_compressed(side, **_side)
+    record_variant(args, {"served_soup_side": side, "runner": "python -m benchmarks.research.served_soup_run"})
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
