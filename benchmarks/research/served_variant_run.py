@@ -1,16 +1,17 @@
-"""The benchmark with a second served model distilled from the weight average ("soup") of the stage-1
-branches instead of the best branch alone (design runs for `stages.serve.distill_served`).
+"""The benchmark with a second served model distilled another way beside the run's own (design runs for
+`stages.serve.distill_served`).
 
-    python -m benchmarks.research.served_soup_run SIDE.npz <benchmarks.quality arguments>
+    python -m benchmarks.research.served_variant_run VARIANT SIDE.npz <benchmarks.quality arguments>
 
-The run itself is the engine's, unchanged. Beside it, every distillation is repeated from the uniform
-average of the stage-1 branches' weights (the branches are trained together from one pretrained encoder
-and pulled towards their mean, so their average is one model of the same shape), with the same targets,
-seed and temperature rule. SIDE.npz gets, per distillation call i (0: the run's served model; with
-trusted rows 1: its refit), the validation and evaluation-text logits and the temperature of both, and
-the stage-1 best branch and soup read as they are. Stage 1 must be trained in the run (not read from a
---cache-dir checkpoint, which keeps only the best branch). Score with
-`python -m benchmarks.research.served_soup SIDE.npz --data DIR`; read validation for a decision.
+VARIANT: `soup` (from the uniform average of the stage-1 branches' weights instead of the best branch
+alone: the branches are trained together from one pretrained encoder and pulled towards their mean, so
+their average is one model of the same shape; stage 1 must be trained in the run, a --cache-dir checkpoint
+keeps only the best branch) or `epochsN` (N distillation epochs instead of the engine's 2). The run itself
+is the engine's, unchanged; the variant has the same targets, seed and temperature rule. SIDE.npz gets, per
+distillation call i (0: the run's served model; with trusted rows 1: its refit), the validation and
+evaluation-text logits and the temperature of both (`base`, `variant`), and with `soup` the stage-1 best
+branch and soup read as they are. Score with `python -m benchmarks.research.served_variant RUN.json:SIDE.npz`;
+read validation for a decision.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def weight_soup(models) -> torch.nn.Module:
 
 
 def _keep_best_branch(ens):
+    if _seen["variant"] != "soup":
+        return _original_keep(ens)
     if len(ens.models) < 2:
         raise SystemExit("stage 1 came from a checkpoint with one branch: run without --cache-dir reuse")
     soup = weight_soup(ens.models)
@@ -52,7 +55,9 @@ def _keep_best_branch(ens):
     valid = _seen["calibrate_kwargs"].get("valid_texts") or []
     tokenizer = _seen.get("tokenizer")
     for name, model in (("branch", ens.models[0]), ("soup", soup)):
-        reader = ServedClassifier(model, tokenizer, _seen["classes"], 1.0, _seen["max_length"], _device(model))
+        reader = ServedClassifier(
+            model, tokenizer, _seen["classes"], 1.0, _seen["max_length"], _device(model)
+        )
         _side[f"stage1_{name}_valid_logits"] = reader.logits(valid)
         _side[f"stage1_{name}_extra_logits"] = reader.logits(extra)
     return _original_keep(ens)
@@ -63,21 +68,26 @@ def _device(model) -> torch.device:
 
 
 class _Distil:
-    """ServedClassifier whose `distill` also distils from the soup and keeps both models' outputs."""
+    """ServedClassifier whose `distill` also distils the variant and keeps both models' outputs."""
 
-    def __init__(self):
-        self.calls = 0
+    def __init__(self, variant: str):
+        self.variant, self.calls = variant, 0
 
     def distill(self, init_model, backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw):
         base = ServedClassifier.distill(
             init_model, backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw
         )
-        soup = ServedClassifier.distill(
-            _seen["soup"], backbone, classes, texts, soft_targets, valid_texts, valid_targets, **kw
+        init, epochs = init_model, kw.pop("epochs", 2)
+        if self.variant == "soup":
+            init = _seen["soup"]
+        else:
+            epochs = int(self.variant[len("epochs") :])
+        variant = ServedClassifier.distill(
+            init, backbone, classes, texts, soft_targets, valid_texts, valid_targets, epochs=epochs, **kw
         )
         extra = _seen["calibrate_kwargs"].get("extra_texts") or []
         i = self.calls
-        for name, model in (("base", base), ("soup", soup)):
+        for name, model in (("base", base), ("variant", variant)):
             _side[f"call{i}_{name}_valid_logits"] = model.logits(valid_texts or [])
             _side[f"call{i}_{name}_extra_logits"] = model.logits(extra)
             _side[f"call{i}_{name}_temperature"] = np.array(model.temperature)
@@ -101,15 +111,25 @@ _original_calibrate = pipeline.calibrate
 
 
 def main(argv: list[str]) -> int:
-    side, args = argv[0], argv[1:]
+    variant, side, args = argv[0], argv[1], argv[2:]
+    if variant != "soup" and not (variant.startswith("epochs") and variant[len("epochs") :].isdigit()):
+        raise SystemExit(f"unknown variant {variant!r}: soup or epochsN")
+    _seen["variant"] = variant
     if "--seeds" in args and args[args.index("--seeds") + 1] != "1":
         raise SystemExit("one seed per run: the side file holds one run")
     pipeline.keep_best_branch = _keep_best_branch
     pipeline.calibrate = _calibrate
-    serve.ServedClassifier = _Distil()
+    serve.ServedClassifier = _Distil(variant)
     code = quality.main(args)
     np.savez_compressed(side, **_side)
-    record_variant(args, {"served_soup_side": side, "runner": "python -m benchmarks.research.served_soup_run"})
+    record_variant(
+        args,
+        {
+            "served_variant": variant,
+            "side": side,
+            "runner": "python -m benchmarks.research.served_variant_run",
+        },
+    )
     return code
 
 
