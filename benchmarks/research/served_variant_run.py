@@ -6,8 +6,10 @@
 VARIANT: `soup` (from the uniform average of the stage-1 branches' weights instead of the best branch
 alone: the branches are trained together from one pretrained encoder and pulled towards their mean, so
 their average is one model of the same shape; stage 1 must be trained in the run, a --cache-dir checkpoint
-keeps only the best branch) or `epochsN` (N distillation epochs instead of the engine's 2). The run itself
-is the engine's, unchanged; the variant has the same targets, seed and temperature rule. SIDE.npz gets, per
+keeps only the best branch), `epochsN` (N distillation epochs instead of the engine's 2) or `seedN` (the
+engine's recipe with the distillation's random draws moved by N: how far a recipe moves by chance). The run
+itself is the engine's, unchanged; the variant has the same targets and temperature rule, and the same seed
+but with `seedN`. SIDE.npz gets, per
 distillation call i (0: the run's served model; with trusted rows 1: its refit), the validation and
 evaluation-text logits and the temperature of both (`base`, `variant`), and with `soup` the stage-1 best
 branch and soup read as they are. Score with `python -m benchmarks.research.served_variant RUN.json:SIDE.npz`;
@@ -80,8 +82,11 @@ class _Distil:
         init, epochs = init_model, kw.pop("epochs", 2)
         if self.variant == "soup":
             init = _seen["soup"]
-        else:
+        elif self.variant.startswith("epochs"):
             epochs = int(self.variant[len("epochs") :])
+        else:  # seedN: the same recipe with its RNG (head, dropout, batch order) moved by N
+            cfg = kw["config"]
+            kw["config"] = cfg.model_copy(update={"seed": cfg.seed + int(self.variant[len("seed") :])})
         variant = ServedClassifier.distill(
             init, backbone, classes, texts, soft_targets, valid_texts, valid_targets, epochs=epochs, **kw
         )
@@ -112,8 +117,11 @@ _original_calibrate = pipeline.calibrate
 
 def main(argv: list[str]) -> int:
     variant, side, args = argv[0], argv[1], argv[2:]
-    if variant != "soup" and not (variant.startswith("epochs") and variant[len("epochs") :].isdigit()):
-        raise SystemExit(f"unknown variant {variant!r}: soup or epochsN")
+    known = variant == "soup" or any(
+        variant.startswith(p) and variant[len(p) :].isdigit() for p in ("epochs", "seed")
+    )
+    if not known:
+        raise SystemExit(f"unknown variant {variant!r}: soup, epochsN or seedN")
     _seen["variant"] = variant
     if "--seeds" in args and args[args.index("--seeds") + 1] != "1":
         raise SystemExit("one seed per run: the side file holds one run")
