@@ -9,11 +9,10 @@ their average is one model of the same shape; stage 1 must be trained in the run
 keeps only the best branch), `epochsN` (N distillation epochs instead of the engine's 2) or `seedN` (the
 engine's recipe with the distillation's random draws moved by N: how far a recipe moves by chance). The run
 itself is the engine's, unchanged; the variant has the same targets and temperature rule, and the same seed
-but with `seedN`. SIDE.npz gets, per
-distillation call i (0: the run's served model; with trusted rows 1: its refit), the validation and
-evaluation-text logits and the temperature of both (`base`, `variant`), and with `soup` the stage-1 best
-branch and soup read as they are. Score with `python -m benchmarks.research.served_variant RUN.json:SIDE.npz`;
-read validation for a decision.
+but with `seedN`. SIDE.npz gets, per distillation call i (0: the run's served model; with trusted rows 1: its
+refit), the validation and evaluation-text logits and the temperature of both (`base`, `variant`), and with
+`soup` the stage-1 best branch and soup read as they are. Score with `python -m
+benchmarks.research.served_variant RUN.json:SIDE.npz`; read validation for a decision.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import torch
 from benchmarks import quality
 from benchmarks.research.script_io import record_variant
 from sidyp_engine import pipeline
+from sidyp_engine.model import load_tokenizer, resolve_backbone
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages import serve
 
@@ -55,7 +55,7 @@ def _keep_best_branch(ens):
     _seen["soup"] = soup
     extra = _seen["calibrate_kwargs"].get("extra_texts") or []
     valid = _seen["calibrate_kwargs"].get("valid_texts") or []
-    tokenizer = _seen.get("tokenizer")
+    tokenizer = _seen["tokenizer"]
     for name, model in (("branch", ens.models[0]), ("soup", soup)):
         reader = ServedClassifier(
             model, tokenizer, _seen["classes"], 1.0, _seen["max_length"], _device(model)
@@ -103,10 +103,8 @@ class _Distil:
 def _calibrate(*args, **kwargs):
     _seen["calibrate_kwargs"] = kwargs
     _seen["classes"] = list(args[2])
-    cfg = kwargs.get("config")
+    cfg = kwargs["config"]
     _seen["max_length"] = cfg.max_length
-    from sidyp_engine.model import load_tokenizer, resolve_backbone
-
     _seen["tokenizer"] = load_tokenizer(resolve_backbone(cfg.backbone))
     return _original_calibrate(*args, **kwargs)
 
