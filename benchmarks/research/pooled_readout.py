@@ -15,14 +15,10 @@ import sys
 
 import numpy as np
 
+from benchmarks.research.script_io import softmax
 from sidyp_engine.metrics import accuracy, macro_f1
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
 
 
 def pooled(first: np.ndarray, second: np.ndarray, gold: np.ndarray) -> str:
@@ -41,13 +37,13 @@ def main(paths: list[str]) -> int:
         gold, refined = d["valid_gold"], d["valid_refined_unlabelled"]
         print(f"\n{path}")
         others = {
-            "plain fine-tune": _softmax(d["valid_logits_plain_model"]),
+            "plain fine-tune": softmax(d["valid_logits_plain_model"]),
             "stage-1 ensemble": d["valid_noisy_posteriors"],
-            "linear probe": _softmax(d["valid_logits_probe"]),
+            "linear probe": softmax(d["valid_logits_probe"]),
         }
         for name, probs in others.items():
             print(f"  refined x {name:<17} {pooled(refined, probs, gold)}")
-        served = _softmax(d["valid_logits_served"])
+        served = softmax(d["valid_logits_served"])
         print(f"  served x plain fine-tune    {pooled(served, others['plain fine-tune'], gold)}")
     return 0
 

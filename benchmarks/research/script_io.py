@@ -29,6 +29,12 @@ def validation_scores(path: str, names: tuple[str, ...]) -> dict[str, tuple[floa
     return out
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (max subtracted first)."""
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
 def grouped_args(argv: list[str], flags: tuple[str, ...], usage: str) -> dict[str, list[str]]:
     """`--a x y --b z` -> {"--a": [x, y], "--b": [z]} for the given flags; SystemExit(usage) on a value
     before any flag."""

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from benchmarks.research.lab import ece, macro_f1
-from benchmarks.research.script_io import dump_key, grouped_args
+from benchmarks.research.script_io import dump_key, grouped_args, softmax
 
 
 def _temperatures(paths: list[str]) -> dict[str, float]:
@@ -38,17 +38,11 @@ def _temperatures(paths: list[str]) -> dict[str, float]:
     return found
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def _cells(path: str, temperatures: dict[str, float]) -> tuple[str, np.ndarray]:
     d = np.load(path)
     gold, logits = d["valid_gold"], d["valid_logits_served"]
     k = logits.shape[1]
-    probs = _softmax(logits / temperatures.get(os.path.abspath(path), temperatures.get(path, 1.0)))
+    probs = softmax(logits / temperatures.get(os.path.abspath(path), temperatures.get(path, 1.0)))
     pred = d["valid_pred_served"]
     onehot = np.eye(k)[pred]
     cell = f"{(pred == gold).mean():.3f} / {macro_f1(onehot, gold):.3f} / {ece(probs, gold):.3f}"

@@ -18,6 +18,7 @@ import shlex
 import numpy as np
 
 from benchmarks.quality import gold_ids, read_split, score, subsample
+from benchmarks.research.script_io import softmax
 
 ROWS = (
     ("stage-1 best branch", "stage1_branch", None),
@@ -27,12 +28,6 @@ ROWS = (
     ("refit (engine)", "call1_base", "call1_base_temperature"),
     ("refit (variant)", "call1_variant", "call1_variant_temperature"),
 )
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def scores(run_json: str, side: str, split: str) -> dict:
@@ -57,7 +52,7 @@ def scores(run_json: str, side: str, split: str) -> dict:
         if f"{key}_{texts}_logits" not in a:
             continue
         t = float(a[temp]) if temp else 1.0
-        probs = _softmax(a[f"{key}_{texts}_logits"][keep] / t)
+        probs = softmax(a[f"{key}_{texts}_logits"][keep] / t)
         out["rows"][name] = {k: round(v, 4) for k, v in score(probs, y, len(classes)).items()} | {"T": t}
     return out
 
