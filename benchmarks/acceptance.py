@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -84,6 +85,10 @@ def run_rows(path: str) -> list[dict]:
             ),
             "flagged_train": round(run["flagged_share"], 4),
         }
+        # gold-free runs made since the thirty-fourth round record the noise model's own reading beside it
+        nm = run.get("diagnostics", {}).get("noise_model_wrong_share")
+        if not run.get("trusted_rows") and nm is not None and math.isfinite(nm):
+            row["wrong_share"]["noise_model_estimate"] = round(nm, 4)
         table = est.get("rows", {})
         row["estimated_vs_measured_test"] = {
             name: [r["estimated"]["accuracy"], r["measured_test"]]
@@ -293,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         if r["wrong_share"]["moments_estimate"] is not None
     ]
     moment_pairs = [p for r in rows for p in r["moments_vs_measured_test"].values()]
+    # the runs that carry the noise model's reading, both estimators on the same runs
+    with_nm = [r["wrong_share"] for r in rows if "noise_model_estimate" in r["wrong_share"]]
     families = sorted({r["set"].split("-")[0] for r in rows})
 
     def pooled(key: str, family: str | None = None) -> list[list[float]]:
@@ -330,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
         "wrong_share_run_estimate_vs_given": mean_abs(run_wrong_given),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
+        "wrong_share_on_runs_with_the_noise_model_reading": {
+            "runs": len(with_nm),
+            "run_estimate_vs_given": mean_abs([[w["run_estimate"], w["measured_given"]] for w in with_nm]),
+            "noise_model_vs_given": mean_abs(
+                [[w["noise_model_estimate"], w["measured_given"]] for w in with_nm]
+            ),
+        },
         "evaluation_estimates_vs_test": mean_abs(
             [
                 [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]

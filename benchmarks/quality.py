@@ -337,6 +337,7 @@ DIAGNOSTICS_KEPT = (
     "clean_set_size",
     "certain_share",
     "prior_agrees_with_label",
+    "noise_model_wrong_share",
     "held_out_label_agreement",
     "knn_space",
     "noise_model",

@@ -34,7 +34,7 @@ from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
 from benchmarks.research.plain_floor import scores
 from sidyp_engine import prior as prior_module
-from sidyp_engine.stages.select import calibrated, selection_noise_matrix
+from sidyp_engine.stages.select import calibrated, method_wrong_share, selection_noise_matrix
 
 VARIANTS = ("pc20", "pc100", "prop0.25", "prop1", "prop2", "prop4", "prop8", "prop16", "anchor")
 
@@ -92,6 +92,8 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
         "llm_train": scores(noisy[lab], g[lab], c),  # labelled rows only
         "prior_train": scores(fh.prior.train.probs.argmax(1).numpy(), g, c),
         "refined_train": scores(fh.post.train.argmax(1).numpy(), g, c),
+        # validation rows with their label, as the delivered labels read them (class floor included)
+        "refined_valid": scores(fh.post.valid.argmax(1).numpy()[v_lab], g_valid[v_lab], c),
         # validation rows as unseen texts (the test-like reading) against the plain classifier's argmax
         "refined_valid_unlabelled": scores(unlabelled, g_valid, c),
         "plain_valid": scores(fh.ens.noisy_posteriors["valid"].argmax(1).numpy(), g_valid, c),
@@ -102,6 +104,11 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
             "valid_conditioned": round(float(1 - cal_v[v_lab, v_noisy[v_lab]].mean()), 4),
             "valid_unconditioned": round(float(1 - unlabelled_probs[v_lab, v_noisy[v_lab]].mean()), 4),
             "valid_gold": round(float(np.mean(v_noisy[v_lab] != g_valid[v_lab])), 4),
+            # the noise model's own reading: its label-conditioned prior of the training rows
+            "noise_model_prior": round(float(1 - fh.prior.train.probs.numpy()[lab, noisy[lab]].mean()), 4),
+            "noise_model_valid": _conditioned_share(fh.prior, v_noisy),
+            # what the gate reads: training and validation rows, calibrated, with their label
+            "gate_reading": round(float(method_wrong_share(fh.post, inputs, seed).accuracy), 4),
         },
         "t_diag": None if channel is None else [round(float(x), 3) for x in np.diag(channel)],
         "t_diag_true": [round(float(x), 3) for x in np.diag(t_true)],
@@ -109,6 +116,17 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
         if channel is None
         else round(float(np.abs(channel - t_true).sum(1).mean() / 2), 4),
     }
+
+
+def _conditioned_share(prior, given: np.ndarray) -> float | None:
+    """The noise model's wrong share of the validation rows: their vote read with their own label through
+    T, P(y | votes, given) proportional to P(y | votes) T[y, given]."""
+    if prior.channel is None:
+        return None
+    rows = np.flatnonzero(given >= 0)
+    p = prior.valid.probs.numpy()[rows].astype(np.float64) * prior.channel.numpy()[:, given[rows]].T
+    p /= p.sum(axis=1, keepdims=True)
+    return round(float(1 - p[np.arange(len(rows)), given[rows]].mean()), 4)
 
 
 def main(argv: list[str] | None = None) -> int:
