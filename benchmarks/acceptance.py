@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -49,26 +48,6 @@ def tally(rows: list[dict], field: str) -> dict[str, int]:
     """Runs per value of `field` ("code", "cpu"), most runs first: how many versions the summary pools."""
     counts = Counter(r[field] for r in rows)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def noise_model_reading(run: dict) -> float | None:
-    """The noise model's own wrong-label share of a gold-free run (diagnostic `noise_model_wrong_share`,
-    recorded since the thirty-fourth round; NaN where the noise model was off). Trusted runs measure the
-    share on their trusted rows, so their reading is not an estimate the summary compares."""
-    nm = run.get("diagnostics", {}).get("noise_model_wrong_share")
-    if run.get("trusted_rows") or nm is None or not math.isfinite(nm):
-        return None
-    return round(nm, 4)
-
-
-def beside_noise_model_reading(rows: list[dict]) -> dict:
-    """Both wrong-label shares against the truth, on the runs that carry the noise model's reading."""
-    shares = [r["wrong_share"] for r in rows if "noise_model_estimate" in r["wrong_share"]]
-    return {"runs": len(shares)} | {
-        f"{estimate}_vs_{truth}": mean_abs([[w[key], w[f"measured_{truth}"]] for w in shares])
-        for estimate, key in (("run_estimate", "run_estimate"), ("noise_model", "noise_model_estimate"))
-        for truth in ("valid", "given")
-    }
 
 
 def run_rows(path: str) -> list[dict]:
@@ -105,9 +84,6 @@ def run_rows(path: str) -> list[dict]:
             ),
             "flagged_train": round(run["flagged_share"], 4),
         }
-        nm = noise_model_reading(run)
-        if nm is not None:
-            row["wrong_share"]["noise_model_estimate"] = nm
         table = est.get("rows", {})
         row["estimated_vs_measured_test"] = {
             name: [r["estimated"]["accuracy"], r["measured_test"]]
@@ -354,7 +330,6 @@ def main(argv: list[str] | None = None) -> int:
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
         "wrong_share_run_estimate_vs_given": mean_abs(run_wrong_given),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
-        "wrong_share_on_runs_with_the_noise_model_reading": beside_noise_model_reading(rows),
         "evaluation_estimates_vs_test": mean_abs(
             [
                 [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]

@@ -337,7 +337,6 @@ DIAGNOSTICS_KEPT = (
     "clean_set_size",
     "certain_share",
     "prior_agrees_with_label",
-    "noise_model_wrong_share",
     "held_out_label_agreement",
     "knn_space",
     "noise_model",

@@ -344,18 +344,6 @@ def noise_model_prior(
     )
 
 
-def expected_wrong_share(posteriors: torch.Tensor, noisy: torch.Tensor) -> float:
-    """Mean 1 - P(true = given label) over the labelled rows: the share of wrong labels the posteriors
-    expect (NaN without a labelled row). Read on the noise model's label-conditioned prior it is the
-    Dawid-Skene estimate of the labeller's error rate (recorded beside the run's own estimate;
-    docs/method.md, "Thirty-fourth round")."""
-    y = torch.as_tensor(noisy, dtype=torch.long)
-    labelled = torch.nonzero(y >= 0).flatten()
-    if not len(labelled):
-        return float("nan")
-    return float(1.0 - posteriors[labelled, y[labelled]].double().mean())
-
-
 def _labelled_neighbour_votes(embeddings, y: np.ndarray, n_classes: int, k: int, queries: list, groups=None):
     """Unbalanced vote shares of the k nearest labelled distinct texts: for every row (its own text left
     out) and per query set."""

@@ -17,14 +17,7 @@ import torch
 from sidyp_engine.classifier import EnsembleOutput, embed_texts, noisy_accuracy
 from sidyp_engine.model import load_tokenizer
 from sidyp_engine.noise import noise_scores, select_likely_noisy
-from sidyp_engine.prior import (
-    PriorOutput,
-    candidate_sets,
-    expected_wrong_share,
-    knn_prior,
-    noise_model_prior,
-    text_groups,
-)
+from sidyp_engine.prior import PriorOutput, candidate_sets, knn_prior, noise_model_prior, text_groups
 from sidyp_engine.stages.inputs import Inputs
 from sidyp_engine.types import CalibrationConfig, ShouldStop
 
@@ -204,8 +197,4 @@ def _prior_metrics(
         "clean_set_size": float(rows.clean.sum()),
         "certain_share": float(prior.train.certain.float().mean()),
         "prior_agrees_with_label": float("nan") if agrees is None else float(agrees),
-        # research: a second wrong-label share, the noise model's own; not read by any decision
-        "noise_model_wrong_share": expected_wrong_share(prior.train.probs, y)
-        if prior.noise_model_on
-        else float("nan"),
     }

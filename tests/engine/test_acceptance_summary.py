@@ -153,29 +153,3 @@ def test_the_benchmark_records_the_checkout_it_ran_from():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
     assert head.startswith(code["commit"]) and len(code["commit"]) == 12
     assert isinstance(code["edited"], bool)
-
-
-def test_the_noise_model_reading_is_compared_on_gold_free_runs_that_carry_it():
-    from benchmarks.acceptance import beside_noise_model_reading, noise_model_reading
-
-    assert (
-        noise_model_reading({"trusted_rows": 0, "diagnostics": {"noise_model_wrong_share": 0.31234}})
-        == 0.3123
-    )
-    # trusted runs measure the share on their rows; older runs lack it; with the noise model off it is NaN
-    assert noise_model_reading({"trusted_rows": 100, "diagnostics": {"noise_model_wrong_share": 0.3}}) is None
-    assert noise_model_reading({"trusted_rows": 0, "diagnostics": {}}) is None
-    assert noise_model_reading({"diagnostics": {"noise_model_wrong_share": float("nan")}}) is None
-    share = {"run_estimate": 0.42, "measured_valid": 0.30, "measured_given": 0.32}
-    rows = [
-        {"wrong_share": share | {"noise_model_estimate": 0.33}},
-        {"wrong_share": share | {"run_estimate": 0.20, "noise_model_estimate": 0.25}},
-        {"wrong_share": share | {"run_estimate": 0.90}},  # no reading: left out of both
-    ]
-    assert beside_noise_model_reading(rows) == {
-        "runs": 2,
-        "run_estimate_vs_valid": 0.11,
-        "run_estimate_vs_given": 0.11,
-        "noise_model_vs_valid": 0.04,
-        "noise_model_vs_given": 0.04,
-    }

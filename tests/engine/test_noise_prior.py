@@ -244,24 +244,3 @@ def test_vote_smoothing_through_the_noise_matrix_recovers_the_planted_share():
     assert eps == pytest.approx(planted, abs=0.05)
     # read without the matrix, the same prior looks far less trustworthy (its class is not the label)
     assert fit_vote_smoothing(torch.tensor(prior), torch.tensor(noisy)) > planted + 0.2
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_noise_model_expects_the_planted_share_of_wrong_labels(seed):
-    from sidyp_engine.prior import expected_wrong_share, noise_model_prior
-
-    emb, truth, noisy, _, _ = _habitual_labeller(seed=seed)
-    everyone = torch.ones(len(noisy), dtype=torch.bool)
-    balanced = knn_prior(emb, noisy, everyone, 3, k=10)
-    fitted = noise_model_prior(emb, noisy, balanced.probs, 3, k=10)
-    planted = float((noisy != truth).float().mean())
-    assert expected_wrong_share(fitted.train, noisy) == pytest.approx(planted, abs=0.03)
-    # the vote alone doubts every label its neighbourhood outvotes, the habit's right ones included
-    assert expected_wrong_share(balanced.probs, noisy) > planted + 0.04
-    # rows without a label are not counted; none at all reads NaN
-    partly = noisy.clone()
-    partly[:40] = -1
-    assert expected_wrong_share(fitted.train, partly) == pytest.approx(
-        float(1 - fitted.train[40:][torch.arange(len(noisy) - 40), noisy[40:]].mean()), abs=1e-6
-    )
-    assert np.isnan(expected_wrong_share(fitted.train, torch.full_like(noisy, -1)))
