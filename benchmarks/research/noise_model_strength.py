@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
+from benchmarks.research.conditioned_reference import conditioned, wrong_share
 from benchmarks.research.plain_floor import scores
 from sidyp_engine import prior as prior_module
 from sidyp_engine.stages.select import calibrated, method_wrong_share, selection_noise_matrix
@@ -107,7 +108,7 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
             # the noise model's own reading: its label-conditioned prior of the training rows
             "noise_model_prior": round(float(1 - fh.prior.train.probs.numpy()[lab, noisy[lab]].mean()), 4),
             "noise_model_valid": _conditioned_share(fh.prior, v_noisy),
-            # what the gate reads: training and validation rows, calibrated, with their label
+            # what the gate reads (`select.method_wrong_share`): the calibrated posteriors with their label
             "gate_reading": round(float(method_wrong_share(fh.post, inputs, seed).accuracy), 4),
         },
         "t_diag": None if channel is None else [round(float(x), 3) for x in np.diag(channel)],
@@ -120,13 +121,10 @@ def run(data_dir: str, seed: int, variant: str, cache_dir: str) -> dict:
 
 def _conditioned_share(prior, given: np.ndarray) -> float | None:
     """The noise model's wrong share of the validation rows: their vote read with their own label through
-    T, P(y | votes, given) proportional to P(y | votes) T[y, given]."""
+    T (`conditioned_reference.conditioned`)."""
     if prior.channel is None:
         return None
-    rows = np.flatnonzero(given >= 0)
-    p = prior.valid.probs.numpy()[rows].astype(np.float64) * prior.channel.numpy()[:, given[rows]].T
-    p /= p.sum(axis=1, keepdims=True)
-    return round(float(1 - p[np.arange(len(rows)), given[rows]].mean()), 4)
+    return wrong_share([(conditioned(prior.valid.probs, given, prior.channel).numpy(), given)])
 
 
 def main(argv: list[str] | None = None) -> int:
