@@ -29,6 +29,7 @@ import torch
 
 from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
+from benchmarks.research.wrong_share import expected_wrong
 from sidyp_engine.metrics import ece
 from sidyp_engine.stages.select import calibrated
 from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
@@ -44,8 +45,7 @@ def conditioned(reference: torch.Tensor, given: np.ndarray, channel: torch.Tenso
 
 def wrong_share(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Mean 1 - P(y = given) over the labelled rows of every (posteriors, given ids) part."""
-    right = [p[np.flatnonzero(ids >= 0), ids[ids >= 0]] for p, ids in parts]
-    return round(float(1 - np.concatenate(right).mean()), 4)
+    return round(float(np.concatenate([expected_wrong(p, ids) for p, ids in parts]).mean()), 4)
 
 
 def scored(p: np.ndarray, gold: np.ndarray) -> dict:

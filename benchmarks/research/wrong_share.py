@@ -42,7 +42,8 @@ POWERS = (1.5, 2.0, 3.0)  # the sharpened readings: posteriors raised to these p
 SELF_POWERS = np.round(np.arange(0.5, 4.01, 0.1), 2)  # the grid `selfcal` searches
 
 
-def _soft(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+def expected_wrong(posteriors: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """Per labelled row, 1 - P(y = given): the posteriors' expectation that its label is wrong."""
     rows = np.flatnonzero(noisy >= 0)
     return 1 - posteriors[rows, noisy[rows]]
 
@@ -69,11 +70,13 @@ def _sweep_row(a, path: str) -> dict:
     out = {
         "run": os.path.basename(path)[:-4],
         "true_valid": float((noisy[labelled] != gold[labelled]).mean()),
-        "conditioned": float(_soft(a["valid_calibrated"], noisy).mean()),
-        "unconditioned": float(_soft(a["valid_unlabelled"], noisy).mean()),
+        "conditioned": float(expected_wrong(a["valid_calibrated"], noisy).mean()),
+        "unconditioned": float(expected_wrong(a["valid_unlabelled"], noisy).mean()),
     }
     train, given = a["train_calibrated"], a["train_noisy"]
-    out["gate"] = float(np.concatenate([_soft(a["valid_calibrated"], noisy), _soft(train, given)]).mean())
+    out["gate"] = float(
+        np.concatenate([expected_wrong(a["valid_calibrated"], noisy), expected_wrong(train, given)]).mean()
+    )
     return out
 
 
@@ -93,13 +96,13 @@ def row(path: str) -> dict:
         "run": os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path)[:-4],
         "true_valid": float((v_noisy[v_lab] != v_gold[v_lab]).mean()),
         "true_given": float((both_noisy != both_gold).mean()),
-        "conditioned": float(_soft(valid, v_noisy).mean()),
-        "gate": float(_soft(both, both_noisy).mean()),
-        "unconditioned": float(_soft(a["valid_refined_unlabelled"], v_noisy).mean()),
+        "conditioned": float(expected_wrong(valid, v_noisy).mean()),
+        "gate": float(expected_wrong(both, both_noisy).mean()),
+        "unconditioned": float(expected_wrong(a["valid_refined_unlabelled"], v_noisy).mean()),
         "hard": float(_hard(both, both_noisy).mean()),
-        **{f"sharp{p:g}": float(_soft(_sharp(both, p), both_noisy).mean()) for p in POWERS},
-        "selfcal": float(_soft(_sharp(both, power), both_noisy).mean()),
-        "selfcal_v": float(_soft(_sharp(valid, power), v_noisy).mean()),
+        **{f"sharp{p:g}": float(expected_wrong(_sharp(both, p), both_noisy).mean()) for p in POWERS},
+        "selfcal": float(expected_wrong(_sharp(both, power), both_noisy).mean()),
+        "selfcal_v": float(expected_wrong(_sharp(valid, power), v_noisy).mean()),
         "p*": power,
         "accuracy": _accuracy_readings(a, valid),
     }
