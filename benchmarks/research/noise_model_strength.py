@@ -17,7 +17,8 @@ from the `benchmarks.quality` cache, `defaults_sweep.run_front_half`) with T's D
   (`select.selection_noise_matrix`, the matrix of the gold-free estimates).
 
 Scored on train gold (labels, T) and validation gold (the validation texts read as unlabelled, against the
-plain classifier); test gold is not read.
+plain classifier); test gold is not read. Beside the true wrong-label share it records the gate's reading
+(`select.method_wrong_share`) and the noise model's own (its EM posterior; docs/method.md, thirty-fourth round).
 """
 
 from __future__ import annotations
