@@ -30,7 +30,7 @@ import torch
 from benchmarks.quality import gold_ids
 from benchmarks.research import defaults_sweep
 from benchmarks.research.wrong_share import expected_wrong
-from sidyp_engine.metrics import ece
+from sidyp_engine.metrics import ece, nll
 from sidyp_engine.stages.select import calibrated
 from sidyp_engine.temperature import apply_temperature, fit_temperature, probs_to_logits
 
@@ -49,8 +49,7 @@ def wrong_share(parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
 
 
 def scored(p: np.ndarray, gold: np.ndarray) -> dict:
-    nll = -np.log(np.clip(p[np.arange(len(gold)), gold], 1e-12, None)).mean()
-    return {"ece": round(float(ece(p, gold)), 4), "nll": round(float(nll), 4)}
+    return {"ece": round(float(ece(p, gold)), 4), "nll": round(nll(p, gold), 4)}
 
 
 def run(data_dir: str, seed: int, cache_dir: str) -> dict | None:
