@@ -25,6 +25,7 @@ from sidyp_engine.metrics import score_all
 from sidyp_engine.selection import (
     GATE_CLOSE_BAND,
     METHOD_MIN_NOISE,
+    METHOD_MIN_ROWS_PER_CLASS,
     SERVED_MOMENTS_TEMPERATURE,
     SET_ASIDE_GAIN,
 )
@@ -223,6 +224,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     set_aside = _refined_gain_set_aside(result)
     if set_aside is not None:
         out.append(set_aside)
+    few = _few_rows_per_class(result)
+    if few is not None:
+        out.append(few)
     sample = _trusted_rows_not_random(result)
     if sample is not None:
         out.append(sample)
@@ -316,6 +320,28 @@ def _refined_gain_set_aside(result: Any) -> dict | None:
         "estimated_gain": round(float(gain), 4),
         "threshold": SET_ASIDE_GAIN,
         "estimated_noise_share": round(float(share), 4),
+    }
+
+
+def _few_rows_per_class(result: Any) -> dict | None:
+    """The gate kept plain because the training set is small for the method: say so, and what settles it
+    (docs/method.md, "Thirty-fifth round")."""
+    selection = result.diagnostics.get("selection") or {}
+    per_class = selection.get("rows_per_class")
+    if not selection.get("few_rows") or per_class is None:
+        return None
+    share = selection.get("method_noise_share")
+    read = "" if share is None else f" whatever share of wrong labels it estimates ({share:.0%})"
+    return {
+        "code": "few_rows_per_class",
+        "asks_for": ASKS_FOR_TRUSTED_ROWS,
+        "message": f"the run has {per_class:.0f} labelled training rows per class, under the "
+        f"{METHOD_MIN_ROWS_PER_CLASS} where refinement has helped, so the plain classifier was kept{read}. "
+        "On development sets cut to this size the refined labels were worse than plain fine-tuning at every "
+        "noise level, and the run's own estimates over-stated them. Add about 100 hand-checked rows as "
+        "trusted_label: the refined labels are then kept only where those rows find them clearly better.",
+        "rows_per_class": round(float(per_class), 1),
+        "threshold": METHOD_MIN_ROWS_PER_CLASS,
     }
 
 

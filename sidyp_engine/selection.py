@@ -90,6 +90,14 @@ SET_ASIDE_MIN_ROWS = 80
 # noise ("Seventeenth round": a labeller's over-used class). The class needs STARVED_MIN_ROWS such rows:
 # on `make demo`'s 19 validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and
 # the method harmed there.
+# The gate opens only where the method has enough labelled training rows per class to work with: its k-NN
+# prior votes over the rows it reads as clean, and its noise matrix has C x C cells to fill. On small
+# subsets of the development sets (500 training rows of the 9-class sets, 56 per class) the refined labels
+# fell 11-12 points below plain fine-tuning on validation gold at every noise level, while the run's own
+# wrong-label reading rose with the model's uncertainty and opened the gate (docs/method.md, "Thirty-fifth
+# round"). Below this many, plain is kept as the gate keeps it; trusted rows that find the method clearly
+# better still keep the method.
+METHOD_MIN_ROWS_PER_CLASS = 150
 STARVED_MIN_SHARE = 0.05
 STARVED_RATIO = 1 / 3
 STARVED_MIN_ROWS = 10
@@ -132,6 +140,10 @@ class Selection:
     # (`stages.select.with_refits`: trusted_rows, labels (None: the refined ones, not refitted), model and its
     # temperature), else None
     refit: dict | None = None
+    # labelled training rows per class, and whether the gate kept plain for too few of them
+    # (METHOD_MIN_ROWS_PER_CLASS)
+    rows_per_class: float | None = None
+    few_rows: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -140,7 +152,8 @@ class Selection:
             "reason": self.reason,
             "rule": (
                 f"plain unless >= {METHOD_MIN_NOISE:.0%} of the labels are wrong (measured on trusted rows, "
-                f"else the run's estimate); with trusted rows, whichever is better on them in >= "
+                f"else the run's estimate) and there are >= {METHOD_MIN_ROWS_PER_CLASS} labelled training rows "
+                f"per class; with trusted rows, whichever is better on them in >= "
                 f"{CONFIDENCE:.0%} of paired bootstrap resamples (the model following the labels where only "
                 f"the labels are settled, unless the models' accuracies on them disagree); without them, not a "
                 f"plain classifier that predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
@@ -163,6 +176,8 @@ class Selection:
             "trusted_sample": self.trusted_sample,
             "starved": self.starved,
             "refit": self.refit,
+            "rows_per_class": None if self.rows_per_class is None else round(self.rows_per_class, 1),
+            "few_rows": self.few_rows,
         }
 
 
@@ -205,6 +220,7 @@ def select(
     reference: np.ndarray | None = None,
     classes: list[str] | None = None,
     refined_unforced: np.ndarray | None = None,
+    rows_per_class: float | None = None,
 ) -> Selection:
     """Decide labels and model from validation-row predictions (class ids) of every candidate.
 
@@ -221,7 +237,10 @@ def select(
     Gold-free, a plain choice of the gate that starved a class the method keeps goes to the method
     (`STARVED_RATIO`); `classes` names them in the reason. `refined_unforced`: the refined labels without
     the floor on texts read without a label, which the starved-class check reads in REFINED's place (a
-    class the floor raised to the labeller's share is not one the method found).
+    class the floor raised to the labeller's share is not one the method found). `rows_per_class`: the
+    labelled training rows per class; under METHOD_MIN_ROWS_PER_CLASS the gate keeps plain whatever the
+    wrong-label share, and neither a starved class nor a set-aside gain is read (the method's own view is
+    what small data leaves in doubt).
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -261,10 +280,14 @@ def select(
     may_switch = has_trusted or gold_free_may_switch
     # the gate's wrong-label share: measured on the trusted rows when there are any, else the run's own
     gate_share = labels.complement().accuracy if has_trusted or method_wrong_share is not None else None
-    gated = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
+    few_rows = (
+        gold_free_may_switch and rows_per_class is not None and rows_per_class < METHOD_MIN_ROWS_PER_CLASS
+    )
+    gated = few_rows or (gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE)
     gate_close = (
         gold_free_may_switch
         and not has_trusted
+        and not few_rows
         and gate_share is not None
         and abs(gate_share - METHOD_MIN_NOISE) < GATE_CLOSE_BAND
     )
@@ -298,7 +321,7 @@ def select(
         kept[decision] = plain if may_switch and switch else method
     starved = (
         _starved_choice(kept, predictions, noisy, t.shape[0], refined_unforced)
-        if gated and not has_trusted
+        if gated and not has_trusted and not few_rows
         else {}
     )
     probe_note = _probe_choice(kept, predictions, noisy, t, trusted, seed, may_switch, margins)
@@ -314,11 +337,15 @@ def select(
         unless = " unless it has not learnt a class the labeller uses" if starved else ""
         if has_trusted and any(margins.get(f"{d}_method", 0.0) > 0 for d in ("labels", "model")):
             unless = " unless the method is clearly better on them"
-        reason = (
-            f"{who} {gate_share:.0%} of the labels wrong, below the "
-            f"{METHOD_MIN_NOISE:.0%} where refinement has helped, so the plain classifier is kept{unless}; "
-            + reason
-        )
+        if few_rows:
+            read = "" if gate_share is None else f"; {who} {gate_share:.0%} of the labels wrong"
+            why = (
+                f"the run has {rows_per_class:.0f} labelled training rows per class, under the "
+                f"{METHOD_MIN_ROWS_PER_CLASS} where refinement has helped{read}"
+            )
+        else:
+            why = f"{who} {gate_share:.0%} of the labels wrong, below the {METHOD_MIN_NOISE:.0%} where refinement has helped"
+        reason = f"{why}, so the plain classifier is kept{unless}; " + reason
     if not has_trusted and not gold_free_may_switch:
         reason += (
             "; without trusted rows the gold-free estimates are reported, not acted on (selection='trusted')"
@@ -335,7 +362,9 @@ def select(
         moment_estimates=None if has_trusted else moments,
         gate_close=bool(gate_close),
         starved=starved,
-        set_aside_gain=_set_aside_gain(kept, found, basis, gated and not gate_close),
+        set_aside_gain=_set_aside_gain(kept, found, basis, gated and not gate_close and not few_rows),
+        rows_per_class=rows_per_class,
+        few_rows=bool(few_rows),
     )
 
 

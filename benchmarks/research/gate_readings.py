@@ -11,7 +11,10 @@ candidate). Test columns are not read. Sorted by the reading.
 
 Then a second way through the gate, tried as research (twenty-fifth round): a run the gate closes also
 delivers the method's output where its estimated gain over plain is at least a threshold. Per threshold,
-the runs it would open and what validation gold says of them.
+the runs it would open and what validation gold says of them. And the floor on training rows per class
+(thirty-fifth round, `selection.METHOD_MIN_ROWS_PER_CLASS`): per floor, the runs the gate opened that it
+would close, and what validation gold says of the method there (runs made with `--limit-train N` are
+named `<set>-trainN-seedS.json`; the rows per class are the run's training rows over its classes).
 
     python -m benchmarks.research.gate_readings <run JSON ...> --dumps <dump .npz ...>
 
@@ -22,6 +25,7 @@ model minus the plain model's: the JSON carries validation accuracy only, and th
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -34,6 +38,9 @@ def rows(paths: list[str]) -> list[dict]:
     for path in paths:
         if path.endswith("summary.json"):
             continue
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        per_class = doc["n"]["train"] / len(doc["classes"])
         for run in run_rows(path):  # the acceptance summary's reading of each run, gate share included
             pairs = run["estimated_vs_measured_valid"]
             valid = {name: pair[1] for name, pair in pairs.items()}
@@ -43,6 +50,7 @@ def rows(paths: list[str]) -> list[dict]:
             out.append(
                 {
                     "run": run["set"],
+                    "rows_per_class": round(per_class, 1),
                     "reading": run["wrong_share"]["run_estimate"],
                     "true_valid": round(run["wrong_share"]["measured_valid"], 3),
                     "kept": run["kept"].split("/")[0],
@@ -80,6 +88,33 @@ def second_path(found: list[dict]) -> list[str]:
     return lines
 
 
+FLOORS = (75, 100, 125, 150, 175)
+
+
+def size_floor(found: list[dict]) -> list[str]:
+    """Per floor on training rows per class: the runs the gate opened below it, which the floor would
+    close, with their validation differences (labels; model)."""
+    opened = [r for r in found if r["kept"] != "plain"]
+    lines = []
+    for floor in FLOORS:
+        closed = [r for r in opened if r["rows_per_class"] < floor]
+        gains = [r["refined_minus_plain_valid"] for r in closed] + [
+            r["served_minus_plain_model_valid"] for r in closed
+        ]
+        names = (
+            ", ".join(
+                f"{r['run']} ({r['refined_minus_plain_valid']:+.3f}; {r['served_minus_plain_model_valid']:+.3f})"
+                for r in closed
+            )
+            or "-"
+        )
+        lines.append(
+            f"< {floor}: closes {len(closed)} of {len(opened)} opened runs, {sum(g < HARM for g in gains)} of "
+            f"{len(gains)} differences below {HARM:+.2f}, {sum(g > -HARM for g in gains)} above {-HARM:+.2f}: {names}"
+        )
+    return lines
+
+
 def dump_gains(path: str) -> str:
     """One dump's validation differences, accuracy and macro-F1 (labelled rows with a gold label)."""
     scores = validation_scores(path, ("refined", "plain", "served", "plain_model"))
@@ -96,17 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     cut = argv.index("--dumps") if "--dumps" in argv else len(argv)
     found, dumps = rows(argv[:cut]), argv[cut + 1 :]
     print(
-        f"{'reading':>8} {'true':>6}  {'run':<48}{'kept':<9}{'refined-plain':>14}{'(estimated)':>12}"
-        f"{'served-plain':>13}{'(estimated)':>12}"
+        f"{'reading':>8} {'true':>6}  {'run':<48}{'rows/class':>10} {'kept':<9}{'refined-plain':>14}"
+        f"{'(estimated)':>12}{'served-plain':>13}{'(estimated)':>12}"
     )
     for r in found:
         print(
-            f"{r['reading']:>8.2f} {r['true_valid']:>6.3f}  {r['run']:<48}{r['kept']:<9}"
+            f"{r['reading']:>8.2f} {r['true_valid']:>6.3f}  {r['run']:<48}{r['rows_per_class']:>10.0f} {r['kept']:<9}"
             f"{r['refined_minus_plain_valid']:>+14.3f}{r['refined_minus_plain_estimated']:>+12.3f}"
             f"{r['served_minus_plain_model_valid']:>+13.3f}{r['served_minus_plain_model_estimated']:>+12.3f}"
         )
     print("\nthe gate closed; opened also where the estimated gain of the refined labels reaches:")
     for line in second_path(found):
+        print(line)
+    print("\nthe gate opened; closed by a floor on training rows per class:")
+    for line in size_floor(found):
         print(line)
     if dumps:
         print("\nvalidation differences from the dumps (gold of the validation rows):")

@@ -196,6 +196,7 @@ def select_outputs(
         reference=reference,
         classes=list(inputs.classes),
         refined_unforced=_refined_unforced(post),
+        rows_per_class=float((inputs.train_ids >= 0).sum()) / inputs.n_classes,
     )
     chosen.trusted_sample = _trusted_sample(inputs, ens, trusted_ids)
     chosen.temperature_source, followed = _set_temperatures(

@@ -104,6 +104,24 @@ def test_a_large_gain_the_gate_set_aside_is_a_warning_that_asks_for_trusted_rows
     assert "refined_gain_set_aside" not in _codes(build_report(fake_result(diagnostics={"selection": quiet})))
 
 
+def test_too_few_rows_per_class_is_a_warning_that_asks_for_trusted_rows():
+    chosen = dict(
+        _selection_dict(0.3), method_noise_share=0.52, kept="plain", few_rows=True, rows_per_class=55.6
+    )
+    warning = next(
+        w
+        for w in build_report(fake_result(diagnostics={"selection": chosen}))["warnings"]
+        if w["code"] == "few_rows_per_class"
+    )
+    floor = selection.METHOD_MIN_ROWS_PER_CLASS
+    assert f"56 labelled training rows per class, under the {floor}" in warning["message"]
+    assert "(52%)" in warning["message"] and "trusted_label" in warning["message"]
+    assert warning["rows_per_class"] == 55.6 and warning["threshold"] == floor
+    assert warning["asks_for"] == "trusted_rows"
+    enough = dict(chosen, few_rows=False, rows_per_class=400.0)
+    assert "few_rows_per_class" not in _codes(build_report(fake_result(diagnostics={"selection": enough})))
+
+
 def test_trusted_rows_that_do_not_look_random_get_a_warning():
     chosen = _selection_dict(0.3)
     check = {"trusted_rows": 100, "other_rows": 178, "given_label_probability_trusted": 0.21,

@@ -165,8 +165,17 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     wrong = select_stage.method_wrong_share(planted.post, planted.inputs, 0)
     # the gold-free estimates read the refined posteriors (without the class floor's weights)
     reference = select_stage.calibrated(planted.post.valid, planted.post).numpy()
+    rows_per_class = float((planted.inputs.train_ids >= 0).sum()) / planted.inputs.n_classes
     expected = selection.select(
-        valid_preds, planted.inputs.valid_ids, t_matrix, None, 0, False, wrong, reference=reference
+        valid_preds,
+        planted.inputs.valid_ids,
+        t_matrix,
+        None,
+        0,
+        False,
+        wrong,
+        reference=reference,
+        rows_per_class=rows_per_class,
     )
     assert kept.selection.as_dict() == expected.as_dict()
     assert expected.temperature_source == "gold-free reference"

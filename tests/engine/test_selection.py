@@ -357,6 +357,82 @@ def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(plan
     assert not chosen(0.41, trusted=trusted).gate_close
 
 
+def test_too_few_training_rows_per_class_keep_plain_whatever_the_wrong_share(planted):
+    """Under METHOD_MIN_ROWS_PER_CLASS labelled training rows per class the gate keeps plain even where the
+    run reads many wrong labels (small data inflates that reading), reads no starved class, set-aside gain
+    or close call, and says why; trusted rows that find the method clearly better still keep it."""
+    rng, y, t, noisy = planted
+    preds = {
+        selection.PLAIN: _draw(rng, y, _symmetric(0.3)),
+        selection.REFINED: _draw(rng, y, _symmetric(0.1)),
+        selection.PLAIN_MODEL: _draw(rng, y, _symmetric(0.3)),
+        selection.SERVED: _draw(rng, y, _symmetric(0.1)),
+    }
+    floor = selection.METHOD_MIN_ROWS_PER_CLASS
+    reference = np.full((N, C), 0.2 / (C - 1))
+    reference[np.arange(N), y] = 0.8
+
+    def chosen(share, per_class, **kw):
+        return selection.select(
+            preds,
+            noisy,
+            t,
+            gold_free_may_switch=True,
+            method_wrong_share=_share(share),
+            reference=reference,
+            rows_per_class=per_class,
+            **kw,
+        )
+
+    enough = chosen(0.6, floor)
+    assert (enough.kept_labels, enough.kept_model) == (selection.REFINED, selection.SERVED)
+    assert not enough.few_rows and enough.as_dict()["rows_per_class"] == floor
+    small = chosen(0.6, floor - 1)
+    assert (small.kept_labels, small.kept_model) == (selection.PLAIN, selection.PLAIN_MODEL)
+    assert small.few_rows and small.as_dict()["few_rows"]
+    assert small.reason.startswith(
+        f"the run has {floor - 1} labelled training rows per class, under the {floor} where refinement has "
+        "helped; the run estimates 60% of the labels wrong, so the plain classifier is kept; "
+    )
+    # a close reading is no close call, and a gain the refined posteriors expect is not read, on small data
+    assert not chosen(0.41, floor - 1).gate_close and chosen(0.41, floor).gate_close
+    assert chosen(0.2, floor - 1).set_aside_gain is None and chosen(0.2, floor).set_aside_gain is not None
+    # selection="trusted" has no gate, and trusted rows that find the method clearly better keep it
+    reported = selection.select(preds, noisy, t, method_wrong_share=_share(0.6), rows_per_class=floor - 1)
+    assert reported.kept_labels == selection.REFINED and not reported.few_rows
+    trusted = np.full(N, -1)
+    trusted[:400] = y[:400]
+    measured = chosen(0.6, floor - 1, trusted=trusted)
+    assert (measured.kept_labels, measured.kept_model) == (selection.REFINED, selection.SERVED)
+    assert "unless the method is clearly better on them" in measured.reason
+
+
+def test_starved_classes_are_not_read_on_too_few_training_rows():
+    rng = np.random.default_rng(5)
+    noisy = _imbalanced(rng)
+    preds = {  # plain has not learnt the rare class, the method's outputs keep it (the rule above switches)
+        selection.PLAIN: (rng.random(len(noisy)) < 0.005).astype(np.int64),
+        selection.REFINED: (rng.random(len(noisy)) < 0.08).astype(np.int64),
+        selection.PLAIN_MODEL: (rng.random(len(noisy)) < 0.005).astype(np.int64),
+        selection.SERVED: (rng.random(len(noisy)) < 0.08).astype(np.int64),
+    }
+
+    def chosen(per_class):
+        return selection.select(
+            preds,
+            noisy,
+            np.eye(2),
+            gold_free_may_switch=True,
+            method_wrong_share=_share(0.1),
+            rows_per_class=per_class,
+        )
+
+    assert chosen(selection.METHOD_MIN_ROWS_PER_CLASS).kept_labels == selection.REFINED
+    few = chosen(selection.METHOD_MIN_ROWS_PER_CLASS - 1)
+    assert (few.kept_labels, few.kept_model) == (selection.PLAIN, selection.PLAIN_MODEL)
+    assert few.starved == {} and "not learnt a class" not in few.reason
+
+
 def test_a_large_expected_gain_the_gate_set_aside_is_recorded_for_the_report(planted):
     """Gold-free, the gate keeps plain on the run's wrong-label share; where the refined posteriors still
     expect the refined labels SET_ASIDE_GAIN or more ahead, that gain is kept for the report (which asks
