@@ -330,19 +330,26 @@ def _few_rows_per_class(result: Any) -> dict | None:
     per_class = selection.get("rows_per_class")
     if not selection.get("few_rows") or per_class is None:
         return None
+    trusted = (selection.get("llm_label_accuracy") or {}).get("method") == "trusted"
     share = selection.get("method_noise_share")
-    read = "" if share is None else f" whatever share of wrong labels it estimates ({share:.0%})"
-    return {
+    if trusted:  # they were read: the method was not clearly better on them
+        read, ask = " as the trusted rows did not find the refined labels clearly better", ""
+    else:
+        read = "" if share is None else f" whatever share of wrong labels it estimates ({share:.0%})"
+        ask = (
+            " Add about 100 hand-checked rows as trusted_label: the refined labels are then kept only where "
+            "those rows find them clearly better."
+        )
+    warning = {
         "code": "few_rows_per_class",
-        "asks_for": ASKS_FOR_TRUSTED_ROWS,
         "message": f"the run has {per_class:.0f} labelled training rows per class, under the "
         f"{METHOD_MIN_ROWS_PER_CLASS} where refinement has helped, so the plain classifier was kept{read}. "
         "On development sets cut to this size the refined labels were worse than plain fine-tuning at every "
-        "noise level, and the run's own estimates over-stated them. Add about 100 hand-checked rows as "
-        "trusted_label: the refined labels are then kept only where those rows find them clearly better.",
+        "noise level, and the run's own estimates over-stated them." + ask,
         "rows_per_class": round(float(per_class), 1),
         "threshold": METHOD_MIN_ROWS_PER_CLASS,
     }
+    return warning if trusted else {**warning, "asks_for": ASKS_FOR_TRUSTED_ROWS}
 
 
 TRUSTED_SAMPLE_FIELDS = (

@@ -118,6 +118,15 @@ def test_too_few_rows_per_class_is_a_warning_that_asks_for_trusted_rows():
     assert "(52%)" in warning["message"] and "trusted_label" in warning["message"]
     assert warning["rows_per_class"] == 55.6 and warning["threshold"] == floor
     assert warning["asks_for"] == "trusted_rows"
+    # with trusted rows they were read: the warning says so and asks for nothing
+    checked = dict(chosen, llm_label_accuracy=dict(chosen["llm_label_accuracy"], method="trusted"))
+    warning = next(
+        w
+        for w in build_report(fake_result(diagnostics={"selection": checked}))["warnings"]
+        if w["code"] == "few_rows_per_class"
+    )
+    assert "did not find the refined labels clearly better" in warning["message"]
+    assert "asks_for" not in warning and "trusted_label" not in warning["message"]
     enough = dict(chosen, few_rows=False, rows_per_class=400.0)
     assert "few_rows_per_class" not in _codes(build_report(fake_result(diagnostics={"selection": enough})))
 
