@@ -62,7 +62,7 @@ def test_report_v2_scores_the_served_model(embedded_service, jobs):
         assert sum(m["support"] for m in ev[key]["per_class"].values()) == jobs["n_eval"]
         assert sum(b["count"] for b in rel[key]) == jobs["n_eval"] and len(rel[key]) == 15
     # what was kept and why reaches API clients at the top level, not only under diagnostics
-    assert report["selection"]["kept"] in ("refined", "plain") and report["selection"]["reason"]
+    assert report["selection"]["kept"] in ("refined", "plain", "probe") and report["selection"]["reason"]
     assert report["selection"] == report["diagnostics"]["selection"]
     assert {"llm_labels", "wrong_label_share"} <= set(report["estimates"])
     # the job's summary metrics carry the served model's scores too
