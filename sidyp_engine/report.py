@@ -344,8 +344,8 @@ def _few_rows_per_class(result: Any) -> dict | None:
         "code": "few_rows_per_class",
         "message": f"the run has {per_class:.0f} labelled training rows per class, under the "
         f"{METHOD_MIN_ROWS_PER_CLASS} where refinement has helped, so the plain classifier was kept{read}. "
-        "On development sets cut to this size the refined labels were worse than plain fine-tuning at every "
-        "noise level, and the run's own estimates over-stated them." + ask,
+        "On development sets cut below it the refined labels were worse than plain fine-tuning on most runs, "
+        "and the run's own estimates over-stated them." + ask,
         "rows_per_class": round(float(per_class), 1),
         "threshold": METHOD_MIN_ROWS_PER_CLASS,
     }

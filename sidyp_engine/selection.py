@@ -79,6 +79,13 @@ SET_ASIDE_GAIN = 0.10
 # ... read on at least this many validation rows: a gain read on a handful of rows (`make demo`'s 19) is
 # noise; the development runs had 178 or more.
 SET_ASIDE_MIN_ROWS = 80
+# The gate opens only where the method has enough labelled training rows per class to work with: its k-NN
+# prior votes over the rows it reads as clean, and its noise matrix has C x C cells to fill. On 500- and
+# 1,000-row subsets of the development sets the refined labels lost to plain fine-tuning on most runs,
+# while the run's wrong-label reading rose with the posteriors' uncertainty and opened the gate
+# (docs/method.md, "Thirty-fifth round"). Below this many, plain is kept whatever that reading; trusted
+# rows that find the method clearly better still keep the method.
+METHOD_MIN_ROWS_PER_CLASS = 150
 # The plain classifier has starved a class when it predicts it for fewer than STARVED_RATIO of the
 # validation rows the labeller gives it, for a class the labeller gives at least STARVED_MIN_SHARE of them:
 # trained on those very labels, it has not learnt the class at all (semeval's two-class development set:
@@ -90,14 +97,6 @@ SET_ASIDE_MIN_ROWS = 80
 # noise ("Seventeenth round": a labeller's over-used class). The class needs STARVED_MIN_ROWS such rows:
 # on `make demo`'s 19 validation rows, 1 prediction against the labeller's 4 met the ratio by chance, and
 # the method harmed there.
-# The gate opens only where the method has enough labelled training rows per class to work with: its k-NN
-# prior votes over the rows it reads as clean, and its noise matrix has C x C cells to fill. On small
-# subsets of the development sets (500 training rows of the 9-class sets, 56 per class) the refined labels
-# fell 11-12 points below plain fine-tuning on validation gold at every noise level, while the run's own
-# wrong-label reading rose with the model's uncertainty and opened the gate (docs/method.md, "Thirty-fifth
-# round"). Below this many, plain is kept as the gate keeps it; trusted rows that find the method clearly
-# better still keep the method.
-METHOD_MIN_ROWS_PER_CLASS = 150
 STARVED_MIN_SHARE = 0.05
 STARVED_RATIO = 1 / 3
 STARVED_MIN_ROWS = 10
