@@ -349,7 +349,9 @@ def _few_rows_per_class(result: Any) -> dict | None:
         "rows_per_class": round(float(per_class), 1),
         "threshold": METHOD_MIN_ROWS_PER_CLASS,
     }
-    return warning if trusted else {**warning, "asks_for": ASKS_FOR_TRUSTED_ROWS}
+    if not trusted:
+        warning["asks_for"] = ASKS_FOR_TRUSTED_ROWS
+    return warning
 
 
 TRUSTED_SAMPLE_FIELDS = (
