@@ -200,7 +200,7 @@ def select_outputs(
     )
     chosen.trusted_sample = _trusted_sample(inputs, ens, trusted_ids)
     chosen.temperature_source, followed = _set_temperatures(
-        models, valid_logits, chosen, rows, post.vote_shares
+        models, valid_logits, chosen, rows, post.vote_shares, inputs.valid_ids
     )
     eval_logits = _evaluation_logits(models, inputs, probe_candidate)
     evaluation_confidences = _evaluation_confidences(models, valid_logits, eval_logits, post)
@@ -383,10 +383,11 @@ def _trusted_rows(
 
 
 def _set_temperatures(
-    models, valid_logits, chosen: selection.Selection, rows, vote_shares: bool
+    models, valid_logits, chosen: selection.Selection, rows, vote_shares: bool, valid_noisy: np.ndarray
 ) -> tuple[str, dict[str, estimates.Estimate]]:
     """Every model's temperature, fitted to the trusted labels when there are enough; returns the source and,
-    gold-free, the estimate each model's confidence now follows on the validation texts."""
+    gold-free, the estimate each model's confidence now follows on the validation texts (`valid_noisy`: the
+    validation rows' given labels, -1 where none)."""
     source = _temperature_source(rows)
     if source is None:  # the served model keeps the temperature its distillation fitted, but see below
         # the others' confidence is held to their moment estimates, not the refined posteriors' view of
@@ -396,7 +397,8 @@ def _set_temperatures(
         followed = dict(found)
         for name, model in models.items():
             if name != selection.SERVED:
-                target = _confidence_target(valid_logits[name], found[name])
+                agreement = _label_agreement(valid_logits[name], valid_noisy)
+                target = _confidence_target(valid_logits[name], found[name], agreement=agreement)
                 model.temperature = _temperature_for(valid_logits[name], target.accuracy)
                 # a model that copies its labels: its figure is the held estimate, not its own confidence
                 followed[name] = found[name] if found[name].method == estimates.HELD else target
@@ -582,8 +584,25 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
     return f"trusted rows (n={n_rows}: {n_valid} validation, {n_rows - n_valid} training)"
 
 
+def _label_agreement(logits: np.ndarray, noisy: np.ndarray) -> float | None:
+    """The share of rows with a given label whose label the model predicts; None without such rows."""
+    given = np.asarray(noisy) >= 0
+    if not len(logits) or len(noisy) != len(logits) or not given.any():
+        return None
+    return float((np.asarray(logits).argmax(1) == np.asarray(noisy))[given].mean())
+
+
+def _locates_nothing(estimate: estimates.Estimate) -> bool:
+    """A `bound` (near-singular T), or an estimate whose interval is all of [0, 1] (a bound held to the
+    run's wrong-label share keeps the bound's interval): its point is not where the accuracy is known to be."""
+    return estimate.method == "bound" or (estimate.low <= 0.0 and estimate.high >= 1.0)
+
+
 def _confidence_target(
-    logits: np.ndarray, estimate: estimates.Estimate, temperature: float = 1.0
+    logits: np.ndarray,
+    estimate: estimates.Estimate,
+    temperature: float = 1.0,
+    agreement: float | None = None,
 ) -> estimates.Estimate:
     """The accuracy a plain model's (or the probe's) confidence follows without trusted rows. Above the
     estimate, its own mean top-label confidence at `temperature` is flattened no further than the top of the
@@ -591,10 +610,22 @@ def _confidence_target(
     plain fine-tune is the baseline a user compares with, and the moment estimate reads a few points low
     where the noise is low, so it lowers the baseline's confidence only as far as its interval insists;
     an under-confident model (a short fine-tune on few rows) it sharpens fully (docs/method.md,
-    "Eighteenth round"). A "bound" estimate is followed to its point: its interval is the region the
-    accuracy is known to lie in (all of [0, 1] on the design runs), not a statement of where."""
-    if not len(logits) or not np.isfinite(estimate.accuracy) or estimate.method == "bound":
+    "Eighteenth round").
+
+    Where T is near-singular the moments only bound the accuracy: agreement +- the wrong-label share
+    (`estimates._bound`, all of [0, 1] on every such run so far), and the point inside is an ill-conditioned
+    solve (0.555 where the model was 0.804 right). The confidence then follows the model's `agreement`
+    with its noisy labels, the bound's centre, no higher than a held point (an upper bound:
+    `estimates.held_to_wrong_share`) (docs/method.md, "Thirty-seventh round"). Without an agreement (a
+    carried estimate's interval on the evaluation texts) the point is followed."""
+    if not len(logits) or not np.isfinite(estimate.accuracy):
         return estimate
+    if _locates_nothing(estimate):
+        if agreement is None:
+            return estimate
+        point = min(agreement, estimate.accuracy) if estimate.method == estimates.HELD else agreement
+        point = float(np.clip(point, estimate.low, estimate.high))
+        return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)
     own = float(_top_confidence(logits, temperature).mean())
     point = min(own, estimate.high) if own > estimate.accuracy else estimate.accuracy
     return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)

@@ -151,9 +151,28 @@ def test_confidence_target_flattens_only_to_the_interval_and_sharpens_to_the_est
     # an under-confident model is raised to the estimate itself, even with its confidence in the interval
     above = estimates.Estimate(own + 0.1, own - 0.05, own + 0.2, "moments", 400)
     assert select_stage._confidence_target(logits, above).accuracy == pytest.approx(own + 0.1)
-    # a bound (near-singular T) says only where the accuracy can lie: its point is followed as before
+    # a bound (near-singular T) says only where the accuracy can lie: the confidence follows the model's
+    # agreement with its noisy labels (the bound's centre), the point only where no agreement is given
     bound = estimates.Estimate(own - 0.2, 0.0, 1.0, "bound", 400)
     assert select_stage._confidence_target(logits, bound) == bound
+    followed = select_stage._confidence_target(logits, bound, agreement=own - 0.05)
+    assert followed.accuracy == pytest.approx(own - 0.05) and (followed.low, followed.high) == (0.0, 1.0)
+    # a bound held to the run's wrong-label share keeps [0, 1]; its point is an upper bound on the accuracy
+    held = estimates.Estimate(own - 0.1, 0.0, 1.0, estimates.HELD, 400)
+    assert select_stage._confidence_target(logits, held, agreement=own - 0.05).accuracy == own - 0.1
+    assert select_stage._confidence_target(logits, held, agreement=own - 0.15).accuracy == own - 0.15
+    # a held estimate with an informative interval is capped as moments are; the agreement plays no part
+    narrow = estimates.Estimate(own - 0.1, own - 0.15, own - 0.05, estimates.HELD, 400)
+    assert select_stage._confidence_target(logits, narrow, agreement=0.2).accuracy == pytest.approx(
+        own - 0.05
+    )
+
+
+def test_label_agreement_reads_the_rows_with_a_given_label():
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+    assert select_stage._label_agreement(logits, np.array([0, 0, -1, 1])) == pytest.approx(2 / 3)
+    assert select_stage._label_agreement(logits, np.array([-1, -1, -1, -1])) is None
+    assert select_stage._label_agreement(logits[:0], np.array([], dtype=np.int64)) is None
 
 
 def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
@@ -190,6 +209,21 @@ def test_without_trusted_rows_the_gold_free_rule_is_unchanged(planted):
     valid_logits = planted.plain.logits(planted.inputs.valid_texts)
     moments = expected.moment_estimates[selection.PLAIN_MODEL]
     _assert_moved_into(valid_logits, planted.plain.temperature, moments)
+
+
+def test_a_near_singular_noise_matrix_sets_the_plain_confidence_at_its_label_agreement(planted):
+    # two classes the labeller cannot tell apart: the moments only bound the plain model's accuracy
+    t_matrix = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    p = planted
+    kept = select_stage.select_outputs(
+        p.inputs, p.ens, p.ens, p.post, p.served, p.plain, t_matrix, None, seed=0
+    )
+    moments = kept.selection.moment_estimates[selection.PLAIN_MODEL]
+    assert moments.method == "bound"
+    valid_logits = p.plain.logits(p.inputs.valid_texts)
+    agreement = float((valid_logits.argmax(1) == p.inputs.valid_ids).mean())
+    assert abs(agreement - moments.accuracy) > 0.05  # the bound's point is elsewhere
+    assert _mean_confidence(valid_logits, p.plain.temperature) == pytest.approx(agreement, abs=1e-3)
 
 
 def _diffuse_posteriors(p, vote_shares: bool, keep: float = 0.4) -> None:

@@ -1,0 +1,149 @@
+"""Where a kept plain model's confidence should go when its moment estimate is only a `bound` (issue 13).
+
+    python -m benchmarks.research.bound_targets <run JSON ...> [--out rows.jsonl]
+
+A `bound` (near-singular T: `estimates._bound`) says the accuracy lies in agreement +- rho; with rho's
+bootstrap reaching 1 the interval is all of [0, 1], and `stages/select._confidence_target` follows its point
+(eighteenth round). On a trec noise 20 % run that point read 0.555 where the model was 0.804 right and its
+ECE went 0.045 -> 0.253 (thirty-sixth round). Per run whose plain model's moment estimate is a `bound`,
+the validation ECE (validation gold only; test is not read) with the model's mean top-label confidence
+matched (`_temperature_for`) to each gold-free target:
+
+- `before`: the rule before the thirty-seventh round (a bound followed to its point; a held estimate, whose
+  interval keeps the bound's top of 1, leaves a confidence above its point as trained);
+- `adopted`: `stages/select._confidence_target` now: the agreement (below), no higher than a held point;
+- `point`: the moment estimate's point;
+- `untempered`: as fine-tuning left it (the noisy baseline);
+- `posterior`: the estimate the report gives the plain model (the refined posteriors' expectation of its
+  accuracy, `estimates.reference_accuracy`, spanned with the moments: `rows.plain_model.estimated`);
+- `agreement`: the model's agreement with its noisy validation labels;
+- `agree_floor`: the point, raised to the model's agreement with its noisy validation labels;
+- `flatten_only`: the point where it is below the model's confidence, else left as trained;
+- `mean`: the mean of the point and the posterior estimate;
+- `gold_floor`: NLL-fitted to validation gold, which no run can know.
+
+Each run JSON names its dump (`--dump-arrays` in its `command`; <dir>/seed<N>.npz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+import numpy as np
+import torch
+
+from sidyp_engine import estimates
+from sidyp_engine.metrics import ece
+from sidyp_engine.stages.select import _confidence_target, _temperature_for
+from sidyp_engine.temperature import fit_temperature_nll
+
+RULES = (
+    "before",
+    "adopted",
+    "point",
+    "untempered",
+    "posterior",
+    "agreement",
+    "agree_floor",
+    "flatten_only",
+    "mean",
+    "gold_floor",
+)
+
+
+def _dump_path(doc: dict, seed: int) -> str:
+    args = shlex.split(doc["command"])
+    return os.path.join(args[args.index("--dump-arrays") + 1], f"seed{seed}.npz")
+
+
+def _ece_at(logits: np.ndarray, accuracy: float, gold: np.ndarray) -> float:
+    tau = _temperature_for(logits, accuracy)
+    p = torch.softmax(torch.from_numpy(logits).double() / tau, 1).numpy()
+    return ece(p, gold)
+
+
+def row(path: str) -> dict | None:
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    run = doc["runs"][0]
+    est = run["estimates"]
+    moments = est["moment_rows"]["plain_model"]["estimated"]
+    # a bound, or a bound held to the run's wrong-label share (`estimates.held_to_wrong_share` keeps its top)
+    uninformative = moments["low"] <= 0.0 and moments["high"] >= 1.0
+    if est.get("kept_model") != "plain_model" or not (moments["method"] == "bound" or uninformative):
+        return None
+    a = np.load(_dump_path(doc, run["seed"]))
+    logits, noisy, gold = a["valid_logits_plain_model"], a["valid_noisy"], a["valid_gold"]
+    labelled = gold >= 0
+    conf = float(torch.softmax(torch.from_numpy(logits).double(), 1).max(1).values.mean())
+    given = noisy >= 0
+    agreement = float((logits.argmax(1) == noisy)[given].mean())
+    point = moments["accuracy"]
+    posterior = est["rows"]["plain_model"]["estimated"]["accuracy"]
+    # the rule before the thirty-seventh round: a bound followed to its point, else flattened no further than
+    # the interval's top (a held estimate's top stays the bound's 1) and sharpened to the point
+    if moments["method"] == "bound":
+        before = point
+    else:
+        before = min(conf, moments["high"]) if conf > point else point
+    adopted = _confidence_target(logits, estimates.Estimate(**moments), agreement=agreement).accuracy
+    targets = {
+        "before": before,
+        "adopted": adopted,
+        "point": point,
+        "untempered": conf,
+        "posterior": posterior,
+        "agreement": agreement,
+        "agree_floor": max(point, agreement),
+        "flatten_only": min(point, conf),
+        "mean": (point + posterior) / 2,
+    }
+    lg, gd = logits[labelled], gold[labelled]
+    eces = {name: _ece_at(lg, target, gd) for name, target in targets.items()}
+    floor = fit_temperature_nll(torch.from_numpy(lg), torch.from_numpy(gd))
+    eces["gold_floor"] = ece(torch.softmax(torch.from_numpy(lg).double() / floor, 1).numpy(), gd)
+    return {
+        "run": f"{os.path.basename(path)[:-5]}",
+        "method": moments["method"],
+        "valid_accuracy": float((lg.argmax(1) == gd).mean()),
+        "confidence": conf,
+        "agreement": agreement,
+        "point": point,
+        "posterior": posterior,
+        "wrong_share_estimate": est["wrong_label_share"]["estimated"]["accuracy"],
+        "targets": targets,
+        "ece": eces,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default=None, help="write the JSON lines here")
+    args = p.parse_args(argv)
+    rows = [r for r in (row(path) for path in args.runs) if r is not None]
+    head = f"{'run':<46}{'acc':>6}{'conf':>6}{'agree':>6}{'point':>6}{'post':>6}"
+    print(head + "".join(f"{k[:11]:>12}" for k in RULES))
+    for r in rows:
+        print(
+            f"{r['run'][:45]:<46}{r['valid_accuracy']:>6.3f}{r['confidence']:>6.3f}{r['agreement']:>6.3f}"
+            f"{r['point']:>6.3f}{r['posterior']:>6.3f}" + "".join(f"{r['ece'][k]:>12.3f}" for k in RULES)
+        )
+    if rows:
+        means = "".join(f"{np.mean([r['ece'][k] for r in rows]):>12.3f}" for k in RULES)
+        print(f"{'mean validation ECE over ' + str(len(rows)) + ' runs':<76}" + means)
+        worst = "".join(f"{max(r['ece'][k] - r['ece']['untempered'] for r in rows):>12.3f}" for k in RULES)
+        print(f"{'worst ECE minus untempered (the baseline)':<76}" + worst)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
