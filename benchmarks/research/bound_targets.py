@@ -2,12 +2,11 @@
 
     python -m benchmarks.research.bound_targets <run JSON ...> [--out rows.jsonl]
 
-A `bound` (near-singular T: `estimates._bound`) says the accuracy lies in agreement +- rho; with rho's
-bootstrap reaching 1 the interval is all of [0, 1], and `stages/select._confidence_target` follows its point
-(eighteenth round). On a trec noise 20 % run that point read 0.555 where the model was 0.804 right and its
-ECE went 0.045 -> 0.253 (thirty-sixth round). Per run whose plain model's moment estimate is a `bound`,
-the validation ECE (validation gold only; test is not read) with the model's mean top-label confidence
-matched (`_temperature_for`) to each gold-free target:
+A `bound` (near-singular T: `estimates._bound`) says the accuracy lies in agreement +- rho; until the
+thirty-seventh round `stages/select._confidence_target` followed the point inside it (docs/method.md,
+"Thirty-seventh round", for what that did). Per run whose plain model's moment estimate is a `bound` (or
+held from one: its interval all of [0, 1]), the validation ECE (validation gold only; test is not read)
+with the model's mean top-label confidence matched (`_temperature_for`) to each gold-free target:
 
 - `before`: the rule before the thirty-seventh round (a bound followed to its point; a held estimate, whose
   interval keeps the bound's top of 1, leaves a confidence above its point as trained);
@@ -38,7 +37,7 @@ import torch
 
 from sidyp_engine import estimates
 from sidyp_engine.metrics import ece
-from sidyp_engine.stages.select import _confidence_target, _temperature_for
+from sidyp_engine.stages.select import _confidence_target, _locates_nothing, _temperature_for
 from sidyp_engine.temperature import fit_temperature_nll
 
 RULES = (
@@ -73,8 +72,7 @@ def row(path: str) -> dict | None:
     est = run["estimates"]
     moments = est["moment_rows"]["plain_model"]["estimated"]
     # a bound, or a bound held to the run's wrong-label share (`estimates.held_to_wrong_share` keeps its top)
-    uninformative = moments["low"] <= 0.0 and moments["high"] >= 1.0
-    if est.get("kept_model") != "plain_model" or not (moments["method"] == "bound" or uninformative):
+    if est.get("kept_model") != "plain_model" or not _locates_nothing(estimates.Estimate(**moments)):
         return None
     a = np.load(_dump_path(doc, run["seed"]))
     logits, noisy, gold = a["valid_logits_plain_model"], a["valid_noisy"], a["valid_gold"]

@@ -612,12 +612,11 @@ def _confidence_target(
     an under-confident model (a short fine-tune on few rows) it sharpens fully (docs/method.md,
     "Eighteenth round").
 
-    Where T is near-singular the moments only bound the accuracy: agreement +- the wrong-label share
-    (`estimates._bound`, all of [0, 1] on every such run so far), and the point inside is an ill-conditioned
-    solve (0.555 where the model was 0.804 right). The confidence then follows the model's `agreement`
-    with its noisy labels, the bound's centre, no higher than a held point (an upper bound:
-    `estimates.held_to_wrong_share`) (docs/method.md, "Thirty-seventh round"). Without an agreement (a
-    carried estimate's interval on the evaluation texts) the point is followed."""
+    Where T is near-singular the moments only bound the accuracy (agreement +- the wrong-label share:
+    `estimates._bound`), and the point inside is an ill-conditioned solve. The confidence then follows the
+    model's `agreement` with its noisy labels, the bound's centre, no higher than a held point (an upper
+    bound: `estimates.held_to_wrong_share`) (docs/method.md, "Thirty-seventh round"). Without an agreement
+    (a carried estimate's interval on the evaluation texts) the point is followed."""
     if not len(logits) or not np.isfinite(estimate.accuracy):
         return estimate
     if _locates_nothing(estimate):
