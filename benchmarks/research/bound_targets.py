@@ -65,14 +65,15 @@ def _ece_at(logits: np.ndarray, accuracy: float, gold: np.ndarray) -> float:
     return ece(p, gold)
 
 
-def row(path: str) -> dict | None:
+def row(path: str, held: bool = False) -> dict | None:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     run = doc["runs"][0]
     est = run["estimates"]
     moments = est["moment_rows"]["plain_model"]["estimated"]
     # a bound, or a bound held to the run's wrong-label share (`estimates.held_to_wrong_share` keeps its top)
-    if est.get("kept_model") != "plain_model" or not _locates_nothing(estimates.Estimate(**moments)):
+    wanted = _locates_nothing(estimates.Estimate(**moments)) or (held and moments["method"] == estimates.HELD)
+    if est.get("kept_model") != "plain_model" or not wanted:
         return None
     a = np.load(_dump_path(doc, run["seed"]))
     logits, noisy, gold = a["valid_logits_plain_model"], a["valid_noisy"], a["valid_gold"]
@@ -122,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default=None, help="write the JSON lines here")
+    p.add_argument(
+        "--held",
+        action="store_true",
+        help="also runs whose estimate is held with an informative interval (`point`: the held point followed)",
+    )
     args = p.parse_args(argv)
-    rows = [r for r in (row(path) for path in args.runs) if r is not None]
+    rows = [r for r in (row(path, args.held) for path in args.runs) if r is not None]
     head = f"{'run':<46}{'acc':>6}{'conf':>6}{'agree':>6}{'point':>6}{'post':>6}"
     print(head + "".join(f"{k[:11]:>12}" for k in RULES))
     for r in rows:
