@@ -1,6 +1,6 @@
 """Where a kept plain model's confidence should go when its moment estimate is only a `bound` (issue 13).
 
-    python -m benchmarks.research.bound_targets <run JSON ...> [--out rows.jsonl]
+    python -m benchmarks.research.bound_targets [--held] <run JSON ...>
 
 A `bound` (near-singular T: `estimates._bound`) says the accuracy lies in agreement +- rho; until the
 thirty-seventh round `stages/select._confidence_target` followed the point inside it (docs/method.md,
@@ -60,6 +60,7 @@ def _dump_path(doc: dict, seed: int) -> str:
 
 
 def _ece_at(logits: np.ndarray, accuracy: float, gold: np.ndarray) -> float:
+    # unrounded (plain_confidence_rules' rounds to 4 places, which moves a printed third place)
     tau = _temperature_for(logits, accuracy)
     p = torch.softmax(torch.from_numpy(logits).double() / tau, 1).numpy()
     return ece(p, gold)
@@ -122,7 +123,6 @@ def row(path: str, held: bool = False) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default=None, help="write the JSON lines here")
     p.add_argument(
         "--held",
         action="store_true",
@@ -142,10 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'mean validation ECE over ' + str(len(rows)) + ' runs':<76}" + means)
         worst = "".join(f"{max(r['ece'][k] - r['ece']['untempered'] for r in rows):>12.3f}" for k in RULES)
         print(f"{'worst ECE minus untempered (the baseline)':<76}" + worst)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
     return 0
 
 

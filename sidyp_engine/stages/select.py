@@ -587,7 +587,7 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
 def _label_agreement(logits: np.ndarray, noisy: np.ndarray) -> float | None:
     """The share of rows with a given label whose label the model predicts; None without such rows."""
     given = np.asarray(noisy) >= 0
-    if not len(logits) or len(noisy) != len(logits) or not given.any():
+    if not len(logits) or not given.any():
         return None
     return float((np.asarray(logits).argmax(1) == np.asarray(noisy))[given].mean())
 
