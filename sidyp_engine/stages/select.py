@@ -616,7 +616,9 @@ def _confidence_target(
     `estimates._bound`), and the point inside is an ill-conditioned solve. The confidence then follows the
     model's `agreement` with its noisy labels, the bound's centre, no higher than a held point (an upper
     bound: `estimates.held_to_wrong_share`) (docs/method.md, "Thirty-seventh round"). Without an agreement
-    (a carried estimate's interval on the evaluation texts) the point is followed."""
+    (a carried estimate's interval on the evaluation texts) the point is followed. A held estimate whose
+    interval does locate the accuracy is followed to its point too, being that interval's real top
+    ("Thirty-eighth round")."""
     if not len(logits) or not np.isfinite(estimate.accuracy):
         return estimate
     if _locates_nothing(estimate):
@@ -626,7 +628,9 @@ def _confidence_target(
         point = float(np.clip(point, estimate.low, estimate.high))
         return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)
     own = float(_top_confidence(logits, temperature).mean())
-    point = min(own, estimate.high) if own > estimate.accuracy else estimate.accuracy
+    # a held point is the top the wrong-label share allows; the interval above it is the moments' own
+    top = estimate.accuracy if estimate.method == estimates.HELD else estimate.high
+    point = min(own, top) if own > estimate.accuracy else estimate.accuracy
     return estimates.Estimate(point, estimate.low, estimate.high, estimate.method, estimate.rows)
 
 

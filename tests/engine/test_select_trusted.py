@@ -161,11 +161,12 @@ def test_confidence_target_flattens_only_to_the_interval_and_sharpens_to_the_est
     held = estimates.Estimate(own - 0.1, 0.0, 1.0, estimates.HELD, 400)
     assert select_stage._confidence_target(logits, held, agreement=own - 0.05).accuracy == own - 0.1
     assert select_stage._confidence_target(logits, held, agreement=own - 0.15).accuracy == own - 0.15
-    # a held estimate with an informative interval is capped as moments are; the agreement plays no part
-    narrow = estimates.Estimate(own - 0.1, own - 0.15, own - 0.05, estimates.HELD, 400)
-    assert select_stage._confidence_target(logits, narrow, agreement=0.2).accuracy == pytest.approx(
-        own - 0.05
-    )
+    # a held estimate with an informative interval: its point is the top the wrong-label share allows, so a
+    # confidence above it is lowered to it, not to the interval's top (the moments'); the agreement plays no part
+    narrow = estimates.Estimate(own - 0.1, own - 0.15, own + 0.05, estimates.HELD, 400)
+    assert select_stage._confidence_target(logits, narrow, agreement=0.2).accuracy == own - 0.1
+    raised = estimates.Estimate(own + 0.1, own - 0.15, own + 0.15, estimates.HELD, 400)
+    assert select_stage._confidence_target(logits, raised, agreement=0.2).accuracy == own + 0.1
 
 
 def test_label_agreement_reads_the_rows_with_a_given_label():
@@ -224,6 +225,20 @@ def test_a_near_singular_noise_matrix_sets_the_plain_confidence_at_its_label_agr
     agreement = float((valid_logits.argmax(1) == p.inputs.valid_ids).mean())
     assert abs(agreement - moments.accuracy) > 0.05  # the bound's point is elsewhere
     assert _mean_confidence(valid_logits, p.plain.temperature) == pytest.approx(agreement, abs=1e-3)
+
+
+def test_a_plain_model_that_copies_its_labels_is_flattened_to_its_held_estimate(planted):
+    # the plain model reproduces every noisy label, surely: the moments read it as near perfect, and the run's
+    # wrong-label share holds that to at most the labels' own accuracy, with an interval above it
+    p = planted
+    p.plain = _LookupModel(p.inputs.texts, np.eye(C)[p.inputs.ids] * 6.0)
+    kept = _select(p, None)
+    held = kept.selection.moment_estimates[selection.PLAIN_MODEL]
+    assert held.method == estimates.HELD and 0.0 < held.low and held.high > held.accuracy + 0.05
+    valid_logits = p.plain.logits(p.inputs.valid_texts)
+    # as trained it is inside the interval, far above the point
+    assert held.accuracy + 0.3 < _mean_confidence(valid_logits) <= held.high
+    assert _mean_confidence(valid_logits, p.plain.temperature) == pytest.approx(held.accuracy, abs=1e-3)
 
 
 def _diffuse_posteriors(p, vote_shares: bool, keep: float = 0.4) -> None:
