@@ -10,7 +10,9 @@ with the model's mean top-label confidence matched (`_temperature_for`) to each 
 
 - `before`: the rule before the thirty-seventh round (a bound followed to its point; a held estimate, whose
   interval keeps the bound's top of 1, leaves a confidence above its point as trained);
-- `adopted`: `stages/select._confidence_target` now: the agreement (below), no higher than a held point;
+- `adopted`: `stages/select._confidence_target` now: the agreement (below), no higher than a held point; a
+  held estimate with an informative interval followed to its point (thirty-eighth round), so `before` is
+  the thirty-seventh round's rule on such runs;
 - `point`: the moment estimate's point;
 - `untempered`: as fine-tuning left it (the noisy baseline);
 - `posterior`: the estimate the report gives the plain model (the refined posteriors' expectation of its
