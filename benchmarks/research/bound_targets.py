@@ -39,7 +39,12 @@ import torch
 
 from sidyp_engine import estimates
 from sidyp_engine.metrics import ece
-from sidyp_engine.stages.select import _confidence_target, _locates_nothing, _temperature_for
+from sidyp_engine.stages.select import (
+    _confidence_target,
+    _label_agreement,
+    _locates_nothing,
+    _temperature_for,
+)
 from sidyp_engine.temperature import fit_temperature_nll
 
 RULES = (
@@ -82,8 +87,7 @@ def row(path: str, held: bool = False) -> dict | None:
     logits, noisy, gold = a["valid_logits_plain_model"], a["valid_noisy"], a["valid_gold"]
     labelled = gold >= 0
     conf = float(torch.softmax(torch.from_numpy(logits).double(), 1).max(1).values.mean())
-    given = noisy >= 0
-    agreement = float((logits.argmax(1) == noisy)[given].mean())
+    agreement = _label_agreement(logits, noisy)
     point = moments["accuracy"]
     posterior = est["rows"]["plain_model"]["estimated"]["accuracy"]
     # the rule before the thirty-seventh round: a bound followed to its point, else flattened no further than

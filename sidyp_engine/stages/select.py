@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sidyp_engine import estimates, probe, selection
-from sidyp_engine.classifier import EnsembleOutput
+from sidyp_engine.classifier import EnsembleOutput, noisy_accuracy
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs, corrected_labels, fit_labels
 from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
@@ -586,10 +586,8 @@ def _temperature_source(rows: TrustedRows | None) -> str | None:
 
 def _label_agreement(logits: np.ndarray, noisy: np.ndarray) -> float | None:
     """The share of rows with a given label whose label the model predicts; None without such rows."""
-    given = np.asarray(noisy) >= 0
-    if not len(logits) or not given.any():
-        return None
-    return float((np.asarray(logits).argmax(1) == np.asarray(noisy))[given].mean())
+    found = noisy_accuracy(torch.as_tensor(logits), torch.as_tensor(noisy))
+    return found if np.isfinite(found) else None
 
 
 def _locates_nothing(estimate: estimates.Estimate) -> bool:
