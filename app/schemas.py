@@ -286,7 +286,7 @@ class ReportWarning(BaseModel):
 
     code: str = Field(
         description="texts_truncated | class_never_labelled | class_few_rows | eval_not_scored | "
-        "flagged_vs_noise_share | labels_look_like_a_rule | noise_gate_close | refined_gain_set_aside | "
+        "flagged_vs_noise_share | labels_look_like_a_rule | noise_gate_close | method_kept_on_expected_gain | "
         "few_rows_per_class | "
         "trusted_rows_not_random (docs/report.md); those that trusted rows settle carry asks_for: trusted_rows"
     )

@@ -24,10 +24,10 @@ import numpy as np
 from sidyp_engine.metrics import score_all
 from sidyp_engine.selection import (
     GATE_CLOSE_BAND,
+    METHOD_MIN_EXPECTED_GAIN,
     METHOD_MIN_NOISE,
     METHOD_MIN_ROWS_PER_CLASS,
     SERVED_MOMENTS_TEMPERATURE,
-    SET_ASIDE_GAIN,
 )
 from sidyp_engine.stages.prior import labels_are_rule
 
@@ -221,9 +221,9 @@ def _warnings(result: Any, given_counts: Mapping[str, int], evaluation: dict | N
     close = _noise_gate_close(result)
     if close is not None:
         out.append(close)
-    set_aside = _refined_gain_set_aside(result)
-    if set_aside is not None:
-        out.append(set_aside)
+    expected = _method_kept_on_expected_gain(result)
+    if expected is not None:
+        out.append(expected)
     few = _few_rows_per_class(result)
     if few is not None:
         out.append(few)
@@ -298,27 +298,26 @@ def _noise_gate_close(result: Any) -> dict | None:
     }
 
 
-def _refined_gain_set_aside(result: Any) -> dict | None:
-    """The gold-free gate kept the plain labels where the refined posteriors expect a large gain from the
-    refined ones: a view that does not decide, but one trusted rows can settle (docs/method.md, "Thirtieth
-    round")."""
+def _method_kept_on_expected_gain(result: Any) -> dict | None:
+    """The gold-free gate opened on the refined posteriors' expected gain, not on the wrong-label share:
+    that view is the method's own, and trusted rows can confirm it (docs/method.md, "Thirty-ninth round")."""
     selection = result.diagnostics.get("selection") or {}
-    gain, share = selection.get("set_aside_gain"), selection.get("method_noise_share")
+    gain, share = selection.get("expected_gain"), selection.get("method_noise_share")
     found = selection.get("estimates") or {}
     if gain is None or share is None or "refined" not in found or "plain" not in found:
         return None
     refined, plain = found["refined"]["accuracy"], found["plain"]["accuracy"]
     return {
-        "code": "refined_gain_set_aside",
+        "code": "method_kept_on_expected_gain",
         "asks_for": ASKS_FOR_TRUSTED_ROWS,
-        "message": f"the plain classifier was kept because the run estimates {share:.0%} of the labels "
-        f"wrong, under the {METHOD_MIN_NOISE:.0%} where refinement has helped, but the refined posteriors "
+        "message": f"the method's output was kept although the run estimates {share:.0%} of the labels "
+        f"wrong, under the {METHOD_MIN_NOISE:.0%} where refinement has helped, because the refined posteriors "
         f"expect the refined labels to be {gain * 100:.0f} points more accurate ({refined:.0%} against "
-        f"{plain:.0%}). That view is the method's own and over-states its gain where most labels are right, "
-        "so it does not decide; where it read this much on development sets, the refined labels were the "
-        "better ones. Add about 100 hand-checked rows as trusted_label: the choice is then made on them.",
+        f"{plain:.0%}). That view is the method's own and can over-state its gain; where it read this much on "
+        "development sets, the method was the better choice. Add about 100 hand-checked rows as "
+        "trusted_label to confirm it: the choice is then made on them.",
         "estimated_gain": round(float(gain), 4),
-        "threshold": SET_ASIDE_GAIN,
+        "threshold": METHOD_MIN_EXPECTED_GAIN,
         "estimated_noise_share": round(float(share), 4),
     }
 

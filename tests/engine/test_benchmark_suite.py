@@ -133,7 +133,7 @@ def test_the_runs_write_their_json_and_the_summary_and_a_failure_is_reported(
     assert written["seeds"] == [0] and "sidyp" in written["results"]
     # the run's asks for trusted rows are recorded beside its choice
     recorded = written["runs"][0]["estimates"]
-    assert isinstance(recorded["gate_close"], bool) and "set_aside_gain" in recorded
+    assert isinstance(recorded["gate_close"], bool) and "expected_gain" in recorded
     assert recorded["refit"] is None  # no trusted rows: nothing fitted again
     # the summary covers every JSON of the plan in --out, not only the runs this call made
     (out / "summary.json").unlink()

@@ -84,8 +84,8 @@ def test_a_close_gate_reading_is_a_warning_that_asks_for_trusted_rows():
     assert "noise_gate_close" not in _codes(build_report(fake_result(diagnostics={"selection": far})))
 
 
-def test_a_large_gain_the_gate_set_aside_is_a_warning_that_asks_for_trusted_rows():
-    chosen = dict(_selection_dict(0.3), method_noise_share=0.31, kept="plain", set_aside_gain=0.137)
+def test_a_gate_opened_on_the_expected_gain_is_a_warning_that_asks_for_trusted_rows():
+    chosen = dict(_selection_dict(0.3), method_noise_share=0.31, kept="refined", expected_gain=0.137)
     chosen["estimates"] = {
         **chosen["estimates"],
         "plain": dict(chosen["estimates"]["plain"], accuracy=0.651),
@@ -94,14 +94,18 @@ def test_a_large_gain_the_gate_set_aside_is_a_warning_that_asks_for_trusted_rows
     warning = next(
         w
         for w in build_report(fake_result(diagnostics={"selection": chosen}))["warnings"]
-        if w["code"] == "refined_gain_set_aside"
+        if w["code"] == "method_kept_on_expected_gain"
     )
-    assert "31% of the labels wrong" in warning["message"] and "14 points" in warning["message"]
-    assert "79% against 65%" in warning["message"] and "trusted_label" in warning["message"]
-    assert warning["estimated_gain"] == 0.137 and warning["threshold"] == selection.SET_ASIDE_GAIN
+    assert (
+        "method's output was kept" in warning["message"] and "31% of the labels wrong" in warning["message"]
+    )
+    assert "14 points" in warning["message"] and "79% against 65%" in warning["message"]
+    assert "trusted_label" in warning["message"]
+    assert warning["estimated_gain"] == 0.137 and warning["threshold"] == selection.METHOD_MIN_EXPECTED_GAIN
     assert warning["asks_for"] == "trusted_rows"  # the console offers a random sample to review beside it
-    quiet = dict(chosen, set_aside_gain=None)
-    assert "refined_gain_set_aside" not in _codes(build_report(fake_result(diagnostics={"selection": quiet})))
+    quiet = dict(chosen, expected_gain=None)
+    codes = _codes(build_report(fake_result(diagnostics={"selection": quiet})))
+    assert "method_kept_on_expected_gain" not in codes
 
 
 def test_too_few_rows_per_class_is_a_warning_that_asks_for_trusted_rows():

@@ -294,9 +294,11 @@ def test_gold_free_estimates_read_the_refined_posteriors_when_given(planted):
         assert chosen.moment_estimates[name].method in ("moments", "bound")
     assert "the refined posteriors of the validation rows" in chosen.reason
     assert set(chosen.as_dict()["moment_estimates"]) == set(preds)
-    # where the gate keeps plain, a higher posterior figure for the method is named as the view set aside
+    # where the gate keeps plain, a higher posterior figure for the method (under the gain that would open
+    # the gate) is named as the view set aside
+    closer = dict(preds, **{selection.REFINED: _draw(rng, y, _symmetric(0.25))})
     gated = selection.select(
-        preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2), reference=reference
+        closer, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2), reference=reference
     )
     assert gated.kept_labels == selection.PLAIN
     assert "which the gate sets aside" in gated.reason
@@ -359,7 +361,7 @@ def test_a_gold_free_reading_near_the_threshold_is_marked_close_either_side(plan
 
 def test_too_few_training_rows_per_class_keep_plain_whatever_the_wrong_share(planted):
     """Under METHOD_MIN_ROWS_PER_CLASS labelled training rows per class the gate keeps plain even where the
-    run reads many wrong labels (small data inflates that reading), reads no starved class, set-aside gain
+    run reads many wrong labels (small data inflates that reading), reads no starved class, expected gain
     or close call, and says why; trusted rows that find the method clearly better still keep it."""
     rng, y, t, noisy = planted
     preds = {
@@ -396,7 +398,12 @@ def test_too_few_training_rows_per_class_keep_plain_whatever_the_wrong_share(pla
     )
     # a close reading is no close call, and a gain the refined posteriors expect is not read, on small data
     assert not chosen(0.41, floor - 1).gate_close and chosen(0.41, floor).gate_close
-    assert chosen(0.2, floor - 1).set_aside_gain is None and chosen(0.2, floor).set_aside_gain is not None
+    assert (
+        chosen(0.2, floor - 1).expected_gain is None and chosen(0.2, floor - 1).kept_labels == selection.PLAIN
+    )
+    assert (
+        chosen(0.2, floor).expected_gain is not None and chosen(0.2, floor).kept_labels == selection.REFINED
+    )
     # selection="trusted" has no gate, and trusted rows that find the method clearly better keep it
     reported = selection.select(preds, noisy, t, method_wrong_share=_share(0.6), rows_per_class=floor - 1)
     assert reported.kept_labels == selection.REFINED and not reported.few_rows
@@ -433,18 +440,24 @@ def test_starved_classes_are_not_read_on_too_few_training_rows():
     assert few.starved == {} and "not learnt a class" not in few.reason
 
 
-def test_a_large_expected_gain_the_gate_set_aside_is_recorded_for_the_report(planted):
-    """Gold-free, the gate keeps plain on the run's wrong-label share; where the refined posteriors still
-    expect the refined labels SET_ASIDE_GAIN or more ahead, that gain is kept for the report (which asks
-    for trusted rows), and only there: not on a close call, a kept method, a small gain, the moments' view,
-    a reading on fewer than SET_ASIDE_MIN_ROWS rows, or with trusted rows, which decide themselves."""
+def test_a_large_expected_gain_opens_the_gate_under_the_wrong_share_it_reads(planted):
+    """Gold-free, a wrong-label reading under METHOD_MIN_NOISE keeps plain unless the refined posteriors
+    expect the refined labels METHOD_MIN_EXPECTED_GAIN or more ahead: then both decisions keep the method,
+    the gain is recorded (the report asks for trusted rows to confirm it) and the reason says why. Not on a
+    small gain, the moments' view, a reading on fewer than EXPECTED_GAIN_MIN_ROWS rows, or with trusted
+    rows, which decide themselves; a reading at or above the share threshold needs no gain."""
     rng, y, t, noisy = planted
     plain = _draw(rng, y, _symmetric(0.3))
     reference = np.full((N, C), 0.2 / (C - 1))  # calibrated: 80 % on the true class
     reference[np.arange(N), y] = 0.8
 
     def chosen(refined_error, share, **kw):
-        preds = {selection.PLAIN: plain, selection.REFINED: _draw(rng, y, _symmetric(refined_error))}
+        preds = {
+            selection.PLAIN: plain,
+            selection.REFINED: _draw(rng, y, _symmetric(refined_error)),
+            selection.PLAIN_MODEL: plain,
+            selection.SERVED: _draw(rng, y, _symmetric(refined_error)),
+        }
         kw.setdefault("reference", reference)
         return selection.select(
             preds, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(share), **kw
@@ -452,13 +465,23 @@ def test_a_large_expected_gain_the_gate_set_aside_is_recorded_for_the_report(pla
 
     far_ahead = chosen(0.1, 0.2)
     expected = far_ahead.estimates[selection.REFINED].accuracy - far_ahead.estimates[selection.PLAIN].accuracy
-    assert far_ahead.kept_labels == selection.PLAIN and expected >= selection.SET_ASIDE_GAIN
-    assert far_ahead.set_aside_gain == pytest.approx(expected)
-    assert far_ahead.as_dict()["set_aside_gain"] == pytest.approx(expected, abs=1e-4)
-    assert chosen(0.27, 0.2).set_aside_gain is None  # the refined labels barely ahead in their own view
-    assert chosen(0.1, 0.37).gate_close and chosen(0.1, 0.37).set_aside_gain is None  # its own warning
-    assert chosen(0.1, 0.5).kept_labels == selection.REFINED and chosen(0.1, 0.5).set_aside_gain is None
-    assert chosen(0.1, 0.2, reference=None).set_aside_gain is None  # the moments' view
+    assert expected >= selection.METHOD_MIN_EXPECTED_GAIN
+    assert (far_ahead.kept_labels, far_ahead.kept_model) == (selection.REFINED, selection.SERVED)
+    assert far_ahead.expected_gain == pytest.approx(expected)
+    assert far_ahead.as_dict()["expected_gain"] == pytest.approx(expected, abs=1e-4)
+    assert far_ahead.reason.startswith(
+        "the run estimates 20% of the labels wrong, below the 40% where refinement has helped, but the "
+        f"refined posteriors expect the refined labels {expected * 100:.0f} points more accurate"
+    )
+    barely = chosen(0.27, 0.2)  # the refined labels barely ahead in their own view
+    assert (barely.kept_labels, barely.kept_model) == (selection.PLAIN, selection.PLAIN_MODEL)
+    assert barely.expected_gain is None
+    close = chosen(0.1, 0.37)  # the gain decides, so the share's close call is not one
+    assert close.kept_labels == selection.REFINED and close.expected_gain is not None and not close.gate_close
+    above = chosen(0.1, 0.5)
+    assert above.kept_labels == selection.REFINED and above.expected_gain is None
+    moments = chosen(0.1, 0.2, reference=None)
+    assert moments.kept_labels == selection.PLAIN and moments.expected_gain is None
     few = selection.select(
         {selection.PLAIN: plain[:60], selection.REFINED: _draw(rng, y[:60], _symmetric(0.1))},
         noisy[:60],
@@ -467,11 +490,11 @@ def test_a_large_expected_gain_the_gate_set_aside_is_recorded_for_the_report(pla
         method_wrong_share=_share(0.2),
         reference=reference[:60],
     )
-    assert few.kept_labels == selection.PLAIN and few.set_aside_gain is None  # too few rows to read it
+    assert few.kept_labels == selection.PLAIN and few.expected_gain is None  # too few rows to read it
     trusted = np.full(N, -1)
     trusted[:400] = y[:400]
-    assert chosen(0.1, 0.2, trusted=trusted).set_aside_gain is None
-    assert chosen(0.1, 0.2, trusted=trusted).as_dict()["set_aside_gain"] is None
+    assert chosen(0.1, 0.2, trusted=trusted).expected_gain is None
+    assert chosen(0.1, 0.2, trusted=trusted).as_dict()["expected_gain"] is None
 
 
 def _imbalanced(rng, n: int = 1000, minority: float = 0.1) -> np.ndarray:
