@@ -242,7 +242,8 @@ def select(
     labelled training rows per class; under METHOD_MIN_ROWS_PER_CLASS the gate keeps plain whatever the
     wrong-label share, and neither a starved class nor an expected gain is read (the method's own view is
     what small data leaves in doubt). Gold-free, a wrong-label share under METHOD_MIN_NOISE keeps plain
-    unless the refined posteriors expect the refined labels METHOD_MIN_EXPECTED_GAIN or more ahead.
+    unless the refined posteriors expect the refined labels METHOD_MIN_EXPECTED_GAIN or more ahead and
+    those labels (`refined_unforced` where given) starve no class the labeller uses (`STARVED_RATIO`).
     """
     noisy = np.asarray(noisy)
     t = np.asarray(noise_matrix, dtype=np.float64)
@@ -288,6 +289,12 @@ def select(
     )
     below_share = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
     expected_gain = _expected_gain(found, basis) if below_share and not few_rows else None
+    if expected_gain is not None and starved_classes(
+        predictions[REFINED] if refined_unforced is None else refined_unforced, noisy, t.shape[0]
+    ):
+        # a view of the refined labels cannot see that they dropped a class the labeller uses: the
+        # collapse the method's early runs showed on held-out sets (docs/method.md, "Thirty-ninth round")
+        expected_gain = None
     gated = few_rows or (below_share and expected_gain is None)
     gate_close = (  # a gate the expected gain opened did not turn on the share
         gold_free_may_switch

@@ -497,6 +497,40 @@ def test_a_large_expected_gain_opens_the_gate_under_the_wrong_share_it_reads(pla
     assert chosen(0.1, 0.2, trusted=trusted).as_dict()["expected_gain"] is None
 
 
+def test_an_expected_gain_does_not_open_the_gate_for_refined_labels_that_drop_a_class(planted):
+    """Refined labels that all but drop a class the labeller uses (a collapse their own posteriors cannot
+    see) do not open the gate on the gain those posteriors expect; the unforced labels are read where given."""
+    rng, y, t, noisy = planted
+    reference = np.full((N, C), 0.2 / (C - 1))
+    reference[np.arange(N), y] = 0.8
+    refined = _draw(rng, y, _symmetric(0.1))
+    collapsed = np.where(refined == 0, 1, refined)  # class 0 (about 1/C of the labels) never predicted
+    preds = {selection.PLAIN: _draw(rng, y, _symmetric(0.3)), selection.REFINED: refined}
+
+    def chosen(**kw):
+        return selection.select(
+            preds,
+            noisy,
+            t,
+            gold_free_may_switch=True,
+            method_wrong_share=_share(0.2),
+            reference=reference,
+            **kw,
+        )
+
+    assert chosen().kept_labels == selection.REFINED and chosen().expected_gain is not None
+    dropped = chosen(refined_unforced=collapsed)
+    assert dropped.kept_labels == selection.PLAIN and dropped.expected_gain is None
+    # the collapsed labels themselves, against a plain classifier so poor that they still read far ahead
+    poor = {selection.PLAIN: _draw(rng, y, _symmetric(0.6)), selection.REFINED: collapsed}
+    direct = selection.select(
+        poor, noisy, t, gold_free_may_switch=True, method_wrong_share=_share(0.2), reference=reference
+    )
+    read = direct.estimates[selection.REFINED].accuracy - direct.estimates[selection.PLAIN].accuracy
+    assert read >= selection.METHOD_MIN_EXPECTED_GAIN
+    assert direct.kept_labels == selection.PLAIN and direct.expected_gain is None
+
+
 def _imbalanced(rng, n: int = 1000, minority: float = 0.1) -> np.ndarray:
     """Two classes, the labeller giving the minority class to about `minority` of the rows."""
     return (rng.random(n) < minority).astype(np.int64)
