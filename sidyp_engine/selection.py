@@ -154,8 +154,8 @@ class Selection:
                 f"plain unless >= {METHOD_MIN_NOISE:.0%} of the labels are wrong (measured on trusted rows, "
                 f"else the run's estimate, or without trusted rows the refined posteriors expect the refined "
                 f"labels >= {METHOD_MIN_EXPECTED_GAIN * 100:.0f} points more accurate and drop no class the "
-                f"labeller uses) and there are >= "
-                f"{METHOD_MIN_ROWS_PER_CLASS} labelled training rows per class; with trusted rows, whichever is better on them in >= "
+                f"labeller uses) and there are >= {METHOD_MIN_ROWS_PER_CLASS} labelled training rows per "
+                f"class; with trusted rows, whichever is better on them in >= "
                 f"{CONFIDENCE:.0%} of paired bootstrap resamples (the model following the labels where only "
                 f"the labels are settled, unless the models' accuracies on them disagree); without them, not a "
                 f"plain classifier that predicts a class for under {STARVED_RATIO:.0%} of the rows the labeller gives it (a class with "
@@ -289,13 +289,12 @@ def select(
         gold_free_may_switch and rows_per_class is not None and rows_per_class < METHOD_MIN_ROWS_PER_CLASS
     )
     below_share = gold_free_may_switch and gate_share is not None and gate_share < METHOD_MIN_NOISE
-    expected_gain = _expected_gain(found, basis) if below_share and not few_rows else None
-    if expected_gain is not None and starved_classes(
-        predictions[REFINED] if refined_unforced is None else refined_unforced, noisy, t.shape[0]
-    ):
-        # a view of the refined labels cannot see that they dropped a class the labeller uses: the
-        # collapse the method's early runs showed on held-out sets (docs/method.md, "Thirty-ninth round")
-        expected_gain = None
+    refined_read = predictions.get(REFINED) if refined_unforced is None else refined_unforced
+    expected_gain = (
+        _expected_gain(found, basis, refined_read, noisy, t.shape[0])
+        if below_share and not few_rows
+        else None
+    )
     gated = few_rows or (below_share and expected_gain is None)
     gate_close = (  # a gate the expected gain opened did not turn on the share
         gold_free_may_switch
@@ -388,16 +387,23 @@ def select(
     )
 
 
-def _expected_gain(found: dict[str, Estimate], basis: str) -> float | None:
+def _expected_gain(
+    found: dict[str, Estimate], basis: str, refined: np.ndarray | None, noisy: np.ndarray, n_classes: int
+) -> float | None:
     """The refined labels' expected gain over the plain ones in the refined posteriors' view (`basis`
     "posterior", gold-free), where it is at least METHOD_MIN_EXPECTED_GAIN on EXPECTED_GAIN_MIN_ROWS rows
-    or more; None otherwise. The moments' view was not where the threshold was chosen."""
-    if basis != "posterior" or PLAIN not in found or REFINED not in found:
+    or more and the `refined` labels starve no class the labeller uses; None otherwise. The moments' view
+    was not where the threshold was chosen."""
+    if basis != "posterior" or PLAIN not in found or REFINED not in found or refined is None:
         return None
     if found[PLAIN].rows < EXPECTED_GAIN_MIN_ROWS:
         return None
     gain = found[REFINED].accuracy - found[PLAIN].accuracy
-    return float(gain) if gain >= METHOD_MIN_EXPECTED_GAIN else None
+    if gain < METHOD_MIN_EXPECTED_GAIN:
+        return None
+    # the posteriors' view of their own labels cannot see that those dropped a class the labeller uses:
+    # the collapse the method's early runs showed on held-out sets (docs/method.md, "Thirty-ninth round")
+    return None if starved_classes(refined, noisy, n_classes) else float(gain)
 
 
 def _follows_labels(

@@ -13,9 +13,10 @@ Then a second way through the gate (research in the twenty-fifth round, adopted 
 thirty-ninth: `selection.METHOD_MIN_EXPECTED_GAIN`): a run the share gate closes also delivers the method's
 output where its estimated gain over plain is at least a threshold. Per threshold, the runs it would open
 and what validation gold says of them (runs of code with the rule read as opened already at 0.10). And
-the floor on training rows per class (thirty-fifth round, `selection.METHOD_MIN_ROWS_PER_CLASS`): per floor, the runs the gate opened that it
-would close, and what validation gold says of the method there (runs made with `--limit-train N` are
-named `<set>-trainN-seedS.json`; the rows per class are the run's training rows over its classes).
+the floor on training rows per class (thirty-fifth round, `selection.METHOD_MIN_ROWS_PER_CLASS`): per
+floor, the runs the gate opened that it would close, and what validation gold says of the method there
+(runs made with `--limit-train N` are named `<set>-trainN-seedS.json`; the rows per class are the run's
+training rows over its classes).
 
     python -m benchmarks.research.gate_readings <run JSON ...> --dumps <dump .npz ...>
 
