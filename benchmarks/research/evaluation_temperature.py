@@ -12,6 +12,8 @@ gold-free, the source accuracy is the estimate itself. This script plants source
 
   source      the temperature matched on the source rows to the gold-free estimate there (the rule now);
   atc         the target's mean top confidence matched to the ATC estimate carried from the source;
+  halfway     matched to the mean of the ATC estimate and the target's mean top confidence at the source
+              temperature (difference of confidences, DoC, which is what `source` amounts to);
   gold_nll    minimum NLL of the target's gold: what no run can know, the floor.
 
 Splits (made without gold): two random halves (no shift; each half is once the target), and the
@@ -105,9 +107,11 @@ def run_rows(data: str, dump: str, result_json: str, model: str = "served", seed
         conf = lambda idx, t: torch.softmax(logits[idx] / t, -1).max(1).values.numpy()  # noqa: E731
         threshold = float(np.quantile(conf(source, t_source), 1.0 - a_source))
         a_target = float((conf(target, t_source) > threshold).mean())
+        a_doc = float(conf(target, t_source).mean())
         rules = {
             "source": t_source,
             "atc": _matched(logits[target], a_target),
+            "halfway": _matched(logits[target], (a_target + a_doc) / 2),
             "gold_nll": fit_temperature_nll(logits[target], torch.from_numpy(gold[target])),
         }
         measured = float((logits[target].argmax(1).numpy() == gold[target]).mean())
@@ -120,6 +124,7 @@ def run_rows(data: str, dump: str, result_json: str, model: str = "served", seed
                 "source_estimate": round(a_source, 4),
                 "source_measured": round(float((logits[source].argmax(1).numpy() == gold[source]).mean()), 4),
                 "target_atc_estimate": round(a_target, 4),
+                "target_doc_estimate": round(a_doc, 4),
                 "target_measured": round(measured, 4),
                 "rules": {k: _scored(logits[target], gold[target], t) for k, t in rules.items()},
             }
