@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'mean validation ECE over ' + str(len(rows)) + ' runs':<80}" + means)
         worst = "".join(f"{max(r['ece'][k] - r['ece']['distilled'] for r in rows):>12.3f}" for k in RULES)
         print(f"{'worst ECE minus distilled (the rule now)':<80}" + worst)
-        print(f"\n{'run (carry to the evaluation texts, gold-free)':<44}{'est':>7}{'conf_v':>8}{'conf_e':>8}{'atc':>7}{'doc':>7}")
+        print(
+            f"\n{'run (carry to the evaluation texts, gold-free)':<44}{'est':>7}{'conf_v':>8}{'conf_e':>8}{'atc':>7}{'doc':>7}"
+        )
         for r in rows:
             c = r["carry"]
             print(
