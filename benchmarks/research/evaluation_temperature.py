@@ -22,6 +22,11 @@ source rows is the run's rule for the served model: with the noise model off the
 posterior and the moment estimate, else the posterior estimate (the distillation's target).
 The same for the plain model (its confidence follows its moment estimate), as it is delivered where the
 gate keeps it. Prints one JSON line per run, model and split.
+
+    python -m benchmarks.research.evaluation_temperature --summary <printed JSONL>
+
+reads those lines back and prints, per model and kind of split (random halves, shorter / longer halves),
+the mean target ECE / NLL of each rule and the mean absolute error of the ATC, DoC and halfway estimates.
 """
 
 from __future__ import annotations
@@ -132,7 +137,36 @@ def run_rows(data: str, dump: str, result_json: str, model: str = "served", seed
     return rows
 
 
+def summary(path: str) -> list[str]:
+    """Per (model, kind of split): mean target ECE / NLL of each rule, mean error of each carried estimate."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            kind = "length" if row["split"] in ("short_to_long", "long_to_short") else "random"
+            groups.setdefault((row["model"], kind), []).append(row)
+    lines = []
+    for (model, kind), rows in sorted(groups.items()):
+        rules = " | ".join(
+            f"{rule} {np.mean([r['rules'][rule]['target_ece'] for r in rows]):.3f}"
+            f"/{np.mean([r['rules'][rule]['target_nll'] for r in rows]):.3f}"
+            for rule in ("source", "atc", "halfway", "gold_nll")
+        )
+        measured = np.array([r["target_measured"] for r in rows])
+        atc = np.array([r["target_atc_estimate"] for r in rows])
+        doc = np.array([r["target_doc_estimate"] for r in rows])
+        errors = (
+            f"estimate error atc {np.mean(abs(atc - measured)):.3f} doc {np.mean(abs(doc - measured)):.3f} "
+            f"halfway {np.mean(abs((atc + doc) / 2 - measured)):.3f}"
+        )
+        lines.append(f"{model} {kind} ({len(rows)} splits): {rules} | {errors}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--summary"]:
+        print("\n".join(summary(argv[1])))
+        return 0
     for triple in argv:
         data, dump, result_json = triple.split(":", 2)
         for model in ("served", "plain_model"):

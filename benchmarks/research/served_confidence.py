@@ -3,10 +3,9 @@
     python -m benchmarks.research.served_confidence <run JSON ...>
 
 Without trusted rows the served (distilled) model's temperature is fitted on the validation texts to the
-refined posteriors' expectation of its accuracy (`served.ServedClassifier.distill`); the thirty-ninth
-round found that reading 10-12 points under the measured accuracy on trec at 20-30 % noise, and the model
-under-confident with it, while on the grouped and two-class semeval sets it reads 9-22 points over. Per
-run whose served model is delivered, the validation ECE (validation gold only; test is not read) with the
+refined posteriors' expectation of its accuracy (`served.ServedClassifier.distill`). That reading is low
+on trec at 20-30 % noise, leaving the model under-confident, and high on the grouped and two-class semeval
+sets (docs/method.md, thirty-ninth and fortieth rounds). Per run whose served model is delivered, the validation ECE (validation gold only; test is not read) with the
 served model's mean top-label confidence matched (`_temperature_for`) to each gold-free target:
 
 - `distilled`: the rule now, the temperature the distillation fits to the refined posteriors;
@@ -103,7 +102,10 @@ def _carry(a, logits: np.ndarray, distilled: float, delivered: float, served, se
     """Gold-free: the served confidences on validation and evaluation texts at the distillation's
     temperature, and what ATC and the difference of confidences make of the served estimate there."""
     evaluation = delivered * np.log(np.clip(a["test_probs_served"], 1e-300, None))
-    top = lambda x: torch.softmax(torch.from_numpy(x).double() / distilled, 1).max(1).values.numpy()  # noqa: E731
+
+    def top(x: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(x).double() / distilled, 1).max(1).values.numpy()
+
     source, target = top(logits), top(evaluation)
     return {
         "valid_confidence": float(source.mean()),
