@@ -11,6 +11,9 @@ Rules:
   atc_eval     mean top confidence on the evaluation texts = the accuracy transferred to them from the
                trusted rows by ATC, at the NLL temperature (as `_evaluation_estimate` estimates it)
   hedge        the geometric mean of `nll` and `atc_eval`
+  gold_free    the temperature the distillation fits to the validation texts' refined posteriors (the rule
+               without trusted rows; dumps only)
+  blend        the geometric mean of `nll` and `gold_free`: the 100-row fit shrunk toward the gold-free one
   floor        minimum NLL of the validation gold (no run can know it; the best a temperature can do)
 
     python -m benchmarks.research.trusted_temperature /work/dumps/issue13o-*-trusted100/seed*.npz
@@ -34,14 +37,22 @@ import torch
 
 from sidyp_engine import estimates, metrics
 from sidyp_engine.stages.select import _temperature_for
-from sidyp_engine.temperature import fit_temperature_nll
+from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
 
 def top(logits: np.ndarray, t: float) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).double() / t, dim=-1).numpy()
 
 
-def rules(trusted_logits, trusted_labels, eval_logits, eval_gold) -> dict[str, float]:
+def gold_free_temperature(a) -> float | None:
+    """The distillation's temperature: fitted to the validation texts' refined posteriors (no gold read)."""
+    if "valid_posteriors" not in a:
+        return None
+    logits = torch.from_numpy(a["valid_logits_served"].astype(np.float64))
+    return fit_temperature(logits, torch.from_numpy(a["valid_posteriors"].astype(np.float64)))
+
+
+def rules(trusted_logits, trusted_labels, eval_logits, eval_gold, gold_free=None) -> dict[str, float]:
     t_nll = fit_temperature_nll(torch.from_numpy(trusted_logits), torch.from_numpy(trusted_labels))
     right = trusted_logits.argmax(1) == trusted_labels
     t_match = _temperature_for(trusted_logits, float(right.mean()))
@@ -52,7 +63,10 @@ def rules(trusted_logits, trusted_labels, eval_logits, eval_gold) -> dict[str, f
     t_atc = _temperature_for(eval_logits, transferred)
     t_floor = fit_temperature_nll(torch.from_numpy(eval_logits), torch.from_numpy(eval_gold))
     hedge = float(np.sqrt(t_nll * t_atc))
-    return {"nll": t_nll, "match": t_match, "atc_eval": t_atc, "hedge": hedge, "floor": t_floor}
+    found = {"nll": t_nll, "match": t_match, "atc_eval": t_atc, "hedge": hedge, "floor": t_floor}
+    if gold_free is not None:
+        found |= {"gold_free": gold_free, "blend": float(np.sqrt(t_nll * gold_free))}
+    return found
 
 
 def redraw(path: str, n_trusted: int = 100, draws: int = 200) -> dict[str, list]:
@@ -61,11 +75,12 @@ def redraw(path: str, n_trusted: int = 100, draws: int = 200) -> dict[str, list]
     logits = np.concatenate([a["trusted_logits_served"], a["valid_logits_served"]]).astype(np.float64)
     gold = np.concatenate([a["trusted_labels"], a["valid_gold"]])
     rng = np.random.default_rng(0)
+    gold_free = gold_free_temperature(a)
     found: dict[str, list] = {}
     for _ in range(draws):
         order = rng.permutation(len(gold))
         t_rows, e_rows = order[:n_trusted], order[n_trusted:]
-        temps = rules(logits[t_rows], gold[t_rows], logits[e_rows], gold[e_rows])
+        temps = rules(logits[t_rows], gold[t_rows], logits[e_rows], gold[e_rows], gold_free)
         for name, t in temps.items():
             probs = top(logits[e_rows], t)
             found.setdefault(name, []).append(
@@ -139,7 +154,11 @@ def main(paths: list[str]) -> None:
             continue
         eval_logits, eval_gold = a["valid_logits_served"].astype(np.float64), a["valid_gold"]
         temps = rules(
-            a["trusted_logits_served"].astype(np.float64), a["trusted_labels"], eval_logits, eval_gold
+            a["trusted_logits_served"].astype(np.float64),
+            a["trusted_labels"],
+            eval_logits,
+            eval_gold,
+            gold_free_temperature(a),
         )
         row = {"run": path, "valid_accuracy": float((eval_logits.argmax(1) == eval_gold).mean())}
         for name, t in temps.items():
