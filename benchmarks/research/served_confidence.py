@@ -39,11 +39,12 @@ import numpy as np
 import torch
 
 from benchmarks.research.bound_targets import _dump_path
+from benchmarks.research.trusted_temperature import gold_free_temperature
 from benchmarks.research.wrong_share import _calibrated, _self_calibrated_power, _sharp
 from sidyp_engine import estimates
 from sidyp_engine.metrics import ece
-from sidyp_engine.stages.select import _confidence_target, _temperature_for
-from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
+from sidyp_engine.stages.select import _confidence_target, _temperature_for, _top_confidence
+from sidyp_engine.temperature import fit_temperature_nll
 
 RULES = ("distilled", "untempered", "capped", "nearest_end", "greater", "moments", "selfcal", "gold_floor")
 
@@ -63,8 +64,8 @@ def row(path: str) -> dict | None:
     logits, gold = a["valid_logits_served"], a["valid_gold"]
     served = estimates.Estimate(**est["rows"]["served"]["estimated"])
     moments = est["moment_rows"]["served"]["estimated"]["accuracy"]
-    conf = float(torch.softmax(torch.from_numpy(logits).double(), 1).max(1).values.mean())
-    distilled = fit_temperature(torch.from_numpy(logits), torch.from_numpy(a["valid_posteriors"]))
+    conf = float(_top_confidence(logits, 1.0).mean())
+    distilled = gold_free_temperature(a)
     temperatures = {"distilled": distilled, "untempered": 1.0}
     targets = {
         "capped": _confidence_target(logits, served).accuracy,
@@ -102,11 +103,7 @@ def _carry(a, logits: np.ndarray, distilled: float, delivered: float, served, se
     """Gold-free: the served confidences on validation and evaluation texts at the distillation's
     temperature, and what ATC and the difference of confidences make of the served estimate there."""
     evaluation = delivered * np.log(np.clip(a["test_probs_served"], 1e-300, None))
-
-    def top(x: np.ndarray) -> np.ndarray:
-        return torch.softmax(torch.from_numpy(x).double() / distilled, 1).max(1).values.numpy()
-
-    source, target = top(logits), top(evaluation)
+    source, target = _top_confidence(logits, distilled), _top_confidence(evaluation, distilled)
     return {
         "valid_confidence": float(source.mean()),
         "evaluation_confidence": float(target.mean()),
