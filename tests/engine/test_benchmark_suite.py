@@ -30,7 +30,7 @@ def _shared(tmp_path, names=tuple(s.name for s in suite.SUITE)):
 def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     runs = suite.plan(str(tmp_path / "shared"), str(tmp_path / "dev"))
     files = [r.file for r in runs]
-    assert len(files) == len(set(files)) == 60
+    assert len(files) == len(set(files)) == 66
     # both shared sets, the LLM's two-class set at 17 % noise and its 20 % level with trusted rows, three
     # seeds each
     assert sum(r.trusted == 100 for r in runs) == 12
@@ -41,13 +41,16 @@ def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     assert "trec-weak-vote-noise30-seed1.json" in files and "trec-weak-vote-binary-seed0.json" in files
     assert not any(f.startswith("semeval-weak-vote-noise") for f in files)  # no development sets of its own
     dev = [r for r in runs if "-noise" in r.name or r.name.endswith(("-binary", "-grouped"))]
-    assert len(dev) == 45 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
+    assert len(dev) == 51 and all(r.data.startswith(str(tmp_path / "dev")) for r in dev)
     # the two-class set at 17 % noise: of the LLM-labelled set only
     binary_noise = {os.path.basename(r.data) for r in runs if "-binary-noise" in r.name}
     assert binary_noise == {"semeval-mixtral-fewshot-binary-noise17"}
     # the grouped sets: the LLM-labelled semeval set and its rule-vote twin, not trec (no grouping of its classes)
     grouped = {r.name for r in runs if r.name.endswith("-grouped")}
     assert grouped == {"semeval-mixtral-fewshot-grouped", "semeval-weak-vote-grouped"}
+    # the LLM-labelled grouped set also at 20 % and 5 % noise (an accurate labeller on three classes)
+    grouped_noise = {r.name for r in runs if "-grouped-noise" in r.name}
+    assert grouped_noise == {"semeval-mixtral-fewshot-grouped-noise20", "semeval-mixtral-fewshot-grouped-noise05"}
 
 
 def test_a_run_command_names_its_seed_trusted_rows_cache_and_arrays():
