@@ -50,7 +50,10 @@ def test_the_plan_is_every_development_and_shared_set_three_seeds(tmp_path):
     assert grouped == {"semeval-mixtral-fewshot-grouped", "semeval-weak-vote-grouped"}
     # the LLM-labelled grouped set also at 20 % and 5 % noise (an accurate labeller on three classes)
     grouped_noise = {r.name for r in runs if "-grouped-noise" in r.name}
-    assert grouped_noise == {"semeval-mixtral-fewshot-grouped-noise20", "semeval-mixtral-fewshot-grouped-noise05"}
+    assert grouped_noise == {
+        "semeval-mixtral-fewshot-grouped-noise20",
+        "semeval-mixtral-fewshot-grouped-noise05",
+    }
 
 
 def test_a_run_command_names_its_seed_trusted_rows_cache_and_arrays():
