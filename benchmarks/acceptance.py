@@ -11,13 +11,17 @@ test accuracy beside them: the part of the test error that comes from the two sp
 `accuracy_estimates_vs_truth` compares each estimate with what it is about: a candidate's accuracy on the
 test texts, the LLM labels' accuracy on the labels the run was given (train + valid; JSON made before
 `measured_given` existed: the validation rows). A development set's test split keeps the source labeller's
-labels, so against test the LLM row would score another labeller.
+labels, so against test the LLM row would score another labeller. `by_trusted_rows` gives the accuracy and
+wrong-share errors apart for runs with and without trusted rows, beside the accuracy error's sampling floor:
+what error-free measurements on the rows each estimate read (100 trusted rows, or the validation rows) would
+still miss by.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -102,6 +106,8 @@ def run_rows(path: str) -> list[dict]:
             for name, r in table.items()
             if _truth(name, r) is not None
         }
+        # how many labelled rows each estimate read (the trusted rows, or the validation rows gold-free)
+        row["estimate_rows"] = {name: r["estimated"].get("rows") for name, r in table.items()}
         # gold-free, each estimate carried to the test texts by the run (ATC), beside the measured accuracy
         row["carried_vs_measured_test"] = {
             name: [r["estimated_on_test_texts"]["accuracy"], r["measured_test"]]
@@ -267,6 +273,62 @@ def mean_abs(pairs: list[list[float]]) -> float:
     return round(float(np.mean([abs(a - b) for a, b in pairs])), 4) if pairs else float("nan")
 
 
+def reported_vs_truth(rows: list[dict]) -> list[list[float]]:
+    """(estimate, truth) per run and candidate as the report gives it: carried to the evaluation texts where
+    the run could, the LLM labels' against the labels given."""
+    return [
+        r["carried_vs_measured_test"].get(n, p) if n != "llm_labels" else p
+        for r in rows
+        for n, p in r["estimated_vs_truth"].items()
+    ]
+
+
+def binomial_mean_abs_error(n: int, p: float) -> float:
+    """E|k/n - p| for k ~ Binomial(n, p): the error of an unbiased accuracy measured on n rows."""
+    if not n or p <= 0.0 or p >= 1.0:
+        return 0.0
+    k = np.arange(n + 1)
+    log_pmf = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in k])
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+    )
+    return float(np.sum(np.exp(log_pmf) * np.abs(k / n - p)))
+
+
+def sampling_floor(rows: list[dict]) -> float:
+    """The mean absolute error that error-free measurements on each estimate's own rows would still show
+    against the same truths (the pairs of `reported_vs_truth`): what no estimator reading those rows beats."""
+    floors = [
+        binomial_mean_abs_error(r.get("estimate_rows", {}).get(n) or 0, truth)
+        for r in rows
+        for n, (_, truth) in r["estimated_vs_truth"].items()
+    ]
+    return round(float(np.mean(floors)), 4) if floors else float("nan")
+
+
+def by_trusted_rows(rows: list[dict]) -> dict[str, dict]:
+    """The issue's two estimate errors (accuracy, wrong-label share) apart for runs with and without trusted
+    rows: with them the report measures on checked rows, without them it estimates from noisy labels. Beside
+    the accuracy error, its sampling floor on the rows each estimate read."""
+    groups = {
+        "gold_free": [r for r in rows if not r["trusted"]],
+        "trusted": [r for r in rows if r["trusted"]],
+    }
+    return {
+        name: {
+            "runs": len(group),
+            "accuracy_estimates_vs_truth_carried_where_possible": mean_abs(reported_vs_truth(group)),
+            "accuracy_sampling_floor": sampling_floor(group),
+            "wrong_share_run_estimate_vs_valid": mean_abs(
+                [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_valid"]] for r in group]
+            ),
+        }
+        for name, group in groups.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+")
@@ -301,17 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     # the same (run, candidate) pairs with and without the carrying to the test texts
     carried = pooled("carried_vs_measured_test")
     uncarried = [r["estimated_vs_measured_test"][n] for r in rows for n in r["carried_vs_measured_test"]]
-    # what the report now gives per candidate: carried to the evaluation texts where the run could
-    best = [
-        r["carried_vs_measured_test"].get(n, p) if n != "llm_labels" else p
-        for r in rows
-        for n, p in r["estimated_vs_truth"].items()
-    ]
     errors = {
         "accuracy_estimates_vs_test": mean_abs(pairs),
         "carried_estimates_vs_test": mean_abs(carried),
         "same_estimates_uncarried_vs_test": mean_abs(uncarried),
-        "accuracy_estimates_vs_truth_carried_where_possible": mean_abs(best),
+        "accuracy_estimates_vs_truth_carried_where_possible": mean_abs(reported_vs_truth(rows)),
         "accuracy_estimates_vs_valid": mean_abs(pooled("estimated_vs_measured_valid")),
         "accuracy_estimates_vs_truth": mean_abs(pooled("estimated_vs_truth")),
         "measured_valid_vs_test": mean_abs(pooled("measured_valid_vs_test")),
@@ -330,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
         "wrong_share_run_estimate_vs_given": mean_abs(run_wrong_given),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
+        "by_trusted_rows": by_trusted_rows(rows),
         "evaluation_estimates_vs_test": mean_abs(
             [
                 [r["evaluation"]["estimated"], r["evaluation"]["measured_test"]]

@@ -153,3 +153,29 @@ def test_the_benchmark_records_the_checkout_it_ran_from():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
     assert head.startswith(code["commit"]) and len(code["commit"]) == 12
     assert isinstance(code["edited"], bool)
+
+
+def test_estimate_errors_are_split_by_trusted_rows_beside_the_floor_of_the_rows_each_read():
+    from benchmarks.acceptance import binomial_mean_abs_error, by_trusted_rows
+
+    assert binomial_mean_abs_error(2, 0.5) == 0.25  # k = 0 or 2 (each 1/4) miss by 0.5, k = 1 is exact
+    assert binomial_mean_abs_error(100, 1.0) == 0.0 and binomial_mean_abs_error(0, 0.5) == 0.0
+    # about sqrt(2 / pi) standard errors at n = 100
+    assert abs(binomial_mean_abs_error(100, 0.7) - (2 / 3.14159 * 0.7 * 0.3 / 100) ** 0.5) < 0.002
+
+    def row(trusted, estimate, truth, rows, share, measured_share):
+        return {
+            "trusted": trusted,
+            "estimated_vs_truth": {"served": [estimate, truth]},
+            "carried_vs_measured_test": {},
+            "estimate_rows": {"served": rows},
+            "wrong_share": {"run_estimate": share, "measured_valid": measured_share},
+        }
+
+    got = by_trusted_rows([row(0, 0.80, 0.70, 178, 0.40, 0.30), row(100, 0.66, 0.70, 2, 0.31, 0.30)])
+    assert got["gold_free"]["runs"] == 1 and got["trusted"]["runs"] == 1
+    assert got["gold_free"]["accuracy_estimates_vs_truth_carried_where_possible"] == 0.1
+    assert got["trusted"]["accuracy_estimates_vs_truth_carried_where_possible"] == 0.04
+    assert got["trusted"]["wrong_share_run_estimate_vs_valid"] == 0.01
+    assert got["trusted"]["accuracy_sampling_floor"] == round(binomial_mean_abs_error(2, 0.70), 4)
+    assert got["gold_free"]["accuracy_sampling_floor"] < 0.05
