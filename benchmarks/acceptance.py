@@ -299,7 +299,7 @@ def binomial_mean_abs_error(n: int, p: float) -> float:
 
 def sampling_floor(rows: list[dict]) -> float:
     """The mean absolute error that error-free measurements on each estimate's own rows would still show
-    against the same truths (the pairs of `reported_vs_truth`): what no estimator reading those rows beats."""
+    against the same truths (the pairs of `reported_vs_truth`)."""
     floors = [
         binomial_mean_abs_error(r.get("estimate_rows", {}).get(n) or 0, truth)
         for r in rows
