@@ -273,6 +273,11 @@ def mean_abs(pairs: list[list[float]]) -> float:
     return round(float(np.mean([abs(a - b) for a, b in pairs])), 4) if pairs else float("nan")
 
 
+def wrong_share_pairs(rows: list[dict], measured: str = "measured_valid") -> list[list[float]]:
+    """(the run's wrong-label reading, the measured share) per run."""
+    return [[r["wrong_share"]["run_estimate"], r["wrong_share"][measured]] for r in rows]
+
+
 def reported_vs_truth(rows: list[dict]) -> list[list[float]]:
     """(estimate, truth) per run and candidate as the report gives it: carried to the evaluation texts where
     the run could, the LLM labels' against the labels given."""
@@ -321,9 +326,7 @@ def by_trusted_rows(rows: list[dict]) -> dict[str, dict]:
             "runs": len(group),
             "accuracy_estimates_vs_truth_carried_where_possible": mean_abs(reported_vs_truth(group)),
             "accuracy_sampling_floor": sampling_floor(group),
-            "wrong_share_run_estimate_vs_valid": mean_abs(
-                [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_valid"]] for r in group]
-            ),
+            "wrong_share_run_estimate_vs_valid": mean_abs(wrong_share_pairs(group)),
         }
         for name, group in groups.items()
     }
@@ -347,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['set']:<38}{r['seed']:>4}  {r['kept']:<20}{cells}  {w['run_estimate']:.3f}/{w['measured_valid']:.3f}"
         )
     pairs = [p for r in rows for p in r["estimated_vs_measured_test"].values()]
-    run_wrong = [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_valid"]] for r in rows]
-    run_wrong_given = [[r["wrong_share"]["run_estimate"], r["wrong_share"]["measured_given"]] for r in rows]
     mom_wrong = [
         [r["wrong_share"]["moments_estimate"], r["wrong_share"]["measured_valid"]]
         for r in rows
@@ -383,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             for f in families
         },
         "accuracy_moment_estimates_vs_test": mean_abs(moment_pairs),
-        "wrong_share_run_estimate_vs_valid": mean_abs(run_wrong),
-        "wrong_share_run_estimate_vs_given": mean_abs(run_wrong_given),
+        "wrong_share_run_estimate_vs_valid": mean_abs(wrong_share_pairs(rows)),
+        "wrong_share_run_estimate_vs_given": mean_abs(wrong_share_pairs(rows, "measured_given")),
         "wrong_share_moments_vs_valid": mean_abs(mom_wrong),
         "by_trusted_rows": by_trusted_rows(rows),
         "evaluation_estimates_vs_test": mean_abs(
