@@ -40,7 +40,8 @@ class Estimate:
     high: float
     method: str  # "moments", "bound" (near-singular T), "held" (moments held to the run's wrong-label
     # share: `held_to_wrong_share`), "trusted" (rows with gold), "posterior" (the refined posteriors' expected
-    # wrong-label share), "transferred" (trusted rows carried to other texts by their confidence), "carried"
+    # wrong-label share), "transferred" (trusted rows carried to other texts by their confidence: ATC, or for a
+    # model fitted to the noisy labels the shift alone, `shifted_accuracy`), "carried"
     # (a gold-free estimate carried so), "none" (no rows)
     rows: int
 
@@ -324,6 +325,37 @@ def transferred_accuracy(
         len(source_conf),
         seed,
     )
+    return Estimate(point, min(low, point), max(high, point), "transferred", len(target_conf))
+
+
+def shifted_accuracy(
+    source_conf: np.ndarray,
+    source_right: np.ndarray,
+    reference_conf: np.ndarray,
+    target_conf: np.ndarray,
+    seed: int = 0,
+) -> Estimate:
+    """A model's accuracy on unlabelled target texts: its accuracy on the labelled source rows plus the
+    shift ATC reads between unlabelled reference texts drawn as the source rows were (the validation texts)
+    and the targets. Only the shift is carried, at ATC's threshold from the source rows: where the targets
+    are like the reference texts it is the source accuracy, whatever the threshold's own sampling error
+    (`transferred_accuracy` carries that error whole, and for a model fitted to the noisy labels, whose
+    confidence is the labeller's certainty, nothing in the confidences offsets it: docs/method.md,
+    "Forty-second round"). Percentile bootstrap over the source rows (`method = "transferred"`)."""
+    source_conf, source_right = np.asarray(source_conf, np.float64), np.asarray(source_right, bool)
+    reference_conf, target_conf = np.asarray(reference_conf, np.float64), np.asarray(target_conf, np.float64)
+    if not len(source_conf) or not len(target_conf) or not len(reference_conf):
+        return _none(len(target_conf))
+
+    def shifted(idx: np.ndarray) -> float:
+        conf, right = source_conf[idx], source_right[idx]
+        shift = thresholded_confidence(conf, right, target_conf) - thresholded_confidence(
+            conf, right, reference_conf
+        )
+        return float(np.clip(right.mean() + shift, 0.0, 1.0))
+
+    point = shifted(np.arange(len(source_conf)))
+    low, high = _bootstrap(shifted, len(source_conf), seed)
     return Estimate(point, min(low, point), max(high, point), "transferred", len(target_conf))
 
 

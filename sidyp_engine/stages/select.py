@@ -478,8 +478,8 @@ def _candidates_on_evaluation(
     the report's rows then say how each would do on the texts the user scores, which can be easier or
     harder than the validation texts. Gold-free, each reported estimate is carried there by the
     candidate's confidence (not from fewer than 80 validation texts). With enough trusted rows to set the
-    temperatures, the models' accuracies are transferred from them (the plain labels are the plain
-    model's); the refined labels have no logits on those rows and are left out. {} otherwise."""
+    temperatures, the models' accuracies are transferred from them (`_transferred`; the plain labels are
+    the plain model's); the refined labels have no logits on those rows and are left out. {} otherwise."""
     if rows is None:
         return {
             name: chosen.estimates[name]
@@ -493,12 +493,33 @@ def _candidates_on_evaluation(
     found = {}
     for name, logits in rows.logits.items():
         if name in confidences:
-            source = _top_confidence(logits, models[name].temperature)
-            right = np.asarray(logits).argmax(1) == rows.trusted
-            found[name] = estimates.transferred_accuracy(source, right, confidences[name][1], seed)
+            valid, target = confidences[name]
+            found[name] = _transferred(name, logits, models[name].temperature, rows, valid, target, seed)
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
+
+
+# Models fitted to the noisy labels: their confidence reads how sure the labeller is, and ATC from the trusted
+# rows carried its threshold's sampling error to the evaluation texts (docs/method.md, "Forty-second round").
+FITTED_TO_NOISY_LABELS = (selection.PLAIN_MODEL, selection.PROBE)
+
+
+def _transferred(
+    name: str, logits, temperature: float, rows: TrustedRows, valid_conf, target_conf, seed: int
+) -> estimates.Estimate:
+    """A model's accuracy on the evaluation texts from the trusted rows (`logits` its logits on them): ATC,
+    or for a model fitted to the noisy labels, with enough validation texts, the trusted-row accuracy plus
+    the shift ATC reads from the validation texts to the evaluation texts (`estimates.shifted_accuracy`)."""
+    source = _top_confidence(logits, temperature)
+    right = np.asarray(logits).argmax(1) == rows.trusted
+    if (
+        name in FITTED_TO_NOISY_LABELS
+        and valid_conf is not None
+        and len(valid_conf) >= MIN_VALIDATION_FOR_CARRYING
+    ):
+        return estimates.shifted_accuracy(source, right, valid_conf, target_conf, seed)
+    return estimates.transferred_accuracy(source, right, target_conf, seed)
 
 
 def _copies_its_labels(chosen: selection.Selection, name: str) -> bool:
@@ -529,7 +550,7 @@ def _evaluation_estimate(
 ) -> estimates.Estimate | None:
     """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC),
     and gold-free its temperature set there; None without extra texts. With enough trusted rows to set its temperature, from them
-    (`estimates.transferred_accuracy`): they measure the texts they were drawn from, and where the
+    (`_transferred`): they measure the texts they were drawn from, and where the
     evaluation texts are easier or harder, their accuracy is not the evaluation texts' (docs/method.md,
     tenth round). Gold-free, from the estimate its confidence follows on the validation texts
     (`estimates.carried_accuracy`), and its temperature is then matched on the evaluation texts to the
@@ -551,9 +572,8 @@ def _evaluation_estimate(
     target_logits = torch.from_numpy(model.logits(texts) if found is None else found).double()
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:
-        source = torch.softmax(torch.from_numpy(rows.logits[name]).double() / model.temperature, dim=-1)
-        right = source.argmax(1).numpy() == rows.trusted
-        return estimates.transferred_accuracy(source.max(1).values.numpy(), right, target, seed)
+        valid = _top_confidence(valid_logits[name], model.temperature) if name in valid_logits else None
+        return _transferred(name, rows.logits[name], model.temperature, rows, valid, target, seed)
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)

@@ -279,3 +279,35 @@ def test_trusted_rows_drawn_at_random_look_random_and_the_worst_first_do_not():
     # too few rows on either side: no verdict
     assert estimates.trusted_sample_check(worst_first[:9], others) is None
     assert estimates.trusted_sample_check(worst_first, others[:9]) is None
+
+
+def test_shifted_accuracy_carries_the_shift_not_the_thresholds_sampling_error(rng):
+    # the trusted rows happen to be surer than unseen texts of the same accuracy (every confidence pushed up
+    # where the model is right and where it is wrong alike): ATC's threshold then cuts the unseen texts low
+    right = rng.random(100) < 0.5
+    source_conf = np.clip(rng.uniform(0.5, 1.0, 100) + 0.15, None, 1.0)
+    reference_conf = rng.uniform(0.5, 1.0, 2000)
+    target_conf = rng.uniform(0.5, 1.0, 2000)
+    atc = estimates.transferred_accuracy(source_conf, right, target_conf)
+    shifted = estimates.shifted_accuracy(source_conf, right, reference_conf, target_conf)
+    assert right.mean() - atc.accuracy > 0.1
+    assert shifted.method == "transferred" and shifted.rows == 2000
+    assert shifted.accuracy == pytest.approx(right.mean(), abs=0.03)
+    assert shifted.low <= right.mean() <= shifted.high
+
+
+def test_shifted_accuracy_follows_easier_target_texts(rng):
+    # texts drawn as the trusted rows were (~0.5 right) and easier targets (~0.8): the shift is carried on
+    # top of the trusted rows' own accuracy, their sampling error included (ATC would offset it here, where
+    # the confidence separates right from wrong: it is kept for such models)
+    source_conf, source_right = _separable_rows(rng, 400, 0.5)
+    reference_conf, reference_right = _separable_rows(rng, 4000, 0.5)
+    target_conf, target_right = _separable_rows(rng, 4000, 0.8)
+    est = estimates.shifted_accuracy(source_conf, source_right, reference_conf, target_conf, seed=1)
+    shift = target_right.mean() - reference_right.mean()
+    assert shift > 0.25
+    assert est.accuracy - source_right.mean() == pytest.approx(shift, abs=0.03)
+    assert est.low <= target_right.mean() <= est.high
+    assert (
+        estimates.shifted_accuracy(np.array([]), np.array([]), reference_conf, target_conf).method == "none"
+    )

@@ -514,6 +514,41 @@ def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluati
     assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
 
 
+def test_with_trusted_rows_a_model_fitted_to_the_noisy_labels_carries_only_the_shift():
+    """ATC's threshold is a quantile of the trusted rows' confidences; for the plain model and the probe the
+    report carries only the shift it reads from the validation texts to the evaluation texts onto the
+    trusted-row accuracy; the served model keeps ATC (docs/method.md, "Forty-second round")."""
+    src = np.array([[3.0, 0.0]] * 50 + [[0.25, 0.0]] * 50)  # 70 % right, as above
+    trusted = np.array([0] * 45 + [1] * 5 + [0] * 25 + [1] * 25)
+    names = (selection.SERVED, selection.PLAIN_MODEL, selection.PROBE)
+    rows = select_stage.TrustedRows({}, trusted.copy(), trusted, {name: src for name in names}, 0)
+    models = {name: _FixedLogits({}) for name in names}
+    n = select_stage.MIN_VALIDATION_FOR_CARRYING
+    sure, unsure = select_stage._top_confidence(np.array([[3.0, 0.0], [0.25, 0.0]]), 1.0)
+    valid = np.array([sure] * (2 * n // 5) + [unsure] * (n - 2 * n // 5))  # 40 % sure: ATC reads 0.64
+    target = np.array([sure] * 30 + [unsure] * 20)  # 60 % sure: ATC reads 0.76
+    chosen = selection.Selection(selection.REFINED, selection.SERVED, "", {}, None, None, {})
+    found = select_stage._candidates_on_evaluation(
+        chosen, {name: (valid, target) for name in names}, rows, models, seed=0
+    )
+    assert found[selection.SERVED].accuracy == pytest.approx(0.76)
+    for name in (selection.PLAIN_MODEL, selection.PROBE, selection.PLAIN):
+        assert found[name].method == "transferred"
+        assert found[name].accuracy == pytest.approx(0.70 + 0.76 - 0.64)
+    # too few validation texts to read the shift from: ATC
+    few = {name: (valid[: n - 1], target) for name in names}
+    found = select_stage._candidates_on_evaluation(chosen, few, rows, models, seed=0)
+    assert found[selection.PLAIN_MODEL].accuracy == pytest.approx(0.76)
+    # the kept plain model's own figure is made the same way
+    texts = [f"text {i}" for i in range(50)]
+    plain = _FixedLogits({t: [3.0, 0.0] if i < 30 else [0.25, 0.0] for i, t in enumerate(texts)})
+    valid_logits = {
+        selection.PLAIN_MODEL: np.array([[3.0, 0.0]] * (2 * n // 5) + [[0.25, 0.0]] * (n - 2 * n // 5))
+    }
+    args = ({selection.PLAIN_MODEL: plain}, valid_logits, {}, selection.PLAIN_MODEL, rows, texts, {})
+    assert select_stage._evaluation_estimate(*args, seed=0).accuracy == pytest.approx(0.82)
+
+
 def test_the_plain_model_reads_the_same_on_the_evaluation_texts_in_every_row_of_the_report():
     # a confident plain model: margins of 40, beyond what float32 probabilities and their logs keep
     texts = [f"text {i}" for i in range(50)]
