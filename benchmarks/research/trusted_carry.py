@@ -1,14 +1,15 @@
 """With trusted rows, which estimate of a candidate's accuracy on other texts errs least? (issue 13, part 3)
 
-    python -m benchmarks.research.trusted_carry /work/dumps/r42/*/seed*.npz [--score-test] [--out F.json]
+    python -m benchmarks.research.trusted_carry /work/dumps/r42/*/seed*.npz [--data-root /work/shared/data] \
+        [--score-test] [--out F.json]
 
-The select stage carries each model's accuracy from the trusted rows to the evaluation texts by average
-thresholded confidence (ATC: `estimates.transferred_accuracy`). ATC reads only the order of the model's
-confidences, and follows a drop in difficulty that the confidence's value misses (tenth round). Where the
-order says little about being right (a model that reproduces its noisy labels: its confidence is the
-labeller's certainty), the threshold is a quantile of 100 confidences and its noise is carried whole: the
-shared semeval seed 1 read the plain model at 0.47 on its trusted rows and carried 0.31 to the test texts
-(measured 0.51). Estimators compared, all from the trusted rows and unlabelled target texts:
+Before the forty-second round the select stage carried every model's accuracy from the trusted rows to the
+evaluation texts by average thresholded confidence (ATC: `estimates.transferred_accuracy`). ATC reads only
+the order of the model's confidences, and follows a drop in difficulty that the confidence's value misses
+(tenth round). Where the order says little about being right (a model that reproduces its noisy labels: its
+confidence is the labeller's certainty), the threshold is a quantile of the trusted rows' confidences and
+its sampling error is carried whole (docs/method.md, "Forty-second round", for the figures). Estimators
+compared, all from the trusted rows and unlabelled target texts:
 
   trusted     the accuracy on the trusted rows;
   atc         the engine's rule;
