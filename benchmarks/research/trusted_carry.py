@@ -42,6 +42,7 @@ import torch
 
 from benchmarks.research.script_io import dump_key
 from sidyp_engine import estimates
+from sidyp_engine.stages.select import _top_confidence
 from sidyp_engine.temperature import fit_temperature_nll
 
 CANDIDATES = ("served", "plain_model", "probe")
@@ -59,25 +60,19 @@ def rank_z(conf: np.ndarray, right: np.ndarray) -> float:
     return float((u - n1 * n0 / 2) / spread)
 
 
-def top_confidence(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(logits).double() / temperature, -1).max(-1).values.numpy()
-
-
 def estimators(src_conf, right, tgt_conf, ref_conf, candidate: str) -> dict[str, float]:
     trusted = float(right.mean())
     atc = estimates.thresholded_confidence(src_conf, right, tgt_conf)
     z = rank_z(src_conf, right)
+    diff = trusted + atc - estimates.thresholded_confidence(src_conf, right, ref_conf)
     return {
         "trusted": trusted,
         "atc": atc,
         "atc_ranked": atc if z >= RANK_Z else trusted,
-        "atc_diff": trusted + atc - estimates.thresholded_confidence(src_conf, right, ref_conf),
+        "atc_diff": diff,
         "carried": estimates.thresholded_at(ref_conf, trusted, tgt_conf),
         "rank_z": z,
-    } | {
-        "adopted": atc
-        if candidate == "served"
-        else trusted + atc - estimates.thresholded_confidence(src_conf, right, ref_conf)
+        "adopted": atc if candidate == "served" else diff,
     }
 
 
@@ -102,9 +97,9 @@ def run_rows(path: str, score_test: bool, data_root: str | None = None) -> list[
             continue
         src = a[f"trusted_logits_{cand}"]
         t = fit_temperature_nll(torch.from_numpy(src), torch.from_numpy(labels))
-        src_conf, right = top_confidence(src, t), src.argmax(1) == labels
+        src_conf, right = _top_confidence(src, t), src.argmax(1) == labels
         valid = a[f"valid_logits_{cand}"]
-        valid_conf, valid_right = top_confidence(valid, t), valid.argmax(1) == gold
+        valid_conf, valid_right = _top_confidence(valid, t), valid.argmax(1) == gold
         targets = {
             "valid": known,
             "valid_agree": known & agree,
