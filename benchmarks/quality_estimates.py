@@ -213,6 +213,7 @@ def dump_arrays(directory, seed, result, valid, classes, y_test, test_probs, tra
                 "floor_",
                 "trusted_",
                 "extra_stage1",
+                "extra_refined_confidence",
             )
         )
     }

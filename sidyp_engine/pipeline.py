@@ -46,7 +46,7 @@ from sidyp_engine.stages.ensemble import (
     train_plain,
 )
 from sidyp_engine.stages.inputs import Inputs, count_truncated, validate
-from sidyp_engine.stages.posterior import Posteriors, compose_posteriors
+from sidyp_engine.stages.posterior import Posteriors, compose_posteriors, unlabelled_confidence
 from sidyp_engine.stages.prior import dynamic_prior, flag_noise, frozen_embeddings, knn_epoch, split_rows
 from sidyp_engine.stages.refine import conditioning, encode_refiner, refiner_decoder, train_refiner
 from sidyp_engine.stages.select import (
@@ -504,11 +504,17 @@ def _candidate_arrays(
         arrays |= {f"trusted_logits_{name}": logits for name, logits in rows.logits.items()}
         arrays["trusted_labels"] = rows.trusted
         arrays["trusted_n_valid"] = np.array(rows.n_valid)
+        if rows.refined_unlabelled is not None:
+            arrays["trusted_refined_unlabelled_labels"] = rows.refined_unlabelled[0]
+            arrays["trusted_refined_unlabelled_confidence"] = rows.refined_unlabelled[1]
+    # the refined posteriors' calibrated top-label confidence on texts read without a label
+    arrays["valid_refined_unlabelled_confidence"] = unlabelled_confidence(post.valid_unlabelled, post)
     arrays["train_refined_posteriors"] = post.train.numpy()
     if kept.selection.refit is not None:  # the delivered model, fitted with the trusted labels
         arrays["valid_logits_refit_model"] = kept.model.logits(inputs.valid_texts)
     if inputs.extra_texts:
         arrays["extra_refined_posteriors"] = post.extra.numpy()
+        arrays["extra_refined_confidence"] = unlabelled_confidence(post.extra, post)
         arrays["extra_served"] = served.predict_proba(inputs.extra_texts)
         arrays["extra_plain_model"] = plain.predict_proba(inputs.extra_texts)
         # the probe's own embeddings of the extra texts, at the temperature the select stage set

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from sidyp_engine.classifier import EnsembleOutput
@@ -56,6 +57,8 @@ class Posteriors:
     valid_unlabelled: torch.Tensor | None = None
     # [C] the floor's further weights on texts read without a label (None: all 1)
     unlabelled_weights: torch.Tensor | None = None
+    # training rows the caller asked for (`unlabelled_rows`) read without their label (floored like `extra`)
+    train_unlabelled: torch.Tensor | None = None
 
     def weights(self, unlabelled: bool = False) -> torch.Tensor | None:
         """The class weights the delivered read-out carries: of labelled rows, or of texts without one."""
@@ -175,6 +178,13 @@ def unfloored(probs: torch.Tensor, weights: torch.Tensor | None, temperature: fl
     return reweighted(apply_temperature(probs_to_logits(probs), 1.0 / temperature).float(), 1.0 / weights)
 
 
+def unlabelled_confidence(probs: torch.Tensor, post: Posteriors) -> np.ndarray:
+    """Top-label confidence of delivered refined posteriors of texts read without a label, calibrated (the
+    class floor's weights taken back out, `unfloored`): what the accuracy estimates read."""
+    calibrated = unfloored(probs, post.weights(unlabelled=True), post.floor_temperature)
+    return calibrated.max(1).values.double().numpy()
+
+
 def refined_posterior(
     transition: torch.Tensor, noisy_posterior: torch.Tensor, noisy: torch.Tensor
 ) -> torch.Tensor:
@@ -194,11 +204,25 @@ def refined_posterior(
 
 
 def compose_posteriors(
-    inputs: Inputs, ens: EnsembleOutput, refiner: Refiner, cond: Conditioning, prior: Prior, report: Report
+    inputs: Inputs,
+    ens: EnsembleOutput,
+    refiner: Refiner,
+    cond: Conditioning,
+    prior: Prior,
+    report: Report,
+    unlabelled_rows: np.ndarray | None = None,
 ) -> Posteriors:
+    """The refined posteriors of every split; with `unlabelled_rows` (training row indices) also those rows
+    read without their label, as an evaluation text is (`Posteriors.train_unlabelled`: what scores the
+    refined posteriors on trusted rows that the prior and the refiner never read, `stages.trusted`)."""
     noisy_post, transition = ens.noisy_posteriors, refiner.model.transition
     y_valid = inputs.y_valid
-    train = refined_posterior(transition(cond.train), noisy_post["train"], inputs.y_train)
+    train_transition = transition(cond.train)
+    train = refined_posterior(train_transition, noisy_post["train"], inputs.y_train)
+    train_unlabelled = None
+    if unlabelled_rows is not None:
+        rows = torch.from_numpy(np.asarray(unlabelled_rows, dtype=np.int64))
+        train_unlabelled = compose_posterior(noisy_post["train"][rows], train_transition[rows])
     report("posterior", 0.5, "validation and extra texts")
     if len(y_valid):
         valid_transition = transition(cond.valid)
@@ -222,6 +246,7 @@ def compose_posteriors(
 
     train, valid, valid_unlabelled = scaled(train), scaled(valid), scaled(valid_unlabelled)
     extra = None if extra is None else scaled(extra)
+    train_unlabelled = None if train_unlabelled is None else scaled(train_unlabelled)
     weights = class_floor_weights(train, inputs.y_train)
     # the weights move the confidence too: a second temperature makes the floored posteriors' mean
     # confidence what the calibrated ones expect of the floored labels (on the validation rows), as the
@@ -262,4 +287,5 @@ def compose_posteriors(
     post.train, post.valid = read(train), read(valid)
     post.valid_unlabelled = read(valid_unlabelled, unlabelled=True)
     post.extra = None if extra is None else read(extra, unlabelled=True)
+    post.train_unlabelled = None if train_unlabelled is None else read(train_unlabelled, unlabelled=True)
     return post

@@ -20,7 +20,8 @@ from sidyp_engine import estimates, probe, selection
 from sidyp_engine.classifier import EnsembleOutput, noisy_accuracy
 from sidyp_engine.served import ServedClassifier
 from sidyp_engine.stages.inputs import Inputs, corrected_labels, fit_labels
-from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored
+from sidyp_engine.stages.posterior import Posteriors, reweighted, unfloored, unlabelled_confidence
+from sidyp_engine.stages.trusted import Unchecked
 from sidyp_engine.temperature import fit_temperature, fit_temperature_nll
 
 # Fewest trusted rows that set the models' temperatures (NLL fit) in place of the gold-free rule. Planted
@@ -147,14 +148,15 @@ def select_outputs(
     seed: int,
     gold_free_may_switch: bool = False,
     probe_candidate: Probe | None = None,
-    refined_unchecked: np.ndarray | None = None,
+    refined_unchecked: Unchecked | None = None,
 ) -> Kept:
     """Estimate every candidate, decide labels and model, set the models' temperatures, return what is kept.
 
     `ens` is stage 1 (its held-out P(ỹ | x) are kept for research); `plain_ens` the plain fine-tune, whose
-    P(ỹ | x) are the "plain" labels and whose model is "plain_model". `refined_unchecked`: the refined
-    labels of the trusted training rows from re-fits that never read their trusted label
-    (`stages.trusted`), which score the refined labels there in place of the delivered ones."""
+    P(ỹ | x) are the "plain" labels and whose model is "plain_model". `refined_unchecked`: the trusted
+    training rows from re-fits that never read their trusted label (`stages.trusted`): their refined labels
+    score the refined labels there in place of the delivered ones, and their reading without a label scores
+    the refined posteriors of the evaluation texts."""
     models = {selection.SERVED: served, selection.PLAIN_MODEL: plain}
     valid_logits = {
         name: _logits(model, inputs.valid_texts, inputs.n_classes) for name, model in models.items()
@@ -341,6 +343,9 @@ class TrustedRows:
     trusted: np.ndarray  # their trusted label ids
     logits: dict[str, np.ndarray]  # SERVED / PLAIN_MODEL -> untempered logits [n, C]
     n_valid: int  # the first n_valid rows are validation rows (never trained on)
+    # the refined posteriors read without a label, as on an evaluation text: (label ids, calibrated top-label
+    # confidence); None where the trusted training rows have no such reading
+    refined_unlabelled: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _trusted_rows(
@@ -356,7 +361,7 @@ def _trusted_rows(
 ) -> TrustedRows | None:
     """Every candidate on the trusted rows (None without any): validation rows as above, training rows by
     the suggested label (labels candidates) and the prediction on the text (models). The refined labels
-    of training rows are `refined_unchecked` where given: the delivered ones read the row's own trusted
+    of training rows are `refined_unchecked`'s where given: the delivered ones read the row's own trusted
     label (`stages.trusted`)."""
     train_trusted, valid_trusted = _split_trusted(inputs, trusted_ids)
     keep, rows = valid_trusted >= 0, np.flatnonzero(train_trusted >= 0)
@@ -371,7 +376,7 @@ def _trusted_rows(
         selection.PLAIN: plain_ens.noisy_posteriors["train"][rows].argmax(1).numpy(),
         selection.REFINED: post.train[rows].argmax(1).numpy()
         if refined_unchecked is None
-        else np.asarray(refined_unchecked),
+        else refined_unchecked.labels,
     }
     if probe_candidate is not None:
         on_train[selection.PROBE] = probe_candidate.train[rows].argmax(1).numpy()
@@ -379,7 +384,20 @@ def _trusted_rows(
     preds |= {name: rows_logits.argmax(1) for name, rows_logits in logits.items()}
     noisy = np.concatenate([inputs.valid_ids[keep], inputs.train_ids[rows]])
     trusted = np.concatenate([valid_trusted[keep], train_trusted[rows]])
-    return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()))
+    unlabelled = None
+    if refined_unchecked is not None or not len(rows):
+        # validation rows are read without their label already; training rows as the re-fits read them
+        valid_conf = unlabelled_confidence(post.valid_unlabelled, post)
+        train_part = (
+            (np.zeros(0, np.int64), np.zeros(0))
+            if refined_unchecked is None
+            else (refined_unchecked.unlabelled_labels, refined_unchecked.unlabelled_confidence)
+        )
+        unlabelled = (
+            np.concatenate([valid_preds[selection.REFINED][keep], train_part[0]]),
+            np.concatenate([valid_conf[keep], train_part[1]]),
+        )
+    return TrustedRows(preds, noisy, trusted, logits, int(keep.sum()), unlabelled)
 
 
 def _set_temperatures(
@@ -465,8 +483,8 @@ def _evaluation_confidences(models, valid_logits, eval_logits, post) -> dict:
     found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     if post.extra is not None:  # both as the calibrated refined posteriors of texts without a label
         found[selection.REFINED] = (
-            calibrated(post.valid_unlabelled, post, unlabelled=True).max(1).values.double().numpy(),
-            calibrated(post.extra, post, unlabelled=True).max(1).values.double().numpy(),
+            unlabelled_confidence(post.valid_unlabelled, post),
+            unlabelled_confidence(post.extra, post),
         )
     return found
 
@@ -478,8 +496,9 @@ def _candidates_on_evaluation(
     the report's rows then say how each would do on the texts the user scores, which can be easier or
     harder than the validation texts. Gold-free, each reported estimate is carried there by the
     candidate's confidence (not from fewer than 80 validation texts). With enough trusted rows to set the
-    temperatures, the models' accuracies are transferred from them (`_transferred`; the plain labels are
-    the plain model's); the refined labels have no logits on those rows and are left out. {} otherwise."""
+    temperatures, the candidates' accuracies are transferred from them (`_transferred`; the plain labels
+    are the plain model's; the refined labels are their posteriors read without a label, as on an
+    evaluation text, from re-fits that never read the trusted labels). {} otherwise."""
     if rows is None:
         return {
             name: chosen.estimates[name]
@@ -490,11 +509,17 @@ def _candidates_on_evaluation(
         }
     if _temperature_source(rows) is None:
         return {}
+    scored = {
+        name: (_top_confidence(logits, models[name].temperature), np.asarray(logits).argmax(1))
+        for name, logits in rows.logits.items()
+    }
+    if rows.refined_unlabelled is not None:
+        scored[selection.REFINED] = rows.refined_unlabelled[1], rows.refined_unlabelled[0]
     found = {}
-    for name, logits in rows.logits.items():
+    for name, (source, predicted) in scored.items():
         if name in confidences:
             valid, target = confidences[name]
-            found[name] = _transferred(name, logits, models[name].temperature, rows, valid, target, seed)
+            found[name] = _transferred(name, source, predicted == rows.trusted, valid, target, seed)
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
@@ -505,14 +530,11 @@ def _candidates_on_evaluation(
 FITTED_TO_NOISY_LABELS = (selection.PLAIN_MODEL, selection.PROBE)
 
 
-def _transferred(
-    name: str, logits, temperature: float, rows: TrustedRows, valid_conf, target_conf, seed: int
-) -> estimates.Estimate:
-    """A model's accuracy on the evaluation texts from the trusted rows (`logits` its logits on them): ATC,
-    or for a model fitted to the noisy labels, with enough validation texts, the trusted-row accuracy plus
-    the shift ATC reads from the validation texts to the evaluation texts (`estimates.shifted_accuracy`)."""
-    source = _top_confidence(logits, temperature)
-    right = np.asarray(logits).argmax(1) == rows.trusted
+def _transferred(name: str, source, right, valid_conf, target_conf, seed: int) -> estimates.Estimate:
+    """A candidate's accuracy on the evaluation texts from the trusted rows (`source`: its top-label
+    confidence on them, `right`: whether it predicts their trusted label): ATC, or for a model fitted to the
+    noisy labels, with enough validation texts, the trusted-row accuracy plus the shift ATC reads from the
+    validation texts to the evaluation texts (`estimates.shifted_accuracy`)."""
     if (
         name in FITTED_TO_NOISY_LABELS
         and valid_conf is not None
@@ -573,7 +595,9 @@ def _evaluation_estimate(
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:
         valid = _top_confidence(valid_logits[name], model.temperature) if name in valid_logits else None
-        return _transferred(name, rows.logits[name], model.temperature, rows, valid, target, seed)
+        logits = rows.logits[name]
+        right = np.asarray(logits).argmax(1) == rows.trusted
+        return _transferred(name, _top_confidence(logits, model.temperature), right, valid, target, seed)
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)

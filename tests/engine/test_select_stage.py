@@ -509,6 +509,13 @@ def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluati
     found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
     assert set(found) == {selection.SERVED, selection.PLAIN_MODEL, selection.PLAIN}
     assert all(e.method == "transferred" and e.accuracy == pytest.approx(0.88) for e in found.values())
+    # the refined posteriors, read without a label on the trusted rows, are transferred the same way
+    conf = select_stage._top_confidence(src, 1.0)
+    rows.refined_unlabelled = (src.argmax(1), conf)
+    confidences[selection.REFINED] = (None, target)
+    found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
+    assert found[selection.REFINED].method == "transferred"
+    assert found[selection.REFINED].accuracy == pytest.approx(0.88)
     # fewer trusted rows than set the temperatures: nothing is transferred
     few = select_stage.TrustedRows({}, trusted[:10], trusted[:10], {selection.SERVED: src[:10]}, 0)
     assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
@@ -649,7 +656,11 @@ def test_refined_labels_are_scored_on_trusted_rows_by_refits_that_hid_them(toy, 
     assert sorted(np.concatenate(hidden_per_refit).tolist()) == inputs.fit_rows[on_train].tolist()
     # the refined labels of those rows are the re-fits' (the validation rows come first)
     rows = found["rows"]
-    assert (rows.predictions[selection.REFINED][rows.n_valid :] == found["unchecked"]).all()
+    assert (rows.predictions[selection.REFINED][rows.n_valid :] == found["unchecked"].labels).all()
+    # and read without their label, as an evaluation text is, by the same re-fits
+    labels, confidence = rows.refined_unlabelled
+    assert (labels[rows.n_valid :] == found["unchecked"].unlabelled_labels).all()
+    assert len(confidence) == len(rows.trusted) and ((confidence > 0) & (confidence <= 1)).all()
     # nothing before the choice moved: without the re-fits the run trains the same served and plain models
     monkeypatch.setattr(pipeline, "refined_labels_unchecked", lambda *args: None)
     again = calibrate(texts, noisy, classes, **run)
