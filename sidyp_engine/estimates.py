@@ -328,6 +328,50 @@ def transferred_accuracy(
     return Estimate(point, min(low, point), max(high, point), "transferred", len(target_conf))
 
 
+# The Mann-Whitney z at which a model's confidence is taken to rank its rightness (one-sided ~2.5 %)
+RANK_Z = 1.96
+
+
+def rank_z(confidence: np.ndarray, right: np.ndarray) -> float:
+    """Mann-Whitney z of the right rows' confidences over the wrong rows' (0 with either side empty): how
+    well the confidence ranks being right, which ATC's carry presumes. Tied confidences (saturated ones)
+    share their mean rank."""
+    confidence, right = np.asarray(confidence, np.float64), np.asarray(right, bool)
+    n1, n0 = int(right.sum()), int((~right).sum())
+    if not n1 or not n0:
+        return 0.0
+    ranks, n = _mean_ranks(confidence), n1 + n0
+    u = ranks[right].sum() - n1 * (n1 + 1) / 2
+    ties = np.unique(confidence, return_counts=True)[1].astype(np.float64)
+    spread = math.sqrt(n1 * n0 / 12 * (n + 1 - float((ties**3 - ties).sum()) / (n * (n - 1))))
+    return float((u - n1 * n0 / 2) / spread) if spread > 0 else 0.0
+
+
+def _mean_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def ranked_transfer(
+    source_conf: np.ndarray, source_right: np.ndarray, target_conf: np.ndarray, seed: int = 0
+) -> Estimate:
+    """ATC (`transferred_accuracy`) where the confidence ranks the labelled source rows' rightness
+    (`rank_z` >= RANK_Z); else the source rows' own accuracy, not carried (method `trusted`, Wilson
+    interval): a threshold read from a confidence that does not order right and wrong moves the estimate by
+    where the target texts' confidences happen to sit (docs/method.md, "Forty-third round")."""
+    right = np.asarray(source_right, bool)
+    if rank_z(source_conf, right) >= RANK_Z:
+        return transferred_accuracy(source_conf, right, target_conf, seed)
+    if not len(right):
+        return _none(len(target_conf))
+    low, high = wilson_interval(int(right.sum()), len(right))
+    return Estimate(float(right.mean()), low, high, "trusted", len(right))
+
+
 def shifted_accuracy(
     source_conf: np.ndarray,
     source_right: np.ndarray,

@@ -21,7 +21,23 @@ compared, all from the trusted rows and unlabelled target texts:
               confidences (`estimates.carried_accuracy`): the threshold is a quantile of the validation
               texts' confidences, not of the trusted rows';
   adopted     what the select stage now reports (`stages/select.py: _transferred`): atc for the served
-              model, atc_diff for the models fitted to the noisy labels (the plain model, the probe).
+              model, atc_diff for the models fitted to the noisy labels (the plain model, the probe),
+              atc_ranked for the refined posteriors (`estimates.ranked_transfer`, forty-third round).
+
+Candidates: the served model, the plain model, the probe, and (dumps from 7552ff4 on) the refined
+posteriors read without a label, as on an evaluation text (forty-third round).
+
+With `--data-root`, regression estimators (the forty-third round; prediction-powered inference, Angelopoulos
+et al. 2023, in its regression form): a least-squares fit over the trusted rows of being right on surrogates
+every text has, averaged over the target texts. The trusted rows' mean error of the fit is zero, so each is
+the trusted accuracy corrected by how far the targets' surrogates sit from the trusted rows'; the
+unlabelled texts drawn as the trusted rows were take out part of the trusted draw's luck:
+
+  reg_conf         on the tempered top confidence, averaged over the target texts;
+  reg_both         on the confidence and whether the prediction agrees with the text's noisy label (targets
+                   with noisy labels only: not the evaluation texts);
+  reg_conf_shift,  either fit averaged over the validation texts, plus the shift ATC reads from them to the
+  reg_both_shift   target (as atc_diff).
 
 Targets: the validation texts (no shift), and two planted shifts, each splitting them in two without gold:
 by whether the LLM label agrees with the plain classifier (the tenth round's split: it follows the plain
@@ -33,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -45,34 +60,47 @@ from sidyp_engine import estimates
 from sidyp_engine.stages.select import _top_confidence
 from sidyp_engine.temperature import fit_temperature_nll
 
-CANDIDATES = ("served", "plain_model", "probe")
-RANK_Z = 1.96
+CANDIDATES = ("served", "plain_model", "probe", "refined")
+REGRESSIONS = ("reg_conf", "reg_both", "reg_conf_shift", "reg_both_shift")
 
 
-def rank_z(conf: np.ndarray, right: np.ndarray) -> float:
-    """Mann-Whitney z of the right rows' confidences over the wrong rows' (0 with either side empty)."""
-    n1, n0 = int(right.sum()), int((~right).sum())
-    if not n1 or not n0:
-        return 0.0
-    ranks = np.argsort(np.argsort(conf, kind="stable"), kind="stable") + 1.0
-    u = ranks[right].sum() - n1 * (n1 + 1) / 2
-    spread = math.sqrt(n1 * n0 * (n1 + n0 + 1) / 12)
-    return float((u - n1 * n0 / 2) / spread)
+def regression_estimate(src_x: np.ndarray, right: np.ndarray, tgt_x: np.ndarray) -> float:
+    """Mean over the targets of a least-squares fit (with intercept) of `right` on the source surrogates."""
+    src_x, tgt_x = np.asarray(src_x, np.float64).reshape(len(src_x), -1), np.asarray(tgt_x, np.float64)
+    coef, *_ = np.linalg.lstsq(np.column_stack([np.ones(len(src_x)), src_x]), right.astype(np.float64))
+    fitted = np.column_stack([np.ones(len(tgt_x)), tgt_x.reshape(len(tgt_x), -1)]) @ coef
+    return float(np.clip(fitted.mean(), 0.0, 1.0))
+
+
+def regressions(src, right, tgt, ref, shift: float) -> dict[str, float]:
+    """The regression columns; `src`/`tgt`/`ref` are (confidence, agreement or None) pairs."""
+    (sc, sa), (tc, ta), (rc, ra) = src, tgt, ref
+    out = {"reg_conf": regression_estimate(sc, right, tc)}
+    out["reg_conf_shift"] = float(np.clip(regression_estimate(sc, right, rc) + shift, 0, 1))
+    if sa is not None:
+        both = np.column_stack([sc, sa])
+        if ta is not None:
+            out["reg_both"] = regression_estimate(both, right, np.column_stack([tc, ta]))
+        out["reg_both_shift"] = float(
+            np.clip(regression_estimate(both, right, np.column_stack([rc, ra])) + shift, 0, 1)
+        )
+    return out
 
 
 def estimators(src_conf, right, tgt_conf, ref_conf, candidate: str) -> dict[str, float]:
     trusted = float(right.mean())
     atc = estimates.thresholded_confidence(src_conf, right, tgt_conf)
-    z = rank_z(src_conf, right)
+    z = estimates.rank_z(src_conf, right)
+    ranked = atc if z >= estimates.RANK_Z else trusted
     diff = trusted + atc - estimates.thresholded_confidence(src_conf, right, ref_conf)
     return {
         "trusted": trusted,
         "atc": atc,
-        "atc_ranked": atc if z >= RANK_Z else trusted,
+        "atc_ranked": ranked,
         "atc_diff": diff,
         "carried": estimates.thresholded_at(ref_conf, trusted, tgt_conf),
         "rank_z": z,
-        "adopted": atc if candidate == "served" else diff,
+        "adopted": {"plain_model": diff, "probe": diff, "refined": ranked}.get(candidate, atc),
     }
 
 
@@ -84,40 +112,98 @@ def text_lengths(data_root: str, name: str) -> np.ndarray:
     return np.array([len(t) for t in read_split(os.path.join(data_root, base, "valid.csv"))["texts"]])
 
 
+def trusted_noisy(data_root: str, name: str, seed: int, a) -> np.ndarray:
+    """The trusted rows' noisy label ids (-1 = none), re-drawn as `benchmarks.quality --trusted` drew them:
+    the dump keeps their trusted labels only. Checked against the dump's training labels."""
+    from benchmarks.quality import read_split
+    from benchmarks.quality_estimates import draw_trusted
+
+    base = name.split("-trusted")[0]
+    train = read_split(os.path.join(data_root, base, "train.csv"))
+    drawn = draw_trusted(train, len(a["trusted_labels"]), seed)
+    rows = [i for i, t in enumerate(drawn) if t is not None]
+    ids = a["train_noisy"][: len(train["texts"])]
+    index = {n: int(i) for n, i in zip(train["noisy"], ids, strict=True) if n is not None}
+    gold = np.array([index.get(train["gold"][i], -2) for i in rows])
+    if int(a["trusted_n_valid"]) or not np.array_equal(gold, a["trusted_labels"]):
+        raise SystemExit(f"{name} seed {seed}: the re-drawn trusted rows are not the dump's")
+    return np.array([index.get(train["noisy"][i], -1) for i in rows])
+
+
+def readings(a, cand: str, labels: np.ndarray) -> dict | None:
+    """A candidate's top-label confidence and prediction on the trusted rows, the validation texts and (where
+    dumped) the test texts, as the select stage reads them: a model at the temperature the trusted rows fit
+    (minimum NLL), the refined posteriors read without a label, calibrated (the trusted rows by the re-fits
+    that never read their trusted label; dumps from 7552ff4 on)."""
+    if cand == "refined":
+        if "trusted_refined_unlabelled_confidence" not in a.files:
+            return None
+        test = a["test_probs_refined"] if "test_probs_refined" in a.files else None
+        return {
+            "src": (a["trusted_refined_unlabelled_confidence"], a["trusted_refined_unlabelled_labels"]),
+            "valid": (a["valid_refined_unlabelled_confidence"], a["valid_pred_refined"]),
+            "test": None if test is None else (a["extra_refined_confidence"], test.argmax(1)),
+        }
+    if f"trusted_logits_{cand}" not in a.files:
+        return None
+    src, valid = a[f"trusted_logits_{cand}"], a[f"valid_logits_{cand}"]
+    t = fit_temperature_nll(torch.from_numpy(src), torch.from_numpy(labels))
+    # the test probabilities are at the temperature the select stage fitted to the trusted rows
+    test = a[f"test_probs_{cand}"] if f"test_probs_{cand}" in a.files else None
+    return {
+        "src": (_top_confidence(src, t), src.argmax(1)),
+        "valid": (_top_confidence(valid, t), valid.argmax(1)),
+        "test": None if test is None else (test.max(1), test.argmax(1)),
+    }
+
+
 def run_rows(path: str, score_test: bool, data_root: str | None = None) -> list[dict]:
     a = np.load(path)
     name, seed = dump_key(path)
     labels = a["trusted_labels"]
+    src_noisy = trusted_noisy(data_root, name, seed, a) if data_root else None
     gold = a["valid_gold"]
     known = gold >= 0
     agree = a["valid_noisy"] == a["valid_pred_plain"]
+    targets = {"valid": known, "valid_agree": known & agree, "valid_disagree": known & ~agree}
+    if data_root:
+        long = text_lengths(data_root, name) > np.median(text_lengths(data_root, name))
+        targets |= {"valid_short": known & ~long, "valid_long": known & long}
     rows = []
     for cand in CANDIDATES:
-        if f"trusted_logits_{cand}" not in a.files:
+        read = readings(a, cand, labels)
+        if read is None:
             continue
-        src = a[f"trusted_logits_{cand}"]
-        t = fit_temperature_nll(torch.from_numpy(src), torch.from_numpy(labels))
-        src_conf, right = _top_confidence(src, t), src.argmax(1) == labels
-        valid = a[f"valid_logits_{cand}"]
-        valid_conf, valid_right = _top_confidence(valid, t), valid.argmax(1) == gold
-        targets = {
-            "valid": known,
-            "valid_agree": known & agree,
-            "valid_disagree": known & ~agree,
-        }
-        if data_root:
-            long = text_lengths(data_root, name) > np.median(text_lengths(data_root, name))
-            targets |= {"valid_short": known & ~long, "valid_long": known & long}
+        (src_conf, src_pred), (valid_conf, valid_pred) = read["src"], read["valid"]
+        right, valid_right = src_pred == labels, valid_pred == gold
+        valid_agree = valid_pred == a["valid_noisy"]
+        src_agree = src_pred == src_noisy if src_noisy is not None else None
         for target, keep in targets.items():
             found = estimators(src_conf, right, valid_conf[keep], valid_conf, cand)
+            if src_noisy is not None:
+                found |= regressions(
+                    (src_conf, src_agree),
+                    right,
+                    (valid_conf[keep], valid_agree[keep]),
+                    (valid_conf, valid_agree),
+                    found["atc_diff"] - found["trusted"],
+                )
             rows.append(
                 _row(name, seed, cand, target, found, float(valid_right[keep].mean()), int(keep.sum()))
             )
-        if score_test and f"test_probs_{cand}" in a.files:
-            probs = a[f"test_probs_{cand}"]  # at the temperature the select stage fitted to the trusted rows
-            found = estimators(src_conf, right, probs.max(1), valid_conf, cand)
-            measured = float((probs.argmax(1) == a["test_gold"]).mean())
-            rows.append(_row(name, seed, cand, "test", found, measured, len(probs)))
+        if score_test and read["test"] is not None:
+            test_conf, test_pred = read["test"]
+            found = estimators(src_conf, right, test_conf, valid_conf, cand)
+            if src_noisy is not None:
+                found |= regressions(
+                    (src_conf, src_agree),
+                    right,
+                    (test_conf, None),
+                    (valid_conf, valid_agree),
+                    found["atc_diff"] - found["trusted"],
+                )
+            measured = float((test_pred == a["test_gold"]).mean())
+            rows.append(_row(name, seed, cand, "test", found, measured, len(test_pred)))
     return rows
 
 
@@ -134,7 +220,7 @@ def _row(name, seed, cand, target, found, measured, n) -> dict:
 
 
 def summary(rows: list[dict]) -> dict:
-    names = ("trusted", "atc", "atc_ranked", "atc_diff", "carried", "adopted")
+    names = ("trusted", "atc", "atc_ranked", "atc_diff", "carried", "adopted", *REGRESSIONS)
     groups = {
         "valid": [r for r in rows if r["target"] == "valid"],
         "planted_shift_agreement": [r for r in rows if r["target"] in ("valid_agree", "valid_disagree")],
@@ -142,7 +228,11 @@ def summary(rows: list[dict]) -> dict:
         "test": [r for r in rows if r["target"] == "test"],
     }
     return {
-        g: {n: round(100 * float(np.mean([abs(r[n] - r["measured"]) for r in rs])), 2) for n in names}
+        g: {
+            n: round(100 * float(np.mean([abs(r[n] - r["measured"]) for r in rs])), 2)
+            for n in names
+            if all(n in r for r in rs)
+        }
         | {"cases": len(rs)}
         for g, rs in groups.items()
         if rs
@@ -159,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for path in sorted(args.dumps) for r in run_rows(path, args.score_test, args.data_root)]
     for r in rows:
         print(
-            f"{r['set'][:24]:<24} s{r['seed']} {r['candidate']:<12}{r['target']:<15}n={r['rows']:<4} "
+            f"{r['set'][:44]:<44} s{r['seed']} {r['candidate']:<12}{r['target']:<15}n={r['rows']:<4} "
             f"measured {r['measured']:.3f}  trusted {r['trusted']:.3f}  atc {r['atc']:.3f}  "
             f"ranked {r['atc_ranked']:.3f}  diff {r['atc_diff']:.3f}  carried {r['carried']:.3f}  z {r['rank_z']:.1f}"
+            + "".join(f"  {n} {r[n]:.3f}" for n in REGRESSIONS if n in r)
         )
     table = summary(rows)
     print(json.dumps(table, indent=1))

@@ -532,9 +532,13 @@ FITTED_TO_NOISY_LABELS = (selection.PLAIN_MODEL, selection.PROBE)
 
 def _transferred(name: str, source, right, valid_conf, target_conf, seed: int) -> estimates.Estimate:
     """A candidate's accuracy on the evaluation texts from the trusted rows (`source`: its top-label
-    confidence on them, `right`: whether it predicts their trusted label): ATC, or for a model fitted to the
-    noisy labels, with enough validation texts, the trusted-row accuracy plus the shift ATC reads from the
-    validation texts to the evaluation texts (`estimates.shifted_accuracy`)."""
+    confidence on them, `right`: whether it predicts their trusted label). The served model: ATC. A model
+    fitted to the noisy labels, with enough validation texts: the trusted-row accuracy plus the shift ATC
+    reads from the validation texts to the evaluation texts (`estimates.shifted_accuracy`). The refined
+    posteriors: ATC where their confidence ranks the trusted rows' rightness, else the trusted-row accuracy
+    (`estimates.ranked_transfer`; docs/method.md, "Forty-third round")."""
+    if name == selection.REFINED:
+        return estimates.ranked_transfer(source, right, target_conf, seed)
     if (
         name in FITTED_TO_NOISY_LABELS
         and valid_conf is not None

@@ -311,3 +311,31 @@ def test_shifted_accuracy_follows_easier_target_texts(rng):
     assert (
         estimates.shifted_accuracy(np.array([]), np.array([]), reference_conf, target_conf).method == "none"
     )
+
+
+def test_ranked_transfer_carries_only_a_confidence_that_orders_right_and_wrong(rng):
+    # a confidence that separates right from wrong: ATC, which follows easier target texts
+    source_conf, source_right = _separable_rows(rng, 100, 0.5)
+    target_conf, target_right = _separable_rows(rng, 4000, 0.8)
+    assert estimates.rank_z(source_conf, source_right) > estimates.RANK_Z
+    est = estimates.ranked_transfer(source_conf, source_right, target_conf, seed=1)
+    assert est == estimates.transferred_accuracy(source_conf, source_right, target_conf, seed=1)
+    assert est.accuracy == pytest.approx(target_right.mean(), abs=0.08)
+    # a confidence unrelated to being right: the trusted rows' own accuracy, measured, not carried; ATC
+    # would read the target texts' confidences against a threshold that orders nothing
+    right = rng.random(100) < 0.6
+    conf = rng.uniform(0.3, 1.0, 100)
+    assert abs(estimates.rank_z(conf, right)) < estimates.RANK_Z
+    kept = estimates.ranked_transfer(conf, right, rng.uniform(0.9, 1.0, 500))
+    assert kept.method == "trusted" and kept.rows == 100
+    assert kept.accuracy == pytest.approx(right.mean()) and kept.low < right.mean() < kept.high
+    assert estimates.transferred_accuracy(conf, right, rng.uniform(0.9, 1.0, 500)).accuracy > 0.9
+    # no labelled rows: no estimate
+    assert estimates.ranked_transfer(np.array([]), np.array([], bool), target_conf).method == "none"
+
+
+def test_rank_z_reads_the_order_of_confidences(rng):
+    conf = np.arange(10, dtype=float)
+    assert estimates.rank_z(conf, conf >= 5) > 2.5  # every right row surer than every wrong one
+    assert estimates.rank_z(conf, conf < 5) < -2.5
+    assert estimates.rank_z(conf, np.ones(10, bool)) == 0.0  # nothing wrong: no order to read

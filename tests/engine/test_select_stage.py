@@ -509,13 +509,20 @@ def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluati
     found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
     assert set(found) == {selection.SERVED, selection.PLAIN_MODEL, selection.PLAIN}
     assert all(e.method == "transferred" and e.accuracy == pytest.approx(0.88) for e in found.values())
-    # the refined posteriors, read without a label on the trusted rows, are transferred the same way
+    # the refined posteriors, read without a label on the trusted rows, are transferred the same way where
+    # their confidence orders right and wrong there
     conf = select_stage._top_confidence(src, 1.0)
+    assert estimates.rank_z(conf, src.argmax(1) == trusted) >= estimates.RANK_Z
     rows.refined_unlabelled = (src.argmax(1), conf)
     confidences[selection.REFINED] = (None, target)
     found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
     assert found[selection.REFINED].method == "transferred"
     assert found[selection.REFINED].accuracy == pytest.approx(0.88)
+    # and keep their trusted-row accuracy where it does not (the same confidence on every row)
+    rows.refined_unlabelled = (src.argmax(1), np.full(len(src), 0.8))
+    found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
+    assert found[selection.REFINED].method == "trusted"
+    assert found[selection.REFINED].accuracy == pytest.approx(0.70)
     # fewer trusted rows than set the temperatures: nothing is transferred
     few = select_stage.TrustedRows({}, trusted[:10], trusted[:10], {selection.SERVED: src[:10]}, 0)
     assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
