@@ -1,7 +1,7 @@
 """With trusted rows, which estimate of a candidate's accuracy on other texts errs least? (issue 13, part 3)
 
-    python -m benchmarks.research.trusted_carry /work/dumps/r42/*/seed*.npz [--data-root /work/shared/data] \
-        [--score-test] [--out F.json]
+    python -m benchmarks.research.trusted_carry /work/dumps/r43n/*/seed*.npz [--data-root /work/shared/data \
+        --data-root /work/sidyp-dev] [--score-test] [--out F.json]
 
 Before the forty-second round the select stage carried every model's accuracy from the trusted rows to the
 evaluation texts by average thresholded confidence (ATC: `estimates.transferred_accuracy`). ATC reads only
@@ -104,12 +104,20 @@ def estimators(src_conf, right, tgt_conf, ref_conf, candidate: str) -> dict[str,
     }
 
 
-def text_lengths(data_root: str, name: str) -> np.ndarray:
-    """Character lengths of a set's validation texts; a dump's set is <set>[-trusted<N>]."""
+def set_dir(data_roots: list[str], name: str) -> str:
+    """The directory of a dump's set (<set>[-trusted<N>]) under the first root that holds it."""
+    base = name.split("-trusted")[0]
+    for root in data_roots:
+        if os.path.isdir(os.path.join(root, base)):
+            return os.path.join(root, base)
+    raise SystemExit(f"no directory {base} under {', '.join(data_roots)}")
+
+
+def text_lengths(data_root: str) -> np.ndarray:
+    """Character lengths of a set's validation texts (`data_root`: the set's directory)."""
     from benchmarks.quality import read_split
 
-    base = name.split("-trusted")[0]
-    return np.array([len(t) for t in read_split(os.path.join(data_root, base, "valid.csv"))["texts"]])
+    return np.array([len(t) for t in read_split(os.path.join(data_root, "valid.csv"))["texts"]])
 
 
 def trusted_noisy(data_root: str, name: str, seed: int, a) -> np.ndarray:
@@ -118,8 +126,7 @@ def trusted_noisy(data_root: str, name: str, seed: int, a) -> np.ndarray:
     from benchmarks.quality import read_split
     from benchmarks.quality_estimates import draw_trusted
 
-    base = name.split("-trusted")[0]
-    train = read_split(os.path.join(data_root, base, "train.csv"))
+    train = read_split(os.path.join(data_root, "train.csv"))
     drawn = draw_trusted(train, len(a["trusted_labels"]), seed)
     rows = [i for i, t in enumerate(drawn) if t is not None]
     ids = a["train_noisy"][: len(train["texts"])]
@@ -157,9 +164,10 @@ def readings(a, cand: str, labels: np.ndarray) -> dict | None:
     }
 
 
-def run_rows(path: str, score_test: bool, data_root: str | None = None) -> list[dict]:
+def run_rows(path: str, score_test: bool, data_roots: list[str] | None = None) -> list[dict]:
     a = np.load(path)
     name, seed = dump_key(path)
+    data_root = set_dir(data_roots, name) if data_roots else None
     labels = a["trusted_labels"]
     src_noisy = trusted_noisy(data_root, name, seed, a) if data_root else None
     gold = a["valid_gold"]
@@ -167,7 +175,8 @@ def run_rows(path: str, score_test: bool, data_root: str | None = None) -> list[
     agree = a["valid_noisy"] == a["valid_pred_plain"]
     targets = {"valid": known, "valid_agree": known & agree, "valid_disagree": known & ~agree}
     if data_root:
-        long = text_lengths(data_root, name) > np.median(text_lengths(data_root, name))
+        lengths = text_lengths(data_root)
+        long = lengths > np.median(lengths)
         targets |= {"valid_short": known & ~long, "valid_long": known & long}
     rows = []
     for cand in CANDIDATES:
@@ -219,7 +228,8 @@ def _row(name, seed, cand, target, found, measured, n) -> dict:
     }
 
 
-def summary(rows: list[dict]) -> dict:
+def errors(rows: list[dict]) -> dict:
+    """Mean absolute error in points of each estimator per target group (the test texts apart)."""
     names = ("trusted", "atc", "atc_ranked", "atc_diff", "carried", "adopted", *REGRESSIONS)
     groups = {
         "valid": [r for r in rows if r["target"] == "valid"],
@@ -239,11 +249,21 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
+def summary(rows: list[dict]) -> dict:
+    """`errors` pooled over the candidates and, as the decision rule reads them, per candidate."""
+    by_candidate = {c: errors([r for r in rows if r["candidate"] == c]) for c in CANDIDATES}
+    return errors(rows) | {"by_candidate": {c: e for c, e in by_candidate.items() if e}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", nargs="+")
     p.add_argument("--score-test", action="store_true")
-    p.add_argument("--data-root", help="the sets' directory (adds the text-length split)")
+    p.add_argument(
+        "--data-root",
+        action="append",
+        help="a directory of sets, repeatable (adds the text-length split and the regression estimators)",
+    )
     p.add_argument("--out")
     args = p.parse_args(argv)
     rows = [r for path in sorted(args.dumps) for r in run_rows(path, args.score_test, args.data_root)]
