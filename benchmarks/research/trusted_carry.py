@@ -13,7 +13,7 @@ compared, all from the trusted rows and unlabelled target texts:
 
   trusted     the accuracy on the trusted rows;
   atc         the engine's rule;
-  atc_ranked  atc where the confidence ranks the trusted rows' rightness (Mann-Whitney z >= RANK_Z), else
+  atc_ranked  atc where the confidence ranks the trusted rows' rightness (Mann-Whitney z >= estimates.RANK_Z), else
               trusted;
   atc_diff    trusted + atc on the target - atc on the validation texts (the unlabelled texts drawn as
               the trusted rows were): the shift alone is carried, not the threshold's own noise;
