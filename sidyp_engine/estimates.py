@@ -340,20 +340,13 @@ def rank_z(confidence: np.ndarray, right: np.ndarray) -> float:
     n1, n0 = int(right.sum()), int((~right).sum())
     if not n1 or not n0:
         return 0.0
-    ranks, n = _mean_ranks(confidence), n1 + n0
+    # each distinct value's tied rows share the mean of the ranks they span (np.unique sorts ascending)
+    _, inverse, ties = np.unique(confidence, return_inverse=True, return_counts=True)
+    ranks, n = (np.cumsum(ties) - (ties - 1) / 2)[inverse], n1 + n0
     u = ranks[right].sum() - n1 * (n1 + 1) / 2
-    ties = np.unique(confidence, return_counts=True)[1].astype(np.float64)
+    ties = ties.astype(np.float64)
     spread = math.sqrt(n1 * n0 / 12 * (n + 1 - float((ties**3 - ties).sum()) / (n * (n - 1))))
     return float((u - n1 * n0 / 2) / spread) if spread > 0 else 0.0
-
-
-def _mean_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(1, len(values) + 1)
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
 
 
 def ranked_transfer(

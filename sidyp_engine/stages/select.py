@@ -509,17 +509,15 @@ def _candidates_on_evaluation(
         }
     if _temperature_source(rows) is None:
         return {}
-    scored = {
-        name: (_top_confidence(logits, models[name].temperature), np.asarray(logits).argmax(1))
-        for name, logits in rows.logits.items()
-    }
+    scored = {name: _on_trusted_rows(rows, name, models[name].temperature) for name in rows.logits}
     if rows.refined_unlabelled is not None:
-        scored[selection.REFINED] = rows.refined_unlabelled[1], rows.refined_unlabelled[0]
+        labels, confidence = rows.refined_unlabelled
+        scored[selection.REFINED] = confidence, labels == rows.trusted
     found = {}
-    for name, (source, predicted) in scored.items():
+    for name, (source, right) in scored.items():
         if name in confidences:
             valid, target = confidences[name]
-            found[name] = _transferred(name, source, predicted == rows.trusted, valid, target, seed)
+            found[name] = _transferred(name, source, right, valid, target, seed)
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
@@ -528,6 +526,12 @@ def _candidates_on_evaluation(
 # Models fitted to the noisy labels: their confidence reads how sure the labeller is, and ATC from the trusted
 # rows carried its threshold's sampling error to the evaluation texts (docs/method.md, "Forty-second round").
 FITTED_TO_NOISY_LABELS = (selection.PLAIN_MODEL, selection.PROBE)
+
+
+def _on_trusted_rows(rows: TrustedRows, name: str, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """A model's top-label confidence on the trusted rows at `temperature`, and whether it is right there."""
+    logits = np.asarray(rows.logits[name])
+    return _top_confidence(logits, temperature), logits.argmax(1) == rows.trusted
 
 
 def _transferred(name: str, source, right, valid_conf, target_conf, seed: int) -> estimates.Estimate:
@@ -599,9 +603,7 @@ def _evaluation_estimate(
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:
         valid = _top_confidence(valid_logits[name], model.temperature) if name in valid_logits else None
-        logits = rows.logits[name]
-        right = np.asarray(logits).argmax(1) == rows.trusted
-        return _transferred(name, _top_confidence(logits, model.temperature), right, valid, target, seed)
+        return _transferred(name, *_on_trusted_rows(rows, name, model.temperature), valid, target, seed)
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)
