@@ -20,6 +20,10 @@ compared, all from the trusted rows and unlabelled target texts:
   carried     the trusted accuracy taken as the validation texts' and carried from them by their
               confidences (`estimates.carried_accuracy`): the threshold is a quantile of the validation
               texts' confidences, not of the trusted rows';
+  served_shift  trusted + the shift the served model's ATC reads from the validation texts to the target
+              (forty-fourth round): the served model is the refined posteriors' distillation and its
+              confidence orders its rightness, so its shift may stand for a candidate whose own does not;
+  ranked_served atc_ranked with served_shift in place of trusted where the confidence does not rank;
   adopted     what the select stage now reports (`stages/select.py: _transferred`): atc for the served
               model, atc_diff for the models fitted to the noisy labels (the plain model, the probe),
               atc_ranked for the refined posteriors (`estimates.ranked_transfer`, forty-third round).
@@ -39,10 +43,12 @@ unlabelled texts drawn as the trusted rows were take out part of the trusted dra
   reg_conf_shift,  either fit averaged over the validation texts, plus the shift ATC reads from them to the
   reg_both_shift   target (as atc_diff).
 
-Targets: the validation texts (no shift), and two planted shifts, each splitting them in two without gold:
+Targets: the validation texts (no shift), and three planted shifts, each splitting them in two without gold:
 by whether the LLM label agrees with the plain classifier (the tenth round's split: it follows the plain
-model's own errors), and at the median text length (`--data-root` holds the sets' valid.csv, in the dumps'
-row order); design, validation gold. With `--score-test` the test texts (for the record, scored once).
+model's own errors), at the median text length (`--data-root` holds the sets' valid.csv, in the dumps'
+row order), and (forty-fourth round) by the LLM label's class: the rows given the labeller's most used
+classes, taken in order until they hold half the rows, against the rest (a shift in the class mix, built
+from no model); design, validation gold. With `--score-test` the test texts (for the record, scored once).
 """
 
 from __future__ import annotations
@@ -87,21 +93,41 @@ def regressions(src, right, tgt, ref, shift: float) -> dict[str, float]:
     return out
 
 
-def estimators(src_conf, right, tgt_conf, ref_conf, candidate: str) -> dict[str, float]:
+def atc_shift(src_conf, right, tgt_conf, ref_conf) -> float:
+    """What ATC, thresholded on the trusted rows, reads between the reference texts and the target."""
+    return estimates.thresholded_confidence(src_conf, right, tgt_conf) - estimates.thresholded_confidence(
+        src_conf, right, ref_conf
+    )
+
+
+def estimators(src_conf, right, tgt_conf, ref_conf, candidate: str, served_shift: float) -> dict[str, float]:
     trusted = float(right.mean())
     atc = estimates.thresholded_confidence(src_conf, right, tgt_conf)
     z = estimates.rank_z(src_conf, right)
     ranked = atc if z >= estimates.RANK_Z else trusted
-    diff = trusted + atc - estimates.thresholded_confidence(src_conf, right, ref_conf)
+    diff = trusted + atc_shift(src_conf, right, tgt_conf, ref_conf)
+    by_served = float(np.clip(trusted + served_shift, 0.0, 1.0))
     return {
         "trusted": trusted,
         "atc": atc,
         "atc_ranked": ranked,
         "atc_diff": diff,
         "carried": estimates.thresholded_at(ref_conf, trusted, tgt_conf),
+        "served_shift": by_served,
+        "ranked_served": atc if z >= estimates.RANK_Z else by_served,
         "rank_z": z,
         "adopted": {"plain_model": diff, "probe": diff, "refined": ranked}.get(candidate, atc),
     }
+
+
+def label_class_split(noisy: np.ndarray) -> np.ndarray:
+    """Rows given the labeller's most used classes, taken in order until they hold half the labelled rows."""
+    labelled = noisy[noisy >= 0]
+    classes, counts = np.unique(labelled, return_counts=True)
+    order = classes[np.argsort(-counts, kind="stable")]
+    cumulative = np.cumsum(np.sort(counts)[::-1])
+    frequent = order[: int(np.searchsorted(cumulative, len(labelled) / 2)) + 1]
+    return np.isin(noisy, frequent)
 
 
 def set_dir(data_roots: list[str], name: str) -> str:
@@ -173,11 +199,24 @@ def run_rows(path: str, score_test: bool, data_roots: list[str] | None = None) -
     gold = a["valid_gold"]
     known = gold >= 0
     agree = a["valid_noisy"] == a["valid_pred_plain"]
-    targets = {"valid": known, "valid_agree": known & agree, "valid_disagree": known & ~agree}
+    frequent = label_class_split(a["valid_noisy"])
+    targets = {
+        "valid": known,
+        "valid_agree": known & agree,
+        "valid_disagree": known & ~agree,
+        "valid_frequent": known & frequent,
+        "valid_rare": known & ~frequent & (a["valid_noisy"] >= 0),
+    }
     if data_root:
         lengths = text_lengths(data_root)
         long = lengths > np.median(lengths)
         targets |= {"valid_short": known & ~long, "valid_long": known & long}
+    served = readings(a, "served", labels)
+    served_right = served["src"][1] == labels
+
+    def served_shift(target_conf) -> float:
+        return atc_shift(served["src"][0], served_right, target_conf, served["valid"][0])
+
     rows = []
     for cand in CANDIDATES:
         read = readings(a, cand, labels)
@@ -188,7 +227,9 @@ def run_rows(path: str, score_test: bool, data_roots: list[str] | None = None) -
         valid_agree = valid_pred == a["valid_noisy"]
         src_agree = src_pred == src_noisy if src_noisy is not None else None
         for target, keep in targets.items():
-            found = estimators(src_conf, right, valid_conf[keep], valid_conf, cand)
+            found = estimators(
+                src_conf, right, valid_conf[keep], valid_conf, cand, served_shift(served["valid"][0][keep])
+            )
             if src_noisy is not None:
                 found |= regressions(
                     (src_conf, src_agree),
@@ -202,7 +243,8 @@ def run_rows(path: str, score_test: bool, data_roots: list[str] | None = None) -
             )
         if score_test and read["test"] is not None:
             test_conf, test_pred = read["test"]
-            found = estimators(src_conf, right, test_conf, valid_conf, cand)
+            shift = served_shift(served["test"][0]) if served["test"] is not None else float("nan")
+            found = estimators(src_conf, right, test_conf, valid_conf, cand, shift)
             if src_noisy is not None:
                 found |= regressions(
                     (src_conf, src_agree),
@@ -230,11 +272,15 @@ def _row(name, seed, cand, target, found, measured, n) -> dict:
 
 def errors(rows: list[dict]) -> dict:
     """Mean absolute error in points of each estimator per target group (the test texts apart)."""
-    names = ("trusted", "atc", "atc_ranked", "atc_diff", "carried", "adopted", *REGRESSIONS)
+    names = (
+        "trusted", "atc", "atc_ranked", "atc_diff", "carried", "served_shift", "ranked_served", "adopted",
+        *REGRESSIONS,
+    )  # fmt: skip
     groups = {
         "valid": [r for r in rows if r["target"] == "valid"],
         "planted_shift_agreement": [r for r in rows if r["target"] in ("valid_agree", "valid_disagree")],
         "planted_shift_length": [r for r in rows if r["target"] in ("valid_short", "valid_long")],
+        "planted_shift_label_class": [r for r in rows if r["target"] in ("valid_frequent", "valid_rare")],
         "test": [r for r in rows if r["target"] == "test"],
     }
     return {
@@ -271,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r['set'][:44]:<44} s{r['seed']} {r['candidate']:<12}{r['target']:<15}n={r['rows']:<4} "
             f"measured {r['measured']:.3f}  trusted {r['trusted']:.3f}  atc {r['atc']:.3f}  "
-            f"ranked {r['atc_ranked']:.3f}  diff {r['atc_diff']:.3f}  carried {r['carried']:.3f}  z {r['rank_z']:.1f}"
+            f"ranked {r['atc_ranked']:.3f}  diff {r['atc_diff']:.3f}  carried {r['carried']:.3f}  "
+            f"served_shift {r['served_shift']:.3f}  ranked_served {r['ranked_served']:.3f}  z {r['rank_z']:.1f}"
             + "".join(f"  {n} {r[n]:.3f}" for n in REGRESSIONS if n in r)
         )
     table = summary(rows)
