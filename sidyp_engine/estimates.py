@@ -350,49 +350,65 @@ def rank_z(confidence: np.ndarray, right: np.ndarray) -> float:
 
 
 def ranked_transfer(
-    source_conf: np.ndarray, source_right: np.ndarray, target_conf: np.ndarray, seed: int = 0
+    source_conf: np.ndarray,
+    source_right: np.ndarray,
+    target_conf: np.ndarray,
+    seed: int = 0,
+    otherwise: Estimate | None = None,
 ) -> Estimate:
     """ATC (`transferred_accuracy`) where the confidence ranks the labelled source rows' rightness
-    (`rank_z` >= RANK_Z); else the source rows' own accuracy, not carried (method `trusted`, Wilson
-    interval): a threshold read from a confidence that does not order right and wrong moves the estimate by
-    where the target texts' confidences happen to sit (docs/method.md, "Forty-third round")."""
+    (`rank_z` >= RANK_Z); else `otherwise` where given, else the source rows' own accuracy, not carried
+    (method `trusted`, Wilson interval): a threshold read from a confidence that does not order right and
+    wrong moves the estimate by where the target texts' confidences happen to sit (docs/method.md,
+    "Forty-third round")."""
     right = np.asarray(source_right, bool)
     if rank_z(source_conf, right) >= RANK_Z:
         return transferred_accuracy(source_conf, right, target_conf, seed)
+    if otherwise is not None:
+        return otherwise
     if not len(right):
         return _none(len(target_conf))
     low, high = wilson_interval(int(right.sum()), len(right))
     return Estimate(float(right.mean()), low, high, "trusted", len(right))
 
 
-def shifted_accuracy(
-    source_conf: np.ndarray,
-    source_right: np.ndarray,
-    reference_conf: np.ndarray,
-    target_conf: np.ndarray,
-    seed: int = 0,
-) -> Estimate:
-    """A model's accuracy on unlabelled target texts: its accuracy on the labelled source rows plus the
-    shift ATC reads between unlabelled reference texts drawn as the source rows were (the validation texts)
-    and the targets. Only the shift is carried, at ATC's threshold from the source rows: where the targets
-    are like the reference texts it is the source accuracy, whatever the threshold's own sampling error
-    (`transferred_accuracy` carries that error whole, and for a model fitted to the noisy labels, whose
-    confidence is the labeller's certainty, nothing in the confidences offsets it: docs/method.md,
-    "Forty-second round"). Percentile bootstrap over the source rows (`method = "transferred"`)."""
-    source_conf, source_right = np.asarray(source_conf, np.float64), np.asarray(source_right, bool)
-    reference_conf, target_conf = np.asarray(reference_conf, np.float64), np.asarray(target_conf, np.float64)
-    if not len(source_conf) or not len(target_conf) or not len(reference_conf):
+@dataclass(frozen=True)
+class ShiftReader:
+    """One model's top-label confidences, from which ATC reads how much easier or harder the target texts
+    are than the reference texts: on the labelled source rows (with whether the model is right there: the
+    threshold), on the reference texts (drawn as the source rows were) and on the target texts."""
+
+    source_conf: np.ndarray
+    source_right: np.ndarray
+    reference_conf: np.ndarray
+    target_conf: np.ndarray
+
+
+def shifted_accuracy(source_right: np.ndarray, reader: ShiftReader, seed: int = 0) -> Estimate:
+    """A candidate's accuracy on unlabelled target texts: its accuracy on the labelled source rows plus the
+    shift `reader`'s ATC reads between the reference texts (the validation texts) and the targets. Only the
+    shift is carried, at ATC's threshold from the source rows: where the targets are like the reference
+    texts it is the source accuracy, whatever the threshold's own sampling error (`transferred_accuracy`
+    carries that error whole, and for a model fitted to the noisy labels, whose confidence is the
+    labeller's certainty, nothing in the confidences offsets it: docs/method.md, "Forty-second round").
+    The reader is the candidate itself, or a model whose confidence ranks its rightness where the
+    candidate's does not ("Forty-fourth round"); its rows are the candidate's source rows. Percentile
+    bootstrap over the source rows, both readings resampled together (`method = "transferred"`)."""
+    source_right = np.asarray(source_right, bool)
+    conf, right = np.asarray(reader.source_conf, np.float64), np.asarray(reader.source_right, bool)
+    reference_conf = np.asarray(reader.reference_conf, np.float64)
+    target_conf = np.asarray(reader.target_conf, np.float64)
+    if not len(source_right) or not len(target_conf) or not len(reference_conf):
         return _none(len(target_conf))
 
     def shifted(idx: np.ndarray) -> float:
-        conf, right = source_conf[idx], source_right[idx]
-        shift = thresholded_confidence(conf, right, target_conf) - thresholded_confidence(
-            conf, right, reference_conf
+        shift = thresholded_confidence(conf[idx], right[idx], target_conf) - thresholded_confidence(
+            conf[idx], right[idx], reference_conf
         )
-        return float(np.clip(right.mean() + shift, 0.0, 1.0))
+        return float(np.clip(source_right[idx].mean() + shift, 0.0, 1.0))
 
-    point = shifted(np.arange(len(source_conf)))
-    low, high = _bootstrap(shifted, len(source_conf), seed)
+    point = shifted(np.arange(len(source_right)))
+    low, high = _bootstrap(shifted, len(source_right), seed)
     return Estimate(point, min(low, point), max(high, point), "transferred", len(target_conf))
 
 

@@ -206,9 +206,20 @@ def select_outputs(
     )
     eval_logits = _evaluation_logits(models, inputs, probe_candidate)
     evaluation_confidences = _evaluation_confidences(models, valid_logits, eval_logits, post)
-    on_evaluation = _candidates_on_evaluation(chosen, evaluation_confidences, rows, models, seed)
+    served_shift = _served_shift(models, valid_logits, eval_logits, rows)
+    on_evaluation = _candidates_on_evaluation(
+        chosen, evaluation_confidences, rows, models, seed, served_shift
+    )
     chosen.evaluation_estimate = _evaluation_estimate(
-        models, valid_logits, eval_logits, chosen.kept_model, rows, inputs.extra_texts, followed, seed
+        models,
+        valid_logits,
+        eval_logits,
+        chosen.kept_model,
+        rows,
+        inputs.extra_texts,
+        followed,
+        seed,
+        served_shift,
     )
     chosen.evaluation_estimates = _with_the_kept_row(
         on_evaluation, chosen.kept_model, chosen.evaluation_estimate
@@ -490,7 +501,12 @@ def _evaluation_confidences(models, valid_logits, eval_logits, post) -> dict:
 
 
 def _candidates_on_evaluation(
-    chosen: selection.Selection, confidences: dict, rows: TrustedRows | None, models, seed: int
+    chosen: selection.Selection,
+    confidences: dict,
+    rows: TrustedRows | None,
+    models,
+    seed: int,
+    served_shift: estimates.ShiftReader | None = None,
 ) -> dict[str, estimates.Estimate]:
     """Every candidate's accuracy on the evaluation texts, as the kept model's is estimated there (ATC):
     the report's rows then say how each would do on the texts the user scores, which can be easier or
@@ -517,7 +533,7 @@ def _candidates_on_evaluation(
     for name, (source, right) in scored.items():
         if name in confidences:
             valid, target = confidences[name]
-            found[name] = _transferred(name, source, right, valid, target, seed)
+            found[name] = _transferred(name, source, right, valid, target, seed, served_shift)
     if selection.PLAIN_MODEL in found:
         found[selection.PLAIN] = found[selection.PLAIN_MODEL]
     return found
@@ -534,21 +550,57 @@ def _on_trusted_rows(rows: TrustedRows, name: str, temperature: float) -> tuple[
     return _top_confidence(logits, temperature), logits.argmax(1) == rows.trusted
 
 
-def _transferred(name: str, source, right, valid_conf, target_conf, seed: int) -> estimates.Estimate:
+def _served_shift(
+    models, valid_logits, eval_logits, rows: TrustedRows | None
+) -> estimates.ShiftReader | None:
+    """The served model's confidences that read the shift from the validation texts to the evaluation texts,
+    thresholded on the trusted rows (None without trusted rows or evaluation texts). The served model is
+    distilled from the refined posteriors and its confidence ranks its rightness on the trusted rows where
+    theirs, as vote shares, need not (docs/method.md, "Forty-fourth round")."""
+    if rows is None or selection.SERVED not in eval_logits:
+        return None
+    temperature = models[selection.SERVED].temperature
+    return estimates.ShiftReader(
+        *_on_trusted_rows(rows, selection.SERVED, temperature),
+        _top_confidence(valid_logits[selection.SERVED], temperature),
+        _top_confidence(eval_logits[selection.SERVED], temperature),
+    )
+
+
+def _transferred(
+    name: str,
+    source,
+    right,
+    valid_conf,
+    target_conf,
+    seed: int,
+    served_shift: estimates.ShiftReader | None = None,
+) -> estimates.Estimate:
     """A candidate's accuracy on the evaluation texts from the trusted rows (`source`: its top-label
-    confidence on them, `right`: whether it predicts their trusted label). The served model: ATC. A model
-    fitted to the noisy labels, with enough validation texts: the trusted-row accuracy plus the shift ATC
-    reads from the validation texts to the evaluation texts (`estimates.shifted_accuracy`). The refined
-    posteriors: ATC where their confidence ranks the trusted rows' rightness, else the trusted-row accuracy
-    (`estimates.ranked_transfer`; docs/method.md, "Forty-third round")."""
+    confidence on them, `right`: whether it predicts their trusted label). The served model: ATC. The plain
+    model: the trusted-row accuracy plus the shift the served model's ATC reads from the validation texts
+    to the evaluation texts (`served_shift`; its own confidence is the labeller's certainty). The probe:
+    plus the shift its own ATC reads (`estimates.shifted_accuracy`). The refined posteriors: ATC where their
+    confidence ranks the trusted rows' rightness, else the trusted-row accuracy plus the served model's
+    shift (`estimates.ranked_transfer`). A shift is read from enough validation texts only
+    (MIN_VALIDATION_FOR_CARRYING); without, ATC, and for the refined posteriors the trusted-row accuracy
+    (docs/method.md, "Forty-second round" to "Forty-fourth round")."""
+    served_reads = (
+        served_shift is not None and len(served_shift.reference_conf) >= MIN_VALIDATION_FOR_CARRYING
+    )
     if name == selection.REFINED:
-        return estimates.ranked_transfer(source, right, target_conf, seed)
+        otherwise = estimates.shifted_accuracy(right, served_shift, seed) if served_reads else None
+        return estimates.ranked_transfer(source, right, target_conf, seed, otherwise)
+    if name == selection.PLAIN_MODEL and served_reads:
+        return estimates.shifted_accuracy(right, served_shift, seed)
     if (
         name in FITTED_TO_NOISY_LABELS
         and valid_conf is not None
         and len(valid_conf) >= MIN_VALIDATION_FOR_CARRYING
     ):
-        return estimates.shifted_accuracy(source, right, valid_conf, target_conf, seed)
+        return estimates.shifted_accuracy(
+            right, estimates.ShiftReader(source, right, valid_conf, target_conf), seed
+        )
     return estimates.transferred_accuracy(source, right, target_conf, seed)
 
 
@@ -576,7 +628,15 @@ def _with_the_kept_row(
 
 
 def _evaluation_estimate(
-    models, valid_logits, eval_logits, name: str, rows: TrustedRows | None, texts, followed, seed: int
+    models,
+    valid_logits,
+    eval_logits,
+    name: str,
+    rows: TrustedRows | None,
+    texts,
+    followed,
+    seed: int,
+    served_shift: estimates.ShiftReader | None = None,
 ) -> estimates.Estimate | None:
     """The kept model's accuracy on the extra (evaluation) texts, carried to them by its confidence (ATC),
     and gold-free its temperature set there; None without extra texts. With enough trusted rows to set its temperature, from them
@@ -603,7 +663,8 @@ def _evaluation_estimate(
     target = torch.softmax(target_logits / model.temperature, dim=-1).max(1).values.numpy()
     if trusted:
         valid = _top_confidence(valid_logits[name], model.temperature) if name in valid_logits else None
-        return _transferred(name, *_on_trusted_rows(rows, name, model.temperature), valid, target, seed)
+        source, right = _on_trusted_rows(rows, name, model.temperature)
+        return _transferred(name, source, right, valid, target, seed, served_shift)
     source_logits = torch.from_numpy(valid_logits[name]).double()
     source = torch.softmax(source_logits / model.temperature, dim=-1).max(1).values.numpy()
     carried = estimates.carried_accuracy(source, followed[name], target, seed)

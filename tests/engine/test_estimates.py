@@ -289,7 +289,9 @@ def test_shifted_accuracy_carries_the_shift_not_the_thresholds_sampling_error(rn
     reference_conf = rng.uniform(0.5, 1.0, 2000)
     target_conf = rng.uniform(0.5, 1.0, 2000)
     atc = estimates.transferred_accuracy(source_conf, right, target_conf)
-    shifted = estimates.shifted_accuracy(source_conf, right, reference_conf, target_conf)
+    shifted = estimates.shifted_accuracy(
+        right, estimates.ShiftReader(source_conf, right, reference_conf, target_conf)
+    )
     assert right.mean() - atc.accuracy > 0.1
     assert shifted.method == "transferred" and shifted.rows == 2000
     assert shifted.accuracy == pytest.approx(right.mean(), abs=0.03)
@@ -303,13 +305,34 @@ def test_shifted_accuracy_follows_easier_target_texts(rng):
     source_conf, source_right = _separable_rows(rng, 400, 0.5)
     reference_conf, reference_right = _separable_rows(rng, 4000, 0.5)
     target_conf, target_right = _separable_rows(rng, 4000, 0.8)
-    est = estimates.shifted_accuracy(source_conf, source_right, reference_conf, target_conf, seed=1)
+    reader = estimates.ShiftReader(source_conf, source_right, reference_conf, target_conf)
+    est = estimates.shifted_accuracy(source_right, reader, seed=1)
     shift = target_right.mean() - reference_right.mean()
     assert shift > 0.25
     assert est.accuracy - source_right.mean() == pytest.approx(shift, abs=0.03)
     assert est.low <= target_right.mean() <= est.high
-    assert (
-        estimates.shifted_accuracy(np.array([]), np.array([]), reference_conf, target_conf).method == "none"
+    empty = estimates.ShiftReader(np.array([]), np.array([], bool), reference_conf, target_conf)
+    assert estimates.shifted_accuracy(np.array([], bool), empty).method == "none"
+
+
+def test_shifted_accuracy_reads_the_shift_with_another_models_confidence(rng):
+    # the candidate's own confidence orders nothing (vote shares of rule-made labels); a second model on
+    # the same trusted rows is sure where it is right, and reads the target texts ~0.3 easier than the
+    # reference texts: the candidate's trusted-row accuracy is carried by that shift
+    candidate_right = rng.random(400) < 0.4
+    reader_conf, reader_right = _separable_rows(rng, 400, 0.5)
+    reference_conf, reference_right = _separable_rows(rng, 4000, 0.5)
+    target_conf, target_right = _separable_rows(rng, 4000, 0.8)
+    reader = estimates.ShiftReader(reader_conf, reader_right, reference_conf, target_conf)
+    est = estimates.shifted_accuracy(candidate_right, reader, seed=1)
+    shift = target_right.mean() - reference_right.mean()
+    assert est.method == "transferred" and est.rows == 4000
+    assert est.accuracy - candidate_right.mean() == pytest.approx(shift, abs=0.03)
+    assert est.low <= candidate_right.mean() + shift <= est.high
+    # texts like the reference texts: the candidate's own trusted-row accuracy, not the reader's
+    level = estimates.ShiftReader(reader_conf, reader_right, reference_conf, reference_conf)
+    assert estimates.shifted_accuracy(candidate_right, level).accuracy == pytest.approx(
+        candidate_right.mean()
     )
 
 
@@ -329,6 +352,12 @@ def test_ranked_transfer_carries_only_a_confidence_that_orders_right_and_wrong(r
     kept = estimates.ranked_transfer(conf, right, rng.uniform(0.9, 1.0, 500))
     assert kept.method == "trusted" and kept.rows == 100
     assert kept.accuracy == pytest.approx(right.mean()) and kept.low < right.mean() < kept.high
+    # or the estimate given for that case (another model's shift carried onto the trusted accuracy)
+    otherwise = estimates.Estimate(0.75, 0.65, 0.85, "transferred", 500)
+    assert (
+        estimates.ranked_transfer(conf, right, rng.uniform(0.9, 1.0, 500), otherwise=otherwise) == otherwise
+    )
+    assert estimates.ranked_transfer(source_conf, source_right, target_conf, 1, otherwise) == est
     assert estimates.transferred_accuracy(conf, right, rng.uniform(0.9, 1.0, 500)).accuracy > 0.9
     # no labelled rows: no estimate
     assert estimates.ranked_transfer(np.array([]), np.array([], bool), target_conf).method == "none"

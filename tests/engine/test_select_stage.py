@@ -523,6 +523,18 @@ def test_with_trusted_rows_the_models_accuracies_are_transferred_to_the_evaluati
     found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, seed=0)
     assert found[selection.REFINED].method == "trusted"
     assert found[selection.REFINED].accuracy == pytest.approx(0.70)
+    # unless the served model reads how much easier the evaluation texts are than the validation texts:
+    # that shift is carried onto their trusted-row accuracy (40 % of the validation texts sure, ATC 0.64;
+    # 80 % of the evaluation texts, ATC 0.88)
+    sure, unsure = select_stage._top_confidence(np.array([[3.0, 0.0], [0.25, 0.0]]), 1.0)
+    valid = np.array([sure] * 40 + [unsure] * 60)
+    served_shift = estimates.ShiftReader(
+        select_stage._top_confidence(src, 1.0), src.argmax(1) == trusted, valid, target
+    )
+    found = select_stage._candidates_on_evaluation(chosen, confidences, rows, models, 0, served_shift)
+    assert found[selection.REFINED].method == "transferred"
+    assert found[selection.REFINED].accuracy == pytest.approx(0.70 + 0.88 - 0.64)
+    assert found[selection.SERVED].accuracy == pytest.approx(0.88)  # the served model keeps ATC
     # fewer trusted rows than set the temperatures: nothing is transferred
     few = select_stage.TrustedRows({}, trusted[:10], trusted[:10], {selection.SERVED: src[:10]}, 0)
     assert select_stage._candidates_on_evaluation(chosen, confidences, few, models, seed=0) == {}
@@ -549,6 +561,20 @@ def test_with_trusted_rows_a_model_fitted_to_the_noisy_labels_carries_only_the_s
     for name in (selection.PLAIN_MODEL, selection.PROBE, selection.PLAIN):
         assert found[name].method == "transferred"
         assert found[name].accuracy == pytest.approx(0.70 + 0.76 - 0.64)
+    # the plain model's shift is the one the served model reads, whose confidence ranks its rightness (here
+    # all trusted rows sure and right but 30 unsure wrong: the 20 unsure evaluation texts read wrong, none
+    # of the validation texts, a shift of -0.4); the probe keeps its own
+    served_src = np.array([[3.0, 0.0]] * 70 + [[0.25, 0.0]] * 30)
+    served_right = np.array([True] * 70 + [False] * 30)
+    served_conf = select_stage._top_confidence(served_src, 1.0)
+    served_shift = estimates.ShiftReader(served_conf, served_right, np.full(n, sure), target)
+    found = select_stage._candidates_on_evaluation(
+        chosen, {name: (valid, target) for name in names}, rows, models, 0, served_shift
+    )
+    for name in (selection.PLAIN_MODEL, selection.PLAIN):
+        assert found[name].method == "transferred"
+        assert found[name].accuracy == pytest.approx(0.70 + 0.60 - 1.0)
+    assert found[selection.PROBE].accuracy == pytest.approx(0.70 + 0.76 - 0.64)
     # too few validation texts to read the shift from: ATC
     few = {name: (valid[: n - 1], target) for name in names}
     found = select_stage._candidates_on_evaluation(chosen, few, rows, models, seed=0)
